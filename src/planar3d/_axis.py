@@ -1,0 +1,75 @@
+"""Planar-axis bookkeeping and the depth fold that runs 2D ops on the slices of a volume.
+
+Tensor layout is (N, C, D, H, W). The *planar axis* is the tensor dim (2, 3 or 4) along which a
+converted kernel has size 1. Folding moves that axis next to the batch and merges the two, giving
+(N * A, C, s1, s2) 2D images; unfolding is the inverse. Both are views when the volume is stored
+slice-major (the strides of a contiguous (N, A, C, s1, s2) tensor) or channels_last_3d along D.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+AXIS_NAMES = {"D": 2, "H": 3, "W": 4}
+
+
+def parse_axis(axis: str | int) -> int:
+    """Return the tensor dim (2, 3 or 4) of a planar axis given as "D"/"H"/"W" or 2/3/4/-3/-2/-1.
+
+    Raises:
+        ValueError: for anything else.
+    """
+    if isinstance(axis, str) and axis.upper() in AXIS_NAMES:
+        return AXIS_NAMES[axis.upper()]
+    if isinstance(axis, int) and not isinstance(axis, bool) and axis in (2, 3, 4, -3, -2, -1):
+        return axis % 5
+    raise ValueError(
+        f"planar axis must be 'D', 'H' or 'W' (tensor dims 2, 3, 4 of (N, C, D, H, W)), "
+        f"got {axis!r}"
+    )
+
+
+def axis_name(axis: int) -> str:
+    return "DHW"[axis - 2]
+
+
+def insert(values: Sequence, axis: int, value) -> tuple:
+    """Insert `value` into a 2-tuple of in-plane values at the planar axis' spatial position."""
+    out = list(values)
+    out.insert(axis - 2, value)
+    return tuple(out)
+
+
+def drop(values: Sequence, axis: int) -> tuple:
+    """Remove the planar axis' entry from a 3-tuple of spatial values."""
+    out = list(values)
+    del out[axis - 2]
+    return tuple(out)
+
+
+def fold(x: torch.Tensor, axis: int) -> torch.Tensor:
+    """(N, C, D, H, W) -> (N * A, C, s1, s2), A = x.shape[axis]: one 2D image per slice."""
+    n, c = x.shape[0], x.shape[1]
+    moved = x.movedim(axis, 1)
+    return moved.reshape(n * moved.shape[1], c, *moved.shape[3:])
+
+
+def unfold(y: torch.Tensor, n: int, axis: int) -> torch.Tensor:
+    """Inverse of `fold`: (N * A, C, s1, s2) -> volume with the slices back along `axis`."""
+    return y.reshape(n, y.shape[0] // n, *y.shape[1:]).movedim(1, axis)
+
+
+def require_volume(x: object, where: str) -> torch.Tensor:
+    """Check that `x` is a 5-D (N, C, D, H, W) tensor; raise a ValueError saying so otherwise."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 5:
+        if isinstance(x, torch.Tensor):
+            got = f"a {x.dim()}-D tensor of shape {tuple(x.shape)}"
+        else:
+            got = type(x).__name__
+        raise ValueError(
+            f"{where} expects a 5-D volume (N, C, D, H, W), got {got}. A single 2D image batch "
+            f"(N, C, H, W) is a volume of depth 1: use x.unsqueeze(2)."
+        )
+    return x

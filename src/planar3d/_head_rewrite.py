@@ -1,0 +1,231 @@
+"""torch.fx rewriting of the functional code in a classifier head's forward.
+
+A head's forward may pool with functional code (`F.adaptive_avg_pool2d(x, 1)`, `x.mean((2, 3))`)
+that a module swap cannot reach. We trace the module's *own* code (every submodule is a leaf),
+and route each functional call through a guard that looks at its tensors at run time:
+
+- no (N, C, D, H, W) volume among them: the original 2D call, unchanged;
+- a global or adaptive spatial pool of a volume: the head pool, which also pools the planar axis
+  and returns the 2D-shaped result;
+- a 2D window op (avg/max pool, interpolate, pad): applied slice by slice;
+- an elementwise or channel-wise op: unchanged (it means the same on a volume);
+- anything else: `UnsupportedModuleError`, naming the op: never a silent wrong answer.
+
+The traced code replaces the instance's `forward` (one trace per train/eval flag); Python-level
+conditions in the forward are fixed at conversion time, which the conversion report says.
+"""
+
+from __future__ import annotations
+
+import operator
+import types
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+from torch.utils._pytree import tree_flatten
+
+from ._axis import fold, unfold
+from .errors import UnsupportedModuleError
+
+__all__ = ["rewrite_head_forward"]
+
+
+def _volumes(args, kwargs) -> list[torch.Tensor]:
+    return [t for t in tree_flatten((args, kwargs))[0]
+            if isinstance(t, torch.Tensor) and t.dim() == 5]
+
+
+def _spatial_dims(dims) -> set[int] | None:
+    if dims is None:
+        return None
+    dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    return {d % 4 for d in dims}
+
+
+def _reduce(name: str):
+    """mean/amax/amin over both 2D spatial dims: pool all three spatial dims, drop the planar."""
+    def rule(fn, axis, x, *args, **kwargs):
+        dims = kwargs.pop("dim", args[0] if args else None)
+        keepdim = kwargs.pop("keepdim", args[1] if len(args) > 1 else False)
+        if _spatial_dims(dims) != {2, 3} or kwargs:
+            return None
+        out = getattr(torch, name)(x, dim=(2, 3, 4), keepdim=keepdim)
+        return out.squeeze(axis) if keepdim else out
+    return rule
+
+
+def _adaptive(fn3d):
+    def rule(fn, axis, x, output_size, *args, **kwargs):
+        size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+        size3d = list(size)
+        size3d.insert(axis - 2, 1)
+        out = fn3d(x, size3d, *args, **kwargs)
+        if isinstance(out, tuple):
+            return tuple(o.squeeze(axis) for o in out)
+        return out.squeeze(axis)
+    return rule
+
+
+def _per_slice(fn, axis, x, *args, **kwargs):
+    out = fn(fold(x, axis), *args, **kwargs)
+    if isinstance(out, tuple):
+        return tuple(unfold(o, x.shape[0], axis) for o in out)
+    return unfold(out, x.shape[0], axis)
+
+
+def _passthrough(fn, axis, *args, **kwargs):
+    return fn(*args, **kwargs)
+
+
+def _leading_dims_only(fn, axis, x, index, *rest):
+    """x[...] touching only the batch and channel dims means the same on a volume."""
+    items = index if isinstance(index, tuple) else (index,)
+    if len(items) > 2 or any(i is Ellipsis or i is None or isinstance(i, torch.Tensor)
+                             for i in items):
+        return None
+    return fn(x, index)
+
+
+def _leading_dim_arg(position: int, default):
+    def rule(fn, axis, *args, **kwargs):
+        dim = kwargs.get("dim", args[position] if len(args) > position else default)
+        return fn(*args, **kwargs) if dim in (0, 1) else None
+    return rule
+
+
+_FUNCTION_RULES: dict[Any, Callable] = {
+    F.adaptive_avg_pool2d: _adaptive(F.adaptive_avg_pool3d),
+    F.adaptive_max_pool2d: _adaptive(F.adaptive_max_pool3d),
+    torch.mean: _reduce("mean"),
+    torch.amax: _reduce("amax"),
+    torch.amin: _reduce("amin"),
+    F.avg_pool2d: _per_slice,
+    F.max_pool2d: _per_slice,
+    F.lp_pool2d: _per_slice,
+    F.interpolate: _per_slice,
+    F.pad: _per_slice,
+    operator.getitem: _leading_dims_only,
+    torch.cat: _leading_dim_arg(1, 0),
+    torch.concat: _leading_dim_arg(1, 0),
+    torch.chunk: _leading_dim_arg(2, 0),
+    torch.split: _leading_dim_arg(2, 0),
+}
+_PASSTHROUGH_FUNCTIONS = (
+    operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv, operator.neg,
+    operator.pos, operator.pow, operator.iadd, operator.isub, operator.imul, operator.itruediv,
+    torch.add, torch.sub, torch.mul, torch.div, torch.sigmoid, torch.tanh, torch.relu, torch.exp,
+    torch.log, torch.sqrt, torch.rsqrt, torch.abs, torch.clamp, torch.clip, torch.maximum,
+    torch.minimum, torch.where, torch.neg, torch.square, torch.pow,
+    F.relu, F.relu6, F.gelu, F.silu, F.hardswish, F.hardsigmoid, F.sigmoid, F.tanh, F.leaky_relu,
+    F.elu, F.selu, F.celu, F.mish, F.softplus, F.dropout, F.alpha_dropout, F.hardtanh,
+    F.threshold, F.batch_norm,
+)
+_FUNCTION_RULES.update({f: _passthrough for f in _PASSTHROUGH_FUNCTIONS})
+
+_METHOD_RULES: dict[str, Callable] = {
+    "mean": _reduce("mean"),
+    "amax": _reduce("amax"),
+    "amin": _reduce("amin"),
+    "chunk": _leading_dim_arg(2, 0),
+    "split": _leading_dim_arg(2, 0),
+    "size": lambda fn, axis, x, *a, **k: fn(x, *a, **k) if (a or k) and (
+        k.get("dim", a[0] if a else None) in (0, 1)) else None,
+}
+_PASSTHROUGH_METHODS = (
+    "add", "sub", "mul", "div", "sigmoid", "tanh", "relu", "exp", "clamp", "clamp_min",
+    "clamp_max", "contiguous", "clone", "float", "double", "half", "bfloat16", "to", "type_as",
+    "detach", "relu_", "add_", "mul_", "sigmoid_", "div_", "sub_", "clamp_", "neg", "abs",
+    "pow", "sqrt", "rsqrt", "square", "exp_",
+)
+_METHOD_RULES.update({m: _passthrough for m in _PASSTHROUGH_METHODS})
+
+
+def _describe(target) -> str:
+    name = getattr(target, "__name__", None) or repr(target)
+    module = getattr(target, "__module__", "") or ""
+    return f"{module}.{name}" if module and not module.startswith("_") else name
+
+
+def _guard(path: str, owner: str, label: str, fn: Callable, rule: Callable | None, axis: int):
+    def guarded(*args, **kwargs):
+        if not _volumes(args, kwargs):
+            return fn(*args, **kwargs)
+        out = rule(fn, axis, *args, **kwargs) if rule is not None else None
+        if out is None:
+            raise UnsupportedModuleError(
+                path, owner,
+                f"its forward calls `{label}` on a (N, C, D, H, W) volume before the head has "
+                f"pooled the planar axis, and that call has no defined planar meaning",
+                "pool the features with a global pool first, or register a converter for "
+                f"{owner} (planar3d.register_converter)",
+            )
+        return out
+
+    guarded.__name__ = f"planar3d_{label.replace('.', '_')}"
+    return guarded
+
+
+class _OwnCodeTracer(fx.Tracer):
+    """Traces only the module's own forward: every submodule is a leaf."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return True
+
+
+def _compile(module: nn.Module, *, axis: int, path: str) -> tuple[Callable, list[str]]:
+    graph = _OwnCodeTracer().trace(module)
+    owner = type(module).__name__
+    touched: list[str] = []
+    for node in list(graph.nodes):
+        if node.op == "call_function":
+            label = _describe(node.target)
+            node.target = _guard(path, owner, label, node.target,
+                                 _FUNCTION_RULES.get(node.target), axis)
+            touched.append(label)
+        elif node.op == "call_method":
+            name = node.target
+            node.op = "call_function"
+            node.target = _guard(path, owner, f"Tensor.{name}",
+                                 lambda self, *a, _n=name, **k: getattr(self, _n)(*a, **k),
+                                 _METHOD_RULES.get(name), axis)
+            touched.append(f"Tensor.{name}")
+    graph.lint()
+    code = graph.python_code(root_module="self")
+    namespace = dict(code.globals)
+    exec(compile(code.src, f"<planar3d head {path or 'root'}>", "exec"), namespace)
+    return namespace["forward"], touched
+
+
+def rewrite_head_forward(module: nn.Module, *, axis: int, path: str) -> list[str]:
+    """Replace `module.forward` (instance attribute) by its guarded, traced version.
+
+    Returns:
+        The functional calls that now go through guards (for the conversion report).
+    Raises:
+        UnsupportedModuleError: if the forward cannot be traced.
+    """
+    flag = module.training
+    traced: dict[bool, Callable] = {}
+    touched: list[str] = []
+    try:
+        for training in (False, True):
+            module.training = training
+            traced[training], touched = _compile(module, axis=axis, path=path)
+    except Exception as error:
+        raise UnsupportedModuleError(
+            path, type(module).__name__,
+            f"its forward needs rewriting (it applies 2D-only functional code to volumes) but "
+            f"cannot be traced by torch.fx ({type(error).__name__}: {error})",
+            f"register a converter for {type(module).__name__} (planar3d.register_converter)",
+        ) from error
+    finally:
+        module.training = flag
+
+    def forward(self, *args, **kwargs):
+        return traced[self.training](self, *args, **kwargs)
+
+    module.forward = types.MethodType(forward, module)
+    return touched

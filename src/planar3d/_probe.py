@@ -1,0 +1,114 @@
+"""Probe a converted module against its recorded 2D behaviour (the P1/P2 oracles at runtime).
+
+- `probe_slices` (P1): the recorded batch of B images becomes one volume of B distinct slices;
+  the converted module's output, slice by slice, must equal the recorded 2D output.
+- `probe_constant` (P2): each recorded image becomes a volume of identical slices; the output
+  must equal the 2D output at every slice, or exactly when the module pooled the planar axis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_flatten, tree_map
+
+from ._axis import fold, unfold
+from ._record import CallRecord, tensors
+
+CONSTANT_DEPTH = 2
+
+
+@dataclass
+class ProbeResult:
+    ok: bool
+    reason: str = ""
+    merged: bool = False
+
+
+def _tolerance(dtype: torch.dtype) -> float:
+    return 2e-2 if dtype in (torch.float16, torch.bfloat16) else 1e-4
+
+
+def _close(got: torch.Tensor, want: torch.Tensor) -> str:
+    if got.shape != want.shape:
+        return f"shape {tuple(got.shape)} instead of {tuple(want.shape)}"
+    if not want.is_floating_point() or not want.numel():
+        return "" if torch.equal(got, want) else "values differ"
+    tolerance = _tolerance(want.dtype)
+    got, want = got.double(), want.double()
+    scale = max(want.abs().max().item(), 1e-6)
+    err = (got - want).abs().max().item()
+    if not err <= tolerance * scale:
+        return f"max abs difference {err:.3g} against a 2D output scale of {scale:.3g}"
+    return ""
+
+
+def is_standard(tree, batch: int) -> bool:
+    """Whether every tensor in `tree` is a per-image 4-D map of the example batch."""
+    ts = tensors(tree)
+    return bool(ts) and all(t.dim() == 4 and t.shape[0] == batch for t in ts)
+
+
+def _run(module: nn.Module, args, kwargs):
+    with torch.no_grad():
+        return module(*args, **kwargs)
+
+
+def probe_slices(module: nn.Module, record: CallRecord, *, axis: int, batch: int) -> ProbeResult:
+    """P1 on the recorded call: B images -> one volume with B distinct slices along `axis`."""
+    def up(t):
+        return unfold(t, 1, axis) if isinstance(t, torch.Tensor) else t
+
+    try:
+        out = _run(module, tree_map(up, record.args), tree_map(up, record.kwargs))
+    except Exception as error:
+        return ProbeResult(False, f"{type(error).__name__}: {error}")
+    got, spec = tree_flatten(out)
+    want, want_spec = tree_flatten(record.output)
+    if spec != want_spec:
+        return ProbeResult(False, "returns a different structure than the 2D module")
+    for g, w in zip(got, want):
+        if isinstance(w, torch.Tensor):
+            if not isinstance(g, torch.Tensor) or g.dim() != 5:
+                return ProbeResult(False, "does not return a volume where the 2D module returns "
+                                   "a feature map")
+            problem = _close(fold(g, axis), w)
+            if problem:
+                return ProbeResult(False, f"slices differ from the 2D output: {problem}")
+    return ProbeResult(True)
+
+
+def probe_constant(module: nn.Module, record: CallRecord, *, axis: int) -> ProbeResult:
+    """P2 on the recorded call: each image -> a volume of CONSTANT_DEPTH identical slices."""
+    def up(t):
+        if not isinstance(t, torch.Tensor):
+            return t
+        return t.unsqueeze(axis).expand(*t.shape[:axis], CONSTANT_DEPTH, *t.shape[axis:])
+
+    try:
+        out = _run(module, tree_map(up, record.args), tree_map(up, record.kwargs))
+    except Exception as error:
+        return ProbeResult(False, f"{type(error).__name__}: {error}")
+    got, spec = tree_flatten(out)
+    want, want_spec = tree_flatten(record.output)
+    if spec != want_spec:
+        return ProbeResult(False, "returns a different structure than the 2D module")
+    merged = False
+    for g, w in zip(got, want):
+        if not isinstance(w, torch.Tensor):
+            continue
+        if not isinstance(g, torch.Tensor):
+            return ProbeResult(False, "returns a non-tensor where the 2D module returns a tensor")
+        if g.dim() == w.dim() + 1 and g.dim() == 5:
+            for s in range(g.shape[axis]):
+                problem = _close(g.select(axis, s), w)
+                if problem:
+                    return ProbeResult(False, f"slice {s} differs from the 2D output: {problem}")
+        else:
+            merged = True
+            problem = _close(g, w)
+            if problem:
+                return ProbeResult(False, f"output differs from the 2D output: {problem}")
+    return ProbeResult(True, merged=merged)

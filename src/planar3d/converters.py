@@ -1,0 +1,170 @@
+"""Built-in converters for torch.nn layers (registered on import).
+
+Body layers become planar 3D layers; in a classifier's head (`ctx.region == "head"`) a layer runs
+slice-wise on volumes and unchanged on already pooled tensors, except adaptive pools, which are
+the head pool that merges the planar axis.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .context import ConversionContext
+from .errors import UnsupportedModuleError
+from .layers._swap import reclass
+from .layers.planar_conv import PlanarConv3d, PlanarConvTranspose3d
+from .layers.planar_pool import (
+    HeadAdaptiveAvgPool2d,
+    HeadAdaptiveMaxPool2d,
+    PlanarAdaptiveAvgPool3d,
+    PlanarAdaptiveMaxPool3d,
+    PlanarAvgPool3d,
+    PlanarMaxPool3d,
+)
+from .registry import fold, keep, register_converter
+
+
+def _body_only(converter):
+    """Outside the body (in a classifier head) run the 2D layer slice-wise instead."""
+
+    def wrapped(module: nn.Module, ctx: ConversionContext) -> nn.Module:
+        if ctx.region == "head":
+            return fold(module, ctx)
+        return converter(module, ctx)
+
+    wrapped.__name__ = wrapped.__qualname__ = converter.__name__
+    wrapped.__doc__ = converter.__doc__
+    return wrapped
+
+
+def _same_in_plane(module: nn.Module, ctx: ConversionContext, **values) -> dict:
+    """The depth value for each hyper-parameter: its in-plane value, which must be isotropic."""
+    out = {}
+    for name, value in values.items():
+        pair = value if isinstance(value, tuple) else (value, value)
+        if pair[0] != pair[1]:
+            raise UnsupportedModuleError(
+                ctx.path, type(module).__name__,
+                f"depth policy {ctx.depth!r} takes the depth {name} from the in-plane one, but "
+                f"{name}={pair} differs between the two in-plane axes",
+                "use depth='keep' or register a converter for this layer",
+            )
+        out[name] = pair[0]
+    return out
+
+
+@_body_only
+def convert_conv2d(module: nn.Conv2d, ctx: ConversionContext) -> nn.Module:
+    """Conv2d -> PlanarConv3d (weight (O, I, kh, kw) -> (O, I, 1, kh, kw))."""
+    depth_stride = 1
+    if ctx.stride_depth:
+        depth_stride = _same_in_plane(module, ctx, stride=module.stride)["stride"]
+    return PlanarConv3d.from_2d(module, axis=ctx.axis, depth_stride=depth_stride)
+
+
+@_body_only
+def convert_conv_transpose2d(module: nn.ConvTranspose2d, ctx: ConversionContext) -> nn.Module:
+    """ConvTranspose2d -> PlanarConvTranspose3d."""
+    return PlanarConvTranspose3d.from_2d(module, axis=ctx.axis)
+
+
+@_body_only
+def convert_batchnorm2d(module: nn.BatchNorm2d, ctx: ConversionContext) -> nn.Module:
+    """BatchNorm2d -> BatchNorm3d: statistics over N, D, H, W equal the 2D ones over N*D slices."""
+    return reclass(module, nn.BatchNorm3d)
+
+
+@_body_only
+def convert_max_pool2d(module: nn.MaxPool2d, ctx: ConversionContext) -> nn.Module:
+    """MaxPool2d -> PlanarMaxPool3d, or MaxPool3d pooling depth too under depth='pool'/'all'."""
+    if not ctx.pool_depth:
+        return PlanarMaxPool3d.from_2d(module, axis=ctx.axis)
+    v = _same_in_plane(
+        module, ctx, kernel_size=module.kernel_size, stride=module.stride,
+        padding=module.padding, dilation=module.dilation,
+    )
+    return nn.MaxPool3d(
+        v["kernel_size"], v["stride"], v["padding"], v["dilation"],
+        return_indices=module.return_indices, ceil_mode=module.ceil_mode,
+    ).train(module.training)
+
+
+@_body_only
+def convert_avg_pool2d(module: nn.AvgPool2d, ctx: ConversionContext) -> nn.Module:
+    """AvgPool2d -> PlanarAvgPool3d, or AvgPool3d pooling depth too under depth='pool'/'all'."""
+    if not ctx.pool_depth:
+        return PlanarAvgPool3d.from_2d(module, axis=ctx.axis)
+    v = _same_in_plane(
+        module, ctx, kernel_size=module.kernel_size, stride=module.stride, padding=module.padding
+    )
+    return nn.AvgPool3d(
+        v["kernel_size"], v["stride"], v["padding"], ceil_mode=module.ceil_mode,
+        count_include_pad=module.count_include_pad, divisor_override=module.divisor_override,
+    ).train(module.training)
+
+
+def convert_adaptive_avg_pool2d(module: nn.AdaptiveAvgPool2d, ctx: ConversionContext):
+    """Body: per-slice adaptive pool. Head: the head pool, averaging the planar axis away."""
+    if ctx.in_head:
+        return HeadAdaptiveAvgPool2d.from_2d(module, axis=ctx.axis)
+    return PlanarAdaptiveAvgPool3d.from_2d(module, axis=ctx.axis)
+
+
+def convert_adaptive_max_pool2d(module: nn.AdaptiveMaxPool2d, ctx: ConversionContext):
+    """Body: per-slice adaptive max pool. Head: the head pool, max over the planar axis too."""
+    if ctx.in_head:
+        return HeadAdaptiveMaxPool2d.from_2d(module, axis=ctx.axis)
+    return PlanarAdaptiveMaxPool3d.from_2d(module, axis=ctx.axis)
+
+
+def convert_last_dim(module: nn.Module, ctx: ConversionContext) -> nn.Module:
+    """Layers acting on the last dim (Linear, LayerNorm over it): the same on volumes unless the
+    planar axis is W, the last dim of (N, C, D, H, W)."""
+    shape = getattr(module, "normalized_shape", (None,))
+    if ctx.region == "head" or (ctx.axis != 4 and len(shape) == 1):
+        return module
+    return fold(module, ctx)
+
+
+def convert_channel_dim(module: nn.Module, ctx: ConversionContext) -> nn.Module:
+    """Softmax-like layers: unchanged when they act on the channel (or batch) dim."""
+    return module if getattr(module, "dim", None) in (0, 1) else fold(module, ctx)
+
+
+_REGISTRATIONS = {
+    nn.Conv2d: convert_conv2d,
+    nn.ConvTranspose2d: convert_conv_transpose2d,
+    nn.BatchNorm2d: convert_batchnorm2d,
+    nn.MaxPool2d: convert_max_pool2d,
+    nn.AvgPool2d: convert_avg_pool2d,
+    nn.AdaptiveAvgPool2d: convert_adaptive_avg_pool2d,
+    nn.AdaptiveMaxPool2d: convert_adaptive_max_pool2d,
+    nn.Linear: convert_last_dim,
+    nn.LayerNorm: convert_last_dim,
+    nn.Softmax: convert_channel_dim,
+    nn.LogSoftmax: convert_channel_dim,
+}
+
+# Elementwise, or acting on the channel dim only: the same on a volume as on each slice.
+_KEEP = (
+    nn.Identity, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU,
+    nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Hardshrink,
+    nn.Sigmoid, nn.LogSigmoid, nn.Tanh, nn.Tanhshrink, nn.Softplus, nn.Softsign, nn.Softshrink,
+    nn.Threshold, nn.GLU, nn.Dropout, nn.AlphaDropout, nn.FeatureAlphaDropout, nn.ChannelShuffle,
+    nn.SyncBatchNorm, nn.Flatten,
+)
+
+# 2D-only or per-slice-statistics layers: run slice by slice.
+_FOLD = (
+    nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d, nn.CircularPad2d,
+    nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d, nn.PixelShuffle,
+    nn.PixelUnshuffle, nn.GroupNorm, nn.InstanceNorm2d, nn.LocalResponseNorm, nn.CrossMapLRN2d,
+    nn.Dropout2d, nn.FractionalMaxPool2d, nn.LPPool2d, nn.MaxUnpool2d, nn.Softmax2d,
+)
+
+for _type, _converter in _REGISTRATIONS.items():
+    register_converter(_type, _converter)
+for _type in _KEEP:
+    register_converter(_type, keep)
+for _type in _FOLD:
+    register_converter(_type, fold)

@@ -1,0 +1,120 @@
+"""Depth folding: run any 2D module slice by slice on a volume, keeping its names and state.
+
+`fold_module(m)` turns `m` into an instance of a subclass of its own class whose forward folds
+every (N, C, D, H, W) argument into (N * D, C, H, W) images, calls the 2D forward, and unfolds
+every 4-D result. That is exactly planar semantics (DESIGN.md P1) for any module, including ones
+no converter knows, while parameter and buffer names stay those of the 2D module.
+
+A *slice-wise* fold (`passthrough=True`) also accepts 2D-shaped inputs unchanged: used at the head
+of classifiers, where a module may see per-slice volumes before the head pool and already pooled
+(N, C, h, w) tensors after it.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_flatten, tree_map
+
+from .._axis import axis_name, fold, unfold
+
+__all__ = ["fold_module", "is_folded", "unfold_module"]
+
+
+class _FoldMixin:
+    """Forward of folded modules; `_planar3d_axis` is set per instance."""
+
+    _planar3d_passthrough = False
+
+    def forward(self, *args, **kwargs):
+        axis = self._planar3d_axis
+        volumes = [t for t in tree_flatten((args, kwargs))[0]
+                   if isinstance(t, torch.Tensor) and t.dim() == 5]
+        if not volumes:
+            if self._planar3d_passthrough:
+                return super().forward(*args, **kwargs)
+            raise ValueError(
+                f"{self._get_name()} expects (N, C, D, H, W) volumes; got no 5-D tensor among its "
+                f"inputs. A 2D image batch (N, C, H, W) is a volume of depth 1: x.unsqueeze(2)."
+            )
+        n, slices = volumes[0].shape[0], volumes[0].shape[axis]
+        for v in volumes[1:]:
+            if v.shape[0] != n or v.shape[axis] != slices:
+                raise ValueError(
+                    f"{self._get_name()}: all volume inputs must share batch and "
+                    f"{axis_name(axis)} size, got {tuple(volumes[0].shape)} and {tuple(v.shape)}"
+                )
+
+        def down(t):
+            return fold(t, axis) if isinstance(t, torch.Tensor) and t.dim() == 5 else t
+
+        def up(t):
+            if not isinstance(t, torch.Tensor):
+                return t
+            if t.dim() == 4 and t.shape[0] == n * slices:
+                return unfold(t, n, axis)
+            raise RuntimeError(
+                f"{self._get_name()} returned a tensor of shape {tuple(t.shape)} from its 2D "
+                f"forward on {n * slices} slices; only (N*D, C, H, W) maps can be unfolded"
+            )
+
+        out = super().forward(*tree_map(down, args), **tree_map(down, kwargs))
+        return tree_map(up, out)
+
+    def _get_name(self) -> str:
+        kind = "SliceWise" if self._planar3d_passthrough else "Folded"
+        return f"{kind}[{self._planar3d_base.__name__}]"
+
+    def extra_repr(self) -> str:
+        base = self._planar3d_base.extra_repr(self)
+        note = f"2D per {axis_name(self._planar3d_axis)} slice"
+        return f"{base}, {note}" if base else note
+
+    def __reduce_ex__(self, protocol):
+        return _rebuild, (self._planar3d_base, self._planar3d_passthrough), self.__dict__
+
+
+@cache
+def _folded_class(base: type, passthrough: bool) -> type:
+    name = ("SliceWise" if passthrough else "Folded") + base.__name__
+    return type(name, (_FoldMixin, base), {
+        "_planar3d_base": base,
+        "_planar3d_passthrough": passthrough,
+        "__module__": __name__,
+    })
+
+
+def _rebuild(base: type, passthrough: bool) -> nn.Module:
+    cls = _folded_class(base, passthrough)
+    return cls.__new__(cls)
+
+
+def is_folded(module: nn.Module) -> bool:
+    """True if `module` was folded by `fold_module`."""
+    return isinstance(module, _FoldMixin)
+
+
+def fold_module(module: nn.Module, *, axis: int = 2, passthrough: bool = False) -> nn.Module:
+    """Make `module` (in place) run its 2D forward on every slice along `axis` of its inputs.
+
+    Args:
+        module: any 2D module; its children stay 2D.
+        axis: planar axis as tensor dim (2, 3 or 4).
+        passthrough: also accept inputs with no 5-D tensor, running the plain 2D forward.
+    Returns:
+        The same object, now of class Folded<Type> (or SliceWise<Type>); names and state unchanged.
+    """
+    base = module._planar3d_base if is_folded(module) else type(module)
+    module.__class__ = _folded_class(base, passthrough)
+    module._planar3d_axis = axis
+    return module
+
+
+def unfold_module(module: nn.Module) -> nn.Module:
+    """Undo `fold_module` in place."""
+    if is_folded(module):
+        module.__class__ = module._planar3d_base
+        del module._planar3d_axis
+    return module

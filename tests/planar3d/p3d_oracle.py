@@ -1,0 +1,138 @@
+"""Test oracles for DESIGN.md's properties, independent of planar3d's own machinery.
+
+- `slice_outputs`: every module's output on the 2D network run on the folded slices, and on the
+  converted network run on the volume, by module path (same names in both).
+- `head_reference`: the 2D network applied with the head pool seeing the features of all slices
+  pooled together: inside the head-pool module's own code, every global/adaptive pooling op first
+  reduces the slices of each volume with the same reduction (mean or max).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
+
+_MEAN = {F.adaptive_avg_pool2d, torch.Tensor.mean, torch.mean, F.avg_pool2d}
+_MAX = {F.adaptive_max_pool2d, torch.Tensor.amax, torch.amax, torch.Tensor.max, torch.max,
+        F.max_pool2d}
+
+
+def fold_volume(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, D, H, W) -> (N*D, C, H, W)."""
+    n, c, d, h, w = x.shape
+    return x.transpose(1, 2).reshape(n * d, c, h, w)
+
+
+def _capture(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, object], object]:
+    outputs: dict[str, object] = {}
+
+    def keep_first(name):
+        def hook(module, args, out):
+            outputs.setdefault(name, out)
+        return hook
+
+    handles = [m.register_forward_hook(keep_first(name)) for name, m in model.named_modules()]
+    try:
+        with torch.no_grad():
+            final = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return outputs, final
+
+
+def slice_mismatches(model2d: nn.Module, model3d: nn.Module, volume: torch.Tensor,
+                     *, rtol: float = 1e-4) -> list[str]:
+    """P1 at every module: paths whose 3D output is not the 2D output slice by slice."""
+    n, d = volume.shape[0], volume.shape[2]
+    out2, _ = _capture(model2d, fold_volume(volume))
+    out3, _ = _capture(model3d, volume)
+    problems = []
+    for path, o2 in out2.items():
+        if path not in out3:
+            continue
+        t2 = [t for t in tree_flatten(o2)[0] if isinstance(t, torch.Tensor)]
+        t3 = [t for t in tree_flatten(out3[path])[0] if isinstance(t, torch.Tensor)]
+        if len(t2) != len(t3):
+            continue
+        for a, b in zip(t2, t3):
+            if a.dim() != 4 or a.shape[0] != n * d or b.dim() != 5:
+                continue
+            want = a.reshape(n, d, *a.shape[1:]).transpose(1, 2)
+            if want.shape != b.shape:
+                problems.append(f"{path}: shape {tuple(b.shape)} != {tuple(want.shape)}")
+                continue
+            scale = want.abs().max().item() + 1e-12
+            err = (want - b).abs().max().item()
+            if err > rtol * scale:
+                problems.append(f"{path}: max error {err:.3g} (scale {scale:.3g})")
+    return problems
+
+
+class _MergeSlices(TorchFunctionMode):
+    def __init__(self, slices: int):
+        super().__init__()
+        self.slices = slices
+        self.active = 0
+        self.suspended = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if self.active and not self.suspended and (func in _MEAN or func in _MAX):
+            x = args[0]
+            if isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[0] % self.slices == 0:
+                grouped = x.reshape(-1, self.slices, *x.shape[1:])
+                merged = grouped.mean(1) if func in _MEAN else grouped.amax(1)
+                args = (merged, *args[1:])
+        return func(*args, **kwargs)
+
+
+def head_reference(model2d: nn.Module, volume: torch.Tensor, head_path: str):
+    """2D network on the folded slices, the slices pooled together inside `head_path`'s code."""
+    mode = _MergeSlices(volume.shape[2])
+    head = model2d.get_submodule(head_path)
+
+    def enter(*_):
+        mode.active += 1
+
+    def leave(*_):
+        mode.active -= 1
+
+    def suspend(*_):
+        mode.suspended += 1
+
+    def resume(*_):
+        mode.suspended -= 1
+
+    handles = [head.register_forward_pre_hook(enter), head.register_forward_hook(leave)]
+    for child in head.children():
+        handles += [child.register_forward_pre_hook(suspend), child.register_forward_hook(resume)]
+    try:
+        with torch.no_grad(), mode:
+            return model2d(fold_volume(volume))
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def head_paths(report) -> list[str]:
+    """Modules whose own code pools the planar axis away, per the conversion report."""
+    return [e.path for e in report.entries if e.action in ("head pool", "rewritten")]
+
+
+@contextlib.contextmanager
+def no_grad_eval(*models: nn.Module):
+    flags = [m.training for m in models]
+    for m in models:
+        m.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for m, f in zip(models, flags):
+            m.train(f)
