@@ -18,6 +18,10 @@ from ._axis import fold, unfold
 from ._record import CallRecord, tensors
 
 CONSTANT_DEPTH = 2
+# Deciding whether a module's own forward is exact uses a tight tolerance (planar layers run the
+# very 2D kernels, so real results agree to a few ulps and wrong code is caught even when its
+# effect is small); checking a fold, exact by construction, allows reordered float sums.
+LOOSE_FACTOR = 100
 
 
 @dataclass
@@ -28,15 +32,17 @@ class ProbeResult:
 
 
 def _tolerance(dtype: torch.dtype) -> float:
-    return 2e-2 if dtype in (torch.float16, torch.bfloat16) else 1e-4
+    if dtype in (torch.float16, torch.bfloat16):
+        return 2e-2
+    return 1e-10 if dtype == torch.float64 else 2e-6
 
 
-def _close(got: torch.Tensor, want: torch.Tensor) -> str:
+def _close(got: torch.Tensor, want: torch.Tensor, loose: bool) -> str:
     if got.shape != want.shape:
         return f"shape {tuple(got.shape)} instead of {tuple(want.shape)}"
     if not want.is_floating_point() or not want.numel():
         return "" if torch.equal(got, want) else "values differ"
-    tolerance = _tolerance(want.dtype)
+    tolerance = _tolerance(want.dtype) * (LOOSE_FACTOR if loose else 1)
     got, want = got.double(), want.double()
     scale = max(want.abs().max().item(), 1e-6)
     err = (got - want).abs().max().item()
@@ -56,7 +62,9 @@ def _run(module: nn.Module, args, kwargs):
         return module(*args, **kwargs)
 
 
-def probe_slices(module: nn.Module, record: CallRecord, *, axis: int, batch: int) -> ProbeResult:
+def probe_slices(
+    module: nn.Module, record: CallRecord, *, axis: int, batch: int, loose: bool = False
+) -> ProbeResult:
     """P1 on the recorded call: B images -> one volume with B distinct slices along `axis`."""
     def up(t):
         return unfold(t, 1, axis) if isinstance(t, torch.Tensor) else t
@@ -74,13 +82,15 @@ def probe_slices(module: nn.Module, record: CallRecord, *, axis: int, batch: int
             if not isinstance(g, torch.Tensor) or g.dim() != 5:
                 return ProbeResult(False, "does not return a volume where the 2D module returns "
                                    "a feature map")
-            problem = _close(fold(g, axis), w)
+            problem = _close(fold(g, axis), w, loose)
             if problem:
                 return ProbeResult(False, f"slices differ from the 2D output: {problem}")
     return ProbeResult(True)
 
 
-def probe_constant(module: nn.Module, record: CallRecord, *, axis: int) -> ProbeResult:
+def probe_constant(
+    module: nn.Module, record: CallRecord, *, axis: int, loose: bool = False
+) -> ProbeResult:
     """P2 on the recorded call: each image -> a volume of CONSTANT_DEPTH identical slices."""
     def up(t):
         if not isinstance(t, torch.Tensor):
@@ -103,12 +113,12 @@ def probe_constant(module: nn.Module, record: CallRecord, *, axis: int) -> Probe
             return ProbeResult(False, "returns a non-tensor where the 2D module returns a tensor")
         if g.dim() == w.dim() + 1 and g.dim() == 5:
             for s in range(g.shape[axis]):
-                problem = _close(g.select(axis, s), w)
+                problem = _close(g.select(axis, s), w, loose)
                 if problem:
                     return ProbeResult(False, f"slice {s} differs from the 2D output: {problem}")
         else:
             merged = True
-            problem = _close(g, w)
+            problem = _close(g, w, loose)
             if problem:
                 return ProbeResult(False, f"output differs from the 2D output: {problem}")
     return ProbeResult(True, merged=merged)

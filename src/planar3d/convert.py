@@ -147,9 +147,9 @@ class _Planner:
         if not standard:
             return
         if region == "body" and self.ctx.depth == "keep" and is_standard(record.output, self.batch):
-            result = probe_slices(new, record, axis=self.ctx.axis, batch=self.batch)
+            result = probe_slices(new, record, axis=self.ctx.axis, batch=self.batch, loose=True)
         else:
-            result = probe_constant(new, record, axis=self.ctx.axis)
+            result = probe_constant(new, record, axis=self.ctx.axis, loose=True)
         if not result.ok:
             raise UnsupportedModuleError(
                 path, type(old).__name__,
@@ -179,7 +179,9 @@ class _Planner:
         if not standard_in:
             self.report.add(path, name, "kept", "after the head pool (pooled inputs)")
             return module
-        result = probe_constant(module, record, axis=self.ctx.axis)
+        # depth-constant probes cannot see how slices mix, so their tolerance only absorbs
+        # reordered float sums (the head pool's mean over D, H, W vs the 2D mean over H, W)
+        result = probe_constant(module, record, axis=self.ctx.axis, loose=True)
         if result.ok and result.merged:
             self.report.add(path, name, "verified", "contains the head pool" + train_only)
             return module
@@ -191,7 +193,7 @@ class _Planner:
         except UnsupportedModuleError as error:
             reasons.append(f"rewritten: {_short(error.reason)}")
         else:
-            rewritten = probe_constant(module, record, axis=self.ctx.axis)
+            rewritten = probe_constant(module, record, axis=self.ctx.axis, loose=True)
             if rewritten.ok and rewritten.merged:
                 ops = ", ".join(sorted(set(touched)))
                 self.report.add(path, name, "rewritten", f"guarded calls: {_short(ops, 120)}")
@@ -218,10 +220,10 @@ class _Planner:
         )
         folded.eval()
         if passthrough:
-            check = probe_constant(folded, record, axis=self.ctx.axis)
+            check = probe_constant(folded, record, axis=self.ctx.axis, loose=True)
             ok = check.ok and not check.merged
         else:
-            check = probe_slices(folded, record, axis=self.ctx.axis, batch=self.batch)
+            check = probe_slices(folded, record, axis=self.ctx.axis, batch=self.batch, loose=True)
             ok = check.ok
         if not ok:
             raise UnsupportedModuleError(
