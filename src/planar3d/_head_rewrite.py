@@ -18,16 +18,16 @@ conditions in the forward are fixed at conversion time, which the conversion rep
 from __future__ import annotations
 
 import operator
-import types
 from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import fx, nn
+from torch import nn
 from torch.utils._pytree import tree_flatten
 
 from ._axis import fold, unfold
+from ._fx import _WRAPPERS, call_submodule, rewrite
 from .errors import UnsupportedModuleError
 
 __all__ = ["rewrite_head_forward"]
@@ -143,12 +143,6 @@ _PASSTHROUGH_METHODS = (
 _METHOD_RULES.update({m: _passthrough for m in _PASSTHROUGH_METHODS})
 
 
-def _describe(target) -> str:
-    name = getattr(target, "__name__", None) or repr(target)
-    module = getattr(target, "__module__", "") or ""
-    return f"{module}.{name}" if module and not module.startswith("_") else name
-
-
 def _guard(path: str, owner: str, label: str, fn: Callable, rule: Callable | None, axis: int):
     def guarded(*args, **kwargs):
         if not _volumes(args, kwargs):
@@ -164,56 +158,36 @@ def _guard(path: str, owner: str, label: str, fn: Callable, rule: Callable | Non
             )
         return out
 
-    guarded.__name__ = f"planar3d_{label.replace('.', '_')}"
+    guarded.__name__ = "planar3d_" + "".join(c if c.isalnum() else "_" for c in label)
     return guarded
 
 
-class _OwnCodeTracer(fx.Tracer):
-    """Traces only the module's own forward: every submodule is a leaf."""
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return True
-
-
-def _compile(module: nn.Module, *, axis: int, path: str) -> tuple[Callable, list[str]]:
-    graph = _OwnCodeTracer().trace(module)
+def _head_wrapper(module: nn.Module, axis: int, path: str) -> Callable:
     owner = type(module).__name__
-    touched: list[str] = []
-    for node in list(graph.nodes):
-        if node.op == "call_function":
-            label = _describe(node.target)
-            node.target = _guard(path, owner, label, node.target,
-                                 _FUNCTION_RULES.get(node.target), axis)
-            touched.append(label)
-        elif node.op == "call_method":
-            name = node.target
-            node.op = "call_function"
-            node.target = _guard(path, owner, f"Tensor.{name}",
-                                 lambda self, *a, _n=name, **k: getattr(self, _n)(*a, **k),
-                                 _METHOD_RULES.get(name), axis)
-            touched.append(f"Tensor.{name}")
-    graph.lint()
-    code = graph.python_code(root_module="self")
-    namespace = dict(code.globals)
-    exec(compile(code.src, f"<planar3d head {path or 'root'}>", "exec"), namespace)
-    return namespace["forward"], touched
+
+    def wrap(label: str, fn: Callable) -> Callable:
+        if fn is call_submodule:
+            return fn
+        rule = _METHOD_RULES.get(label[len("Tensor."):]) if label.startswith("Tensor.") else (
+            _FUNCTION_RULES.get(fn))
+        return _guard(path, owner, label, fn, rule, axis)
+
+    return wrap
+
+
+_WRAPPERS["head"] = _head_wrapper
 
 
 def rewrite_head_forward(module: nn.Module, *, axis: int, path: str) -> list[str]:
-    """Replace `module.forward` (instance attribute) by its guarded, traced version.
+    """Rewrite `module`'s forward (in place) so its functional calls go through head guards.
 
     Returns:
         The functional calls that now go through guards (for the conversion report).
     Raises:
         UnsupportedModuleError: if the forward cannot be traced.
     """
-    flag = module.training
-    traced: dict[bool, Callable] = {}
-    touched: list[str] = []
     try:
-        for training in (False, True):
-            module.training = training
-            traced[training], touched = _compile(module, axis=axis, path=path)
+        return rewrite(module, kind="head", axis=axis, path=path)
     except Exception as error:
         raise UnsupportedModuleError(
             path, type(module).__name__,
@@ -221,11 +195,3 @@ def rewrite_head_forward(module: nn.Module, *, axis: int, path: str) -> list[str
             f"cannot be traced by torch.fx ({type(error).__name__}: {error})",
             f"register a converter for {type(module).__name__} (planar3d.register_converter)",
         ) from error
-    finally:
-        module.training = flag
-
-    def forward(self, *args, **kwargs):
-        return traced[self.training](self, *args, **kwargs)
-
-    module.forward = types.MethodType(forward, module)
-    return touched

@@ -24,6 +24,8 @@ import torch
 from torch import nn
 
 from ._axis import axis_name, parse_axis, require_volume
+from ._body_rewrite import rewrite_body_forward
+from ._fx import is_rewritten, unrewrite
 from ._head_rewrite import rewrite_head_forward
 from ._probe import is_standard, probe_constant, probe_slices
 from ._record import CallRecord, record_calls
@@ -113,8 +115,8 @@ class _Planner:
     def _convert_leaf(self, module, path, region, in_head, converter, record) -> nn.Module:
         builtin = type(module) in self.builtin and converter is self._default(type(module))
         ctx = self.ctx.replace(region=region, in_head=in_head, path=path)
-        if builtin and ctx.depth != "keep":
-            ctx = ctx.replace(depth="keep")  # depth pooling is applied after the structure
+        if builtin:  # the structure is decided in planar terms; _finalize applies mode and depth
+            ctx = ctx.replace(mode="planar", depth="keep")
         new = converter(module, ctx)
         if not isinstance(new, nn.Module):
             raise TypeError(
@@ -146,7 +148,8 @@ class _Planner:
         standard = is_standard((record.args, record.kwargs), self.batch)
         if not standard:
             return
-        if region == "body" and self.ctx.depth == "keep" and is_standard(record.output, self.batch):
+        planar = self.ctx.depth == "keep" and self.ctx.mode == "planar"
+        if region == "body" and planar and is_standard(record.output, self.batch):
             result = probe_slices(new, record, axis=self.ctx.axis, batch=self.batch, loose=True)
         else:
             result = probe_constant(new, record, axis=self.ctx.axis, loose=True)
@@ -174,6 +177,10 @@ class _Planner:
             if result.ok:
                 self.report.add(path, name, "verified", train_only.strip(" ()"))
                 return module
+            if self._has_spatial_kernels(path):
+                rewritten = self._rewrite_body(module, path, record)
+                if rewritten:
+                    return module
             return self._fold(module, path, record, result.reason, passthrough=False)
 
         if not standard_in:
@@ -198,7 +205,7 @@ class _Planner:
                 ops = ", ".join(sorted(set(touched)))
                 self.report.add(path, name, "rewritten", f"guarded calls: {_short(ops, 120)}")
                 return module
-            del module.forward
+            unrewrite(module)
             reasons.append(f"rewritten: {_short(rewritten.reason)}")
         try:
             return self._fold(module, path, record, "; ".join(reasons), passthrough=True)
@@ -211,6 +218,27 @@ class _Planner:
                 f"the feature extractor without its head (e.g. timm features_only=True or "
                 f"num_classes=0, global_pool='')",
             ) from None
+
+    def _has_spatial_kernels(self, path: str) -> bool:
+        """Whether folding would hide convolutions that other modes (or thickening) change."""
+        return any(isinstance(m, nn.Conv2d) and max(m.kernel_size) > 1
+                   for m in self.pristine.get_submodule(path).modules())
+
+    def _rewrite_body(self, module, path, record) -> bool:
+        """Per-slice meaning for its functional code while its children stay 3D (P1-checked)."""
+        try:
+            touched = rewrite_body_forward(module, axis=self.ctx.axis, path=path)
+        except Exception:
+            unrewrite(module)
+            return False
+        result = probe_slices(module, record, axis=self.ctx.axis, batch=self.batch)
+        if not result.ok:
+            unrewrite(module)
+            return False
+        ops = ", ".join(sorted(set(touched)))
+        self.report.add(path, type(module).__name__, "rewritten",
+                        f"per-slice functional code: {_short(ops, 120)}")
+        return True
 
     def _fold(self, module, path, record, reason, *, passthrough: bool) -> nn.Module:
         name = type(module).__name__
@@ -267,14 +295,25 @@ def _check_volume_input(module: nn.Module, args: tuple) -> None:
         require_volume(args[0], f"converted {type(module).__name__}")
 
 
-def _apply_depth_policy(root: nn.Module, planner: _Planner) -> nn.Module:
-    """Re-convert the pooling (and, for "all", strided) planar layers to act along depth."""
+def _finalize(root: nn.Module, planner: _Planner) -> nn.Module:
+    """Give the planar structure its mode's kernels and its depth policy.
+
+    The structure (what is kept, rewritten, folded) was decided and probed in planar terms; here
+    planar convolutions become the mode's layers, rewritten forwards get the mode's functional
+    convolutions, and pooling (and, for "all", strided) layers act along depth.
+    """
     ctx = planner.ctx
-    targets = (PlanarMaxPool3d, PlanarAvgPool3d) + ((PlanarConv3d,) if ctx.stride_depth else ())
+    pools = (PlanarMaxPool3d, PlanarAvgPool3d) if ctx.pool_depth else ()
+
+    def changes(module: nn.Module) -> bool:
+        if isinstance(module, PlanarConv3d):
+            return (ctx.mode != "planar" and max(module.kernel_size) > 1) or (
+                ctx.stride_depth and max(module.stride) > 1)
+        return isinstance(module, pools)
 
     def walk(module: nn.Module, path: str) -> nn.Module:
         if is_folded(module):
-            if not module._planar3d_passthrough and any(
+            if not module._planar3d_passthrough and ctx.depth != "keep" and any(
                 isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) or (
                     ctx.stride_depth and isinstance(m, nn.Conv2d) and max(m.stride) > 1)
                 for m in module.modules()
@@ -286,13 +325,17 @@ def _apply_depth_policy(root: nn.Module, planner: _Planner) -> nn.Module:
                     "use depth='keep', or register a converter for this module",
                 )
             return module
-        if isinstance(module, targets) and not (
-            isinstance(module, PlanarConv3d) and max(module.stride) == 1
-        ):
+        if changes(module):
             source = planner.pristine.get_submodule(path)
             new = planner.registry[type(source)](source, ctx.replace(path=path, region="body"))
-            planner.report.add(path, type(source).__name__, "depth pool", type(new).__name__)
+            action = "depth pool" if isinstance(module, pools) else "swapped"
+            detail = type(new).__name__
+            if ctx.mode != "planar" and isinstance(new, PlanarConv3d) and max(new.kernel_size) > 1:
+                detail += " (acs: kernel and padding cannot be oriented three ways; stays planar)"
+            planner.report.add(path, type(source).__name__, action, detail)
             return new
+        if is_rewritten(module) and module._planar3d_rewrite[0] == "body":
+            module._planar3d_kernels = (ctx.mode, ctx.kernel_depth)
         for name, child in list(module.named_children()):
             new = walk(child, _join(path, name))
             if new is not child:
@@ -317,7 +360,12 @@ def convert(
 
     Args:
         model: a 2D network (timm, torchvision or your own), in any train/eval state.
-        mode: kernel mapping; "planar" (kernels (1, kh, kw): slice by slice, DESIGN.md P1).
+        mode: kernel mapping. "planar": kernels (1, kh, kw), the network reproduces the 2D
+            network slice by slice (DESIGN.md P1). "center": depth-k kernels holding the 2D
+            kernel in their middle plane (exactly planar at initialisation, P3). "inflate": I3D
+            inflation, the 2D kernel repeated k times / k (2D response on depth-constant input,
+            P2). "acs": output channels split in three parts, each planar along D, H or W (P4).
+            In every mode 1x1 kernels stay planar and functional code acts per slice.
         axis: the planar axis, "D" (default), "H" or "W".
         depth: "keep" (depth preserved everywhere), "pool" (pooling layers also pool along the
             planar axis, as the seed paper's encoder), or "all" (strided convolutions too).
@@ -341,8 +389,13 @@ def convert(
         raise TypeError(f"convert() takes an nn.Module, got {type(model).__name__}")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if mode != "planar":
-        raise NotImplementedError(f"mode {mode!r} is not available yet")
+    if not isinstance(kernel_depth, int) or isinstance(kernel_depth, bool) or kernel_depth < 1:
+        raise ValueError(f"kernel_depth must be a positive int, got {kernel_depth!r}")
+    if mode == "center" and kernel_depth % 2 == 0:
+        raise ValueError(
+            f"mode='center' needs an odd kernel_depth (a middle plane), got {kernel_depth}; use "
+            f"{kernel_depth + 1}"
+        )
     if depth not in DEPTH_POLICIES:
         raise ValueError(
             f"depth must be one of {DEPTH_POLICIES} ('keep': depth preserved everywhere; 'pool': "
@@ -373,8 +426,8 @@ def convert(
     originals = list(work.modules())  # keeps every original alive: ids stay unique while in use
     work.eval()
     root = planner.visit(work, "", "head")
-    if depth != "keep":
-        root = _apply_depth_policy(root, planner)
+    if mode != "planar" or depth != "keep":
+        root = _finalize(root, planner)
     for name, module in root.named_modules():
         if name in flags:
             module.training = flags[name]
