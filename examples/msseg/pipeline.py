@@ -151,11 +151,12 @@ def normalise(
         bounds = percentiles or DEFAULT_PERCENTILES
         _check_percentiles(bounds)
         low, high = (float(v) for v in np.percentile(volume, bounds))
-    if not high > low:
+    low32, high32 = np.float32(low), np.float32(high)
+    if not high32 > low32:
         raise ValueError(f"cannot normalise: intensity range [{low}, {high}] is empty "
                          f"(method={method!r}); the volume is constant over that range.")
-    scaled = (np.clip(volume, low, high) - np.float32(low)) * np.float32(2.0 / (high - low)) - 1
-    return np.clip(scaled, -1.0, 1.0, out=scaled)
+    scaled = (np.clip(volume, low32, high32) - low32) / (high32 - low32)  # exactly 0 and 1 at ends
+    return scaled * np.float32(2) - np.float32(1)
 
 
 def to_three_channels(array: np.ndarray) -> np.ndarray:
