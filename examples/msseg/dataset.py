@@ -99,8 +99,9 @@ def find_msseg_scans(root: str | Path, *, require_masks: bool = True) -> list[Sc
         if not flair.is_file():
             raise FileNotFoundError(f"{flair}: FLAIR file missing for patient {folder.name}; "
                                     f"every patient folder needs {MSSEG_FLAIR}.")
+        centre = msseg_centre(folder.name)
         mask = _mask_or_none(folder / MSSEG_MASK, require_masks)
-        records.append(ScanRecord(folder.name, msseg_centre(folder.name), flair, mask))
+        records.append(ScanRecord(folder.name, centre, flair, mask))
     return records
 
 
