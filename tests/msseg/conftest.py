@@ -60,3 +60,13 @@ def msseg_root(tmp_path):
         save(root / patient / "3DFLAIR.nii.gz", flair, affine)
         save(root / patient / "Consensus.nii.gz", mask, affine)
     return root
+
+
+@pytest.fixture(scope="session")
+def phantom_dir(tmp_path_factory):
+    """The 15-patient phantom at scale 0.2, written once per test session."""
+    from msseg.phantom import write_phantom
+
+    out = tmp_path_factory.mktemp("phantom")
+    write_phantom(out, scale=0.2, seed=0, progress=False)
+    return out
