@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import oriented_affine, save
+from data_helpers import oriented_affine, save
 from msseg.baseline import _dice_per_threshold, threshold_baseline
 from msseg.dataset import ScanRecord, find_msseg_scans
 

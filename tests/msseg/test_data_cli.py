@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import EXAMPLES
+from data_helpers import EXAMPLES
 from msseg.cli import COMMANDS, main
 
 

@@ -6,7 +6,7 @@ import dataclasses
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import blob_scan, oriented_affine, save
+from data_helpers import blob_scan, oriented_affine, save
 from msseg.anatomy import sample_head
 from msseg.dataset import ScanRecord
 from msseg.grid import VoxelGrid

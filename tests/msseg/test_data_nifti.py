@@ -6,7 +6,7 @@ import gzip
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import blob_scan, oriented_affine, save
+from data_helpers import blob_scan, oriented_affine, save
 from msseg.cache import fill_cache
 from msseg.dataset import ScanRecord
 from msseg.nifti import ScanError, load_scan, save_nifti

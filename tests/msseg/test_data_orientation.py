@@ -5,7 +5,7 @@ import itertools
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import oriented_affine
+from data_helpers import oriented_affine
 from msseg.orientation import Geometry, canonical_ornt
 
 ALL_AXCODES = [

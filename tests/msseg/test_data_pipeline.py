@@ -5,7 +5,7 @@ import argparse
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import oriented_affine
+from data_helpers import oriented_affine
 from msseg.dataset import ScanRecord
 from msseg.nifti import Scan
 from msseg.orientation import Geometry
