@@ -79,7 +79,8 @@ class HeadModel:
     cerebellum: Ellipsoid
     brainstem: Ellipsoid
     lower_head: Ellipsoid
-    ventricles: tuple[Ellipsoid, ...]
+    lateral_ventricles: tuple[Ellipsoid, ...]  # bodies, frontal horns, atria: lesions line them
+    other_ventricles: tuple[Ellipsoid, ...]  # temporal horns, third ventricle
     caps: tuple[Ellipsoid, ...]
     deep_grey: tuple[Ellipsoid, ...]
     flow_artefacts: tuple[Ellipsoid, ...]
@@ -87,37 +88,41 @@ class HeadModel:
     gyri: np.ndarray = field(repr=False)
     shape_waves: np.ndarray = field(repr=False)
 
+    @property
+    def ventricles(self) -> tuple[Ellipsoid, ...]:
+        """Every ventricle part (all CSF)."""
+        return self.lateral_ventricles + self.other_ventricles
+
 
 def sample_head(rng: np.random.Generator) -> HeadModel:
     """Draw a head: size ±5 %, ventricles enlarged by atrophy, own gyri, CSF-flow artefacts."""
     size = rng.uniform(0.95, 1.04)
-    atrophy = rng.uniform(0.95, 1.45)
+    a = rng.uniform(0.95, 1.45)  # ventricle enlargement (atrophy)
 
     def ell(centre, semi, rot=None, scale=size):
         return Ellipsoid(np.array(centre, float) * scale, np.array(semi, float) * scale, rot)
 
-    ventricles = []
-    caps = []
+    lateral, horns, caps = [], [], []
     for side in (-1, 1):
-        a = atrophy
-        ventricles += [
-            ell((side * (8 + 2 * a), -5, 14), (4 * a, 24, 6 * a), rotation(side * 8)),
+        lateral += [
+            ell((side * (8 + 2 * a), -5, 14), (4 * a, 24, 6 * a), rotation(side * 8)),  # body
             ell((side * (9 + 2 * a), 22, 8), (4.5 * a, 11, 8 * a), rotation(-side * 10)),
-            ell((side * 18, -30, 6), (5 * a, 12, 7 * a), rotation(side * 25)),
-            ell((side * 28, -8, -14), (3 * a, 14, 3.5 * a), rotation(-side * 12, 10)),
+            ell((side * 18, -30, 6), (5 * a, 12, 7 * a), rotation(side * 25)),  # atrium
         ]
+        horns.append(ell((side * 28, -8, -14), (3 * a, 14, 3.5 * a), rotation(-side * 12, 10)))
         caps += [
             ell((side * (9 + 2 * a), 31, 8), (6 * a, 6, 8 * a)),
             ell((side * 21, -40, 6), (6 * a, 6, 7 * a), rotation(side * 25)),
         ]
-    ventricles.append(ell((0, -4, -2), (1.5 * atrophy, 13, 9)))
+    third = ell((0, -4, -2), (1.5 * a, 13, 9))
     deep_grey = [
         ell((s * 11, -12, 2), (7, 13, 8)) for s in (-1, 1)
     ] + [ell((s * 15, 13, 8), (4.5, 9, 7)) for s in (-1, 1)] + [
         ell((s * 25, 4, 0), (5.5, 14, 9)) for s in (-1, 1)
     ]
     n_flow = int(rng.integers(2, 6))
-    flow_centres = [ventricles[int(i)].centre for i in rng.choice([0, 4, 8, 8], size=n_flow)]
+    sources = (lateral[0], lateral[3], third, third)  # bodies and (twice as often) the third
+    flow_centres = [sources[int(i)].centre for i in rng.integers(0, len(sources), n_flow)]
     flow = tuple(
         Ellipsoid(c + rng.normal(0, 2.0, 3), rng.uniform(1.5, 4.0, 3)) for c in flow_centres
     )
@@ -131,7 +136,8 @@ def sample_head(rng: np.random.Generator) -> HeadModel:
         cerebellum=ell((0, -52, -40), (48, 30, 21)),
         brainstem=ell((0, -22, -42), (11, 12, 28), rotation(0, 15)),
         lower_head=ell((0, 12, -85), (64, 90, 70)),
-        ventricles=tuple(ventricles),
+        lateral_ventricles=tuple(lateral),
+        other_ventricles=(*horns, third),
         caps=tuple(caps),
         deep_grey=tuple(deep_grey),
         flow_artefacts=flow,

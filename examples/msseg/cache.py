@@ -115,7 +115,9 @@ def fill_cache(
     return entries
 
 
-def _write_entry(path: Path, record: ScanRecord, cube: Preprocessed, config: PipelineConfig):
+def _write_entry(
+    path: Path, record: ScanRecord, cube: Preprocessed, config: PipelineConfig
+) -> None:
     temporary = path.with_name(f".tmp-{uuid.uuid4().hex[:12]}-{path.name}")
     try:
         temporary.mkdir()

@@ -123,7 +123,7 @@ def add_lesions(
 
 def _periventricular(rng, head: HeadModel, semi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A point just outside a lateral ventricle wall, long axis along the wall normal."""
-    host = head.ventricles[int(rng.choice([0, 1, 2, 4, 5, 6]))]
+    host = head.lateral_ventricles[int(rng.integers(len(head.lateral_ventricles)))]
     direction = _unit(rng.normal(size=3) * [1.0, 0.6, 1.0])
     rot = np.eye(3) if host.rotation is None else host.rotation
     local = direction * host.semi_axes

@@ -119,7 +119,7 @@ def make_patient(
         raise ValueError(f"no phantom centre {centre!r} for {patient_id}; known: {list(CENTRES)}")
     spec = CENTRES[centre]
     shape, affine = scaled_grid(spec, scale)
-    rng = np.random.default_rng([seed, int(patient_id[:5]), sum(map(ord, patient_id))])
+    rng = np.random.default_rng([seed, *patient_id.encode()])
     pose = np.eye(4)
     pose[:3, :3] = rotation(*rng.uniform(-3, 3, 3))
     pose[:3, 3] = rng.uniform(-4, 4, 3)

@@ -96,7 +96,7 @@ def test_tissue_contrast_is_flair_like():
     assert _value_at(head, (0, 0, top + 3.5)) == pytest.approx(TISSUE["bone"])
     assert _value_at(head, (0, 0, top + 1.2)) == pytest.approx(TISSUE["csf"])
     assert _value_at(head, (0, 0, 200)) == 0.0
-    assert _value_at(head, head.ventricles[1].centre) == pytest.approx(TISSUE["csf"])
+    assert _value_at(head, head.lateral_ventricles[1].centre) == pytest.approx(TISSUE["csf"])
     deep_white = head.cerebrum.semi_axes * [0.53, -0.12, 0.44]
     assert _value_at(head, deep_white) == pytest.approx(TISSUE["wm"], abs=0.02)
     assert TISSUE["csf"] < TISSUE["wm"] < TISSUE["gm"] < TISSUE["fat"]
