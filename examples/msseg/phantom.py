@@ -7,19 +7,20 @@ patient ids. Each centre has the real data's array size (scaled by --scale, fiel
 its own voxel size, storage orientation, dtype, intensity scale, noise level and grey/white
 contrast, so the loader's canonicalisation is really exercised:
 
-| centre | array size (scale 1) | voxel (mm)    | stored as                          | lesions |
-|--------|----------------------|---------------|------------------------------------|---------|
-| 01     | 144 x 512 x 512      | 1.2, 0.5, 0.5 | sagittal, axes L-A-S, int16        | ~0.26 % |
-| 07     | 128 x 224 x 256      | 1.2, 0.9, 0.9 | axial slices first, I-R-A, uint16  | ~0.14 % |
-| 08     | 261 x 336 x 336      | 0.7 isotropic | permuted LPS (S-P-L), 5° oblique   | ~0.145 %|
+| centre | array size (scale 1) | voxel (mm)    | stored as                           | lesions |
+|--------|----------------------|---------------|-------------------------------------|---------|
+| 01     | 144 x 512 x 512      | 1.2, 0.5, 0.5 | sagittal, axes L-A-S, int16         | ~0.26 % |
+| 07     | 128 x 224 x 256      | 1.2, 0.9, 0.9 | axial slices first, I-R-A, uint16   | ~0.14 % |
+| 08     | 261 x 336 x 336      | 0.7 isotropic | permuted LPS (S-P-L), 5°/4° oblique | ~0.145 %|
 
 Every patient gets its own head (size, ventricle enlargement, gyri, pose within ±3°), lesion
 load (the centre's mean ±20 %, kept within 0.1-0.3 % of the array's voxels; centre 01's real
-0.311 % is capped at that band), a smooth multiplicative bias field (about ±15 %) and Rician
-noise. The anatomy is `msseg.anatomy`, the lesions `msseg.lesions`.
+0.311 % is capped at that band), a smooth multiplicative bias field (typically 0.86-1.2 over
+the brain) and Rician noise. The anatomy is `msseg.anatomy`, the lesions `msseg.lesions`.
 
 Public API:
     CentreSpec, CENTRES
+    scaled_grid(spec, scale) -> (shape, affine)
     make_patient(patient_id, *, scale=1.0, seed=0) -> (flair, mask, geometry)
     write_phantom(out, *, scale=1.0, seed=0, progress=True) -> list[ScanRecord]
 """
@@ -182,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _bias_field(grid: VoxelGrid, rng: np.random.Generator) -> np.ndarray:
-    """Smooth multiplicative field exp(quadratic polynomial), about ±15 % over the head."""
+    """Smooth multiplicative field exp(quadratic polynomial); typically 0.86-1.2 over the brain."""
     x, y, z = (c / np.float32(100) for c in grid.coordinates())
     linear = rng.normal(0, 0.12, 3)
     quadratic = rng.normal(0, 0.1, 6)

@@ -72,6 +72,7 @@ def test_property_2_round_trip_dice_per_centre_geometry(code):
 @pytest.mark.parametrize("patient", ["01016SACH", "07001MOEL", "08002CHJE"])
 def test_property_2_round_trip_dice_full_size_phantom(patient):
     _, mask, geometry = make_patient(patient, scale=1.0)
+    assert 0.001 <= mask.mean() <= 0.003
     soft, hard = round_trip(mask, geometry, size=256)
     assert soft >= 0.95
     assert hard >= 0.90
