@@ -193,7 +193,7 @@ def render_head(
 
     for cap in head.caps:
         _paint_shape(image, grid, cap, tissue["rim"], keep=parenchyma)
-    box = _union_box(grid, head.ventricles)
+    box = _union_box(grid, head.ventricles, margin=6 * HALO_MM)  # halo < 0.2 % at the edge
     if box is not None:
         xv, yv, zv = grid.coordinates(box)
         ventricle = np.min([v.distance(xv, yv, zv) for v in head.ventricles], axis=0)
@@ -253,11 +253,12 @@ def _crop(within: tuple[Box, np.ndarray], box: Box) -> np.ndarray:
     return out
 
 
-def _union_box(grid: VoxelGrid, shapes: tuple[Ellipsoid, ...]) -> Box | None:
+def _union_box(grid: VoxelGrid, shapes: tuple[Ellipsoid, ...], *, margin: float) -> Box | None:
+    """Box around all shapes plus `margin` mm on every side."""
     centres = np.array([s.centre for s in shapes])
-    low = (centres - [[s.reach] for s in shapes]).min(axis=0)
-    high = (centres + [[s.reach] for s in shapes]).max(axis=0)
-    return grid.box((low + high) / 2, float(np.max(high - low) / 2 + 2 * grid.spacing))
+    low = (centres - [[s.reach] for s in shapes]).min(axis=0) - margin
+    high = (centres + [[s.reach] for s in shapes]).max(axis=0) + margin
+    return grid.box((low + high) / 2, float(np.max(high - low) / 2))
 
 
 def _waves(waves: np.ndarray, x, y, z, *, amplitude: float) -> np.ndarray:
@@ -272,6 +273,8 @@ def _sulcus_distance(head: HeadModel, x, y, z, brain: np.ndarray) -> np.ndarray:
     field = _waves(head.gyri, x, y, z, amplitude=1.0)
     slope = np.float32(np.mean(np.linalg.norm(head.gyri[:, :3], axis=1)) * 0.7)
     sulcus = np.abs(field) / slope + np.maximum(0, -brain - SULCUS_DEPTH_MM)
-    floor = 20 - 40 * np.clip((np.abs(y) - 36) / 6, 0, 1)
-    fissure = np.abs(x) + np.maximum(0, floor - z)
+    arch = np.sqrt(np.clip(1 - (y / np.float32(44)) ** 2, 0, 1))  # corpus callosum: an arch
+    floor = np.float32(38) * arch - np.float32(20)
+    midline = np.float32(1.5) * np.sin(np.float32(0.05) * y + np.float32(0.03) * z)
+    fissure = np.abs(x - midline) + np.maximum(0, floor - z)
     return np.minimum(sulcus, fissure)
