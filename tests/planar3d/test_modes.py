@@ -33,8 +33,9 @@ def _conv(data, *, same_padding: bool, stride1: bool = True) -> nn.Conv2d:
     return conv
 
 
-def _x(data, channels: int) -> torch.Tensor:
-    shape = (1, channels, *[data.draw(st.integers(5, 9)) for _ in range(3)])
+def _x(data, conv: nn.Conv2d) -> torch.Tensor:
+    reach = conv.dilation[0] * (conv.kernel_size[0] - 1) + 1
+    shape = (1, conv.in_channels, *[data.draw(st.integers(reach, reach + 4)) for _ in range(3)])
     g = torch.Generator().manual_seed(data.draw(st.integers(0, 999)))
     return torch.randn(*shape, generator=g, dtype=torch.float64)
 
@@ -44,7 +45,7 @@ def test_p3_center_conv_equals_planar_conv(data):
     conv = _conv(data, same_padding=data.draw(st.booleans()), stride1=False)
     axis = data.draw(st.sampled_from(list(AXES)), label="axis")
     depth = data.draw(st.sampled_from([1, 3, 5]), label="depth")
-    x = _x(data, conv.in_channels)
+    x = _x(data, conv)
     thick = ThickConv3d.from_2d(conv, init="center", depth=depth, axis=axis)
     assert thick.weight.shape[AXES[axis]] == depth
     assert_close(thick(x), PlanarConv3d.from_2d(conv, axis=axis)(x), rtol=1e-10)
@@ -54,7 +55,7 @@ def test_p3_center_conv_equals_planar_conv(data):
 def test_p2_inflate_on_depth_constant_volume_away_from_the_border(data):
     conv = _conv(data, same_padding=data.draw(st.booleans()), stride1=False)
     depth = data.draw(st.sampled_from([2, 3, 4, 5]), label="depth")
-    image = _x(data, conv.in_channels)[:, :, 0]
+    image = _x(data, conv)[:, :, 0]
     slices = 2 * depth + 1
     x = image.unsqueeze(2).expand(*image.shape[:2], slices, *image.shape[2:])
     out = ThickConv3d.from_2d(conv, init="inflate", depth=depth)(x)
@@ -67,7 +68,7 @@ def test_p2_inflate_on_depth_constant_volume_away_from_the_border(data):
 @given(data=st.data())
 def test_p4_acs_part_g_equals_planar_conversion_along_axis_g(data):
     conv = _conv(data, same_padding=True)
-    x = _x(data, conv.in_channels)
+    x = _x(data, conv)
     out = ACSConv3d.from_2d(conv)(x)
     sizes = conv.out_channels // conv.groups
     split = ([g * sizes for g in acs_split(conv.groups)] if conv.groups > 1
