@@ -18,6 +18,7 @@ How a network is converted (DESIGN.md §1):
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping
 
 import torch
@@ -32,10 +33,12 @@ from ._record import CallRecord, record_calls
 from .context import DEPTH_POLICIES, MODES, ConversionContext
 from .errors import UnsupportedModuleError
 from .layers.fold import fold_module, is_folded
-from .layers.planar_conv import PlanarConv3d
+from .layers.planar_conv import PlanarConv3d, PlanarConvTranspose3d
 from .layers.planar_pool import (
     HeadAdaptiveAvgPool2d,
     HeadAdaptiveMaxPool2d,
+    PlanarAdaptiveAvgPool3d,
+    PlanarAdaptiveMaxPool3d,
     PlanarAvgPool3d,
     PlanarMaxPool3d,
 )
@@ -45,6 +48,9 @@ from .report import ConversionReport
 __all__ = ["convert"]
 
 _HEAD_POOLS = (HeadAdaptiveAvgPool2d, HeadAdaptiveMaxPool2d)
+# converted layers that accept volumes only
+_VOLUME_ONLY = (PlanarConv3d, PlanarConvTranspose3d, PlanarMaxPool3d, PlanarAvgPool3d,
+                PlanarAdaptiveAvgPool3d, PlanarAdaptiveMaxPool3d, nn.BatchNorm3d)
 
 
 def _builtin_types() -> frozenset:
@@ -124,7 +130,7 @@ class _Planner:
                 f"{type(new).__name__}, not an nn.Module"
             )
         if not builtin and record is not None:
-            self._check_user_converter(new, path, module, region, record)
+            self._check_user_converter(new, path, module, region, self._eval_record(record, path))
         self.report.add(path, type(module).__name__, *self._describe(module, new))
         return new
 
@@ -162,11 +168,29 @@ class _Planner:
                 "slice (planar) or on depth-constant input (other modes)",
             )
 
+    def _eval_record(self, record: CallRecord, path: str) -> CallRecord:
+        """Probes run in eval mode: a record taken in train mode (a module reached only there,
+        such as an auxiliary head) gets its reference output recomputed by the 2D module in
+        eval mode on the same inputs."""
+        if not record.training:
+            return record
+        source = self.pristine.get_submodule(path)
+        flags = [m.training for m in source.modules()]
+        try:
+            source.eval()
+            with torch.no_grad():
+                output = source(*record.args, **record.kwargs)
+        finally:
+            for m, f in zip(source.modules(), flags):
+                m.training = f
+        return dataclasses.replace(record, output=output)
+
     # -- modules with their own forward -----------------------------------------------------
     def _settle(self, module, path, region, record) -> nn.Module:
         name = type(module).__name__
-        standard_in = is_standard((record.args, record.kwargs), self.batch)
         train_only = " (reached in train mode only)" if record.training else ""
+        record = self._eval_record(record, path)
+        standard_in = is_standard((record.args, record.kwargs), self.batch)
         if region == "body":
             if not (standard_in and is_standard(record.output, self.batch)):
                 self.report.add(path, name, "verified",
@@ -188,7 +212,7 @@ class _Planner:
             return module
         # depth-constant probes cannot see how slices mix, so their tolerance only absorbs
         # reordered float sums (the head pool's mean over D, H, W vs the 2D mean over H, W)
-        result = probe_constant(module, record, axis=self.ctx.axis, loose=True)
+        result = self._probe_head(module, path, record)
         if result.ok and result.merged:
             self.report.add(path, name, "verified", "contains the head pool" + train_only)
             return module
@@ -200,10 +224,11 @@ class _Planner:
         except UnsupportedModuleError as error:
             reasons.append(f"rewritten: {_short(error.reason)}")
         else:
-            rewritten = probe_constant(module, record, axis=self.ctx.axis, loose=True)
+            rewritten = self._probe_head(module, path, record)
             if rewritten.ok and rewritten.merged:
                 ops = ", ".join(sorted(set(touched)))
-                self.report.add(path, name, "rewritten", f"guarded calls: {_short(ops, 120)}")
+                self.report.add(path, name, "head rewritten",
+                                f"guarded calls: {_short(ops, 120)}")
                 return module
             unrewrite(module)
             reasons.append(f"rewritten: {_short(rewritten.reason)}")
@@ -219,6 +244,38 @@ class _Planner:
                 f"num_classes=0, global_pool='')",
             ) from None
 
+    def _probe_head(self, module: nn.Module, path: str, record: CallRecord):
+        """P2 probe of a head module. Layers that receive already pooled 2D tensors (they come
+        after the head pool, as an auxiliary head's convolutions after its adaptive pool) are
+        found on the way and made slice-wise 2D layers, and the probe runs again."""
+        offenders: list[str] = []
+
+        def spot(name):
+            def hook(layer, args):
+                if args and isinstance(args[0], torch.Tensor) and args[0].dim() != 5:
+                    offenders.append(name)
+            return hook
+
+        while True:
+            offenders.clear()
+            handles = [m.register_forward_pre_hook(spot(n)) for n, m in module.named_modules()
+                       if n and isinstance(m, _VOLUME_ONLY) and not is_folded(m)]
+            try:
+                result = probe_constant(module, record, axis=self.ctx.axis, loose=True)
+            finally:
+                for handle in handles:
+                    handle.remove()
+            if not offenders:
+                return result
+            for name in dict.fromkeys(offenders):
+                full = _join(path, name)
+                parent_name, _, leaf = name.rpartition(".")
+                source = self.pristine.get_submodule(full)
+                layer = fold_module(copy.deepcopy(source), axis=self.ctx.axis, passthrough=True)
+                setattr(module.get_submodule(parent_name), leaf, layer.eval())
+                self.report.add(full, type(source).__name__, "slice-wise",
+                                "after the head pool: stays a 2D layer")
+
     def _has_spatial_kernels(self, path: str) -> bool:
         """Whether folding would hide convolutions that other modes (or thickening) change."""
         return any(isinstance(m, nn.Conv2d) and max(m.kernel_size) > 1
@@ -226,6 +283,7 @@ class _Planner:
 
     def _rewrite_body(self, module, path, record) -> bool:
         """Per-slice meaning for its functional code while its children stay 3D (P1-checked)."""
+        name = type(module).__name__
         try:
             touched = rewrite_body_forward(module, axis=self.ctx.axis, path=path)
         except Exception:
@@ -236,8 +294,7 @@ class _Planner:
             unrewrite(module)
             return False
         ops = ", ".join(sorted(set(touched)))
-        self.report.add(path, type(module).__name__, "rewritten",
-                        f"per-slice functional code: {_short(ops, 120)}")
+        self.report.add(path, name, "rewritten", f"per-slice functional code: {_short(ops, 120)}")
         return True
 
     def _fold(self, module, path, record, reason, *, passthrough: bool) -> nn.Module:

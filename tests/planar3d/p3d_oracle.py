@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten, tree_map
 
 _MEAN = {F.adaptive_avg_pool2d, torch.Tensor.mean, torch.mean, F.avg_pool2d}
 _MAX = {F.adaptive_max_pool2d, torch.Tensor.amax, torch.amax, torch.Tensor.max, torch.max,
@@ -33,7 +33,9 @@ def _capture(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, object], obje
 
     def keep_first(name):
         def hook(module, args, out):
-            outputs.setdefault(name, out)
+            if name not in outputs:  # cloned: later in-place ops must not change the record
+                outputs[name] = tree_map(
+                    lambda t: t.detach().clone() if isinstance(t, torch.Tensor) else t, out)
         return hook
 
     handles = [m.register_forward_hook(keep_first(name)) for name, m in model.named_modules()]
@@ -47,10 +49,17 @@ def _capture(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, object], obje
 
 
 def slice_mismatches(model2d: nn.Module, model3d: nn.Module, volume: torch.Tensor,
-                     *, rtol: float = 1e-4) -> list[str]:
-    """P1 at every module: paths whose 3D output is not the 2D output slice by slice."""
+                     *, rtol: float = 1e-4, only_slice: int | None = None) -> list[str]:
+    """P1 at every module: paths whose 3D output is not the 2D output slice by slice.
+
+    With `only_slice`, the volume must be depth-constant and only that slice is compared with
+    the 2D network run on one slice (P2 in the interior, for modes with thick kernels).
+    """
     n, d = volume.shape[0], volume.shape[2]
-    out2, _ = _capture(model2d, fold_volume(volume))
+    if only_slice is None:
+        out2, _ = _capture(model2d, fold_volume(volume))
+    else:
+        out2, _ = _capture(model2d, volume[:, :, only_slice])
     out3, _ = _capture(model3d, volume)
     problems = []
     for path, o2 in out2.items():
@@ -61,9 +70,15 @@ def slice_mismatches(model2d: nn.Module, model3d: nn.Module, volume: torch.Tenso
         if len(t2) != len(t3):
             continue
         for a, b in zip(t2, t3):
-            if a.dim() != 4 or a.shape[0] != n * d or b.dim() != 5:
+            if only_slice is not None:
+                if a.dim() != 4 or a.shape[0] != n or b.dim() != 5 or b.shape[2] != d:
+                    continue
+                a, b = a, b[:, :, only_slice]
+                want = a
+            elif a.dim() != 4 or a.shape[0] != n * d or b.dim() != 5:
                 continue
-            want = a.reshape(n, d, *a.shape[1:]).transpose(1, 2)
+            else:
+                want = a.reshape(n, d, *a.shape[1:]).transpose(1, 2)
             if want.shape != b.shape:
                 problems.append(f"{path}: shape {tuple(b.shape)} != {tuple(want.shape)}")
                 continue
@@ -120,9 +135,20 @@ def head_reference(model2d: nn.Module, volume: torch.Tensor, head_path: str):
             h.remove()
 
 
-def head_paths(report) -> list[str]:
-    """Modules whose own code pools the planar axis away, per the conversion report."""
-    return [e.path for e in report.entries if e.action in ("head pool", "rewritten")]
+def head_paths(report, model2d: nn.Module, images: torch.Tensor) -> list[str]:
+    """Modules whose own code pools the planar axis away, per the conversion report, among
+    those the 2D model calls on `images` in eval mode (auxiliary heads run in train mode)."""
+    called: set[str] = set()
+    handles = [m.register_forward_pre_hook(lambda mod, args, n=n: called.add(n))
+               for n, m in model2d.named_modules()]
+    try:
+        with no_grad_eval(model2d):
+            model2d(images)
+    finally:
+        for h in handles:
+            h.remove()
+    return [e.path for e in report.entries
+            if e.action in ("head pool", "head rewritten") and e.path in called]
 
 
 @contextlib.contextmanager
