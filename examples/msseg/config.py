@@ -64,6 +64,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "decoder_filters", tuple(self.decoder_filters))
         object.__setattr__(self, "betas", tuple(self.betas))
+        if self.weights is not None:  # a Path would not load back with weights_only=True
+            object.__setattr__(self, "weights", str(self.weights))
         self.validate()
 
     def validate(self) -> None:

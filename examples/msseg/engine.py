@@ -9,7 +9,9 @@
 Scale-out: `torchrun --nproc_per_node=4 <script calling train inside distributed_session()>`;
 `config.batch_size` is the global batch, split evenly over the ranks, and every rank sees the
 slabs a single process would see in the same order (a DistributedSampler shuffled with
-seed + epoch), so N ranks train like one process with the same global batch.
+seed + epoch), so N ranks train like one process with the same global batch (when the number
+of slabs is a multiple of the number of ranks; otherwise the sampler repeats a few slabs).
+The same order also lets a run be resumed on a different number of ranks.
 
 Each epoch: train on every slab once -> validation loss and Dice -> a row in history.csv
 (TensorBoard, curves.png) -> `last.pt` (and `best.pt` when the validation loss improved) ->
@@ -57,7 +59,7 @@ RESUME_FIXED = ("encoder", "encoder_stages", "depth_policy", "train_encoder", "t
 @dataclass
 class TrainResult:
     model: PlanarResUNet  # the final weights (not the best), on the training device
-    best_path: Path  # checkpoint of the lowest validation loss (for prediction)
+    best_path: Path | None  # checkpoint of the lowest validation loss (None: never finite)
     last_path: Path  # checkpoint of the last epoch (for resuming)
     history: list[dict[str, Any]]  # one row per epoch, as in history.csv
     best_val_loss: float
@@ -262,6 +264,7 @@ def train(
     if log is not None:
         log.close()
     rt.barrier()
-    return TrainResult(model=model, best_path=out / "best.pt", last_path=out / "last.pt",
+    best_path = out / "best.pt" if state["best_epoch"] else None
+    return TrainResult(model=model, best_path=best_path, last_path=out / "last.pt",
                        history=state["history"], best_val_loss=state["best_val_loss"],
                        best_epoch=state["best_epoch"], stopped_early=stopped_early)

@@ -64,7 +64,7 @@ def make_runtime(config: TrainConfig) -> Runtime:
     """Resolve `config.device` / `config.precision` for this process and set kernel flags.
 
     Raises:
-        ValueError: for a CUDA device without CUDA, or fp16 requested on the CPU.
+        ValueError: for a CUDA device without CUDA.
     """
     rank = dist.get_rank() if dist.is_initialized() else 0
     world = dist.get_world_size() if dist.is_initialized() else 1
@@ -82,8 +82,6 @@ def make_runtime(config: TrainConfig) -> Runtime:
     if precision == "auto":
         bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
         precision = "bf16" if bf16 else "fp32"
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError("precision 'fp16' needs a CUDA device; on the CPU use 'bf16' or 'fp32'")
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = not config.deterministic

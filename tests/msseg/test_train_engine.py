@@ -94,6 +94,17 @@ def test_keras_decay_schedule(tmp_path):
     assert optimizer.defaults["eps"] == 1e-7 and optimizer.defaults["betas"] == (0.9, 0.999)
 
 
+def test_fp16_autocast_with_grad_scaler_resumes_exactly(tmp_path, data):
+    straight = train(tiny_config(tmp_path / "a", epochs=2, precision="fp16"), *data)
+    train(tiny_config(tmp_path / "b", epochs=1, precision="fp16"), *data)
+    resumed = train(tiny_config(tmp_path / "b", epochs=2, precision="fp16"), *data,
+                    resume=tmp_path / "b" / "last.pt")
+    scaler = load_checkpoint(straight.last_path)["scaler"]
+    assert scaler["scale"] == 65536.0 and scaler["_growth_tracker"] == 6  # 6 finite steps
+    assert all(math.isfinite(h["train_loss"]) for h in straight.history)
+    assert state_equal(straight.model.state_dict(), resumed.model.state_dict())
+
+
 def test_bf16_autocast_training_step_is_finite(tmp_path, data):
     result = train(tiny_config(tmp_path, epochs=1, precision="bf16"), *data)
     assert math.isfinite(result.history[0]["train_loss"])
@@ -122,7 +133,7 @@ def test_evaluate_matches_a_direct_computation(tmp_path, data):
 
 
 def test_invalid_runs_are_refused(tmp_path, data):
-    with pytest.raises(ValueError, match="fp16"):
-        train(tiny_config(tmp_path, precision="fp16"), *data)
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        train(tiny_config(tmp_path, device="cuda:0"), *data)
     with pytest.raises(ValueError, match="nothing to train"):
         make_optimizer(torch.nn.Conv3d(1, 1, 1).requires_grad_(False), tiny_config(tmp_path))

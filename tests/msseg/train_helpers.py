@@ -62,3 +62,31 @@ def single_thread():
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def ddp_worker(rank: int, world: int, init_file: str, out_dir: str, epochs: int) -> None:
+    """One DDP rank (gloo, CPU) training `tiny_config` on `tiny_datasets`; saves its final
+    parameters and history to out_dir/rank{rank}.pt. Run with torch.multiprocessing.spawn."""
+    import torch.distributed as dist
+    from msseg.engine import train
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                            world_size=world)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RandomEncoderWarning)
+            result = train(tiny_config(f"{out_dir}/run", epochs=epochs), *tiny_datasets())
+        torch.save({"model": result.model.state_dict(), "history": result.history},
+                   f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def tiny_datasets():
+    """(train, validation) slabs for `tiny_config`: 2 + 1 volumes of 16³, 3 slabs each."""
+    from msseg.dataset import SlabDataset
+
+    images, masks = volumes(3)
+    return (SlabDataset(images[:2], masks[:2], slab=8, step=4),
+            SlabDataset(images[2:], masks[2:], slab=8, step=4))
