@@ -132,16 +132,18 @@ def evaluate(
     model.eval()
     fmt = torch.channels_last_3d if config.channels_last else torch.contiguous_format
     cut = math.log(config.threshold / (1 - config.threshold))  # sigmoid(x) >= t  <=>  x >= cut
-    sums = torch.zeros(5, dtype=torch.float64, device=rt.device)
+    sums = torch.zeros(4, dtype=torch.float64, device=rt.device)  # loss, TP, |pred|, |truth|
+    count = 0
     for images, masks in loader:
         images, masks = _to_device(images, rt, fmt), _to_device(masks, rt, fmt)
         with rt.autocast():
             logits = model(images)
         losses = bce_dice_loss(logits, masks, smooth=config.dice_smooth, reduction="none")
         pred, truth = logits.float() >= cut, masks > 0.5
-        sums += torch.stack([losses.sum(), losses.new_tensor(len(images)),
-                             (pred & truth).sum(), pred.sum(), truth.sum()]).double()
-    loss_sum, count, tp, predicted, true = rt.all_reduce_sum(sums).tolist()
+        sums += torch.stack([losses.sum(), (pred & truth).sum(), pred.sum(), truth.sum()]).double()
+        count += len(images)
+    totals = rt.all_reduce_sum(torch.cat([sums, sums.new_tensor([count])]))
+    loss_sum, tp, predicted, true, count = totals.tolist()
     return loss_sum / max(count, 1.0), (2 * tp / (predicted + true) if predicted + true else 1.0)
 
 

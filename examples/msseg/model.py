@@ -40,6 +40,13 @@ def _keras_init(module: nn.Module) -> nn.Module:
 class DecoderLevel(nn.Module):
     """One res-u-net decoder level.
 
+    Args:
+        in_channels: channels of the deeper level's output.
+        skip_channels: channels of the encoder skip joined at this level.
+        filters: f, the width of the transposed conv and of convs A and B.
+        factor: (depth, height, width) upsampling factor (kernel = stride of the transposed conv).
+        kernel_depth: depth of the conv kernels (in-plane 3x3); 'same' padding as Keras.
+
     Shapes:
         x (N, in_channels, D, H, W), skip (N, skip_channels, D*fd, H*fh, W*fw)
         -> (N, out_channels, D*fd, H*fh, W*fw), out_channels = 2 * filters + skip_channels.
@@ -102,7 +109,7 @@ class PlanarResUNet(nn.Module):
                 nn.Conv2d(bottleneck_filters, bottleneck_filters, 3, padding=1),
                 nn.ReLU(inplace=True),
             )),
-            example_input=torch.randn(2, bottom, 4, 4),
+            example_input=torch.randn(2, bottom, 4, 4, generator=torch.Generator().manual_seed(0)),
         )
         width = bottom + bottleneck_filters
         levels = []

@@ -2,6 +2,8 @@
 
 import csv
 import math
+import sys
+import types
 
 import pytest
 import torch
@@ -52,6 +54,30 @@ def test_training_writes_history_checkpoints_and_curves(tmp_path, data):
     model, loaded_config = load_model(result.last_path)
     assert loaded_config == config and not model.training
     assert state_equal(model.state_dict(), result.model.state_dict())
+
+
+def test_tensorboard_scalars_when_tensorboard_is_importable(tmp_path, data, monkeypatch):
+    calls = []
+
+    class Writer:
+        def __init__(self, log_dir):
+            calls.append(("dir", log_dir))
+
+        def add_scalar(self, key, value, step):
+            calls.append((key, step, value))
+
+        def flush(self):
+            pass
+
+        def close(self):
+            calls.append(("close",))
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard",
+                        types.SimpleNamespace(SummaryWriter=Writer))
+    result = train(tiny_config(tmp_path, epochs=1, tensorboard=True), *data)
+    assert calls[0] == ("dir", str(tmp_path / "tensorboard")) and calls[-1] == ("close",)
+    assert ("val_dice", 1, result.history[0]["val_dice"]) in calls
+    assert {c[0] for c in calls[1:-1]} == {"train_loss", "val_loss", "val_dice", "lr", "seconds"}
 
 
 def test_resume_continues_bit_for_bit(tmp_path, data):
