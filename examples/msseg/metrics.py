@@ -30,6 +30,7 @@ from scipy import ndimage
 
 __all__ = [
     "METRIC_NAMES",
+    "LesionCounts",
     "ScanMetrics",
     "SummaryTable",
     "dice",
@@ -113,6 +114,8 @@ def _components(mask: np.ndarray, min_size: int) -> tuple[np.ndarray, int]:
 
 @dataclass(frozen=True)
 class LesionCounts:
+    """Lesion counts of one scan (see `lesion_detection`)."""
+
     true_lesions: int  # ground-truth lesions (after the size filter)
     predicted_lesions: int  # predicted lesions (after the size filter)
     detected: int  # ground-truth lesions with >= min_overlap predicted voxels
@@ -150,6 +153,8 @@ def lesion_detection(
 
 @dataclass(frozen=True)
 class ScanMetrics:
+    """All metrics of one scan (`scan_metrics`); the counts are those of `LesionCounts`."""
+
     dice: float
     sensitivity: float
     lesion_tpr: float
