@@ -13,9 +13,9 @@ from msseg.checkpoint import (
     set_rng_state,
 )
 from msseg.config import PRESETS, TrainConfig, preset
-from msseg.slab_dataset import SlabDataset
 from msseg.inference import predict_probabilities
 from msseg.model import build_model
+from msseg.slab_dataset import SlabDataset
 from train_helpers import quiet_build, single_thread, tiny_config
 
 

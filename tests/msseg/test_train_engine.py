@@ -9,11 +9,11 @@ import pytest
 import torch
 from msseg.checkpoint import load_checkpoint, load_model
 from msseg.config import TrainConfig
-from msseg.slab_dataset import SlabDataset
 from msseg.engine import evaluate, keras_decay, make_optimizer, train
 from msseg.losses import bce_dice_loss
 from msseg.model import build_model
 from msseg.runtime import make_runtime
+from msseg.slab_dataset import SlabDataset
 from torch.utils.data import DataLoader
 from train_helpers import single_thread, state_equal, tiny_config, volumes
 

@@ -68,6 +68,10 @@ def check_train_mode(model2d: nn.Module, model3d: nn.Module, size: int) -> list[
     model3d.train()
     x = torch.randn(2, 3, 2, size, size, generator=torch.Generator().manual_seed(3)).double()
     grads = {}
+    on_volumes: set[str] = set()  # modules before the head pool (after it, slices are pooled)
+    handles = [m.register_forward_pre_hook(
+        lambda mod, args, n=n: on_volumes.add(n) if args and getattr(args[0], "ndim", 0) == 5
+        else None) for n, m in model3d.named_modules()]
     for name, model, inputs in (("2d", model2d, fold_volume(x)), ("3d", model3d, x)):
         model.zero_grad(set_to_none=True)
         outputs = model(inputs)
@@ -75,12 +79,15 @@ def check_train_mode(model2d: nn.Module, model3d: nn.Module, size: int) -> list[
                   if isinstance(t, torch.Tensor) and t.is_floating_point()]
         sum(t.float().pow(2).mean() for t in leaves).backward()
         grads[name] = {n for n, p in model.named_parameters() if p.grad is not None}
+    for handle in handles:
+        handle.remove()
     if grads["2d"] != grads["3d"]:
         missing = sorted(grads["2d"] - grads["3d"])[:3]
         problems.append(f"train mode: no gradient for {missing}")
     buffers2d = dict(model2d.named_buffers())
     for name, buf in model3d.named_buffers():
-        if buf.is_floating_point() and name in buffers2d:
+        owner = name.rpartition(".")[0]
+        if buf.is_floating_point() and name in buffers2d and owner in on_volumes:
             err = _close(buf, buffers2d[name])
             if err > 1e-8:
                 problems.append(f"train mode: buffer {name} differs by {err:.2g}")
