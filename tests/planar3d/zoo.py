@@ -113,6 +113,10 @@ def check_model(source: str, family: str, name: str, build) -> dict:
     for mode in ("planar", "center", "inflate", "acs"):
         entry: dict = {}
         record["modes"][mode] = entry
+        if record["modes"]["planar"].get("status") == "unsupported":
+            # the structure is decided in planar terms for every mode: the same refusal
+            entry.update(record["modes"]["planar"])
+            continue
         try:
             model3d = planar3d.convert(model, mode=mode, example_input=example)
         except UnsupportedModuleError as error:
