@@ -9,10 +9,13 @@ How a network is converted (DESIGN.md §1):
    converter's result. Any other module keeps its own forward with converted children, if a
    probe shows that this reproduces the 2D network: slice by slice in the body (P1), on
    depth-constant volumes in the head (P2), where the first global/adaptive pool pools the
-   planar axis away. Otherwise a body module is *folded* (its 2D forward runs on the slices),
-   a head module's functional code is rewritten by torch.fx or run slice-wise, and if nothing
-   reproduces the 2D network, `UnsupportedModuleError` says which module and why.
-3. Under depth policies "pool"/"all", pooling (and strided) layers then also act along depth.
+   planar axis away. Otherwise a body module holding spatial kernels gets its forward traced by
+   torch.fx so that its functional code acts per slice, or is *folded* (its 2D forward runs on
+   the slices); a head module's functional pooling is rewritten by torch.fx, or it runs
+   slice-wise; if nothing reproduces the 2D network, `UnsupportedModuleError` says which module
+   and why. All of this is decided in planar terms, whatever the mode.
+3. Planar convolutions take the mode's kernels (center, inflate, acs), and under the depth
+   policies "pool"/"all" pooling (and strided) layers also act along depth.
 """
 
 from __future__ import annotations
