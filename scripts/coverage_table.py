@@ -24,7 +24,7 @@ def cell(entry: dict, mode: str) -> str:
     status = entry["status"]
     if status == "exact":
         if mode == "inflate" and entry.get("p2_depth") is None:
-            return "runs (P2 not checked: receptive field deeper than 24 slices)"
+            return "runs (P2 not checked: receptive field deeper than 12 slices)"
         return "exact" if mode != "acs" else "runs"
     if status == "unsupported":
         return "refused"
