@@ -66,7 +66,7 @@ def check_train_mode(model2d: nn.Module, model3d: nn.Module, size: int) -> list[
     _no_stochastic_depth(model3d)
     model2d.train()
     model3d.train()
-    x = torch.randn(1, 3, 2, size, size, generator=torch.Generator().manual_seed(3)).double()
+    x = torch.randn(2, 3, 2, size, size, generator=torch.Generator().manual_seed(3)).double()
     grads = {}
     on_volumes: set[str] = set()  # modules before the head pool (after it, slices are pooled)
     handles = [m.register_forward_pre_hook(
