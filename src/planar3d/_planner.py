@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
+import inspect
 
 import torch
 from torch import nn
@@ -14,7 +16,7 @@ from torch import nn
 from ._body_rewrite import rewrite_body_forward
 from ._fx import unrewrite
 from ._head_rewrite import rewrite_head_forward
-from ._probe import is_standard, probe_constant, probe_slices
+from ._probe import is_standard, probe_constant, probe_slices, train_mode
 from ._record import CallRecord
 from .context import ConversionContext
 from .errors import UnsupportedModuleError
@@ -52,6 +54,20 @@ def join(path: str, name: str) -> str:
 def _short(reason: str, limit: int = 160) -> str:
     reason = " ".join(reason.split())
     return reason if len(reason) <= limit else reason[: limit - 3] + "..."
+
+
+@functools.cache
+def _reads_training(cls: type) -> bool:
+    """Whether a class's own code reads `training` (its forward may differ in train mode)."""
+    for klass in cls.__mro__:
+        if klass in (nn.Module, object):
+            break
+        try:
+            if "training" in inspect.getsource(klass):
+                return True
+        except (OSError, TypeError):
+            return True
+    return False
 
 
 def _is_container(module: nn.Module) -> bool:
@@ -181,7 +197,7 @@ class Planner:
                                 "not probed alone: non-image inputs/outputs; probed with its "
                                 f"parent{train_only}")
                 return module
-            result = probe_slices(module, record, axis=self.ctx.axis, batch=self.batch)
+            result = self._probe_body(module, path, record)
             if result.ok:
                 self.report.add(path, name, "verified", train_only.strip(" ()"))
                 return module
@@ -260,6 +276,21 @@ class Planner:
                 self.report.add(full, type(source).__name__, "slice-wise",
                                 "after the head pool: stays a 2D layer")
 
+    def _probe_body(self, module: nn.Module, path: str, record: CallRecord):
+        """P1 in eval mode, and in train mode too when the module's code reads `training`."""
+        result = probe_slices(module, record, axis=self.ctx.axis, batch=self.batch)
+        if not result.ok or not _reads_training(type(module)):
+            return result
+        source = self.pristine.get_submodule(path)
+        with train_mode(source), torch.no_grad():
+            output = source(*record.args, **record.kwargs)
+        trained = dataclasses.replace(record, output=output)
+        result = probe_slices(module, trained, axis=self.ctx.axis, batch=self.batch,
+                              training=True)
+        if not result.ok:
+            result.reason = f"in train mode: {result.reason}"
+        return result
+
     def _has_spatial_kernels(self, path: str) -> bool:
         """Whether folding would hide convolutions that other modes (or thickening) change."""
         return any(isinstance(m, nn.Conv2d) and max(m.kernel_size) > 1
@@ -273,7 +304,7 @@ class Planner:
         except Exception:
             unrewrite(module)
             return False
-        result = probe_slices(module, record, axis=self.ctx.axis, batch=self.batch)
+        result = self._probe_body(module, path, record)
         if not result.ok:
             unrewrite(module)
             return False

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -57,20 +58,46 @@ def is_standard(tree, batch: int) -> bool:
     return bool(ts) and all(t.dim() == 4 and t.shape[0] == batch for t in ts)
 
 
-def _run(module: nn.Module, args, kwargs):
+@contextlib.contextmanager
+def train_mode(module: nn.Module):
+    """Run `module` in train mode with a fixed random seed; flags and buffers come back after."""
+    flags = [m.training for m in module.modules()]
+    buffers = [b.detach().clone() for b in module.buffers()]
+    module.train()
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            yield
+    finally:
+        with torch.no_grad():
+            for b, saved in zip(module.buffers(), buffers):
+                b.copy_(saved)
+        for m, f in zip(module.modules(), flags):
+            m.training = f
+
+
+def _run(module: nn.Module, args, kwargs, training: bool = False):
     with torch.no_grad():
-        return module(*args, **kwargs)
+        if not training:
+            return module(*args, **kwargs)
+        with train_mode(module):
+            return module(*args, **kwargs)
 
 
 def probe_slices(
-    module: nn.Module, record: CallRecord, *, axis: int, batch: int, loose: bool = False
+    module: nn.Module, record: CallRecord, *, axis: int, batch: int, loose: bool = False,
+    training: bool = False,
 ) -> ProbeResult:
-    """P1 on the recorded call: B images -> one volume with B distinct slices along `axis`."""
+    """P1 on the recorded call: B images -> one volume with B distinct slices along `axis`.
+
+    With `training`, the module runs in train mode (seeded, buffers restored); `record` must then
+    hold the 2D module's train-mode output.
+    """
     def up(t):
         return unfold(t, 1, axis) if isinstance(t, torch.Tensor) else t
 
     try:
-        out = _run(module, tree_map(up, record.args), tree_map(up, record.kwargs))
+        out = _run(module, tree_map(up, record.args), tree_map(up, record.kwargs), training)
     except Exception as error:
         return ProbeResult(False, f"{type(error).__name__}: {error}")
     got, spec = tree_flatten(out)

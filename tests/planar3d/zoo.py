@@ -51,9 +51,15 @@ def _close(got: torch.Tensor, want: torch.Tensor, rtol: float = 1e-4) -> float:
 
 
 def _no_stochastic_depth(model: nn.Module) -> None:
+    """Dropout and stochastic depth draw different masks for N*D images and N volumes."""
     for m in model.modules():
-        for attr in ("drop_prob", "p"):
-            if type(m).__name__ in ("DropPath", "StochasticDepth") and hasattr(m, attr):
+        if isinstance(m, nn.modules.dropout._DropoutNd) or type(m).__name__ in (
+                "DropPath", "StochasticDepth"):
+            for attr in ("drop_prob", "p"):
+                if hasattr(m, attr):
+                    setattr(m, attr, 0.0)
+        for attr in ("drop_rate", "drop_path_rate", "attn_drop", "proj_drop"):
+            if isinstance(getattr(m, attr, None), float):
                 setattr(m, attr, 0.0)
 
 
