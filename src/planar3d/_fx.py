@@ -10,6 +10,7 @@ pickles re-trace on first use, so converted models deepcopy, pickle and load lik
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from functools import cache
 
@@ -46,8 +47,9 @@ def _describe(target) -> str:
     return f"{module}.{name}" if module and not module.startswith("_") else name
 
 
-def _compile(module: nn.Module, wrap: Callable, label: str) -> tuple[Callable, list[str]]:
-    graph = _OwnCodeTracer().trace(module)
+def _compile(module: nn.Module, wrap: Callable, label: str, flags: dict
+             ) -> tuple[Callable, list[str]]:
+    graph = _OwnCodeTracer().trace(module, concrete_args=flags or None)
     touched: list[str] = []
     for node in list(graph.nodes):
         if node.op == "call_function":
@@ -72,29 +74,49 @@ def _compile(module: nn.Module, wrap: Callable, label: str) -> tuple[Callable, l
     return namespace["forward"], touched
 
 
-def _trace(module: nn.Module, base: type) -> tuple[dict[bool, Callable], list[str]]:
+_FLAG_TYPES = (bool, int, float, str)
+
+
+@cache
+def _signature(base: type) -> inspect.Signature:
+    return inspect.signature(base.forward)
+
+
+@cache
+def _flag_defaults(base: type) -> dict[str, object]:
+    """forward() parameters with plain-value defaults (pre_logits=False...): traced per value."""
+    signature = _signature(base)
+    return {name: p.default for name, p in signature.parameters.items()
+            if isinstance(p.default, _FLAG_TYPES)}
+
+
+def _trace(module: nn.Module, base: type, training: bool, flags: dict) -> tuple[Callable, list]:
     kind, axis, path = module._planar3d_rewrite
     wrap = _WRAPPERS[kind](module, axis, path)
-    current, flag = module.__class__, module.training
+    current, mode = module.__class__, module.training
     module.__class__ = base  # trace the class's own forward
-    traced: dict[bool, Callable] = {}
-    touched: list[str] = []
     try:
-        for training in (False, True):
-            module.training = training
-            traced[training], touched = _compile(module, wrap, f"{kind} {path or 'root'}")
+        module.training = training
+        return _compile(module, wrap, f"{kind} {path or 'root'}", flags)
     finally:
-        module.__class__, module.training = current, flag
-    return traced, touched
+        module.__class__, module.training = current, mode
 
 
 class _RewrittenMixin:
+    """Forward of rewritten modules: the traced code for the train/eval flag and the values of
+    plain-value arguments such as `pre_logits` (traced on first use of each combination)."""
+
     def forward(self, *args, **kwargs):
-        traced = self.__dict__.get("_planar3d_traced")
-        if traced is None:
-            traced, _ = _trace(self, self._planar3d_base)
-            self.__dict__["_planar3d_traced"] = traced
-        return traced[self.training](self, *args, **kwargs)
+        base = self._planar3d_base
+        bound = _signature(base).bind(self, *args, **kwargs)
+        defaults = _flag_defaults(base)
+        flags = {name: bound.arguments.get(name, value) for name, value in defaults.items()}
+        key = (self.training, tuple(flags.items()))
+        traced = self.__dict__.setdefault("_planar3d_traced", {})
+        if key not in traced:
+            traced[key] = _trace(self, base, self.training, flags)[0]
+        rest = {k: v for k, v in bound.arguments.items() if k != "self" and k not in flags}
+        return traced[key](self, **rest)
 
     def _get_name(self) -> str:
         return f"Rewritten[{self._planar3d_base.__name__}]"
@@ -122,6 +144,9 @@ def is_rewritten(module: nn.Module) -> bool:
 def rewrite(module: nn.Module, *, kind: str, axis: int, path: str) -> list[str]:
     """Give `module` (in place) a traced forward whose calls go through `kind`'s wrappers.
 
+    The forward is traced now for eval and train mode with the default values of plain-value
+    arguments; other values are traced when first used.
+
     Returns:
         Names of the functional calls found in the forward.
     Raises:
@@ -129,7 +154,11 @@ def rewrite(module: nn.Module, *, kind: str, axis: int, path: str) -> list[str]:
     """
     base = module._planar3d_base if is_rewritten(module) else type(module)
     module._planar3d_rewrite = (kind, axis, path)
-    traced, touched = _trace(module, base)
+    flags = _flag_defaults(base)
+    traced = {}
+    touched: list[str] = []
+    for training in (False, True):
+        traced[(training, tuple(flags.items()))], touched = _trace(module, base, training, flags)
     module.__class__ = _rewritten_class(base)
     module.__dict__["_planar3d_traced"] = traced
     return touched

@@ -38,22 +38,25 @@ def _volumes(args, kwargs) -> list[torch.Tensor]:
             if isinstance(t, torch.Tensor) and t.dim() == 5]
 
 
-def _spatial_dims(dims) -> set[int] | None:
-    if dims is None:
-        return None
-    dims = (dims,) if isinstance(dims, int) else tuple(dims)
-    return {d % 4 for d in dims}
-
-
 def _reduce(name: str):
-    """mean/amax/amin over both 2D spatial dims: pool all three spatial dims, drop the planar."""
+    """mean/amax/amin over the spatial dims of a 2D tensor: the head pool.
+
+    A volume reaching the head holds the 2D tensor's dims with the slices inserted at dim 2
+    (before H in NCHW, between H and W in channels-last NHWC code). A reduction over two or more
+    2D dims that include the one the slices sit before (H in NCHW, W in NHWC) pools the slices
+    too, and the result has the 2D result's shape.
+    """
     def rule(fn, axis, x, *args, **kwargs):
         dims = kwargs.pop("dim", args[0] if args else None)
         keepdim = kwargs.pop("keepdim", args[1] if len(args) > 1 else False)
-        if _spatial_dims(dims) != {2, 3} or kwargs:
+        if dims is None or kwargs:
             return None
-        out = getattr(torch, name)(x, dim=(2, 3, 4), keepdim=keepdim)
-        return out.squeeze(axis) if keepdim else out
+        dims = {d % 4 for d in ((dims,) if isinstance(dims, int) else dims)}
+        if axis != 2 or len(dims) < 2 or 2 not in dims:
+            return None
+        out = getattr(torch, name)(x, dim=tuple(sorted({d if d < 2 else d + 1 for d in dims}
+                                                       | {2})), keepdim=keepdim)
+        return out.squeeze(2) if keepdim else out
     return rule
 
 

@@ -11,9 +11,16 @@ import timm
 import torchvision
 from zoo import check_model, timm_families
 
-# Families whose models turn images into token sequences (vision transformers, MLP-mixers) or
-# pool in channels-last heads: no per-slice 2D map survives, so conversion refuses them.
-EXPECTED_UNSUPPORTED: set[str] = set()
+# Families whose models turn images into token sequences (vision transformers, MLP-mixers) that
+# 2D-only code reshapes with the image size: no per-slice meaning can be checked, so conversion
+# refuses them with UnsupportedModuleError (the coverage table shows each reason).
+EXPECTED_UNSUPPORTED = {
+    "beit", "cait", "coat", "convit", "crossvit", "deepseek_vit", "deit", "efficientformer",
+    "efficientvim", "eva", "gemma4_vit", "hiera", "hieradet_sam2", "levit", "mlp_mixer", "mvitv2",
+    "naflexvit", "nest", "pit", "tnt", "twins", "visformer", "vision_transformer",
+    "vision_transformer_hybrid", "vision_transformer_relpos", "vision_transformer_sam", "vitamin",
+    "volo", "xcit",
+}
 
 TORCHVISION = {
     "resnet": "resnet18", "resnext": "resnext50_32x4d", "wide_resnet": "wide_resnet50_2",

@@ -19,7 +19,7 @@ from p3d_oracle import fold_volume, head_paths, head_reference, slice_mismatches
 from torch import nn
 
 import planar3d
-from planar3d import ThickConv3d, UnsupportedModuleError
+from planar3d import UnsupportedModuleError
 
 RESULTS = Path(os.environ.get("PLANAR3D_COVERAGE_DIR", "build/coverage"))
 SIZES = (32, 48, 64, 96, 128, 160, 192, 224, 256, 288, 299, 320, 331, 384)
@@ -149,14 +149,20 @@ def check_model(source: str, family: str, name: str, build) -> dict:
             if err > 1e-4:
                 problems.append(f"P3: center differs from planar by {err:.2g}")
         elif mode == "inflate":
-            thick = sum(isinstance(m, ThickConv3d) for m in model3d.modules())
+            # every 2D convolution with a spatial kernel may become a thick one (layers or the
+            # F.conv2d calls of rewritten modules): the receptive field along depth is at most
+            # one slice per side for each
+            thick = sum(isinstance(m, nn.Conv2d) and max(m.kernel_size) > 1
+                        for m in model.modules())
             depth = 2 * thick + 1
             if depth <= MAX_INFLATE_DEPTH:
                 image = x[:1, :, 0]
                 constant = image.unsqueeze(2).expand(1, 3, depth, size, size).contiguous()
                 entry["p2_depth"] = depth
+                # w / k is rounded in float32, and attention blocks amplify that rounding to
+                # ~4e-3 (halonet); a wrong inflation shows as an O(1) difference
                 problems += [f"P2 (interior slice): {p}" for p in slice_mismatches(
-                    model, model3d, constant, rtol=1e-3, only_slice=depth // 2)]
+                    model, model3d, constant, rtol=1e-2, only_slice=depth // 2)]
             else:
                 entry["p2_depth"] = None
         if mode != "planar":
