@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from p3d_helpers import assert_close, randomize, slices, volume
+from p3d_helpers import SqueezeExcite, assert_close, randomize, slices, volume
 from p3d_oracle import fold_volume, slice_mismatches
 from torch import nn
 
@@ -28,17 +28,6 @@ EXAMPLE = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
 def convert(model, **kw):
     kw.setdefault("example_input", EXAMPLE)
     return planar3d.convert(model, **kw)
-
-
-class SqueezeExcite(nn.Module):
-    """timm-style SE: 2D functional code that runs on 5-D input without error, wrongly."""
-
-    def __init__(self, c):
-        super().__init__()
-        self.fc = nn.Conv2d(c, c, 1)
-
-    def forward(self, x):
-        return x * self.fc(x.mean((2, 3), keepdim=True)).sigmoid()
 
 
 class ChannelsLastNorm(nn.Module):

@@ -5,7 +5,7 @@ import torch
 import torchvision
 from hypothesis import given
 from hypothesis import strategies as st
-from p3d_helpers import assert_close, randomize, volume
+from p3d_helpers import SqueezeExcite, assert_close, randomize, volume
 from torch import nn
 
 import planar3d
@@ -103,15 +103,6 @@ def test_acs_has_no_planar_axis_to_choose():
     with pytest.raises(UnsupportedModuleError, match="axis='D'"):
         planar3d.convert(nn.Sequential(nn.Conv2d(3, 3, 3, padding=1)), mode="acs", axis="H",
                          example_input=torch.randn(2, 3, 8, 8))
-
-
-class SqueezeExcite(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.fc = nn.Conv2d(c, c, 1)
-
-    def forward(self, x):
-        return x * self.fc(x.mean((2, 3), keepdim=True)).sigmoid()
 
 
 class NHWCBlock(nn.Module):
