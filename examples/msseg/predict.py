@@ -18,6 +18,7 @@ name and renamed, so bad input leaves the output folder untouched.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -58,7 +59,8 @@ def find_inputs(source: str | Path) -> list[ScanRecord]:
     elif not source.exists():
         raise FileNotFoundError(f"{source}: input not found; give a FLAIR .nii/.nii.gz file, a "
                                 f"folder of them, an MSSEG folder or a scan CSV")
-    return discover_scans(source, require_masks=False)
+    # masks, where the folder or CSV has them, are neither needed nor read
+    return [dataclasses.replace(r, mask=None) for r in discover_scans(source, require_masks=False)]
 
 
 def _stem(path: Path) -> str:

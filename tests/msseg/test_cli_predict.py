@@ -123,3 +123,16 @@ def test_bad_input_is_named_and_nothing_is_written(checkpoint, tmp_path, capsys)
                  str(tmp_path / "in" / "good.nii.gz"), "--out", str(tmp_path / "out")]) == 1
     assert "missing.pt' does not exist" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_msseg_folder_is_predicted_without_reading_its_masks(checkpoint, tmp_path, capsys):
+    flair, _ = blob_flair()
+    affine = oriented_affine("LAS", shape=flair.shape)
+    save(tmp_path / "data" / "01016SACH" / "3DFLAIR.nii.gz", flair, affine)
+    save(tmp_path / "data" / "01016SACH" / "Consensus.nii.gz", np.zeros(flair.shape), affine)
+    assert [r.mask for r in find_inputs(tmp_path / "data")] == [None]
+    assert main(["predict", "--model", str(checkpoint), "--input", str(tmp_path / "data"),
+                 "--out", str(tmp_path / "out")]) == 0  # an empty mask would fail load_scan
+    assert "01016SACH:" in capsys.readouterr().out
+    written = nib.load(tmp_path / "out" / "01016SACH_mask.nii.gz")
+    assert written.shape == flair.shape and np.allclose(written.affine, affine)
