@@ -1,7 +1,8 @@
 """``python examples/msseg cv``: the paper's cross-validation, with its Table 2 and overlays.
 
     python examples/msseg cv --data data/msseg --out runs/cv --config paper --weights vgg16.pth
-    python examples/msseg cv --data data/phantom --out runs/cv-demo --config demo --rounds 1
+    python examples/msseg cv --data data/phantom --out runs/cv-demo --config demo --rounds 1 \
+        --weights mobilenet_v2-b0353104.pth   # torchvision ImageNet MobileNetV2
 
 The protocol (paper §3.2): scans are grouped by centre and sorted alphabetically; round k tests
 the k-th scan of every centre (5 rounds of 3 test scans for MSSEG). Of the remaining scans,
