@@ -40,8 +40,8 @@ from msseg.checkpoint import load_model
 from msseg.config import TrainConfig
 from msseg.dataset import ScanRecord, discover_scans, prediction_path
 from msseg.engine import train
-from msseg.evaluate import TABLE_METRICS, ScanResult, format_results, score_scan, write_report
-from msseg.metrics import METRIC_NAMES, ScanMetrics, summarize
+from msseg.evaluate import ScanResult, format_results, overall_table, score_scan, write_report
+from msseg.metrics import ScanMetrics
 from msseg.native import prediction_to_native
 from msseg.nifti import atomic_output, load_scan, save_nifti
 from msseg.overlay import save_overlay
@@ -54,7 +54,6 @@ __all__ = [
     "CvRound",
     "cv_rounds",
     "finished_round",
-    "recompose_table",
     "run_round",
 ]
 
@@ -178,20 +177,12 @@ def finished_round(folder: Path, config: TrainConfig) -> dict[str, list[ScanResu
                      for s in scans] for method, scans in saved["results"].items()}
 
 
-def recompose_table(results: dict[str, list[ScanResult]]) -> str:
-    """Markdown: overall mean ± std of each metric per recomposition method."""
-    lines = ["| Recomposition | " + " | ".join(METRIC_NAMES[m] for m in TABLE_METRICS) + " |",
-             "|---" * (len(TABLE_METRICS) + 1) + "|"]
-    for method, scans in results.items():
-        table = summarize([("all", r.metrics) for r in scans], metrics=TABLE_METRICS)
-        cells = [f"{table.cells[(m, 'Overall')][0]:.3f} ± {table.cells[(m, 'Overall')][1]:.3f}"
-                 for m in TABLE_METRICS]
-        lines.append(f"| {RECOMPOSE_NAMES[method]} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
 RECOMPOSE_NAMES = {"paper": "middle-8 (paper, Eq. 1)", "average": "average of overlaps"}
 _AMP = {"auto": "auto", "fp32": "none", "bf16": "bf16", "fp16": "fp16"}
+
+
+def _named(results: dict[str, list[ScanResult]]) -> dict[str, list[ScanResult]]:
+    return {RECOMPOSE_NAMES[method]: scans for method, scans in results.items()}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -244,11 +235,11 @@ def run(args: argparse.Namespace) -> int:
             results[method] += done[method]
     table = write_report(results[args.recompose], args.out)
     with atomic_output(args.out / "recompose.md") as temporary:
-        temporary.write_text(recompose_table(results))
+        temporary.write_text(overall_table(_named(results), first="Recomposition"))
     print(format_results(results[args.recompose]))
     print(f"\nTable 2 layout ({RECOMPOSE_NAMES[args.recompose]}):")
     print(table.to_markdown(), end="")
     print("\nslab recomposition:")
-    print(recompose_table(results), end="")
+    print(overall_table(_named(results), first="Recomposition"), end="")
     print(f"wrote {args.out / 'table.md'}, table.csv, per_scan.csv, recompose.md and overlays/")
     return 0

@@ -47,8 +47,7 @@ from msseg.cache import fill_cache
 from msseg.config import preset
 from msseg.cv import RECOMPOSE_NAMES, CvRound, cv_rounds, run_round
 from msseg.encoder import offline_mobilenet_v2
-from msseg.evaluate import TABLE_METRICS, ScanResult, format_results, score_scan, write_report
-from msseg.metrics import METRIC_NAMES, summarize
+from msseg.evaluate import ScanResult, format_results, overall_table, score_scan, write_report
 from msseg.nifti import atomic_output, load_scan
 from msseg.phantom import write_phantom
 from msseg.pipeline import normalise
@@ -70,19 +69,8 @@ def baseline_results(cv_round: CvRound) -> tuple[float, list[ScanResult]]:
     return chosen, results
 
 
-def comparison_table(rows: dict[str, list[ScanResult]]) -> str:
-    """Markdown: one row per method, overall mean ± std of each metric over the test scans."""
-    lines = ["| Method | " + " | ".join(METRIC_NAMES[m] for m in TABLE_METRICS) + " |",
-             "|---" * (len(TABLE_METRICS) + 1) + "|"]
-    for name, results in rows.items():
-        table = summarize([("all", r.metrics) for r in results], metrics=TABLE_METRICS)
-        cells = [f"{table.cells[(m, 'Overall')][0]:.3f} ± {table.cells[(m, 'Overall')][1]:.3f}"
-                 for m in TABLE_METRICS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def mean_dice(results: list[ScanResult]) -> float:
+    """The mean Dice over `results`."""
     return float(np.mean([r.metrics.dice for r in results]))
 
 
@@ -169,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         f"{list(config.decoder_filters)}, bottleneck {config.bottleneck_filters}. Scores on "
         f"the native grids; mean ± std over the test scans.",
         "",
-        comparison_table(rows),
+        overall_table(rows),
         f"Baseline threshold(s) on [-1, 1]-scaled FLAIR: {[round(t, 3) for t in thresholds]}.",
         "",
         "## Table 2 layout (average of overlaps)",
@@ -193,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     with atomic_output(out / "results.md") as temporary:
         temporary.write_text(report)
     print()
-    print(comparison_table(rows), end="")
+    print(overall_table(rows), end="")
     print(f"\ndemo finished in {seconds['total']:.0f} s; report: {out / 'results.md'}")
     if mean_dice(model["average"]) <= mean_dice(baseline):
         print(f"error: the model (Dice {mean_dice(model['average']):.3f}) does not beat the "

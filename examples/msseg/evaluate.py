@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from msseg.dataset import ScanRecord, discover_scans, prediction_path
-from msseg.metrics import ScanMetrics, SummaryTable, scan_metrics, summarize
+from msseg.metrics import METRIC_NAMES, ScanMetrics, SummaryTable, scan_metrics, summarize
 from msseg.nifti import Scan, atomic_output, load_scan
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "evaluate_scan",
     "format_results",
     "min_lesion_voxels",
+    "overall_table",
     "score_scan",
     "write_report",
 ]
@@ -127,6 +128,19 @@ def write_report(results: Sequence[ScanResult], out_dir: str | Path) -> SummaryT
 
 def _cell(value: float | int) -> str:
     return str(value) if isinstance(value, int) else f"{value:.6f}"
+
+
+def overall_table(rows: dict[str, Sequence[ScanResult]], *, first: str = "Method") -> str:
+    """Markdown: one row per entry of `rows` (e.g. a method), the overall mean ± std over its
+    scans of each metric of TABLE_METRICS; `first` heads the name column."""
+    lines = [f"| {first} | " + " | ".join(METRIC_NAMES[m] for m in TABLE_METRICS) + " |",
+             "|---" * (len(TABLE_METRICS) + 1) + "|"]
+    for name, results in rows.items():
+        cells = summarize([("all", r.metrics) for r in results], metrics=TABLE_METRICS).cells
+        lines.append(f"| {name} | " + " | ".join(
+            f"{cells[(m, 'Overall')][0]:.3f} ± {cells[(m, 'Overall')][1]:.3f}"
+            for m in TABLE_METRICS) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def format_results(results: Sequence[ScanResult]) -> str:
