@@ -11,4 +11,15 @@ Data side (one concept per module):
     cache        on-disk cache of preprocessed cubes (``preprocess`` command)
     phantom      synthetic MSSEG look-alike (``phantom`` command); anatomy, lesions, grid
     baseline     best single global threshold (``baseline`` command)
+
+Model and training: config (TrainConfig, presets), encoder, model, losses, engine, checkpoint,
+runtime, memory, summary (``summary`` command), inference.
+
+Commands of phase B (each a module with ``add_arguments`` and ``run``):
+    train        flags -> TrainConfig -> cache -> split -> engine (``train``; torchrun-ready)
+    predict      FLAIR NIfTI -> mask NIfTI on the native grid (``predict``)
+    evaluate     voxel and lesion-wise scores, Table 2 layout (``evaluate``)
+    cv           the paper's 5-round cross-validation (``cv``); overlay: its figures
+    demo         phantom -> training -> prediction -> evaluation on a CPU (``demo``)
+See README.md in this folder.
 """

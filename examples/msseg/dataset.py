@@ -18,6 +18,8 @@ Public API:
     find_pattern_scans(flair_pattern, *, mask_pattern=None) -> list[ScanRecord]
     read_scan_csv(path, *, require_masks=True) -> list[ScanRecord]
     discover_scans(source, *, mask_pattern=None, require_masks=True) -> list[ScanRecord]
+    prediction_path(out_dir, patient_id, kind="mask") -> Path   where `predict` writes a scan's
+                                                                 mask or probability map
 """
 
 from __future__ import annotations
@@ -213,6 +215,18 @@ def discover_scans(
     if text.lower().endswith(".csv"):
         return read_scan_csv(text, require_masks=require_masks)
     return find_msseg_scans(text, require_masks=require_masks)
+
+
+def prediction_path(out_dir: str | Path, patient_id: str, kind: str = "mask") -> Path:
+    """``<out_dir>/<patient_id>_mask.nii.gz`` (kind "mask") or ``..._prob.nii.gz`` ("prob"):
+    the file names `predict` writes and `evaluate` reads.
+
+    Raises:
+        ValueError: an unknown kind.
+    """
+    if kind not in ("mask", "prob"):
+        raise ValueError(f"kind must be 'mask' or 'prob'; found {kind!r}")
+    return Path(out_dir) / f"{patient_id}_{kind}.nii.gz"
 
 
 def _mask_or_none(path: Path, required: bool) -> Path | None:

