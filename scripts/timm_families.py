@@ -35,6 +35,7 @@ def smallest_per_family() -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    print(f"# smallest model per timm {timm.__version__} registry module (scripts/timm_families.py)")
+    version = timm.__version__
+    print(f"# smallest model per timm {version} registry module (scripts/timm_families.py)")
     for family, name in smallest_per_family().items():
         print(family, name)
