@@ -11,8 +11,8 @@ from torch import nn
 
 from .context import ConversionContext
 from .errors import UnsupportedModuleError
-from .layers._swap import reclass
 from .layers.planar_conv import PlanarConv3d, PlanarConvTranspose3d
+from .layers.planar_norm import PlanarBatchNorm3d
 from .layers.planar_pool import (
     HeadAdaptiveAvgPool2d,
     HeadAdaptiveMaxPool2d,
@@ -70,8 +70,9 @@ def convert_conv_transpose2d(module: nn.ConvTranspose2d, ctx: ConversionContext)
 
 @_body_only
 def convert_batchnorm2d(module: nn.BatchNorm2d, ctx: ConversionContext) -> nn.Module:
-    """BatchNorm2d -> BatchNorm3d: statistics over N, D, H, W equal the 2D ones over N*D slices."""
-    return reclass(module, nn.BatchNorm3d)
+    """BatchNorm2d -> PlanarBatchNorm3d: a BatchNorm3d (statistics over N, D, H, W equal the 2D
+    ones over N*D slices) that runs on the folded slices, keeping the planar layers' layout."""
+    return PlanarBatchNorm3d.from_2d(module, axis=ctx.axis)
 
 
 @_body_only
