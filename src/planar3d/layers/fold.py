@@ -33,8 +33,10 @@ class _FoldMixin:
 
     def forward(self, *args, **kwargs):
         axis = self._planar3d_axis
-        volumes = [t for t in tree_flatten((args, kwargs))[0]
-                   if isinstance(t, torch.Tensor) and t.dim() == 5]
+        # The usual call takes one tensor: skip the pytree walks, which cost more than the fold.
+        single = len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor)
+        flat = args if single else tree_flatten((args, kwargs))[0]
+        volumes = [t for t in flat if isinstance(t, torch.Tensor) and t.dim() == 5]
         if not volumes:
             if self._planar3d_passthrough:
                 return super().forward(*args, **kwargs)
@@ -63,8 +65,11 @@ class _FoldMixin:
                 f"forward on {n * slices} slices; only (N*D, C, H, W) maps can be unfolded"
             )
 
-        out = super().forward(*tree_map(down, args), **tree_map(down, kwargs))
-        return tree_map(up, out)
+        if single:
+            out = super().forward(fold(args[0], axis))
+        else:
+            out = super().forward(*tree_map(down, args), **tree_map(down, kwargs))
+        return up(out) if isinstance(out, torch.Tensor) else tree_map(up, out)
 
     def _apply(self, fn, recurse=True):
         # nn.Module.to(memory_format=torch.channels_last_3d) refuses 4-D tensors; a 2D weight

@@ -118,14 +118,13 @@ class PlanarConv3d(nn.Conv3d):
             index[a] = slice(None, None, step)
             x = x[tuple(index)]
         n = x.shape[0]
-        kernel = drop(self.kernel_size, a)
         stride = drop(self.stride, a)
         dilation = drop(self.dilation, a)
         weight = self.weight.squeeze(a)
         images = fold(x, a)
         padding = self.padding if isinstance(self.padding, str) else drop(self.padding, a)
         if self.padding_mode != "zeros":
-            pad = _pad2d_for_mode(kernel, padding, dilation)
+            pad = _pad2d_for_mode(drop(self.kernel_size, a), padding, dilation)
             images = F.pad(images, pad, mode=self.padding_mode)
             padding = 0
         out = F.conv2d(images, weight, self.bias, stride, padding, dilation, self.groups)
