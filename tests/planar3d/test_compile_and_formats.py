@@ -12,7 +12,7 @@ import timm
 import torch
 import torchvision
 from p3d_helpers import assert_close, randomize, volume
-from p3d_oracle import slice_mismatches
+from p3d_oracle import fold_volume, slice_mismatches
 from torch import nn
 
 import planar3d
@@ -119,25 +119,44 @@ MODELS = {
 @pytest.mark.parametrize("name", sorted(MODELS))
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_every_layer_of_a_converted_network_folds_without_copy(name, channels_last):
-    """From a contiguous input the first layer makes the volume slice-major; from a
-    channels_last_3d input (model converted with .to) it stays channels_last_3d."""
-    model = converted(MODELS[name]())
+    """Activations and their gradients. From a contiguous input the first layer makes the volume
+    slice-major; from a channels_last_3d input (model converted with .to) it stays
+    channels_last_3d. torchvision's in-place `out += identity` and ReLU(inplace=True) act on
+    planar layers' outputs: their gradients must not come back in another layout."""
+    model = converted(MODELS[name]()).train()
     x = volume(2, 3, 3, 32, 32)
     if channels_last:
         model = model.to(memory_format=CL3)
         x = x.contiguous(memory_format=CL3)
     copies = []
 
-    def check(module, args, out):
-        if isinstance(out, torch.Tensor) and out.dim() == 5 and not folds_without_copy(out):
-            copies.append(f"{module._path} ({type(module).__name__}), strides {out.stride()}")
+    def check(what, module, t):
+        if t.dim() == 5 and not folds_without_copy(t):
+            copies.append(f"{what} of {module._path} ({type(module).__name__}): {t.stride()}")
+
+    def hook(module, args, out):
+        if isinstance(out, torch.Tensor):
+            check("output", module, out)
+            if out.requires_grad:
+                out.register_hook(lambda grad: check("gradient", module, grad))
 
     for path, module in model.named_modules():
         module._path = path
-        module.register_forward_hook(check)
-    with torch.no_grad():
-        model(x)
+        module.register_forward_hook(hook)
+    model(x).sum().backward()
     assert copies == []
+
+
+def test_in_place_ops_on_planar_outputs_backpropagate_like_the_2d_network():
+    model = randomize(resnet18_body()).train()  # BasicBlock: out += identity; ReLU(inplace)
+    model3d = converted(copy.deepcopy(model)).train()
+    x = volume(2, 3, 3, 64, 64)
+    weights = volume(2, 512, 3, 2, 2, seed=3)
+    (model3d(x) * weights).sum().backward()
+    (model(fold_volume(x)) * fold_volume(weights)).sum().backward()
+    reference = dict(model.named_parameters())
+    for name, p in model3d.named_parameters():
+        assert_close(p.grad, reference[name].grad.reshape(p.grad.shape), rtol=1e-4)
 
 
 @pytest.mark.parametrize("name", ["tv/resnet18", "timm/mobilenetv3_small_050"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._axis import axis_name, fold, parse_axis, require_volume, unfold
+from .._axis import axis_name, fold, parse_axis, require_volume, unfold_result
 from ._swap import reclass
 
 __all__ = ["PlanarBatchNorm3d"]
@@ -40,7 +40,7 @@ class PlanarBatchNorm3d(nn.BatchNorm3d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         require_volume(x, type(self).__name__)
-        return unfold(super().forward(fold(x, self.axis)), x.shape[0], self.axis)
+        return unfold_result(super().forward(fold(x, self.axis)), x.shape[0], self.axis)
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
         # `forward` hands the 2D BatchNorm code the folded (N * D, C, H, W) slices.
