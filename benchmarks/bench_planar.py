@@ -1,0 +1,169 @@
+"""Planar conversion against its physical limit: the 2D network on the N*D slices.
+
+Run:  python benchmarks/bench_planar.py [--device cuda] [--quick] [--models tv/resnet18 ...]
+
+For every model and pass (eval forward; train forward + backward), in one process:
+- 2D: the 2D model on the N*D slices, in NCHW and in channels_last (model and input); the
+  faster of the two is the baseline;
+- planar: `planar3d.convert(model)` on the (N, C, D, H, W) volume, contiguous and
+  channels_last_3d (`model.to(memory_format=torch.channels_last_3d)` and a channels_last_3d input);
+- naive: the naive module swap of naive_swap.py on the contiguous volume.
+"planar" is the converted model in the layout of the 2D baseline (channels_last_3d when
+channels_last is the faster 2D layout). "2D A/A" times a second copy of the NCHW 2D model against
+the first: how far from 1.00 noise alone puts a ratio. Time ratios are medians of per-round
+ratios (see _common.py). Targets (issue 4): time ratio <= 1.10 and memory ratio <= 1.05; ratios
+over target are in bold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from dataclasses import dataclass
+
+import _common as common  # first: it configures OpenMP before torch loads it
+import torch
+from _common import fmt_ms, fmt_ratio, markdown_table, median, paired_ratio
+from naive_swap import naive_swap
+from torch import nn
+
+import planar3d
+
+TIME_TARGET = 1.10
+MEMORY_TARGET = 1.05
+SHAPES = {"cpu": (2, 3, 16, 128, 128), "cuda": (4, 3, 16, 256, 256)}
+QUICK_SHAPE = (1, 3, 8, 96, 96)
+CL2, CL3 = torch.channels_last, torch.channels_last_3d
+
+
+@dataclass
+class Row:
+    model: str
+    train: bool
+    best_2d: str = ""
+    ms_2d: float = 0.0
+    same_2d: float = 0.0
+    planar: float = 0.0
+    planar_note: str = ""
+    contiguous: float = 0.0
+    channels_last: str = ""
+    naive: str = ""
+    mem_planar: float = 0.0
+    mem_naive: str = ""
+
+    def cells(self) -> list[str]:
+        return [
+            self.model, "train" if self.train else "eval", f"{self.best_2d}, {fmt_ms(self.ms_2d)}",
+            fmt_ratio(self.same_2d), f"{fmt_ratio(self.planar, TIME_TARGET)}{self.planar_note}",
+            fmt_ratio(self.contiguous), self.channels_last, self.naive,
+            fmt_ratio(self.mem_planar, MEMORY_TARGET), self.mem_naive,
+        ]
+
+
+HEADERS = [
+    "model", "pass", "2D baseline: layout, ms", "2D A/A", "**planar** time / 2D",
+    "planar contiguous / 2D NCHW", "planar CL3d / 2D CL", "naive time / 2D",
+    "**planar** memory / 2D", "naive memory / 2D",
+]
+
+
+def naive_check(naive: nn.Module, planar: nn.Module, x: torch.Tensor) -> str:
+    """Whether the naive swap runs and agrees with planar on a volume of unlike slices."""
+    scales = torch.linspace(0.25, 2.0, x.shape[2], device=x.device).view(1, 1, -1, 1, 1)
+    x = x * scales
+    try:
+        with torch.no_grad():
+            got = naive.eval()(x)
+            want = planar.eval()(x)
+    except Exception as error:  # the finding is the failure itself
+        return f"fails ({type(error).__name__})"
+    if got.shape != want.shape:
+        return f"wrong shape {tuple(got.shape)}"
+    err = ((got - want).abs().max() / want.abs().max().clamp_min(1e-12)).item()
+    return "" if err < 1e-4 else f"wrong output (rel. err {err:.1g})"
+
+
+def bench_model(name: str, shape: tuple, device: torch.device, args) -> list[Row]:
+    model = common.build_model(name).to(device).eval()
+    example = torch.randn(2, shape[1], *shape[3:], device=device)
+    planar = planar3d.convert(model, example_input=example)
+    naive = naive_swap(model)
+    x = torch.randn(shape, device=device)
+    slices = common.fold_slices(x)
+    naive_state = naive_check(naive, planar, x)
+
+    models = {
+        "2d": (model, slices),
+        "2d_again": (copy.deepcopy(model), slices.clone()),
+        "2d_cl": (copy.deepcopy(model).to(memory_format=CL2), slices.contiguous(memory_format=CL2)),
+        "3d": (planar, x),
+    }
+    cl_state = ""
+    try:
+        models["3d_cl"] = (copy.deepcopy(planar).to(memory_format=CL3),
+                           x.contiguous(memory_format=CL3))
+    except RuntimeError as error:  # older planar3d: folded modules' 4-D weights refuse it
+        cl_state = f".to(channels_last_3d) fails ({type(error).__name__})"
+    if not naive_state.startswith("fails"):
+        models["naive"] = (naive, x)
+
+    rows = []
+    for train in (False, True):
+        steps = {k: common.make_step(*mi, train=train, amp=args.amp) for k, mi in models.items()}
+        times = common.interleaved_times(steps, repeats=args.repeats, warmup=args.warmup,
+                                         device=device)
+        cl_best = median(times["2d_cl"]) < median(times["2d"])
+        base, same = ("2d_cl", "3d_cl") if cl_best else ("2d", "3d")
+        row = Row(name, train, "channels_last" if cl_best else "NCHW", median(times[base]))
+        if same not in models:
+            same, row.planar_note = "3d", " (contiguous)"
+        row.same_2d = paired_ratio(times, "2d_again", "2d")
+        row.planar = paired_ratio(times, same, base)
+        row.contiguous = paired_ratio(times, "3d", "2d")
+        row.channels_last = cl_state or fmt_ratio(paired_ratio(times, "3d_cl", "2d_cl"))
+        mem_2d = common.memory_bytes(*models[base], train=train, amp=args.amp)
+        row.mem_planar = common.memory_bytes(*models[same], train=train, amp=args.amp) / mem_2d
+        if "naive" in models:
+            naive_time = fmt_ratio(paired_ratio(times, "naive", base))
+            row.naive = f"{naive_time} {naive_state}".strip()
+            mem = common.memory_bytes(*models["naive"], train=train, amp=args.amp) / mem_2d
+            row.mem_naive = fmt_ratio(mem)
+        else:
+            row.naive = row.mem_naive = naive_state
+        print(markdown_table(HEADERS, [row.cells()]).splitlines()[-1], flush=True)
+        rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    common.add_common_args(parser)
+    parser.add_argument("--models", nargs="+", choices=sorted(common.MODELS), default=None,
+                        help="models to run (default: all of issue 4; --quick: two)")
+    parser.add_argument("--shape", type=int, nargs=5, default=None,
+                        metavar=("N", "C", "D", "H", "W"),
+                        help="volume shape (default: 2 3 16 128 128 on CPU, 4 3 16 256 256 on "
+                        "GPU; --quick: 1 3 8 96 96)")
+    args = parser.parse_args(argv)
+    device = common.setup(args)
+    shape = tuple(args.shape or (QUICK_SHAPE if args.quick else SHAPES[device.type]))
+    names = args.models or (list(common.QUICK_MODELS) if args.quick else list(common.MODELS))
+
+    print(f"## planar vs the 2D network on the N*D slices, volume {shape}")
+    print(common.machine(device, args))
+    print("\n".join(markdown_table(HEADERS, []).splitlines()), flush=True)
+    rows = [row for name in names for row in bench_model(name, shape, device, args)]
+    met = [r for r in rows if r.planar <= TIME_TARGET and r.mem_planar <= MEMORY_TARGET]
+    summary = (f"targets (time <= {TIME_TARGET}, memory <= {MEMORY_TARGET}) met for "
+               f"{len(met)} of {len(rows)} model/pass pairs")
+    print(summary)
+    return "\n".join([
+        f"### planar vs the 2D network on the N*D slices, volume {shape}",
+        common.machine(device, args), "", markdown_table(HEADERS, [r.cells() for r in rows]), "",
+        summary,
+    ])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
