@@ -245,6 +245,7 @@ def memory_bytes(model: nn.Module, x: torch.Tensor, *, train: bool, amp: bool) -
     CPU, train: bytes of the tensors saved for backward (distinct storages, parameters excluded).
     CPU, eval: peak bytes of the live tensors that the forward creates.
     """
+    model.zero_grad(set_to_none=True)  # gradients left by the timed runs are not counted
     gc.collect()
     if x.device.type == "cuda":
         torch.cuda.empty_cache()
@@ -253,8 +254,9 @@ def memory_bytes(model: nn.Module, x: torch.Tensor, *, train: bool, amp: bool) -
         base = torch.cuda.memory_allocated(x.device)
         make_step(model, x, train=train, amp=amp)()
         torch.cuda.synchronize(x.device)
+        peak = torch.cuda.max_memory_allocated(x.device) - base
         model.zero_grad(set_to_none=True)
-        return torch.cuda.max_memory_allocated(x.device) - base
+        return peak
     if train:
         return _saved_bytes(model, x, amp)
     model.train(False)
@@ -262,6 +264,34 @@ def memory_bytes(model: nn.Module, x: torch.Tensor, *, train: bool, amp: bool) -
     with torch.no_grad(), _LiveBytes(existing) as tracker, autocast(x.device, amp):
         model(x)
     return tracker.peak
+
+
+_COPIES = (torch.ops.aten.copy_, torch.ops.aten.clone, torch.ops.aten._to_copy)
+
+
+class _CopiedBytes(TorchDispatchMode):
+    """Bytes written by the copy ops (copy_, clone, _to_copy) dispatched while active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bytes = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func.overloadpacket in _COPIES:
+            self.bytes += out.numel() * out.element_size()
+        return out
+
+
+def copied_bytes(model: nn.Module, x: torch.Tensor, *, train: bool, amp: bool) -> int:
+    """Bytes copied in one pass: layout conversions (and autocast's casts), none of them FLOPs.
+
+    Unlike time, a count that load on the machine cannot blur.
+    """
+    step = make_step(model, x, train=train, amp=amp)
+    with _CopiedBytes() as counter:
+        step()
+    return counter.bytes
 
 
 # -- output ---------------------------------------------------------------------------------
@@ -282,4 +312,4 @@ def fmt_ms(seconds: float) -> str:
 
 
 def fmt_mib(nbytes: float) -> str:
-    return f"{nbytes / 2**20:.0f}"
+    return f"{nbytes / 2**20:.1f}"

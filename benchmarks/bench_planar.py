@@ -10,9 +10,10 @@ For every model and pass (eval forward; train forward + backward), in one proces
 - naive: the naive module swap of naive_swap.py on the contiguous volume.
 "planar" is the converted model in the layout of the 2D baseline (channels_last_3d when
 channels_last is the faster 2D layout). "2D A/A" times a second copy of the NCHW 2D model against
-the first: how far from 1.00 noise alone puts a ratio. Time ratios are medians of per-round
-ratios (see _common.py). Targets (issue 4): time ratio <= 1.10 and memory ratio <= 1.05; ratios
-over target are in bold.
+the first: how far from 1.00 noise alone puts a ratio. "MiB copied" counts the bytes that copy
+ops write in one pass (layout conversions; noise cannot blur it). Time ratios are medians of
+per-round ratios (see _common.py). Targets (issue 4): time ratio <= 1.10 and memory ratio
+<= 1.05; ratios over target are in bold.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 
 import _common as common  # first: it configures OpenMP before torch loads it
 import torch
-from _common import fmt_ms, fmt_ratio, markdown_table, median, paired_ratio
+from _common import fmt_mib, fmt_ms, fmt_ratio, markdown_table, median, paired_ratio
 from naive_swap import naive_swap
 from torch import nn
 
@@ -51,20 +52,21 @@ class Row:
     naive: str = ""
     mem_planar: float = 0.0
     mem_naive: str = ""
+    copied: str = ""
 
     def cells(self) -> list[str]:
         return [
             self.model, "train" if self.train else "eval", f"{self.best_2d}, {fmt_ms(self.ms_2d)}",
             fmt_ratio(self.same_2d), f"{fmt_ratio(self.planar, TIME_TARGET)}{self.planar_note}",
             fmt_ratio(self.contiguous), self.channels_last, self.naive,
-            fmt_ratio(self.mem_planar, MEMORY_TARGET), self.mem_naive,
+            fmt_ratio(self.mem_planar, MEMORY_TARGET), self.mem_naive, self.copied,
         ]
 
 
 HEADERS = [
     "model", "pass", "2D baseline: layout, ms", "2D A/A", "**planar** time / 2D",
     "planar contiguous / 2D NCHW", "planar CL3d / 2D CL", "naive time / 2D",
-    "**planar** memory / 2D", "naive memory / 2D",
+    "**planar** memory / 2D", "naive memory / 2D", "MiB copied: 2D, planar",
 ]
 
 
@@ -124,6 +126,8 @@ def bench_model(name: str, shape: tuple, device: torch.device, args) -> list[Row
         row.channels_last = cl_state or fmt_ratio(paired_ratio(times, "3d_cl", "2d_cl"))
         mem_2d = common.memory_bytes(*models[base], train=train, amp=args.amp)
         row.mem_planar = common.memory_bytes(*models[same], train=train, amp=args.amp) / mem_2d
+        copied = [common.copied_bytes(*models[k], train=train, amp=args.amp) for k in (base, same)]
+        row.copied = ", ".join(fmt_mib(b) for b in copied)
         if "naive" in models:
             naive_time = fmt_ratio(paired_ratio(times, "naive", base))
             row.naive = f"{naive_time} {naive_state}".strip()
