@@ -42,9 +42,8 @@ def folds_without_copy(t: torch.Tensor) -> bool:
 
 
 def converted(model: nn.Module, size: int = 64) -> nn.Module:
-    model = randomize(model).eval()
     example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
-    return planar3d.convert(model, example_input=example)
+    return planar3d.convert(model.eval(), example_input=example)
 
 
 def resnet18_body() -> nn.Module:
@@ -123,7 +122,7 @@ def test_every_layer_of_a_converted_network_folds_without_copy(name, channels_la
     slice-major; from a channels_last_3d input (model converted with .to) it stays
     channels_last_3d. torchvision's in-place `out += identity` and ReLU(inplace=True) act on
     planar layers' outputs: their gradients must not come back in another layout."""
-    model = converted(MODELS[name]()).train()
+    model = converted(randomize(MODELS[name]())).train()
     x = volume(2, 3, 3, 32, 32)
     if channels_last:
         model = model.to(memory_format=CL3)
@@ -161,7 +160,7 @@ def test_in_place_ops_on_planar_outputs_backpropagate_like_the_2d_network():
 
 @pytest.mark.parametrize("name", ["tv/resnet18", "timm/mobilenetv3_small_050"])
 def test_channels_last_3d_input_and_model_give_the_contiguous_output(name):
-    model = converted(MODELS[name]())
+    model = converted(randomize(MODELS[name]()))
     x = volume(2, 3, 3, 32, 32)
     with torch.no_grad():
         want = model(x)
@@ -190,7 +189,7 @@ def test_bf16_autocast_matches_the_2d_network_under_autocast_slice_by_slice():
 
 
 def test_bf16_autocast_trains_a_converted_classifier():
-    model3d = converted(timm.create_model("mobilenetv3_small_050")).train()
+    model3d = converted(randomize(timm.create_model("mobilenetv3_small_050"))).train()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = model3d(volume(2, 3, 3, 32, 32))
     assert logits.dtype == torch.bfloat16 and logits.shape == (2, 1000)
@@ -203,7 +202,7 @@ def test_bf16_autocast_trains_a_converted_classifier():
 
 def test_converted_resnet18_traces_as_one_graph_and_trains_like_eager():
     """Dynamo and AOT autograd (no code generation): one graph, same values and gradients."""
-    model3d = converted(torchvision.models.resnet18()).train()
+    model3d = converted(randomize(torchvision.models.resnet18())).train()
     compiled_model = copy.deepcopy(model3d)
     compiled = torch.compile(compiled_model, backend="aot_eager", fullgraph=True)
     x = volume(2, 3, 3, 32, 32)
@@ -219,9 +218,50 @@ def test_converted_resnet18_traces_as_one_graph_and_trains_like_eager():
 
 @pytest.mark.slow
 def test_inductor_compiled_resnet18_matches_eager():
-    model3d = converted(torchvision.models.resnet18())
+    model3d = converted(randomize(torchvision.models.resnet18()))
     x = volume(2, 3, 3, 32, 32)
     with torch.no_grad():
         want = model3d(x)
         got = torch.compile(model3d, fullgraph=True)(x)
     assert_close(got, want, rtol=1e-4)
+
+
+# -- torch.func ------------------------------------------------------------------------------------
+
+def test_torch_func_grad_vmap_and_jvp_go_through_planar_layers():
+    """The planar layers' outputs come from an autograd.Function: it must support transforms."""
+    model = randomize(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                                    SqueezeExcite(4), nn.MaxPool2d(2))).eval().double()
+    model3d = converted(copy.deepcopy(model), size=8)
+    params = {k: v.detach() for k, v in model3d.named_parameters()}
+    x = volume(2, 3, 2, 8, 8, dtype=torch.float64)
+
+    def loss(p, v):
+        return torch.func.functional_call(model3d, p, (v,)).square().sum()
+
+    grads = torch.func.grad(loss)(params, x)
+    with torch.enable_grad():
+        leaves = {k: v.clone().requires_grad_() for k, v in params.items()}
+        want = torch.autograd.grad(loss(leaves, x), list(leaves.values()))
+    for got, ref in zip(grads.values(), want):
+        assert_close(got, ref, rtol=1e-9)
+    per_volume = torch.func.vmap(torch.func.grad(lambda p, v: loss(p, v[None])),
+                                 in_dims=(None, 0))(params, x)
+    for name, g in per_volume.items():
+        assert_close(g.sum(0), grads[name], rtol=1e-9)
+
+    tangents = {k: torch.randn_like(v) for k, v in params.items()}
+    _, got = torch.func.jvp(lambda p: torch.func.functional_call(model3d, p, (x,)),
+                            (params,), (tangents,))
+    params2d = {k: v.squeeze(2) if v.dim() == 5 else v for k, v in params.items()}
+    tangents2d = {k: v.squeeze(2) if v.dim() == 5 else v for k, v in tangents.items()}
+    _, want2d = torch.func.jvp(lambda p: torch.func.functional_call(model, p, (fold_volume(x),)),
+                               (params2d,), (tangents2d,))
+    assert_close(fold_volume(got), want2d, rtol=1e-9)
+
+    fwad = torch.autograd.forward_ad  # forward mode while autograd records (parameters trained)
+    tangent = volume(2, 3, 2, 8, 8, seed=4, dtype=torch.float64)
+    with fwad.dual_level():
+        got = fwad.unpack_dual(model3d(fwad.make_dual(x, tangent))).tangent
+        want2d = fwad.unpack_dual(model(fwad.make_dual(fold_volume(x), fold_volume(tangent))))
+    assert_close(fold_volume(got), want2d.tangent, rtol=1e-9)
