@@ -141,10 +141,10 @@ def make_step(model: nn.Module, x: torch.Tensor, *, train: bool, amp: bool) -> S
         return forward
 
     def forward_backward() -> None:
-        model.zero_grad(set_to_none=True)
         with ctx:
             out = model(x)
         out.float().sum().backward()
+        model.zero_grad(set_to_none=True)  # every pass allocates its gradients; none are kept
     return forward_backward
 
 
@@ -245,7 +245,6 @@ def memory_bytes(model: nn.Module, x: torch.Tensor, *, train: bool, amp: bool) -
     CPU, train: bytes of the tensors saved for backward (distinct storages, parameters excluded).
     CPU, eval: peak bytes of the live tensors that the forward creates.
     """
-    model.zero_grad(set_to_none=True)  # gradients left by the timed runs are not counted
     gc.collect()
     if x.device.type == "cuda":
         torch.cuda.empty_cache()
@@ -254,9 +253,7 @@ def memory_bytes(model: nn.Module, x: torch.Tensor, *, train: bool, amp: bool) -
         base = torch.cuda.memory_allocated(x.device)
         make_step(model, x, train=train, amp=amp)()
         torch.cuda.synchronize(x.device)
-        peak = torch.cuda.max_memory_allocated(x.device) - base
-        model.zero_grad(set_to_none=True)
-        return peak
+        return torch.cuda.max_memory_allocated(x.device) - base
     if train:
         return _saved_bytes(model, x, amp)
     model.train(False)
