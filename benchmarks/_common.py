@@ -1,8 +1,8 @@
 """Shared pieces of the benchmark scripts: models, interleaved timing, memory, CLI, tables.
 
 Every figure is a ratio against a baseline measured in the same process: the candidates run in
-rounds (one run of each per round, the order rotated from round to round), so load from other
-processes hits all of them alike, and a ratio is the median over rounds of the per-round ratio.
+rounds (one run of each per round, in a fresh random order), so load from other processes hits
+all of them alike, and a ratio is the median over rounds of the per-round ratio.
 
 Import this module before torch: it makes OpenMP threads wait passively (unless
 OMP_WAIT_POLICY is set). Spinning threads that wait for a descheduled peer made CPU wall-clock
@@ -20,11 +20,13 @@ import argparse
 import datetime
 import gc
 import platform
+import random
 import statistics
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -153,31 +155,65 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+@dataclass
+class Ratio:
+    """A time ratio by wall clock and, on CPU, by this process's CPU time."""
+
+    wall: float
+    cpu: float | None
+
+    def format(self, target: float | None = None) -> str:
+        text = fmt_ratio(self.wall, target)
+        return text if self.cpu is None else f"{text} ({fmt_ratio(self.cpu, target)})"
+
+
+@dataclass
+class Times:
+    """Seconds per run of every candidate, by wall clock and by process CPU time.
+
+    With OpenMP threads waiting passively, CPU time counts the work the threads did and not
+    the time they waited for a core, so load from other processes cannot stretch it: on a
+    shared machine its ratios are the stable ones. On CUDA it measures only the host side and
+    is not reported.
+    """
+
+    wall: dict[str, list[float]]
+    cpu: dict[str, list[float]]
+    device: torch.device
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.wall[name])
+
+    def ratio(self, num: str, den: str) -> Ratio:
+        """Median over rounds of time(num) / time(den) measured in the same round."""
+        def paired(times: dict[str, list[float]]) -> float:
+            return statistics.median(a / b for a, b in zip(times[num], times[den]))
+
+        return Ratio(paired(self.wall), paired(self.cpu) if self.device.type == "cpu" else None)
+
+
 def interleaved_times(steps: dict[str, Step], *, repeats: int, warmup: int,
-                      device: torch.device) -> dict[str, list[float]]:
-    """Seconds per run of each step, measured in rounds with the order rotated every round."""
+                      device: torch.device) -> Times:
+    """Time every step in rounds, one run of each per round in a fresh random order.
+
+    A fixed order (even rotated) gives each candidate the same predecessor round after round,
+    and what a run leaves behind (freed memory, caches) biased its successor by up to 10%.
+    """
     names = list(steps)
     for name in names:
         for _ in range(warmup):
             steps[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+    times = Times({name: [] for name in names}, {name: [] for name in names}, device)
+    order = random.Random(0)
+    for _ in range(repeats):
+        for name in order.sample(names, len(names)):
             _sync(device)
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             steps[name]()
             _sync(device)
-            times[name].append(time.perf_counter() - start)
+            times.cpu[name].append(time.process_time() - cpu)
+            times.wall[name].append(time.perf_counter() - wall)
     return times
-
-
-def paired_ratio(times: dict[str, list[float]], num: str, den: str) -> float:
-    """Median over rounds of time(num) / time(den) measured in the same round."""
-    return statistics.median(a / b for a, b in zip(times[num], times[den]))
-
-
-def median(values: Iterable[float]) -> float:
-    return statistics.median(values)
 
 
 # -- memory ---------------------------------------------------------------------------------
@@ -293,10 +329,13 @@ def copied_bytes(model: nn.Module, x: torch.Tensor, *, train: bool, amp: bool) -
 
 # -- output ---------------------------------------------------------------------------------
 
+def markdown_row(cells: Sequence[object]) -> str:
+    return "| " + " | ".join(str(v) for v in cells) + " |"
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+    lines = [markdown_row(headers), "|" + "---|" * len(headers)]
+    return "\n".join(lines + [markdown_row(row) for row in rows])
 
 
 def fmt_ratio(value: float, target: float | None = None) -> str:

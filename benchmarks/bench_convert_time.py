@@ -24,7 +24,7 @@ import time
 
 import _common as common  # first: it configures OpenMP before torch loads it
 import torch
-from _common import markdown_table
+from _common import markdown_row, markdown_table
 from torch import nn
 
 import planar3d
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> str:
         seconds.append(s)
         rows.append([f"chain of {k} blocks", count, "2x3x32x32", f"{s:.2f}",
                      f"{s / count * 1e3:.1f}"])
-        print(markdown_table(headers, [rows[-1]]).splitlines()[-1], flush=True)
+        print(markdown_row(rows[-1]), flush=True)
     chain_fit = fit(counts, seconds)
     print(f"chain: {chain_fit}")
     for name in reals:
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> str:
         size = "x".join(str(v) for v in cfg.get("input_size", (3, 224, 224)))
         s = convert_seconds(model, None, args.repeats)
         rows.append([name, count, f"2x{size}", f"{s:.2f}", f"{s / count * 1e3:.1f}"])
-        print(markdown_table(headers, [rows[-1]]).splitlines()[-1], flush=True)
+        print(markdown_row(rows[-1]), flush=True)
     return "\n".join(["### conversion time", where, "", markdown_table(headers, rows), "",
                       f"Chain of identical blocks: {chain_fit}."])
 

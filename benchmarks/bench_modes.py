@@ -6,7 +6,8 @@ Every mode `planar3d.convert` accepts (planar, center, inflate, acs; kernel dept
 thick-kernel modes) converts the same 2D model; each runs on the same contiguous volume. Time and
 memory are ratios against planar measured in the same run (eval forward; train forward +
 backward); FLOPs are counted with torch.utils.flop_counter on one eval forward, for the 2D model
-on the N*D slices too. A mode `convert` refuses (NotImplementedError / ValueError) is listed
+on the N*D slices too. On CPU a time ratio is followed by the ratio of process CPU time (see
+_common.Times). A mode `convert` refuses (NotImplementedError / ValueError) is listed
 as unavailable, a model a mode cannot convert as failing, with the error class.
 """
 
@@ -17,7 +18,7 @@ import sys
 
 import _common as common  # first: it configures OpenMP before torch loads it
 import torch
-from _common import fmt_ratio, markdown_table, paired_ratio
+from _common import fmt_ratio, markdown_row, markdown_table
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -75,14 +76,14 @@ def bench_model(name: str, shape: tuple, device: torch.device, args) -> tuple[li
         memory = {mode: common.memory_bytes(m, x, train=train, amp=args.amp)
                   for mode, m in converted.items()}
         for mode in converted:
-            results[mode][f"{pass_name} time"] = fmt_ratio(paired_ratio(times, mode, "planar"))
+            results[mode][f"{pass_name} time"] = times.ratio(mode, "planar").format()
             results[mode][f"{pass_name} memory"] = fmt_ratio(memory[mode] / memory["planar"])
     for mode, r in results.items():
         rows.append([name, mode, f"{counted[mode] / 1e9:.1f}",
                      fmt_ratio(counted[mode] / counted["planar"]), r["eval time"],
                      r["train time"], r["eval memory"], r["train memory"]])
     for row in rows:
-        print(markdown_table(HEADERS, [row]).splitlines()[-1], flush=True)
+        print(markdown_row(row), flush=True)
     return rows, notes
 
 
