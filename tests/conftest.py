@@ -10,3 +10,12 @@ settings.register_profile(
     derandomize=True,
 )
 settings.load_profile("planar3d")
+
+
+def pytest_configure(config):
+    """Under pytest-xdist each worker gets one torch thread: two workers on two cores with two
+    threads each oversubscribe the machine (measured 5-10x slower on small models)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)

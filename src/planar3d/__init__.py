@@ -4,10 +4,12 @@
 starts from the 2D weights and, in planar mode, reproduces the 2D network slice by slice.
 """
 
+from .channels import adapt_input_channels
 from .context import ConversionContext
 from .convert import convert
 from .errors import UnsupportedModuleError
 from .kernels import center_kernel, inflate_kernel, kernel_to_2d, planar_kernel
+from .layers.acs_conv import ACSConv3d, acs_split
 from .layers.fold import fold_module, is_folded, unfold_module
 from .layers.planar_conv import PlanarConv3d, PlanarConvTranspose3d
 from .layers.planar_norm import PlanarBatchNorm3d
@@ -19,11 +21,14 @@ from .layers.planar_pool import (
     PlanarAvgPool3d,
     PlanarMaxPool3d,
 )
+from .layers.thick_conv import ThickConv3d
 from .registry import default_converters, fold, keep, register_converter
 from .report import ConversionReport, conversion_report
 from .state_dict import load_2d_state_dict, map_2d_state_dict
+from .thicken import planar_to_2d, thicken
 
 __all__ = [
+    "ACSConv3d",
     "ConversionContext",
     "ConversionReport",
     "HeadAdaptiveAvgPool2d",
@@ -35,7 +40,10 @@ __all__ = [
     "PlanarConv3d",
     "PlanarConvTranspose3d",
     "PlanarMaxPool3d",
+    "ThickConv3d",
     "UnsupportedModuleError",
+    "acs_split",
+    "adapt_input_channels",
     "center_kernel",
     "conversion_report",
     "convert",
@@ -48,8 +56,10 @@ __all__ = [
     "kernel_to_2d",
     "load_2d_state_dict",
     "map_2d_state_dict",
+    "planar_to_2d",
     "planar_kernel",
     "register_converter",
+    "thicken",
     "unfold_module",
 ]
 

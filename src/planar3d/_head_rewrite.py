@@ -18,16 +18,16 @@ conditions in the forward are fixed at conversion time, which the conversion rep
 from __future__ import annotations
 
 import operator
-import types
 from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import fx, nn
+from torch import nn
 from torch.utils._pytree import tree_flatten
 
 from ._axis import fold, unfold
+from ._fx import _WRAPPERS, call_submodule, rewrite
 from .errors import UnsupportedModuleError
 
 __all__ = ["rewrite_head_forward"]
@@ -38,22 +38,25 @@ def _volumes(args, kwargs) -> list[torch.Tensor]:
             if isinstance(t, torch.Tensor) and t.dim() == 5]
 
 
-def _spatial_dims(dims) -> set[int] | None:
-    if dims is None:
-        return None
-    dims = (dims,) if isinstance(dims, int) else tuple(dims)
-    return {d % 4 for d in dims}
-
-
 def _reduce(name: str):
-    """mean/amax/amin over both 2D spatial dims: pool all three spatial dims, drop the planar."""
+    """mean/amax/amin over the spatial dims of a 2D tensor: the head pool.
+
+    A volume reaching the head holds the 2D tensor's dims with the slices inserted at dim 2
+    (before H in NCHW, between H and W in channels-last NHWC code). A reduction over two or more
+    2D dims that include the one the slices sit before (H in NCHW, W in NHWC) pools the slices
+    too, and the result has the 2D result's shape.
+    """
     def rule(fn, axis, x, *args, **kwargs):
         dims = kwargs.pop("dim", args[0] if args else None)
         keepdim = kwargs.pop("keepdim", args[1] if len(args) > 1 else False)
-        if _spatial_dims(dims) != {2, 3} or kwargs:
+        if dims is None or kwargs:
             return None
-        out = getattr(torch, name)(x, dim=(2, 3, 4), keepdim=keepdim)
-        return out.squeeze(axis) if keepdim else out
+        dims = {d % 4 for d in ((dims,) if isinstance(dims, int) else dims)}
+        if axis != 2 or len(dims) < 2 or 2 not in dims:
+            return None
+        out = getattr(torch, name)(x, dim=tuple(sorted({d if d < 2 else d + 1 for d in dims}
+                                                       | {2})), keepdim=keepdim)
+        return out.squeeze(2) if keepdim else out
     return rule
 
 
@@ -143,12 +146,6 @@ _PASSTHROUGH_METHODS = (
 _METHOD_RULES.update({m: _passthrough for m in _PASSTHROUGH_METHODS})
 
 
-def _describe(target) -> str:
-    name = getattr(target, "__name__", None) or repr(target)
-    module = getattr(target, "__module__", "") or ""
-    return f"{module}.{name}" if module and not module.startswith("_") else name
-
-
 def _guard(path: str, owner: str, label: str, fn: Callable, rule: Callable | None, axis: int):
     def guarded(*args, **kwargs):
         if not _volumes(args, kwargs):
@@ -164,56 +161,36 @@ def _guard(path: str, owner: str, label: str, fn: Callable, rule: Callable | Non
             )
         return out
 
-    guarded.__name__ = f"planar3d_{label.replace('.', '_')}"
+    guarded.__name__ = "planar3d_" + "".join(c if c.isalnum() else "_" for c in label)
     return guarded
 
 
-class _OwnCodeTracer(fx.Tracer):
-    """Traces only the module's own forward: every submodule is a leaf."""
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return True
-
-
-def _compile(module: nn.Module, *, axis: int, path: str) -> tuple[Callable, list[str]]:
-    graph = _OwnCodeTracer().trace(module)
+def _head_wrapper(module: nn.Module, axis: int, path: str) -> Callable:
     owner = type(module).__name__
-    touched: list[str] = []
-    for node in list(graph.nodes):
-        if node.op == "call_function":
-            label = _describe(node.target)
-            node.target = _guard(path, owner, label, node.target,
-                                 _FUNCTION_RULES.get(node.target), axis)
-            touched.append(label)
-        elif node.op == "call_method":
-            name = node.target
-            node.op = "call_function"
-            node.target = _guard(path, owner, f"Tensor.{name}",
-                                 lambda self, *a, _n=name, **k: getattr(self, _n)(*a, **k),
-                                 _METHOD_RULES.get(name), axis)
-            touched.append(f"Tensor.{name}")
-    graph.lint()
-    code = graph.python_code(root_module="self")
-    namespace = dict(code.globals)
-    exec(compile(code.src, f"<planar3d head {path or 'root'}>", "exec"), namespace)
-    return namespace["forward"], touched
+
+    def wrap(label: str, fn: Callable) -> Callable:
+        if fn is call_submodule:
+            return fn
+        rule = _METHOD_RULES.get(label[len("Tensor."):]) if label.startswith("Tensor.") else (
+            _FUNCTION_RULES.get(fn))
+        return _guard(path, owner, label, fn, rule, axis)
+
+    return wrap
+
+
+_WRAPPERS["head"] = _head_wrapper
 
 
 def rewrite_head_forward(module: nn.Module, *, axis: int, path: str) -> list[str]:
-    """Replace `module.forward` (instance attribute) by its guarded, traced version.
+    """Rewrite `module`'s forward (in place) so its functional calls go through head guards.
 
     Returns:
         The functional calls that now go through guards (for the conversion report).
     Raises:
         UnsupportedModuleError: if the forward cannot be traced.
     """
-    flag = module.training
-    traced: dict[bool, Callable] = {}
-    touched: list[str] = []
     try:
-        for training in (False, True):
-            module.training = training
-            traced[training], touched = _compile(module, axis=axis, path=path)
+        return rewrite(module, kind="head", axis=axis, path=path)
     except Exception as error:
         raise UnsupportedModuleError(
             path, type(module).__name__,
@@ -221,11 +198,3 @@ def rewrite_head_forward(module: nn.Module, *, axis: int, path: str) -> list[str
             f"cannot be traced by torch.fx ({type(error).__name__}: {error})",
             f"register a converter for {type(module).__name__} (planar3d.register_converter)",
         ) from error
-    finally:
-        module.training = flag
-
-    def forward(self, *args, **kwargs):
-        return traced[self.training](self, *args, **kwargs)
-
-    module.forward = types.MethodType(forward, module)
-    return touched

@@ -9,10 +9,13 @@ How a network is converted (DESIGN.md §1):
    converter's result. Any other module keeps its own forward with converted children, if a
    probe shows that this reproduces the 2D network: slice by slice in the body (P1), on
    depth-constant volumes in the head (P2), where the first global/adaptive pool pools the
-   planar axis away. Otherwise a body module is *folded* (its 2D forward runs on the slices),
-   a head module's functional code is rewritten by torch.fx or run slice-wise, and if nothing
-   reproduces the 2D network, `UnsupportedModuleError` says which module and why.
-3. Under depth policies "pool"/"all", pooling (and strided) layers then also act along depth.
+   planar axis away. Otherwise a body module holding spatial kernels gets its forward traced by
+   torch.fx so that its functional code acts per slice, or is *folded* (its 2D forward runs on
+   the slices); a head module's functional pooling is rewritten by torch.fx, or it runs
+   slice-wise; if nothing reproduces the 2D network, `UnsupportedModuleError` says which module
+   and why. All of this is decided in planar terms, whatever the mode.
+3. Planar convolutions take the mode's kernels (center, inflate, acs), and under the depth
+   policies "pool"/"all" pooling (and strided) layers also act along depth.
 """
 
 from __future__ import annotations
@@ -24,215 +27,14 @@ import torch
 from torch import nn
 
 from ._axis import axis_name, parse_axis, require_volume
-from ._head_rewrite import rewrite_head_forward
-from ._probe import is_standard, probe_constant, probe_slices
-from ._record import CallRecord, record_calls
+from ._finalize import finalize
+from ._planner import Planner
+from ._record import record_calls
 from .context import DEPTH_POLICIES, MODES, ConversionContext
-from .errors import UnsupportedModuleError
-from .layers.fold import fold_module, is_folded
-from .layers.planar_conv import PlanarConv3d
-from .layers.planar_pool import (
-    HeadAdaptiveAvgPool2d,
-    HeadAdaptiveMaxPool2d,
-    PlanarAvgPool3d,
-    PlanarMaxPool3d,
-)
 from .registry import Converter, default_converters
 from .report import ConversionReport
 
 __all__ = ["convert"]
-
-_HEAD_POOLS = (HeadAdaptiveAvgPool2d, HeadAdaptiveMaxPool2d)
-
-
-def _builtin_types() -> frozenset:
-    from . import converters
-
-    return frozenset(converters._REGISTRATIONS) | frozenset(converters._KEEP) | frozenset(
-        converters._FOLD
-    )
-
-
-def _join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
-
-
-def _short(reason: str, limit: int = 160) -> str:
-    reason = " ".join(reason.split())
-    return reason if len(reason) <= limit else reason[: limit - 3] + "..."
-
-
-def _is_container(module: nn.Module) -> bool:
-    forward = type(module).forward
-    return forward is nn.Sequential.forward or forward is nn.Module.forward
-
-
-class _Planner:
-    def __init__(self, *, ctx, registry, records, batch, pristine, report):
-        self.ctx: ConversionContext = ctx
-        self.registry: dict[type, Converter] = registry
-        self.builtin = _builtin_types()
-        self.records: dict[int, CallRecord] = records
-        self.batch: int = batch
-        self.pristine: nn.Module = pristine
-        self.report: ConversionReport = report
-        self.done: dict[int, nn.Module] = {}
-
-    # -- traversal -------------------------------------------------------------------------
-    def visit(self, module: nn.Module, path: str, parent_region: str) -> nn.Module:
-        key = id(module)
-        if key not in self.done:
-            self.done[key] = self._visit(module, path, parent_region)
-        return self.done[key]
-
-    def _visit(self, module: nn.Module, path: str, parent_region: str) -> nn.Module:
-        record = self.records.get(id(module))
-        converter = self.registry.get(type(module))
-        head = parent_region == "head" and not (record and record.is_spatial(self.batch))
-        region = "head" if head else "body"
-        if converter is not None:
-            return self._convert_leaf(module, path, region, parent_region == "head", converter,
-                                      record)
-        if record is None and not any(id(m) in self.records for m in module.modules()):
-            if any(True for _ in module.parameters()):
-                self.report.add(path, type(module).__name__, "not reached")
-            return module
-        for name, child in list(module.named_children()):
-            new = self.visit(child, _join(path, name), region)
-            if new is not child:
-                setattr(module, name, new)
-        if _is_container(module):
-            return module
-        if record is None:  # only its children were called (its .forward() called directly)
-            self.report.add(path, type(module).__name__, "verified",
-                            "not probed alone: called via .forward(); probed with its parent")
-            return module
-        return self._settle(module, path, region, record)
-
-    # -- modules with a converter ------------------------------------------------------------
-    def _convert_leaf(self, module, path, region, in_head, converter, record) -> nn.Module:
-        builtin = type(module) in self.builtin and converter is self._default(type(module))
-        ctx = self.ctx.replace(region=region, in_head=in_head, path=path)
-        if builtin and ctx.depth != "keep":
-            ctx = ctx.replace(depth="keep")  # depth pooling is applied after the structure
-        new = converter(module, ctx)
-        if not isinstance(new, nn.Module):
-            raise TypeError(
-                f"the converter for {type(module).__qualname__} returned "
-                f"{type(new).__name__}, not an nn.Module"
-            )
-        if not builtin and record is not None:
-            self._check_user_converter(new, path, module, region, record)
-        self.report.add(path, type(module).__name__, *self._describe(module, new))
-        return new
-
-    def _default(self, kind: type):
-        from .registry import _DEFAULTS
-
-        return _DEFAULTS.get(kind)
-
-    @staticmethod
-    def _describe(old: nn.Module, new: nn.Module) -> tuple[str, str]:
-        if is_folded(new):
-            return ("slice-wise" if new._planar3d_passthrough else "folded"), ""
-        if new is old:
-            return "kept", ""
-        if isinstance(new, _HEAD_POOLS):
-            return "head pool", type(new).__name__
-        return "swapped", type(new).__name__
-
-    def _check_user_converter(self, new, path, old, region, record) -> None:
-        new.eval()
-        standard = is_standard((record.args, record.kwargs), self.batch)
-        if not standard:
-            return
-        if region == "body" and self.ctx.depth == "keep" and is_standard(record.output, self.batch):
-            result = probe_slices(new, record, axis=self.ctx.axis, batch=self.batch)
-        else:
-            result = probe_constant(new, record, axis=self.ctx.axis)
-        if not result.ok:
-            raise UnsupportedModuleError(
-                path, type(old).__name__,
-                f"the converter registered for it returns a {type(new).__name__} that does not "
-                f"reproduce the 2D layer ({_short(result.reason)})",
-                "fix the converter: on a volume the 3D layer must equal the 2D layer slice by "
-                "slice (planar) or on depth-constant input (other modes)",
-            )
-
-    # -- modules with their own forward -----------------------------------------------------
-    def _settle(self, module, path, region, record) -> nn.Module:
-        name = type(module).__name__
-        standard_in = is_standard((record.args, record.kwargs), self.batch)
-        train_only = " (reached in train mode only)" if record.training else ""
-        if region == "body":
-            if not (standard_in and is_standard(record.output, self.batch)):
-                self.report.add(path, name, "verified",
-                                "not probed alone: non-image inputs/outputs; probed with its "
-                                f"parent{train_only}")
-                return module
-            result = probe_slices(module, record, axis=self.ctx.axis, batch=self.batch)
-            if result.ok:
-                self.report.add(path, name, "verified", train_only.strip(" ()"))
-                return module
-            return self._fold(module, path, record, result.reason, passthrough=False)
-
-        if not standard_in:
-            self.report.add(path, name, "kept", "after the head pool (pooled inputs)")
-            return module
-        result = probe_constant(module, record, axis=self.ctx.axis)
-        if result.ok and result.merged:
-            self.report.add(path, name, "verified", "contains the head pool" + train_only)
-            return module
-        if result.ok:
-            return self._fold(module, path, record, "no head pool inside", passthrough=True)
-        reasons = [f"as it is: {_short(result.reason)}"]
-        try:
-            touched = rewrite_head_forward(module, axis=self.ctx.axis, path=path)
-        except UnsupportedModuleError as error:
-            reasons.append(f"rewritten: {_short(error.reason)}")
-        else:
-            rewritten = probe_constant(module, record, axis=self.ctx.axis)
-            if rewritten.ok and rewritten.merged:
-                ops = ", ".join(sorted(set(touched)))
-                self.report.add(path, name, "rewritten", f"guarded calls: {_short(ops, 120)}")
-                return module
-            del module.forward
-            reasons.append(f"rewritten: {_short(rewritten.reason)}")
-        try:
-            return self._fold(module, path, record, "; ".join(reasons), passthrough=True)
-        except UnsupportedModuleError as error:
-            reasons.append(f"slice by slice: {_short(error.reason)}")
-            raise UnsupportedModuleError(
-                path, name,
-                "no exact 3D version was found for this head module (" + "; ".join(reasons) + ")",
-                f"register a converter for {name} (planar3d.register_converter), or convert "
-                f"the feature extractor without its head (e.g. timm features_only=True or "
-                f"num_classes=0, global_pool='')",
-            ) from None
-
-    def _fold(self, module, path, record, reason, *, passthrough: bool) -> nn.Module:
-        name = type(module).__name__
-        folded = fold_module(
-            copy.deepcopy(self.pristine.get_submodule(path)), axis=self.ctx.axis,
-            passthrough=passthrough,
-        )
-        folded.eval()
-        if passthrough:
-            check = probe_constant(folded, record, axis=self.ctx.axis)
-            ok = check.ok and not check.merged
-        else:
-            check = probe_slices(folded, record, axis=self.ctx.axis, batch=self.batch)
-            ok = check.ok
-        if not ok:
-            raise UnsupportedModuleError(
-                path, name,
-                "even run slice by slice it does not reproduce its 2D output "
-                f"({_short(check.reason) or 'it pools the planar axis'})",
-                "make the module deterministic in eval mode, or register a converter for it",
-            )
-        self.report.drop_below(path)
-        self.report.add(path, name, "slice-wise" if passthrough else "folded", _short(reason))
-        return folded
 
 
 def _example_batch(model: nn.Module, example_input: torch.Tensor | None) -> torch.Tensor:
@@ -265,41 +67,6 @@ def _check_volume_input(module: nn.Module, args: tuple) -> None:
         require_volume(args[0], f"converted {type(module).__name__}")
 
 
-def _apply_depth_policy(root: nn.Module, planner: _Planner) -> nn.Module:
-    """Re-convert the pooling (and, for "all", strided) planar layers to act along depth."""
-    ctx = planner.ctx
-    targets = (PlanarMaxPool3d, PlanarAvgPool3d) + ((PlanarConv3d,) if ctx.stride_depth else ())
-
-    def walk(module: nn.Module, path: str) -> nn.Module:
-        if is_folded(module):
-            if not module._planar3d_passthrough and any(
-                isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) or (
-                    ctx.stride_depth and isinstance(m, nn.Conv2d) and max(m.stride) > 1)
-                for m in module.modules()
-            ):
-                raise UnsupportedModuleError(
-                    path, module._planar3d_base.__name__,
-                    f"depth policy {ctx.depth!r} asks its pooling/strided layers to act along "
-                    f"{axis_name(ctx.axis)}, but its forward only runs slice by slice",
-                    "use depth='keep', or register a converter for this module",
-                )
-            return module
-        if isinstance(module, targets) and not (
-            isinstance(module, PlanarConv3d) and max(module.stride) == 1
-        ):
-            source = planner.pristine.get_submodule(path)
-            new = planner.registry[type(source)](source, ctx.replace(path=path, region="body"))
-            planner.report.add(path, type(source).__name__, "depth pool", type(new).__name__)
-            return new
-        for name, child in list(module.named_children()):
-            new = walk(child, _join(path, name))
-            if new is not child:
-                setattr(module, name, new)
-        return module
-
-    return walk(root, "")
-
-
 def convert(
     model: nn.Module,
     *,
@@ -315,7 +82,12 @@ def convert(
 
     Args:
         model: a 2D network (timm, torchvision or your own), in any train/eval state.
-        mode: kernel mapping; "planar" (kernels (1, kh, kw): slice by slice, DESIGN.md P1).
+        mode: kernel mapping. "planar": kernels (1, kh, kw), the network reproduces the 2D
+            network slice by slice (DESIGN.md P1). "center": depth-k kernels holding the 2D
+            kernel in their middle plane (exactly planar at initialisation, P3). "inflate": I3D
+            inflation, the 2D kernel repeated k times / k (2D response on depth-constant input,
+            P2). "acs": output channels split in three parts, each planar along D, H or W (P4).
+            In every mode 1x1 kernels stay planar and functional code acts per slice.
         axis: the planar axis, "D" (default), "H" or "W".
         depth: "keep" (depth preserved everywhere), "pool" (pooling layers also pool along the
             planar axis, as the seed paper's encoder), or "all" (strided convolutions too).
@@ -339,8 +111,13 @@ def convert(
         raise TypeError(f"convert() takes an nn.Module, got {type(model).__name__}")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if mode != "planar":
-        raise NotImplementedError(f"mode {mode!r} is not available yet")
+    if not isinstance(kernel_depth, int) or isinstance(kernel_depth, bool) or kernel_depth < 1:
+        raise ValueError(f"kernel_depth must be a positive int, got {kernel_depth!r}")
+    if mode == "center" and kernel_depth % 2 == 0:
+        raise ValueError(
+            f"mode='center' needs an odd kernel_depth (a middle plane), got {kernel_depth}; use "
+            f"{kernel_depth + 1}"
+        )
     if depth not in DEPTH_POLICIES:
         raise ValueError(
             f"depth must be one of {DEPTH_POLICIES} ('keep': depth preserved everywhere; 'pool': "
@@ -366,13 +143,13 @@ def convert(
     records = record_calls(work, example)
     report = ConversionReport(mode, axis_name(axis_dim), depth, tuple(example.shape))
     ctx = ConversionContext(mode=mode, axis=axis_dim, depth=depth, kernel_depth=kernel_depth)
-    planner = _Planner(ctx=ctx, registry=registry, records=records, batch=example.shape[0],
+    planner = Planner(ctx=ctx, registry=registry, records=records, batch=example.shape[0],
                        pristine=pristine, report=report)
     originals = list(work.modules())  # keeps every original alive: ids stay unique while in use
     work.eval()
     root = planner.visit(work, "", "head")
-    if depth != "keep":
-        root = _apply_depth_policy(root, planner)
+    if mode != "planar" or depth != "keep":
+        root = finalize(root, planner)
     for name, module in root.named_modules():
         if name in flags:
             module.training = flags[name]

@@ -11,6 +11,8 @@ from torch import nn
 
 from .context import ConversionContext
 from .errors import UnsupportedModuleError
+from .layers._swap import reclass
+from .layers.acs_conv import ACSConv3d, acs_orientable
 from .layers.planar_conv import PlanarConv3d, PlanarConvTranspose3d
 from .layers.planar_norm import PlanarBatchNorm3d
 from .layers.planar_pool import (
@@ -21,6 +23,7 @@ from .layers.planar_pool import (
     PlanarAvgPool3d,
     PlanarMaxPool3d,
 )
+from .layers.thick_conv import ThickConv3d
 from .registry import fold, keep, register_converter
 
 
@@ -55,24 +58,50 @@ def _same_in_plane(module: nn.Module, ctx: ConversionContext, **values) -> dict:
 
 @_body_only
 def convert_conv2d(module: nn.Conv2d, ctx: ConversionContext) -> nn.Module:
-    """Conv2d -> PlanarConv3d (weight (O, I, kh, kw) -> (O, I, 1, kh, kw))."""
+    """Conv2d -> the mode's 3D layer.
+
+    planar: PlanarConv3d, weight (O, I, kh, kw) -> (O, I, 1, kh, kw). center / inflate:
+    ThickConv3d with depth `ctx.kernel_depth`. acs: ACSConv3d. Pointwise (1x1) convolutions are
+    planar in every mode (a 1x1 kernel has no plane to thicken or orient), and so are, in acs
+    mode, kernels the three orientations cannot share (see `acs_orientable`).
+    """
     depth_stride = 1
     if ctx.stride_depth:
         depth_stride = _same_in_plane(module, ctx, stride=module.stride)["stride"]
-    return PlanarConv3d.from_2d(module, axis=ctx.axis, depth_stride=depth_stride)
+    planar = ctx.mode == "planar" or max(module.kernel_size) == 1 or (
+        ctx.mode == "acs" and not acs_orientable(module.kernel_size, module.padding,
+                                                 module.dilation))
+    if planar:
+        return PlanarConv3d.from_2d(module, axis=ctx.axis, depth_stride=depth_stride)
+    if ctx.mode == "acs":
+        if ctx.axis != 2:
+            raise UnsupportedModuleError(
+                ctx.path, type(module).__name__,
+                "ACS orients kernels along all three axes, so it has no planar axis to choose",
+                "use axis='D' with mode='acs'",
+            )
+        return ACSConv3d.from_2d(module, depth_stride=depth_stride)
+    return ThickConv3d.from_2d(module, init=ctx.mode, depth=ctx.kernel_depth, axis=ctx.axis,
+                               depth_stride=depth_stride)
 
 
 @_body_only
 def convert_conv_transpose2d(module: nn.ConvTranspose2d, ctx: ConversionContext) -> nn.Module:
-    """ConvTranspose2d -> PlanarConvTranspose3d."""
+    """ConvTranspose2d -> PlanarConvTranspose3d (planar in every mode)."""
     return PlanarConvTranspose3d.from_2d(module, axis=ctx.axis)
 
 
 @_body_only
 def convert_batchnorm2d(module: nn.BatchNorm2d, ctx: ConversionContext) -> nn.Module:
-    """BatchNorm2d -> PlanarBatchNorm3d: a BatchNorm3d (statistics over N, D, H, W equal the 2D
-    ones over N*D slices) that runs on the folded slices, keeping the planar layers' layout."""
-    return PlanarBatchNorm3d.from_2d(module, axis=ctx.axis)
+    """BatchNorm2d -> BatchNorm3d: statistics over N, D, H, W equal the 2D ones over N*D slices.
+
+    In planar mode a PlanarBatchNorm3d, which runs on the folded slices and so keeps the layout
+    the planar layers produce; the thick and ACS convolutions produce contiguous volumes, which
+    nn.BatchNorm3d takes as they are.
+    """
+    if ctx.mode == "planar":
+        return PlanarBatchNorm3d.from_2d(module, axis=ctx.axis)
+    return reclass(module, nn.BatchNorm3d)
 
 
 @_body_only

@@ -14,7 +14,8 @@ ACTIONS = {
     "swapped": "replaced by a 3D layer (kernel reshaped)",
     "kept": "acts on volumes as it is (elementwise / channel-wise)",
     "verified": "own forward runs on volumes as it is (children converted; checked on a probe)",
-    "rewritten": "own forward's functional calls guarded by torch.fx (head pooling)",
+    "rewritten": "own forward traced by torch.fx: its functional code acts per slice",
+    "head rewritten": "own forward traced by torch.fx: its functional pooling is the head pool",
     "head pool": "pools the planar axis away: the rest of the head is the 2D head",
     "slice-wise": "head layer: 2D per slice on volumes, unchanged after the head pool",
     "folded": "runs its 2D forward slice by slice (exact planar semantics, 2D weights)",
@@ -64,7 +65,8 @@ class ConversionReport:
     def by_action(self, action: str) -> list[ReportEntry]:
         return [e for e in self.entries if e.action == action]
 
-    def __str__(self) -> str:
+    def summary(self) -> str:
+        """The header and one line per action with its count."""
         lines = [
             f"planar3d conversion: mode={self.mode}, planar axis={self.axis}, depth={self.depth}, "
             f"probed on a 2D batch of shape {self.example_shape}",
@@ -72,7 +74,11 @@ class ConversionReport:
         counts = self.counts()
         for action, meaning in ACTIONS.items():
             if counts.get(action):
-                lines.append(f"  {counts[action]:5d} {action:<11} {meaning}")
+                lines.append(f"  {counts[action]:5d} {action:<14} {meaning}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        lines = [self.summary()]
         width = max((len(e.path or "<root>") for e in self.entries), default=6)
         for action in ACTIONS:
             group = [e for e in self.entries if e.action == action]

@@ -6,6 +6,18 @@ import torch
 from torch import nn
 
 
+class SqueezeExcite(nn.Module):
+    """timm-style SE: 2D functional code that runs on 5-D input without error, wrongly (it
+    averages D and H and still broadcasts)."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.fc = nn.Conv2d(c, c, 1)
+
+    def forward(self, x):
+        return x * self.fc(x.mean((2, 3), keepdim=True)).sigmoid()
+
+
 def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
     """Make every parameter and BatchNorm statistic informative.
 

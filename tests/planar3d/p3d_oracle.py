@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten, tree_map
 
 _MEAN = {F.adaptive_avg_pool2d, torch.Tensor.mean, torch.mean, F.avg_pool2d}
 _MAX = {F.adaptive_max_pool2d, torch.Tensor.amax, torch.amax, torch.Tensor.max, torch.max,
@@ -33,7 +33,9 @@ def _capture(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, object], obje
 
     def keep_first(name):
         def hook(module, args, out):
-            outputs.setdefault(name, out)
+            if name not in outputs:  # cloned: later in-place ops must not change the record
+                outputs[name] = tree_map(
+                    lambda t: t.detach().clone() if isinstance(t, torch.Tensor) else t, out)
         return hook
 
     handles = [m.register_forward_hook(keep_first(name)) for name, m in model.named_modules()]
@@ -47,10 +49,17 @@ def _capture(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, object], obje
 
 
 def slice_mismatches(model2d: nn.Module, model3d: nn.Module, volume: torch.Tensor,
-                     *, rtol: float = 1e-4) -> list[str]:
-    """P1 at every module: paths whose 3D output is not the 2D output slice by slice."""
+                     *, rtol: float = 1e-4, only_slice: int | None = None) -> list[str]:
+    """P1 at every module: paths whose 3D output is not the 2D output slice by slice.
+
+    With `only_slice`, the volume must be depth-constant and only that slice is compared with
+    the 2D network run on one slice (P2 in the interior, for modes with thick kernels).
+    """
     n, d = volume.shape[0], volume.shape[2]
-    out2, _ = _capture(model2d, fold_volume(volume))
+    if only_slice is None:
+        out2, _ = _capture(model2d, fold_volume(volume))
+    else:
+        out2, _ = _capture(model2d, volume[:, :, only_slice])
     out3, _ = _capture(model3d, volume)
     problems = []
     for path, o2 in out2.items():
@@ -61,23 +70,44 @@ def slice_mismatches(model2d: nn.Module, model3d: nn.Module, volume: torch.Tenso
         if len(t2) != len(t3):
             continue
         for a, b in zip(t2, t3):
-            if a.dim() != 4 or a.shape[0] != n * d or b.dim() != 5:
+            if b.dim() != 5 or a.dim() != 4:
                 continue
-            want = a.reshape(n, d, *a.shape[1:]).transpose(1, 2)
-            if want.shape != b.shape:
-                problems.append(f"{path}: shape {tuple(b.shape)} != {tuple(want.shape)}")
+            if only_slice is not None:
+                if a.shape[0] != n:
+                    continue
+                # the depth dim: 2 in (N, C, D, H, W), elsewhere in channels-last code
+                options = [b.select(k, only_slice) for k in (2, 1, 3, 4) if b.shape[k] == d]
+                options = [o for o in options if o.shape == a.shape]
+                reference = a
+            else:
+                if a.shape[0] != n * d:
+                    continue
+                grouped = a.reshape(n, d, *a.shape[1:])
+                options = [grouped.movedim(1, k) for k in (2, 1, 3, 4)]
+                options = [o for o in options if o.shape == b.shape]
+                reference = None
+            if not options:
+                problems.append(f"{path}: shape {tuple(b.shape)} fits no slice layout of "
+                                f"{tuple(a.shape)}")
                 continue
-            scale = want.abs().max().item() + 1e-12
-            err = (want - b).abs().max().item()
+            if reference is None:
+                err, scale = min(_relative(o, b) for o in options)
+            else:
+                err, scale = min(_relative(reference, o) for o in options)
             if err > rtol * scale:
                 problems.append(f"{path}: max error {err:.3g} (scale {scale:.3g})")
     return problems
 
 
+def _relative(want: torch.Tensor, got: torch.Tensor) -> tuple[float, float]:
+    scale = want.abs().max().item() + 1e-12
+    return (want - got).abs().max().item(), scale
+
+
 class _MergeSlices(TorchFunctionMode):
-    def __init__(self, slices: int):
+    def __init__(self, slices: int, images: int):
         super().__init__()
-        self.slices = slices
+        self.slices, self.images = slices, images
         self.active = 0
         self.suspended = 0
 
@@ -85,7 +115,7 @@ class _MergeSlices(TorchFunctionMode):
         kwargs = kwargs or {}
         if self.active and not self.suspended and (func in _MEAN or func in _MAX):
             x = args[0]
-            if isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[0] % self.slices == 0:
+            if isinstance(x, torch.Tensor) and x.dim() >= 3 and x.shape[0] == self.images:
                 grouped = x.reshape(-1, self.slices, *x.shape[1:])
                 merged = grouped.mean(1) if func in _MEAN else grouped.amax(1)
                 args = (merged, *args[1:])
@@ -94,7 +124,7 @@ class _MergeSlices(TorchFunctionMode):
 
 def head_reference(model2d: nn.Module, volume: torch.Tensor, head_path: str):
     """2D network on the folded slices, the slices pooled together inside `head_path`'s code."""
-    mode = _MergeSlices(volume.shape[2])
+    mode = _MergeSlices(volume.shape[2], volume.shape[0] * volume.shape[2])
     head = model2d.get_submodule(head_path)
 
     def enter(*_):
@@ -120,9 +150,23 @@ def head_reference(model2d: nn.Module, volume: torch.Tensor, head_path: str):
             h.remove()
 
 
-def head_paths(report) -> list[str]:
-    """Modules whose own code pools the planar axis away, per the conversion report."""
-    return [e.path for e in report.entries if e.action in ("head pool", "rewritten")]
+def head_paths(report, model2d: nn.Module, images: torch.Tensor) -> list[str]:
+    """Modules whose own code pools the planar axis away, per the conversion report, among
+    those the 2D model calls on `images` in eval mode (auxiliary heads run in train mode)."""
+    called: set[str] = set()
+    handles = [m.register_forward_pre_hook(lambda mod, args, n=n: called.add(n))
+               for n, m in model2d.named_modules()]
+    try:
+        with no_grad_eval(model2d):
+            model2d(images)
+    finally:
+        for h in handles:
+            h.remove()
+    paths = [e.path for e in report.entries
+             if e.action in ("head pool", "head rewritten") and e.path in called]
+    # a root whose own code pools tokens (x.flatten(1, -2).mean(1)) merges slices by itself
+    return paths or [e.path for e in report.entries
+                     if e.path == "" and e.detail.startswith("contains the head pool")]
 
 
 @contextlib.contextmanager

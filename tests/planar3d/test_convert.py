@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from p3d_helpers import assert_close, randomize, slices, volume
+from p3d_helpers import SqueezeExcite, assert_close, randomize, slices, volume
 from p3d_oracle import fold_volume, slice_mismatches
 from torch import nn
 
@@ -28,17 +28,6 @@ EXAMPLE = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
 def convert(model, **kw):
     kw.setdefault("example_input", EXAMPLE)
     return planar3d.convert(model, **kw)
-
-
-class SqueezeExcite(nn.Module):
-    """timm-style SE: 2D functional code that runs on 5-D input without error, wrongly."""
-
-    def __init__(self, c):
-        super().__init__()
-        self.fc = nn.Conv2d(c, c, 1)
-
-    def forward(self, x):
-        return x * self.fc(x.mean((2, 3), keepdim=True)).sigmoid()
 
 
 class ChannelsLastNorm(nn.Module):
@@ -359,3 +348,21 @@ def test_2d_model_on_folded_batch_is_the_reference_of_the_whole_model():
     # avg-pool + affine-free-of-slices head: the classifier sees the slices' mean features
     assert logits.shape == (2, 1000)
     assert model(fold_volume(x)).shape == (6, 1000)
+
+
+class TrainOnlySqueeze(nn.Module):
+    """2D-only code on the train-mode path only: an eval-mode probe alone cannot see it."""
+
+    def forward(self, x):
+        if self.training:
+            return x * x.mean((2, 3), keepdim=True).sigmoid()
+        return x
+
+
+def test_forward_paths_taken_only_in_train_mode_are_probed_too():
+    model = randomize(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), TrainOnlySqueeze()))
+    model3d = convert(model)
+    assert planar3d.is_folded(model3d[1])
+    model.train()
+    model3d.train()
+    assert slice_mismatches(model, model3d, volume(2, 3, 3, 16, 16)) == []

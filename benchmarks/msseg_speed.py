@@ -1,0 +1,198 @@
+"""msseg at the paper's full size: seconds per training step and epoch, per-scan inference, memory.
+
+Run:  python benchmarks/msseg_speed.py [--device cpu|cuda] [--quick]
+
+The model is the paper's planar res-u-net (VGG-16 encoder and bottleneck frozen, 22,870,881
+parameters; random weights: the speed does not depend on them), batch (2, 3, 16, 256, 256).
+- Training: `--steps` optimizer steps (BCE − Dice + 1, Adam) after one warm-up step; an epoch is
+  extrapolated as the paper's: 11 training scans x 31 slabs / batch 2 = 171 steps, plus the
+  forward passes over one validation scan (31 slabs). On the CPU this extrapolation is the only
+  way to get an epoch figure in minutes; the script says so in its output.
+- Inference per scan: the forward passes over the 31 slabs of one 256³ scan (batch 2), plus the
+  pipeline around them on a scan of centre 01's size (144 x 512 x 512): resampling to 256³,
+  slab recomposition, resampling the probabilities back and thresholding.
+- `--compile`: the last configuration again under `torch.compile` (its warm-up step compiles).
+- Memory: CUDA: `torch.cuda.max_memory_allocated` over a training step. CPU: the estimate of
+  `msseg.memory` (parameters, gradients, Adam moments and the tensors autograd saves), which is
+  what must fit on an 11 GB card; it leaves out the backward pass' transient buffers.
+Every configuration runs in the same process; the ratio column compares it with the first
+(fp32, contiguous memory), and the paper's figures (GTX 1080 Ti / RTX 2080 Ti, 11 GB) stand
+beside the results.
+"""
+
+from __future__ import annotations
+
+import os
+
+# On a shared CPU, OpenMP threads that spin while a peer is descheduled make wall-clock times
+# vary tenfold; passive waiting must be chosen before torch loads OpenMP.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+
+from msseg.config import preset
+from msseg.encoder import RandomEncoderWarning
+from msseg.engine import make_optimizer
+from msseg.losses import bce_dice_loss
+from msseg.memory import GiB, measure_training_memory
+from msseg.model import build_model
+from msseg.native import prediction_to_native
+from msseg.orientation import Geometry
+from msseg.pipeline import normalise, resample_to_cube
+from msseg.slabs import make_slabs, recompose_slabs
+
+PAPER_EPOCH_S = (100, 120)  # paper §3.6, 11 GB GTX 1080 Ti / RTX 2080 Ti
+PAPER_SCAN_S = 15
+PAPER_GPU_GIB = 11
+STEPS_PER_EPOCH = -(-11 * 31 // 2)  # 11 training scans x 31 slabs, batch 2 -> 171
+VAL_BATCHES = -(-31 // 2)  # one validation scan
+NATIVE_SHAPE = (144, 512, 512)  # centre 01
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_step_seconds(model, batch, target, device, amp_dtype, steps: int) -> tuple[float, int]:
+    """Median seconds of `steps` training steps after one warm-up; peak CUDA bytes (0 on CPU)."""
+    config = preset("paper")
+    optimizer, _ = make_optimizer(model, config)
+    autocast = torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
+    times = []
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for i in range(steps + 1):
+        sync(device)
+        start = time.perf_counter()
+        with autocast:
+            logits = model(batch)
+        loss = bce_dice_loss(logits, target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        sync(device)
+        if i:
+            times.append(time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
+    return float(np.median(times)), peak
+
+
+@torch.inference_mode()
+def forward_seconds(model, batch, device, amp_dtype, repeats: int) -> float:
+    """Median seconds of an eval forward pass of `batch` (after one warm-up)."""
+    model.eval()
+    autocast = torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
+    times = []
+    for i in range(repeats + 1):
+        sync(device)
+        start = time.perf_counter()
+        with autocast:
+            torch.sigmoid(model(batch))
+        sync(device)
+        if i:
+            times.append(time.perf_counter() - start)
+    model.train()
+    return float(np.median(times))
+
+
+def pipeline_seconds() -> float:
+    """The per-scan work around the network, on the CPU: scan -> 256³ cube -> slabs, and 31 slab
+    predictions -> recomposed cube -> native grid -> mask."""
+    rng = np.random.default_rng(0)
+    scan = rng.random(NATIVE_SHAPE, dtype=np.float32)
+    geometry = Geometry.from_affine(NATIVE_SHAPE, np.diag([1.2, 0.5, 0.5, 1.0]))
+    start = time.perf_counter()
+    cube = normalise(resample_to_cube(geometry.to_canonical(scan), size=256, order=2))
+    slabs = make_slabs(cube, slab=16, step=8)
+    probabilities = recompose_slabs(1 / (1 + np.exp(-slabs)), step=8, method="average")
+    prediction_to_native(probabilities.astype(np.float32), geometry, threshold=16 / 256)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--quick", action="store_true",
+                        help="one timed step and one forward per configuration (CPU: ~5 min)")
+    parser.add_argument("--steps", type=int, default=3, help="timed training steps (default 3)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the last configuration under torch.compile")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda but CUDA is not available; use --device cpu")
+    steps = 1 if args.quick else args.steps
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    configs = [("fp32", None, False, False), ("fp32 channels_last_3d", None, True, False)]
+    if bf16:
+        configs.append(("bf16 channels_last_3d", torch.bfloat16, True, False))
+    if args.compile:
+        name, amp_dtype, channels_last, _ = configs[-1]
+        configs.append((f"{name} + torch.compile", amp_dtype, channels_last, True))
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomEncoderWarning)
+        model = build_model(preset("paper")).to(device)
+    batch = torch.randn(2, 3, 16, 256, 256, device=device)
+    target = (torch.rand(2, 1, 16, 256, 256, device=device) > 0.998).float()
+    print(f"paper model on {device} ({torch.get_num_threads()} CPU threads, torch "
+          f"{torch.__version__}); batch {tuple(batch.shape)}; "
+          f"{'quick: 1 timed step' if args.quick else f'{steps} timed steps'}")
+
+    rows = []
+    for name, amp_dtype, channels_last, compiled in configs:
+        fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+        model = model.to(memory_format=fmt)
+        x, y = batch.to(memory_format=fmt), target.to(memory_format=fmt)
+        net = torch.compile(model) if compiled else model  # the first step compiles (warm-up)
+        step, peak = train_step_seconds(net, x, y, device, amp_dtype, steps)
+        forward = forward_seconds(net, x, device, amp_dtype, steps)
+        epoch = STEPS_PER_EPOCH * step + VAL_BATCHES * forward
+        rows.append((name, step, epoch, VAL_BATCHES * forward, peak))
+        print(f"  {name}: {step:.2f} s/step, forward {forward:.2f} s/batch")
+    around = pipeline_seconds()
+
+    base = rows[0]
+    print(f"\nepoch = {STEPS_PER_EPOCH} training steps + {VAL_BATCHES} validation forwards, "
+          f"extrapolated from the measured step times (no epoch is run in full); per scan = "
+          f"{VAL_BATCHES} forwards of 2 slabs + {around:.1f} s of pipeline on the CPU.\n")
+    print("| configuration | s / step | s / epoch | vs first | paper s / epoch | s / scan | "
+          "paper s / scan | peak memory |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, step, epoch, network, peak in rows:
+        memory = f"{peak / GiB:.2f} GiB" if peak else "see estimate"
+        print(f"| {name} | {step:.2f} | {epoch:.0f} | {base[2] / epoch:.2f}x | "
+              f"{PAPER_EPOCH_S[0]}-{PAPER_EPOCH_S[1]} | {network + around:.1f} | "
+              f"{PAPER_SCAN_S} | {memory} |")
+    best = min(rows, key=lambda r: r[2])
+    print(f"\nbest: {best[0]}: {sum(PAPER_EPOCH_S) / 2 / best[2]:.2f}x the paper's epoch speed, "
+          f"{PAPER_SCAN_S / (best[3] + around):.2f}x its per-scan speed (goal on an H100: 10x)")
+
+    print(f"\ntraining memory for batch 2 (what must fit in {PAPER_GPU_GIB} GB; `msseg.memory`, "
+          f"measured on {device}):")
+    model = model.to(memory_format=torch.channels_last_3d)
+    for name, amp_dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+        estimate = measure_training_memory(model, (2, 3, 16, 256, 256), amp_dtype=amp_dtype)
+        verdict = "fits" if estimate.total < PAPER_GPU_GIB * 1e9 else "does NOT fit"
+        print(f"  {name}: {estimate.total / GiB:.2f} GiB ({verdict} in {PAPER_GPU_GIB} GB, "
+              f"plus the backward pass' transient buffers)")
+        print("    " + str(estimate).replace("\n", "\n    "))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""torch.fx plumbing shared by the head and body rewrites.
+
+A module's *own* forward (every submodule a leaf) is traced once per train/eval flag; every
+functional call (`call_function`, `call_method` turned into a function call, and submodule calls
+as `call_submodule(submodule, ...)`) is replaced by a wrapper that the rewrite builds from the
+original callable. The module then becomes an instance of `Rewritten<Type>`, a subclass of its
+own class whose forward runs the generated code for the current train/eval flag. Copies and
+pickles re-trace on first use, so converted models deepcopy, pickle and load like any other.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from functools import cache
+
+from torch import fx, nn
+
+__all__ = ["call_submodule", "is_rewritten", "rewrite", "unrewrite"]
+
+# kind -> fn(module, axis, path) -> wrap(label, fn): registered by the rewrite modules
+_WRAPPERS: dict[str, Callable] = {}
+
+
+class _OwnCodeTracer(fx.Tracer):
+    """Traces only the module's own forward: every submodule is a leaf."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return True
+
+
+def call_submodule(submodule: nn.Module, *args, **kwargs):
+    return submodule(*args, **kwargs)
+
+
+def _method_caller(name: str) -> Callable:
+    def call(self, *args, **kwargs):
+        return getattr(self, name)(*args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
+def _describe(target) -> str:
+    name = getattr(target, "__name__", None) or repr(target)
+    module = getattr(target, "__module__", "") or ""
+    return f"{module}.{name}" if module and not module.startswith("_") else name
+
+
+def _compile(module: nn.Module, wrap: Callable, label: str, flags: dict
+             ) -> tuple[Callable, list[str]]:
+    graph = _OwnCodeTracer().trace(module, concrete_args=flags or None)
+    touched: list[str] = []
+    for node in list(graph.nodes):
+        if node.op == "call_function":
+            name = _describe(node.target)
+            node.target = wrap(name, node.target)
+            touched.append(name)
+        elif node.op == "call_method":
+            name = f"Tensor.{node.target}"
+            node.op = "call_function"
+            node.target = wrap(name, _method_caller(node.target))
+            touched.append(name)
+        elif node.op == "call_module":
+            with graph.inserting_before(node):
+                submodule = graph.get_attr(node.target)
+            node.op = "call_function"
+            node.args = (submodule, *node.args)
+            node.target = wrap(f"module {node.target}", call_submodule)
+    graph.lint()
+    code = graph.python_code(root_module="self")
+    namespace = dict(code.globals)
+    exec(compile(code.src, f"<planar3d {label}>", "exec"), namespace)
+    return namespace["forward"], touched
+
+
+_FLAG_TYPES = (bool, int, float, str)
+
+
+@cache
+def _signature(base: type) -> inspect.Signature:
+    return inspect.signature(base.forward)
+
+
+@cache
+def _flag_defaults(base: type) -> dict[str, object]:
+    """forward() parameters with plain-value defaults (pre_logits=False...): traced per value."""
+    signature = _signature(base)
+    return {name: p.default for name, p in signature.parameters.items()
+            if isinstance(p.default, _FLAG_TYPES)}
+
+
+def _trace(module: nn.Module, base: type, training: bool, flags: dict) -> tuple[Callable, list]:
+    kind, axis, path = module._planar3d_rewrite
+    wrap = _WRAPPERS[kind](module, axis, path)
+    current, mode = module.__class__, module.training
+    module.__class__ = base  # trace the class's own forward
+    try:
+        module.training = training
+        return _compile(module, wrap, f"{kind} {path or 'root'}", flags)
+    finally:
+        module.__class__, module.training = current, mode
+
+
+class _RewrittenMixin:
+    """Forward of rewritten modules: the traced code for the train/eval flag and the values of
+    plain-value arguments such as `pre_logits` (traced on first use of each combination)."""
+
+    def forward(self, *args, **kwargs):
+        base = self._planar3d_base
+        bound = _signature(base).bind(self, *args, **kwargs)
+        defaults = _flag_defaults(base)
+        flags = {name: bound.arguments.get(name, value) for name, value in defaults.items()}
+        key = (self.training, tuple(flags.items()))
+        traced = self.__dict__.setdefault("_planar3d_traced", {})
+        if key not in traced:
+            traced[key] = _trace(self, base, self.training, flags)[0]
+        rest = {k: v for k, v in bound.arguments.items() if k != "self" and k not in flags}
+        return traced[key](self, **rest)
+
+    def _get_name(self) -> str:
+        return f"Rewritten[{self._planar3d_base.__name__}]"
+
+    def __reduce_ex__(self, protocol):
+        state = {k: v for k, v in self.__dict__.items() if k != "_planar3d_traced"}
+        return _rebuild, (self._planar3d_base,), state
+
+
+@cache
+def _rewritten_class(base: type) -> type:
+    return type("Rewritten" + base.__name__, (_RewrittenMixin, base),
+                {"_planar3d_base": base, "__module__": __name__})
+
+
+def _rebuild(base: type) -> nn.Module:
+    cls = _rewritten_class(base)
+    return cls.__new__(cls)
+
+
+def is_rewritten(module: nn.Module) -> bool:
+    return isinstance(module, _RewrittenMixin)
+
+
+def rewrite(module: nn.Module, *, kind: str, axis: int, path: str) -> list[str]:
+    """Give `module` (in place) a traced forward whose calls go through `kind`'s wrappers.
+
+    The forward is traced now for eval and train mode with the default values of plain-value
+    arguments; other values are traced when first used.
+
+    Returns:
+        Names of the functional calls found in the forward.
+    Raises:
+        Whatever torch.fx raises when the forward cannot be traced.
+    """
+    base = module._planar3d_base if is_rewritten(module) else type(module)
+    module._planar3d_rewrite = (kind, axis, path)
+    flags = _flag_defaults(base)
+    traced = {}
+    touched: list[str] = []
+    for training in (False, True):
+        traced[(training, tuple(flags.items()))], touched = _trace(module, base, training, flags)
+    module.__class__ = _rewritten_class(base)
+    module.__dict__["_planar3d_traced"] = traced
+    return touched
+
+
+def unrewrite(module: nn.Module) -> None:
+    """Give `module` back its class's forward."""
+    if is_rewritten(module):
+        module.__class__ = module._planar3d_base
+    for key in ("_planar3d_traced", "_planar3d_rewrite"):
+        module.__dict__.pop(key, None)

@@ -1,0 +1,84 @@
+"""The preprocessing cache: content + settings keys, reuse, atomic entries, memory maps."""
+
+import json
+
+import numpy as np
+import pytest
+from msseg import cache as cache_module
+from msseg.cache import cache_key, fill_cache
+from msseg.dataset import find_msseg_scans
+from msseg.nifti import load_scan
+from msseg.pipeline import PipelineConfig, preprocess_scan
+
+SMALL = PipelineConfig(size=16, slab=8, step=4)
+
+
+def test_entries_hold_the_preprocessed_cube(msseg_root, tmp_path):
+    records = find_msseg_scans(msseg_root)
+    entries = fill_cache(records, SMALL, tmp_path / "cache", progress=False)
+    assert [e.record for e in entries] == records
+    for entry in entries:
+        cached = entry.load()
+        fresh = preprocess_scan(load_scan(entry.record), SMALL)
+        assert isinstance(cached.flair, np.memmap) and not cached.flair.flags.writeable
+        np.testing.assert_array_equal(cached.flair, fresh.flair)
+        np.testing.assert_array_equal(cached.mask, fresh.mask)
+        assert cached.geometry.same_as(fresh.geometry)
+        meta = json.loads((entry.path / "meta.json").read_text())
+        assert meta["patient_id"] == entry.record.patient_id and meta["settings"]["size"] == 16
+        assert type(entry.load(mmap=False).flair) is np.ndarray
+
+
+def test_second_fill_reads_nothing_again(msseg_root, tmp_path, monkeypatch):
+    records = find_msseg_scans(msseg_root)
+    first = fill_cache(records, SMALL, tmp_path / "cache", progress=False)
+    monkeypatch.setattr(cache_module, "preprocess_scan", pytest.fail)
+    again = fill_cache(records, PipelineConfig(size=16, slab=4, step=2), tmp_path / "cache",
+                       progress=False)
+    assert [e.path for e in again] == [e.path for e in first]
+
+
+def test_key_follows_content_and_cube_settings(msseg_root):
+    record = find_msseg_scans(msseg_root)[0]
+    key = cache_key(record, SMALL)
+    assert cache_key(record, PipelineConfig(size=16, slab=16, step=8)) == key
+    assert cache_key(record, PipelineConfig(size=24, slab=8, step=4)) != key
+    assert cache_key(record, PipelineConfig(size=16, slab=8, step=4, mask_order=1)) != key
+    assert cache_key(record, PipelineConfig(size=16, slab=8, step=4,
+                                            normalisation="percentile")) != key
+    data = record.mask.read_bytes()
+    record.mask.write_bytes(data + b"\0")  # same file names, different content
+    assert cache_key(record, SMALL) != key
+
+
+def test_prediction_only_scans_are_cached_without_mask(msseg_root, tmp_path):
+    (msseg_root / "07001MOEL" / "Consensus.nii.gz").unlink()
+    records = find_msseg_scans(msseg_root, require_masks=False)
+    entries = fill_cache(records, SMALL, tmp_path / "cache", progress=False)
+    assert entries[1].load().mask is None and entries[0].load().mask is not None
+
+
+def test_failure_while_writing_leaves_no_entry(msseg_root, tmp_path, monkeypatch):
+    records = find_msseg_scans(msseg_root)
+    real_save = np.save
+    calls = []
+
+    def failing_save(path, array):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError("no space left on device")
+        real_save(path, array)
+
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(cache_module.np, "save", failing_save)
+    with pytest.raises(OSError, match="no space left"):
+        fill_cache(records, SMALL, cache, progress=False)
+    assert list(cache.iterdir()) == []
+    monkeypatch.setattr(cache_module.np, "save", real_save)
+    entries = fill_cache(records, SMALL, cache, progress=False)
+    assert sorted(p.name for p in cache.iterdir()) == sorted(e.path.name for e in entries)
+
+
+def test_progress_bar_is_shown(msseg_root, tmp_path, capsys):
+    fill_cache(find_msseg_scans(msseg_root), SMALL, tmp_path / "cache")
+    assert "preprocess: 100%" in capsys.readouterr().err

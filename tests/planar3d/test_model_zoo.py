@@ -1,0 +1,59 @@
+"""Coverage sweep: every timm CNN family and every torchvision CNN classifier, in every mode.
+
+Random weights (made informative by `randomize`), eval mode, batch 2, depth 3, the smallest
+input the 2D model accepts. A family either converts and satisfies its mode's properties, or
+`convert` raises UnsupportedModuleError: EXPECTED_UNSUPPORTED lists those, and the README's
+coverage table (scripts/coverage_table.py) is built from the results.
+"""
+
+import pytest
+import timm
+import torchvision
+from zoo import check_model, timm_families
+
+# Families whose models turn images into token sequences (vision transformers, MLP-mixers) that
+# 2D-only code reshapes with the image size: no per-slice meaning can be checked, so conversion
+# refuses them with UnsupportedModuleError (the coverage table shows each reason).
+EXPECTED_UNSUPPORTED = {
+    "beit", "cait", "coat", "convit", "crossvit", "deepseek_vit", "deit", "efficientformer",
+    "efficientvim", "eva", "gemma4_vit", "hiera", "hieradet_sam2", "levit", "mlp_mixer", "mvitv2",
+    "naflexvit", "nest", "pit", "tnt", "twins", "visformer", "vision_transformer",
+    "vision_transformer_hybrid", "vision_transformer_relpos", "vision_transformer_sam", "vitamin",
+    "volo", "xcit",
+}
+
+TORCHVISION = {
+    "resnet": "resnet18", "resnext": "resnext50_32x4d", "wide_resnet": "wide_resnet50_2",
+    "vgg": "vgg11", "densenet": "densenet121", "mobilenet_v2": "mobilenet_v2",
+    "mobilenet_v3": "mobilenet_v3_small", "efficientnet": "efficientnet_b0",
+    "efficientnet_v2": "efficientnet_v2_s", "convnext": "convnext_tiny",
+    "regnet": "regnet_x_400mf", "shufflenet_v2": "shufflenet_v2_x0_5",
+    "squeezenet": "squeezenet1_1", "mnasnet": "mnasnet0_5", "googlenet": "googlenet",
+    "inception_v3": "inception_v3", "alexnet": "alexnet",
+}
+
+
+def _assert_outcome(record: dict, family: str) -> None:
+    planar = record["modes"]["planar"]
+    if family in EXPECTED_UNSUPPORTED:
+        assert planar["status"] == "unsupported", f"{family} now converts: update the list"
+        return
+    for mode, entry in record["modes"].items():
+        assert entry["status"] == "exact", f"{mode}: {entry}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", sorted(TORCHVISION))
+def test_torchvision_family(family):
+    name = TORCHVISION[family]
+    record = check_model("torchvision", family, name,
+                         lambda: getattr(torchvision.models, name)(weights=None))
+    _assert_outcome(record, family)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", sorted(timm_families()))
+def test_timm_family(family):
+    name = timm_families()[family]
+    record = check_model("timm", family, name, lambda: timm.create_model(name, pretrained=False))
+    _assert_outcome(record, family)

@@ -1,0 +1,177 @@
+"""The coverage sweep's machinery: build a zoo model, convert it in every mode, check it.
+
+Every check is an oracle from `p3d_oracle` (DESIGN.md P1-P4); results go to
+build/coverage/<source>__<family>.json for scripts/coverage_table.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from p3d_helpers import randomize
+from p3d_oracle import fold_volume, head_paths, head_reference, slice_mismatches
+from torch import nn
+
+import planar3d
+from planar3d import UnsupportedModuleError
+
+RESULTS = Path(os.environ.get("PLANAR3D_COVERAGE_DIR", "build/coverage"))
+SIZES = (32, 48, 64, 96, 128, 160, 192, 224, 256, 288, 299, 320, 331, 384)
+MAX_INFLATE_DEPTH = 25
+
+
+def timm_families() -> dict[str, str]:
+    table = Path(__file__).with_name("timm_families.txt").read_text().splitlines()
+    return dict(line.split() for line in table if line and not line.startswith("#"))
+
+
+def smallest_size(model: nn.Module, channels: int = 3) -> int:
+    """The smallest square input (from SIZES) the 2D model runs on in eval and train mode."""
+    trainable = copy.deepcopy(model).train()
+    for size in SIZES:
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model(torch.randn(2, channels, size, size))
+                trainable(torch.randn(4, channels, size, size))
+            return size
+        except Exception:
+            continue
+    raise RuntimeError("no input size in SIZES works")
+
+
+def _close(got: torch.Tensor, want: torch.Tensor, rtol: float = 1e-4) -> float:
+    return ((got.double() - want.double()).abs().max() / (want.double().abs().max() + 1e-12)).item()
+
+
+def _no_stochastic_depth(model: nn.Module) -> None:
+    """Dropout and stochastic depth draw different masks for N*D images and N volumes."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.dropout._DropoutNd) or type(m).__name__ in (
+                "DropPath", "StochasticDepth"):
+            for attr in ("drop_prob", "p"):
+                if hasattr(m, attr):
+                    setattr(m, attr, 0.0)
+        for attr in ("drop_rate", "drop_path_rate", "attn_drop", "proj_drop"):
+            if isinstance(getattr(m, attr, None), float):
+                setattr(m, attr, 0.0)
+
+
+def check_train_mode(model2d: nn.Module, model3d: nn.Module, size: int) -> list[str]:
+    """Gradients reach every parameter the 2D model trains; BatchNorm statistics are the 2D ones
+    over the folded batch."""
+    problems = []  # in float64, so that train-mode BatchNorm does not amplify rounding
+    model2d, model3d = copy.deepcopy(model2d).double(), copy.deepcopy(model3d).double()
+    _no_stochastic_depth(model2d)
+    _no_stochastic_depth(model3d)
+    model2d.train()
+    model3d.train()
+    x = torch.randn(2, 3, 2, size, size, generator=torch.Generator().manual_seed(3)).double()
+    grads = {}
+    on_volumes: set[str] = set()  # modules before the head pool (after it, slices are pooled)
+    handles = [m.register_forward_pre_hook(
+        lambda mod, args, n=n: on_volumes.add(n) if args and getattr(args[0], "ndim", 0) == 5
+        else None) for n, m in model3d.named_modules()]
+    for name, model, inputs in (("2d", model2d, fold_volume(x)), ("3d", model3d, x)):
+        model.zero_grad(set_to_none=True)
+        outputs = model(inputs)
+        leaves = [t for t in torch.utils._pytree.tree_flatten(outputs)[0]
+                  if isinstance(t, torch.Tensor) and t.is_floating_point()]
+        sum(t.float().pow(2).mean() for t in leaves).backward()
+        grads[name] = {n for n, p in model.named_parameters() if p.grad is not None}
+    for handle in handles:
+        handle.remove()
+    if grads["2d"] != grads["3d"]:
+        missing = sorted(grads["2d"] - grads["3d"])[:3]
+        problems.append(f"train mode: no gradient for {missing}")
+    buffers2d = dict(model2d.named_buffers())
+    for name, buf in model3d.named_buffers():
+        owner = name.rpartition(".")[0]
+        if buf.is_floating_point() and name in buffers2d and owner in on_volumes:
+            err = _close(buf, buffers2d[name])
+            if err > 1e-8:
+                problems.append(f"train mode: buffer {name} differs by {err:.2g}")
+                break
+    model2d.eval()
+    model3d.eval()
+    return problems
+
+
+def check_model(source: str, family: str, name: str, build) -> dict:
+    """Convert one model in every mode and check DESIGN.md's properties; returns the record."""
+    record: dict = {"source": source, "family": family, "model": name, "modes": {}}
+    start = time.time()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = randomize(build()).eval()
+    size = smallest_size(model)
+    probe_size = max(size, 64)
+    example = torch.randn(2, 3, probe_size, probe_size, generator=torch.Generator().manual_seed(0))
+    record["size"] = size
+    x = torch.randn(2, 3, 3, size, size, generator=torch.Generator().manual_seed(1))
+    outputs = {}
+    for mode in ("planar", "center", "inflate", "acs"):
+        entry: dict = {}
+        record["modes"][mode] = entry
+        if record["modes"]["planar"].get("status") == "unsupported":
+            # the structure is decided in planar terms for every mode: the same refusal
+            entry.update(record["modes"]["planar"])
+            continue
+        try:
+            model3d = planar3d.convert(model, mode=mode, example_input=example)
+        except UnsupportedModuleError as error:
+            entry.update(status="unsupported", reason=f"{error.path or '<root>'} "
+                         f"({error.module_type}): {error.reason}")
+            continue
+        report = planar3d.conversion_report(model3d)
+        entry["counts"] = report.counts()
+        with torch.no_grad():
+            outputs[mode] = model3d(x)
+        problems: list[str] = []
+        if mode == "planar":
+            problems += slice_mismatches(model, model3d, x)
+            heads = head_paths(report, model, x[:, :, 0])
+            if len(heads) == 1:
+                err = _close(outputs[mode], head_reference(model, x, heads[0]))
+                if err > 1e-4:
+                    problems.append(f"head differs from the 2D head on pooled slices by {err:.2g}")
+            else:
+                problems.append(f"expected one head pool, found {heads}")
+            problems += check_train_mode(model, model3d, size)
+        elif mode == "center" and "planar" in outputs:
+            err = _close(outputs[mode], outputs["planar"])
+            if err > 1e-4:
+                problems.append(f"P3: center differs from planar by {err:.2g}")
+        elif mode == "inflate":
+            # every 2D convolution with a spatial kernel may become a thick one (layers or the
+            # F.conv2d calls of rewritten modules): the receptive field along depth is at most
+            # one slice per side for each
+            thick = sum(isinstance(m, nn.Conv2d) and max(m.kernel_size) > 1
+                        for m in model.modules())
+            depth = 2 * thick + 1
+            if depth <= MAX_INFLATE_DEPTH:
+                image = x[:1, :, 0]
+                constant = image.unsqueeze(2).expand(1, 3, depth, size, size).contiguous()
+                entry["p2_depth"] = depth
+                # w / k is rounded in float32, and attention blocks amplify that rounding to
+                # ~4e-3 (halonet); a wrong inflation shows as an O(1) difference
+                problems += [f"P2 (interior slice): {p}" for p in slice_mismatches(
+                    model, model3d, constant, rtol=1e-2, only_slice=depth // 2)]
+            else:
+                entry["p2_depth"] = None
+        if mode != "planar":
+            out = outputs[mode]
+            if not torch.isfinite(out).all() or out.shape != outputs.get("planar", out).shape:
+                problems.append(f"output {tuple(out.shape)} not finite or not planar's shape")
+        entry["status"] = "mismatch" if problems else "exact"
+        entry["problems"] = problems[:5]
+    record["seconds"] = round(time.time() - start, 1)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{source}__{family}.json").write_text(json.dumps(record, indent=1))
+    return record
