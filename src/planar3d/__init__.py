@@ -12,6 +12,7 @@ from .kernels import center_kernel, inflate_kernel, kernel_to_2d, planar_kernel
 from .layers.acs_conv import ACSConv3d, acs_split
 from .layers.fold import fold_module, is_folded, unfold_module
 from .layers.planar_conv import PlanarConv3d, PlanarConvTranspose3d
+from .layers.planar_norm import PlanarBatchNorm3d
 from .layers.planar_pool import (
     HeadAdaptiveAvgPool2d,
     HeadAdaptiveMaxPool2d,
@@ -35,6 +36,7 @@ __all__ = [
     "PlanarAdaptiveAvgPool3d",
     "PlanarAdaptiveMaxPool3d",
     "PlanarAvgPool3d",
+    "PlanarBatchNorm3d",
     "PlanarConv3d",
     "PlanarConvTranspose3d",
     "PlanarMaxPool3d",

@@ -61,6 +61,44 @@ def unfold(y: torch.Tensor, n: int, axis: int) -> torch.Tensor:
     return y.reshape(n, y.shape[0] // n, *y.shape[1:]).movedim(1, axis)
 
 
+class _UnfoldResult(torch.autograd.Function):
+    """`unfold` whose output autograd sees as a tensor of its own, not as a view."""
+
+    generate_vmap_rule = True  # torch.func transforms (vmap, grad, jvp) work through it
+
+    @staticmethod
+    def forward(y: torch.Tensor, n: int, axis: int) -> torch.Tensor:
+        return unfold(y, n, axis).detach()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        _, ctx.n, ctx.axis = inputs
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return fold(grad, ctx.axis), None, None
+
+    @staticmethod
+    def jvp(ctx, tangent: torch.Tensor, *_) -> torch.Tensor:
+        return unfold(tangent, ctx.n, ctx.axis)
+
+
+def unfold_result(y: torch.Tensor, n: int, axis: int) -> torch.Tensor:
+    """`unfold` for the fresh result of a 2D op (conv, norm, pool) that nothing else holds.
+
+    The volume shares `y`'s memory as `unfold`'s does, but autograd does not track it as a view
+    of `y`. In-place ops on views (torchvision's `out += identity`, `ReLU(inplace=True)`) go
+    through autograd's CopySlices, whose backward copies the gradient three times, once into a
+    contiguous NCDHW layout that every layer below then copies again; on a tensor of its own
+    they cost what they cost in the 2D network. Without autograd recording, and under
+    torch.compile (whose graphs handle in-place ops on views without CopySlices, and whose
+    tracer refuses an autograd.Function with a forward-mode rule), it is `unfold`.
+    """
+    if torch.is_grad_enabled() and y.requires_grad and not torch.compiler.is_compiling():
+        return _UnfoldResult.apply(y, n, axis)
+    return unfold(y, n, axis)
+
+
 def require_volume(x: object, where: str) -> torch.Tensor:
     """Check that `x` is a 5-D (N, C, D, H, W) tensor; raise a ValueError saying so otherwise."""
     if not isinstance(x, torch.Tensor) or x.dim() != 5:

@@ -14,6 +14,7 @@ from .errors import UnsupportedModuleError
 from .layers._swap import reclass
 from .layers.acs_conv import ACSConv3d, acs_orientable
 from .layers.planar_conv import PlanarConv3d, PlanarConvTranspose3d
+from .layers.planar_norm import PlanarBatchNorm3d
 from .layers.planar_pool import (
     HeadAdaptiveAvgPool2d,
     HeadAdaptiveMaxPool2d,
@@ -92,7 +93,14 @@ def convert_conv_transpose2d(module: nn.ConvTranspose2d, ctx: ConversionContext)
 
 @_body_only
 def convert_batchnorm2d(module: nn.BatchNorm2d, ctx: ConversionContext) -> nn.Module:
-    """BatchNorm2d -> BatchNorm3d: statistics over N, D, H, W equal the 2D ones over N*D slices."""
+    """BatchNorm2d -> BatchNorm3d: statistics over N, D, H, W equal the 2D ones over N*D slices.
+
+    In planar mode a PlanarBatchNorm3d, which runs on the folded slices and so keeps the layout
+    the planar layers produce; the thick and ACS convolutions produce contiguous volumes, which
+    nn.BatchNorm3d takes as they are.
+    """
+    if ctx.mode == "planar":
+        return PlanarBatchNorm3d.from_2d(module, axis=ctx.axis)
     return reclass(module, nn.BatchNorm3d)
 
 

@@ -8,6 +8,9 @@ no converter knows, while parameter and buffer names stay those of the 2D module
 A *slice-wise* fold (`passthrough=True`) also accepts 2D-shaped inputs unchanged: used at the head
 of classifiers, where a module may see per-slice volumes before the head pool and already pooled
 (N, C, h, w) tensors after it.
+
+A folded module's tensors stay 2D, so `model.to(memory_format=torch.channels_last_3d)` on the
+converted network gives its 4-D weights the layout of the slices it then runs on: channels_last.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ class _FoldMixin:
 
     def forward(self, *args, **kwargs):
         axis = self._planar3d_axis
-        volumes = [t for t in tree_flatten((args, kwargs))[0]
-                   if isinstance(t, torch.Tensor) and t.dim() == 5]
+        # The usual call takes one tensor: skip the pytree walks, which cost more than the fold.
+        single = len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor)
+        flat = args if single else tree_flatten((args, kwargs))[0]
+        volumes = [t for t in flat if isinstance(t, torch.Tensor) and t.dim() == 5]
         if not volumes:
             if self._planar3d_passthrough:
                 return super().forward(*args, **kwargs)
@@ -60,8 +65,25 @@ class _FoldMixin:
                 f"forward on {n * slices} slices; only (N*D, C, H, W) maps can be unfolded"
             )
 
-        out = super().forward(*tree_map(down, args), **tree_map(down, kwargs))
-        return tree_map(up, out)
+        if single:
+            out = super().forward(fold(args[0], axis))
+        else:
+            out = super().forward(*tree_map(down, args), **tree_map(down, kwargs))
+        return up(out) if isinstance(out, torch.Tensor) else tree_map(up, out)
+
+    def _apply(self, fn, recurse=True):
+        # nn.Module.to(memory_format=torch.channels_last_3d) refuses 4-D tensors; a 2D weight
+        # converted as a one-slice volume (O, I, 1, kh, kw) gets channels_last, the layout of
+        # the slices of a channels_last_3d volume. Any other failure is raised as it is.
+        def apply(t: torch.Tensor) -> torch.Tensor:
+            try:
+                return fn(t)
+            except RuntimeError:
+                if t.dim() != 4:
+                    raise
+                return fn(t.unsqueeze(2)).squeeze(2)
+
+        return super()._apply(apply, recurse)
 
     def _get_name(self) -> str:
         kind = "SliceWise" if self._planar3d_passthrough else "Folded"

@@ -12,7 +12,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from .._axis import axis_name, drop, fold, insert, parse_axis, require_volume, unfold
+from .._axis import (
+    axis_name,
+    drop,
+    fold,
+    insert,
+    parse_axis,
+    require_volume,
+    unfold_result,
+)
 from ..kernels import planar_kernel
 from ._swap import reclass
 
@@ -118,18 +126,17 @@ class PlanarConv3d(nn.Conv3d):
             index[a] = slice(None, None, step)
             x = x[tuple(index)]
         n = x.shape[0]
-        kernel = drop(self.kernel_size, a)
         stride = drop(self.stride, a)
         dilation = drop(self.dilation, a)
         weight = self.weight.squeeze(a)
         images = fold(x, a)
         padding = self.padding if isinstance(self.padding, str) else drop(self.padding, a)
         if self.padding_mode != "zeros":
-            pad = _pad2d_for_mode(kernel, padding, dilation)
+            pad = _pad2d_for_mode(drop(self.kernel_size, a), padding, dilation)
             images = F.pad(images, pad, mode=self.padding_mode)
             padding = 0
         out = F.conv2d(images, weight, self.bias, stride, padding, dilation, self.groups)
-        return unfold(out, n, a)
+        return unfold_result(out, n, a)
 
     def map_2d_parameter(self, name: str, value: torch.Tensor) -> torch.Tensor:
         """The value of parameter `name` for a 2D checkpoint's `value` (kernel made planar)."""
@@ -184,7 +191,7 @@ class PlanarConvTranspose3d(nn.ConvTranspose3d):
             images, self.weight.squeeze(a), self.bias, stride, padding, output_padding,
             self.groups, dilation,
         )
-        return unfold(out, n, a)
+        return unfold_result(out, n, a)
 
     def map_2d_parameter(self, name: str, value: torch.Tensor) -> torch.Tensor:
         """The value of parameter `name` for a 2D checkpoint's `value` (kernel made planar)."""

@@ -15,7 +15,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from .._axis import axis_name, drop, fold, insert, parse_axis, require_volume, unfold
+from .._axis import (
+    axis_name,
+    drop,
+    fold,
+    insert,
+    parse_axis,
+    require_volume,
+    unfold,
+    unfold_result,
+)
 from ._swap import reclass
 
 __all__ = [
@@ -55,8 +64,8 @@ class PlanarMaxPool3d(nn.MaxPool3d):
             drop(self.dilation, a), self.ceil_mode, self.return_indices,
         )
         if self.return_indices:
-            return unfold(out[0], n, a), unfold(out[1], n, a)
-        return unfold(out, n, a)
+            return unfold_result(out[0], n, a), unfold(out[1], n, a)
+        return unfold_result(out, n, a)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", axis={axis_name(self.axis)}"
@@ -83,7 +92,7 @@ class PlanarAvgPool3d(nn.AvgPool3d):
             fold(x, a), drop(self.kernel_size, a), drop(self.stride, a), drop(self.padding, a),
             self.ceil_mode, self.count_include_pad, self.divisor_override,
         )
-        return unfold(out, n, a)
+        return unfold_result(out, n, a)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", axis={axis_name(self.axis)}"
@@ -100,7 +109,8 @@ class PlanarAdaptiveAvgPool3d(nn.AdaptiveAvgPool3d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         require_volume(x, type(self).__name__)
         a = self.axis
-        return unfold(F.adaptive_avg_pool2d(fold(x, a), drop(self.output_size, a)), x.shape[0], a)
+        pooled = F.adaptive_avg_pool2d(fold(x, a), drop(self.output_size, a))
+        return unfold_result(pooled, x.shape[0], a)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", axis={axis_name(self.axis)}"
@@ -119,8 +129,8 @@ class PlanarAdaptiveMaxPool3d(nn.AdaptiveMaxPool3d):
         a, n = self.axis, x.shape[0]
         out = F.adaptive_max_pool2d(fold(x, a), drop(self.output_size, a), self.return_indices)
         if self.return_indices:
-            return unfold(out[0], n, a), unfold(out[1], n, a)
-        return unfold(out, n, a)
+            return unfold_result(out[0], n, a), unfold(out[1], n, a)
+        return unfold_result(out, n, a)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", axis={axis_name(self.axis)}"
@@ -137,7 +147,11 @@ class HeadAdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
         if x.dim() != 5:
             return super().forward(x)
         a = self.axis
-        return F.adaptive_avg_pool3d(x, insert(_pair(self.output_size), a, 1)).squeeze(a)
+        # Each slice pooled in 2D, then the slices averaged: adaptive_avg_pool3d's numbers, and
+        # its backward keeps the slices' memory layout (adaptive_avg_pool3d's returns a
+        # contiguous gradient, which every layer below would then copy).
+        pooled = F.adaptive_avg_pool2d(fold(x, a), self.output_size)
+        return unfold(pooled, x.shape[0], a).mean(a)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", pools axis {axis_name(self.axis)} entirely"

@@ -1,0 +1,43 @@
+"""Every benchmark of issue 4 in one run; the tables as Markdown for the README.
+
+Run:  python benchmarks/run_all.py [--device cuda] [--quick] [--out results.md]
+      make bench   (the --quick run: a few minutes on a 2-core CPU)
+
+1. bench_planar.py: planar (and the naive module swap) against the 2D network on the N*D slices;
+2. bench_modes.py: the conversion modes against planar;
+3. bench_convert_time.py: conversion time against the number of modules (CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import _common as common  # first: it configures OpenMP before torch loads it
+import bench_convert_time
+import bench_modes
+import bench_planar
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    common.add_common_args(parser)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="also write the Markdown tables to this file")
+    args = parser.parse_args(argv)
+    shared = ["--device", args.device, "--threads", str(args.threads), "--warmup",
+              str(args.warmup)] + (["--quick"] if args.quick else []) + (
+              ["--amp"] if args.amp else []) + (
+              ["--repeats", str(args.repeats)] if args.repeats else [])
+    sections = [bench_planar.main(shared), bench_modes.main(shared)]
+    convert_args = ["--threads", str(args.threads)] + (["--quick"] if args.quick else [])
+    sections.append(bench_convert_time.main(convert_args))
+    text = "\n\n".join(sections) + "\n"
+    print("\n" + text)
+    if args.out is not None:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
