@@ -15,7 +15,7 @@ CHECKS = {
     "planar": "P1 at every module, head = 2D head on pooled slices, train-mode gradients and "
               "BatchNorm statistics",
     "center": "P3: equals the planar network",
-    "inflate": "P2 at the middle slice of a depth-constant volume, at every module",
+    "inflate": "P2 at the middle slice of a depth-constant volume, at every module (float64)",
     "acs": "converts and runs (P4 is a layer property, tested by hypothesis)",
 }
 
@@ -24,7 +24,7 @@ def cell(entry: dict, mode: str) -> str:
     status = entry["status"]
     if status == "exact":
         if mode == "inflate" and entry.get("p2_depth") is None:
-            return "runs (P2 not checked: receptive field deeper than 12 slices)"
+            return "runs (P2 not checked: depth receptive field over 61 slices or 61×64²)"
         return "exact" if mode != "acs" else "runs"
     if status == "unsupported":
         return "refused"
