@@ -16,7 +16,14 @@ from torch import nn
 from ._body_rewrite import rewrite_body_forward
 from ._fx import unrewrite
 from ._head_rewrite import rewrite_head_forward
-from ._probe import is_standard, probe_constant, probe_slices, train_mode
+from ._probe import (
+    ProbeResult,
+    is_standard,
+    own_sizes_differ,
+    probe_constant,
+    probe_slices,
+    train_mode,
+)
 from ._record import CallRecord
 from .context import ConversionContext
 from .errors import UnsupportedModuleError
@@ -197,7 +204,7 @@ class Planner:
                                 "not probed alone: non-image inputs/outputs; probed with its "
                                 f"parent{train_only}")
                 return module
-            result = self._probe_body(module, path, record)
+            result = self._probe_body(module, path, record, as_is=True)
             if result.ok:
                 self.report.add(path, name, "verified", train_only.strip(" ()"))
                 return module
@@ -276,12 +283,20 @@ class Planner:
                 self.report.add(full, type(source).__name__, "slice-wise",
                                 "after the head pool: stays a 2D layer")
 
-    def _probe_body(self, module: nn.Module, path: str, record: CallRecord):
-        """P1 in eval mode, and in train mode too when the module's code reads `training`."""
+    def _probe_body(self, module: nn.Module, path: str, record: CallRecord,
+                    as_is: bool = False):
+        """P1 in eval mode, and in train mode too when the module's code reads `training`.
+
+        `as_is`: the module runs its own 2D code on volumes, so every tensor that code computes
+        must also have its 2D size (a rewritten forward computes in other layouts)."""
         result = probe_slices(module, record, axis=self.ctx.axis, batch=self.batch)
+        source = self.pristine.get_submodule(path)
+        if result.ok and as_is:
+            problem = own_sizes_differ(module, source, record, axis=self.ctx.axis)
+            if problem:
+                result = ProbeResult(False, problem)
         if not result.ok or not _reads_training(type(module)):
             return result
-        source = self.pristine.get_submodule(path)
         with train_mode(source), torch.no_grad():
             output = source(*record.args, **record.kwargs)
         trained = dataclasses.replace(record, output=output)

@@ -4,6 +4,10 @@
   the converted module's output, slice by slice, must equal the recorded 2D output.
 - `probe_constant` (P2): each recorded image becomes a volume of identical slices; the output
   must equal the 2D output at every slice, or exactly when the module pooled the planar axis.
+- `own_sizes_differ`: the sizes of the tensors a module's own code computes, on the volume and
+  in 2D. Values can hide a wrong computation whose contribution vanishes on the example (a
+  saturated activation after `x.mean((2, 3))`, which on a volume averages D and H); sizes
+  cannot: every per-slice intermediate of B images has the size of its B-slice volume.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
 
 from ._axis import fold, unfold
@@ -149,3 +154,67 @@ def probe_constant(
             if problem:
                 return ProbeResult(False, f"output differs from the 2D output: {problem}")
     return ProbeResult(True, merged=merged)
+
+
+class _OwnSizes(TorchFunctionMode):
+    """Sizes (numel) of the tensors computed by a module's own code, not by its children."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside_children = 0
+        self.sizes: list[int] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if not self.inside_children:
+            self.sizes += [t.numel() for t in tensors(out)]
+        return out
+
+
+def _own_sizes(module: nn.Module, args, kwargs, training: bool) -> list[int]:
+    mode = _OwnSizes()
+
+    def enter(*_):
+        mode.inside_children += 1
+
+    def leave(*_):
+        mode.inside_children -= 1
+
+    handles = []
+    for child in module.children():
+        handles += [child.register_forward_pre_hook(enter), child.register_forward_hook(leave)]
+    try:
+        with mode:
+            _run(module, args, kwargs, training)
+    finally:
+        for h in handles:
+            h.remove()
+    return mode.sizes
+
+
+def own_sizes_differ(module: nn.Module, source: nn.Module, record: CallRecord, *, axis: int,
+                     training: bool = False) -> str:
+    """Why the converted `module`'s own code on the probe volume computes tensors of other sizes
+    than the 2D `source` module's on the recorded images ("" when the sizes agree)."""
+    def up(t):
+        return unfold(t, 1, axis) if isinstance(t, torch.Tensor) else t
+
+    def same(t):  # new containers: some forwards append to a list they are given
+        return t
+
+    try:
+        want = _own_sizes(source, tree_map(same, record.args), tree_map(same, record.kwargs),
+                          training)
+        got = _own_sizes(module, tree_map(up, record.args), tree_map(up, record.kwargs),
+                         training)
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+    if len(got) != len(want):
+        return (f"its own code computes {len(got)} tensors on a volume and {len(want)} on the "
+                "2D images")
+    for i, (g, w) in enumerate(zip(got, want)):
+        if g != w:
+            return (f"intermediate result {i} of its own code has {g} elements on the volume "
+                    f"instead of the {w} of the 2D images (a reduction, view or broadcast over "
+                    "other dims than per slice)")
+    return ""

@@ -366,3 +366,34 @@ def test_forward_paths_taken_only_in_train_mode_are_probed_too():
     model.train()
     model3d.train()
     assert slice_mismatches(model, model3d, volume(2, 3, 3, 16, 16)) == []
+
+
+class GatedContext(nn.Module):
+    """A global context that a saturated gate silences on small inputs (timm FocalNet's shape):
+    on a volume, `x.mean((2, 3))` averages D and H, which the values on the example cannot show
+    because relu(mean - 3) is 0 there either way."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y + F.relu(y.mean((2, 3), keepdim=True) - 3.0)
+
+
+def test_a_wrong_reduction_hidden_by_the_example_values_is_not_accepted_as_it_is():
+    torch.manual_seed(0)
+    model = nn.Sequential(GatedContext()).eval()
+    with torch.no_grad():
+        model[0].conv.bias.fill_(0.0)
+    model3d = planar3d.convert(model, example_input=torch.randn(2, 4, 8, 8))
+    actions = {e.path: e.action for e in planar3d.conversion_report(model3d).entries}
+    assert actions["0"] in ("rewritten", "folded")
+    x = volume(2, 4, 3, 8, 8) + 10.0  # large mean: the gate opens
+    with torch.no_grad():
+        model[0].conv.bias.fill_(5.0)
+        model3d[0].conv.bias.fill_(5.0)
+        got = model3d(x)
+        for d, image in enumerate(slices(x, 2)):
+            assert_close(got[:, :, d], model(image))

@@ -109,8 +109,8 @@ def check_model(source: str, family: str, name: str, build) -> dict:
     record: dict = {"source": source, "family": family, "model": name, "modes": {}}
     start = time.time()
     # the weights randomize() leaves alone come from the builder's init: seeded, so that a
-    # result is reproducible (an unseeded focalnet once drew weights whose global context
-    # vanished on the probe, so that a wrong as-is forward passed it; see README, limitations)
+    # result is reproducible (an unseeded focalnet once drew weights for which a wrong as-is
+    # forward passed the value probe; the probe now also compares intermediate sizes)
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
