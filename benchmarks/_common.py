@@ -90,6 +90,29 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
                         help="run every candidate under bf16 autocast")
 
 
+def add_model_and_shape_args(parser: argparse.ArgumentParser, *, quick_models: Sequence[str],
+                             shapes: dict[str, tuple], quick_shape: tuple) -> None:
+    """--models and --shape, with their defaults in the help."""
+    def text(shape: tuple) -> str:
+        return " ".join(map(str, shape))
+
+    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=None,
+                        help="models to run (default: all of issue 4; --quick: "
+                        f"{', '.join(quick_models)})")
+    parser.add_argument("--shape", type=int, nargs=5, default=None,
+                        metavar=("N", "C", "D", "H", "W"),
+                        help=f"volume shape (default: {text(shapes['cpu'])} on CPU, "
+                        f"{text(shapes['cuda'])} on GPU; --quick: {text(quick_shape)})")
+
+
+def model_names_and_shape(args: argparse.Namespace, device: torch.device, *,
+                          quick_models: Sequence[str], shapes: dict[str, tuple],
+                          quick_shape: tuple) -> tuple[list[str], tuple]:
+    """The models and the volume shape that --models, --shape and --quick select."""
+    shape = tuple(args.shape or (quick_shape if args.quick else shapes[device.type]))
+    return args.models or list(quick_models if args.quick else MODELS), shape
+
+
 def setup(args: argparse.Namespace) -> torch.device:
     """Apply the common options; return the device."""
     torch.set_num_threads(args.threads)

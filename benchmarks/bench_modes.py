@@ -90,16 +90,11 @@ def bench_model(name: str, shape: tuple, device: torch.device, args) -> tuple[li
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     common.add_common_args(parser)
-    parser.add_argument("--models", nargs="+", choices=sorted(common.MODELS), default=None,
-                        help="models to run (default: all of issue 4; --quick: tv/resnet18)")
-    parser.add_argument("--shape", type=int, nargs=5, default=None,
-                        metavar=("N", "C", "D", "H", "W"),
-                        help="volume shape (default: 1 3 16 96 96 on CPU, 4 3 16 256 256 on "
-                        "GPU; --quick: 1 3 8 64 64)")
+    sizes = dict(quick_models=QUICK_MODELS, shapes=SHAPES, quick_shape=QUICK_SHAPE)
+    common.add_model_and_shape_args(parser, **sizes)
     args = parser.parse_args(argv)
     device = common.setup(args)
-    shape = tuple(args.shape or (QUICK_SHAPE if args.quick else SHAPES[device.type]))
-    names = args.models or (list(QUICK_MODELS) if args.quick else list(common.MODELS))
+    names, shape = common.model_names_and_shape(args, device, **sizes)
 
     title = f"conversion modes against planar, volume {shape}, kernel depth {KERNEL_DEPTH}"
     print(f"## {title}\n{common.machine(device, args)}")

@@ -182,12 +182,8 @@ def bench_model(name: str, shape: tuple, device: torch.device, args,
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     common.add_common_args(parser)
-    parser.add_argument("--models", nargs="+", choices=sorted(common.MODELS), default=None,
-                        help="models to run (default: all of issue 4; --quick: two)")
-    parser.add_argument("--shape", type=int, nargs=5, default=None,
-                        metavar=("N", "C", "D", "H", "W"),
-                        help="volume shape (default: 2 3 16 128 128 on CPU, 4 3 16 256 256 on "
-                        "GPU; --quick: 1 3 8 96 96)")
+    sizes = dict(quick_models=common.QUICK_MODELS, shapes=SHAPES, quick_shape=QUICK_SHAPE)
+    common.add_model_and_shape_args(parser, **sizes)
     parser.add_argument("--reference-src", type=Path, default=None,
                         help="also time the planar3d package in this folder (e.g. an older "
                         "commit: git archive COMMIT src | tar -x -C DIR, then DIR/src)")
@@ -195,8 +191,7 @@ def main(argv: list[str] | None = None) -> str:
     reference = load_reference(args.reference_src) if args.reference_src else None
     headers = HEADERS + (REFERENCE_HEADERS if reference else [])
     device = common.setup(args)
-    shape = tuple(args.shape or (QUICK_SHAPE if args.quick else SHAPES[device.type]))
-    names = args.models or (list(common.QUICK_MODELS) if args.quick else list(common.MODELS))
+    names, shape = common.model_names_and_shape(args, device, **sizes)
 
     print(f"## planar vs the 2D network on the N*D slices, volume {shape}")
     print(common.machine(device, args))

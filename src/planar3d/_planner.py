@@ -16,14 +16,7 @@ from torch import nn
 from ._body_rewrite import rewrite_body_forward
 from ._fx import unrewrite
 from ._head_rewrite import rewrite_head_forward
-from ._probe import (
-    ProbeResult,
-    is_standard,
-    own_sizes_differ,
-    probe_constant,
-    probe_slices,
-    train_mode,
-)
+from ._probe import is_standard, probe_constant, probe_slices, train_mode
 from ._record import CallRecord
 from .context import ConversionContext
 from .errors import UnsupportedModuleError
@@ -289,12 +282,9 @@ class Planner:
 
         `as_is`: the module runs its own 2D code on volumes, so every tensor that code computes
         must also have its 2D size (a rewritten forward computes in other layouts)."""
-        result = probe_slices(module, record, axis=self.ctx.axis, batch=self.batch)
         source = self.pristine.get_submodule(path)
-        if result.ok and as_is:
-            problem = own_sizes_differ(module, source, record, axis=self.ctx.axis)
-            if problem:
-                result = ProbeResult(False, problem)
+        result = probe_slices(module, record, axis=self.ctx.axis, batch=self.batch,
+                              source=source if as_is else None)
         if not result.ok or not _reads_training(type(module)):
             return result
         with train_mode(source), torch.no_grad():

@@ -4,10 +4,11 @@
   the converted module's output, slice by slice, must equal the recorded 2D output.
 - `probe_constant` (P2): each recorded image becomes a volume of identical slices; the output
   must equal the 2D output at every slice, or exactly when the module pooled the planar axis.
-- `own_sizes_differ`: the sizes of the tensors a module's own code computes, on the volume and
-  in 2D. Values can hide a wrong computation whose contribution vanishes on the example (a
-  saturated activation after `x.mean((2, 3))`, which on a volume averages D and H); sizes
-  cannot: every per-slice intermediate of B images has the size of its B-slice volume.
+  With `source` (the 2D module, for a module that runs its own 2D code on volumes), the sizes
+  of the tensors the module's own code computes must also be the 2D ones. Values can hide a
+  wrong computation whose contribution vanishes on the example (a saturated activation after
+  `x.mean((2, 3))`, which on a volume averages D and H); sizes cannot: every per-slice
+  intermediate of B images has the size of its B-slice volume.
 """
 
 from __future__ import annotations
@@ -91,18 +92,20 @@ def _run(module: nn.Module, args, kwargs, training: bool = False):
 
 def probe_slices(
     module: nn.Module, record: CallRecord, *, axis: int, batch: int, loose: bool = False,
-    training: bool = False,
+    training: bool = False, source: nn.Module | None = None,
 ) -> ProbeResult:
     """P1 on the recorded call: B images -> one volume with B distinct slices along `axis`.
 
     With `training`, the module runs in train mode (seeded, buffers restored); `record` must then
-    hold the 2D module's train-mode output.
+    hold the 2D module's train-mode output. With `source`, the 2D module whose code `module`
+    runs as it is, its own code must also compute tensors of the 2D sizes (see above).
     """
     def up(t):
         return unfold(t, 1, axis) if isinstance(t, torch.Tensor) else t
 
     try:
-        out = _run(module, tree_map(up, record.args), tree_map(up, record.kwargs), training)
+        out, sizes = _run_own_sizes(module, tree_map(up, record.args),
+                                    tree_map(up, record.kwargs), training, source is not None)
     except Exception as error:
         return ProbeResult(False, f"{type(error).__name__}: {error}")
     got, spec = tree_flatten(out)
@@ -117,6 +120,10 @@ def probe_slices(
             problem = _close(fold(g, axis), w, loose)
             if problem:
                 return ProbeResult(False, f"slices differ from the 2D output: {problem}")
+    if source is not None:
+        problem = _sizes_differ(sizes, source, record, training)
+        if problem:
+            return ProbeResult(False, problem)
     return ProbeResult(True)
 
 
@@ -171,7 +178,10 @@ class _OwnSizes(TorchFunctionMode):
         return out
 
 
-def _own_sizes(module: nn.Module, args, kwargs, training: bool) -> list[int]:
+def _run_own_sizes(module: nn.Module, args, kwargs, training: bool, count: bool):
+    """`module`'s output and, with `count`, the sizes of the tensors its own code computes."""
+    if not count:
+        return _run(module, args, kwargs, training), []
     mode = _OwnSizes()
 
     def enter(*_):
@@ -185,28 +195,21 @@ def _own_sizes(module: nn.Module, args, kwargs, training: bool) -> list[int]:
         handles += [child.register_forward_pre_hook(enter), child.register_forward_hook(leave)]
     try:
         with mode:
-            _run(module, args, kwargs, training)
+            return _run(module, args, kwargs, training), mode.sizes
     finally:
         for h in handles:
             h.remove()
-    return mode.sizes
 
 
-def own_sizes_differ(module: nn.Module, source: nn.Module, record: CallRecord, *, axis: int,
-                     training: bool = False) -> str:
-    """Why the converted `module`'s own code on the probe volume computes tensors of other sizes
-    than the 2D `source` module's on the recorded images ("" when the sizes agree)."""
-    def up(t):
-        return unfold(t, 1, axis) if isinstance(t, torch.Tensor) else t
-
+def _sizes_differ(got: list[int], source: nn.Module, record: CallRecord, training: bool) -> str:
+    """Why `got`, the sizes on the probe volume, are not those the 2D `source` module's own code
+    computes on the recorded images ("" when they agree)."""
     def same(t):  # new containers: some forwards append to a list they are given
         return t
 
     try:
-        want = _own_sizes(source, tree_map(same, record.args), tree_map(same, record.kwargs),
-                          training)
-        got = _own_sizes(module, tree_map(up, record.args), tree_map(up, record.kwargs),
-                         training)
+        _, want = _run_own_sizes(source, tree_map(same, record.args),
+                                 tree_map(same, record.kwargs), training, True)
     except Exception as error:
         return f"{type(error).__name__}: {error}"
     if len(got) != len(want):

@@ -143,8 +143,7 @@ def check_model(source: str, family: str, name: str, build) -> dict:
         report = planar3d.conversion_report(model3d)
         entry["counts"] = report.counts()
         with torch.no_grad():
-            outputs[mode] = model3d(x.to(next(model3d.parameters()).dtype)).float() \
-                if mode == "inflate" else model3d(x)
+            outputs[mode] = model3d(x.double()).float() if mode == "inflate" else model3d(x)
         problems: list[str] = []
         if mode == "planar":
             problems += slice_mismatches(model, model3d, x)
