@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .._axis import axis_name, fold, parse_axis, require_volume, unfold_result
+from ..context import Axis
 from ._swap import reclass
 
 __all__ = ["PlanarBatchNorm3d"]
@@ -29,12 +30,12 @@ class PlanarBatchNorm3d(nn.BatchNorm3d):
         input (N, C, D, H, W) -> output of the same shape.
     """
 
-    def __init__(self, num_features: int, *args, axis: str | int = "D", **kwargs) -> None:
+    def __init__(self, num_features: int, *args, axis: Axis | int = "D", **kwargs) -> None:
         super().__init__(num_features, *args, **kwargs)
         self.axis = parse_axis(axis)
 
     @classmethod
-    def from_2d(cls, bn: nn.BatchNorm2d, *, axis: str | int = "D") -> PlanarBatchNorm3d:
+    def from_2d(cls, bn: nn.BatchNorm2d, *, axis: Axis | int = "D") -> PlanarBatchNorm3d:
         """The same module (parameters, statistics, flags, hooks) as a planar BatchNorm3d."""
         return reclass(bn, cls, axis=parse_axis(axis))
 

@@ -9,16 +9,20 @@ gets the 2D response, P2). Depth is padded to keep the number of slices ('same' 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .._axis import axis_name, insert, parse_axis
+from ..context import Axis
 from ..kernels import center_kernel, inflate_kernel
 from ._swap import reclass
 
-__all__ = ["THICK_INITS", "ThickConv3d", "thick_kernel"]
+__all__ = ["THICK_INITS", "ThickConv3d", "ThickInit", "thick_kernel"]
 
+ThickInit = Literal["center", "inflate"]
 THICK_INITS = ("center", "inflate")
 
 
@@ -50,7 +54,7 @@ class ThickConv3d(nn.Conv3d):
 
     @classmethod
     def from_2d(
-        cls, conv: nn.Conv2d, *, init: str, depth: int, axis: str | int = "D",
+        cls, conv: nn.Conv2d, *, init: str, depth: int, axis: Axis | int = "D",
         depth_stride: int = 1,
     ) -> ThickConv3d:
         """Thick copy of `conv`: kernel mapped by `init`, same hooks, flags, device, dtype."""
