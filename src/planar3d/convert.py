@@ -1,6 +1,6 @@
 """`planar3d.convert`: turn a 2D network into a 3D one that starts from its weights.
 
-How a network is converted (DESIGN.md §1):
+How a network is converted (docs/design.md §1):
 
 1. The 2D network runs once on an example batch; every module's first call is recorded. A module
    belongs to the classifier *head* when it and all its ancestors return non-spatial tensors
@@ -83,7 +83,7 @@ def convert(
     Args:
         model: a 2D network (timm, torchvision or your own), in any train/eval state.
         mode: kernel mapping. "planar": kernels (1, kh, kw), the network reproduces the 2D
-            network slice by slice (DESIGN.md P1). "center": depth-k kernels holding the 2D
+            network slice by slice (docs/design.md P1). "center": depth-k kernels holding the 2D
             kernel in their middle plane (exactly planar at initialisation, P3). "inflate": I3D
             inflation, the 2D kernel repeated k times / k (2D response on depth-constant input,
             P2). "acs": output channels split in three parts, each planar along D, H or W (P4).

@@ -60,7 +60,7 @@ def center_kernel(weight: torch.Tensor, *, depth: int, axis: Axis | int = "D") -
         axis: planar axis.
     Returns:
         (O, I, k, kh, kw) for axis D; with 'same' depth padding it computes exactly the planar
-        result (DESIGN.md P3).
+        result (docs/design.md P3).
     Raises:
         ValueError: for a non-4-D weight, an even or non-positive depth, or an invalid axis.
     """

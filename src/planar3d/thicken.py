@@ -2,7 +2,7 @@
 
 "Train planar first, then let the network learn depth": every planar convolution with a spatial
 kernel becomes a `ThickConv3d` of depth k built from its *current* weights, by centre
-initialisation (outputs unchanged, DESIGN.md P3) or I3D inflation. Rewritten modules' functional
+initialisation (outputs kept, docs/design.md P3) or I3D inflation. Rewritten modules' functional
 convolutions switch too. Folded modules run their 2D forward per slice and keep planar kernels;
 the report lists them.
 """

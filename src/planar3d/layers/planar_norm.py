@@ -4,7 +4,7 @@ Batch statistics over (N, D, H, W) are those of a BatchNorm2d over the N * D sli
 is `nn.BatchNorm3d`'s. Running it on the folded slices keeps the memory layout the planar layers
 around it produce: `nn.BatchNorm3d` returns a contiguous (N, C, D, H, W) tensor for a slice-major
 input, which the next planar layer would have to copy back, and its CPU kernel is several times
-slower on such strided input (DESIGN.md §2).
+slower on such strided input (docs/design.md §2).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 `ThickConv3d` is an `nn.Conv3d` whose (O, I, k, kh, kw) kernel (axis D) comes from a 2D kernel
 by centre initialisation (Shan et al. 2018: the middle plane holds the 2D kernel, so at
-initialisation it computes exactly the planar result, DESIGN.md P3) or I3D inflation (Carreira &
+initialisation it equals the planar layer, docs/design.md P3) or I3D inflation (Carreira &
 Zisserman 2017: the kernel repeated k times and divided by k, so a volume constant along the axis
 gets the 2D response, P2). Depth is padded to keep the number of slices ('same' along the axis).
 """
