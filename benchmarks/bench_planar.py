@@ -13,7 +13,7 @@ channels_last is the faster 2D layout). "2D A/A" times a second copy of the NCHW
 the first: how far from 1.00 noise alone puts a ratio. "MiB copied" counts the bytes that copy
 ops write in one pass (layout conversions; noise cannot blur it). Time ratios are medians of
 per-round ratios (see _common.py); on CPU each is followed by the same ratio of process CPU time, in
-parentheses, which load from other processes cannot stretch. Targets (issue 4): time ratio
+parentheses, which load from other processes cannot stretch. The project's targets: time ratio
 <= 1.10 and memory ratio <= 1.05; ratios over target are in bold.
 """
 

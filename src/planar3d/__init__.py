@@ -5,7 +5,7 @@ starts from the 2D weights and, in planar mode, reproduces the 2D network slice 
 """
 
 from .channels import adapt_input_channels
-from .context import ConversionContext
+from .context import Axis, ConversionContext, DepthPolicy, Mode
 from .convert import convert
 from .errors import UnsupportedModuleError
 from .kernels import center_kernel, inflate_kernel, kernel_to_2d, planar_kernel
@@ -29,10 +29,13 @@ from .thicken import planar_to_2d, thicken
 
 __all__ = [
     "ACSConv3d",
+    "Axis",
     "ConversionContext",
     "ConversionReport",
+    "DepthPolicy",
     "HeadAdaptiveAvgPool2d",
     "HeadAdaptiveMaxPool2d",
+    "Mode",
     "PlanarAdaptiveAvgPool3d",
     "PlanarAdaptiveMaxPool3d",
     "PlanarAvgPool3d",

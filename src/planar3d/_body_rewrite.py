@@ -10,7 +10,7 @@ and gives each functional call the per-slice meaning:
     indexing acts on the 2D dims of each slice; the planar axis rides along.
 
 So an SE block squeezes each slice (its planar output is exactly the folded one, and the centre
-mode still equals planar at initialisation, DESIGN.md P3). The position of the planar axis is
+mode still equals planar at initialisation, docs/design.md P3). The position of the planar axis is
 tracked through permutations (NHWC code); 2D window ops (pools, interpolate, pad) run on the
 folded slices; `F.conv2d` uses the mode's kernels. Calls with no defined per-slice meaning
 (reshapes, matmuls of flattened volumes...) make the rewrite fail, and the caller folds instead.

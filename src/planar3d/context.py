@@ -8,6 +8,8 @@ from typing import Literal
 
 Mode = Literal["planar", "center", "inflate", "acs"]
 DepthPolicy = Literal["keep", "pool", "all"]
+# The planar axis by name; public functions also take its tensor dim of (N, C, D, H, W) (2, 3, 4).
+Axis = Literal["D", "H", "W"]
 Region = Literal["body", "head"]
 
 MODES: tuple[str, ...] = ("planar", "center", "inflate", "acs")

@@ -1,6 +1,6 @@
 """`planar3d.convert`: turn a 2D network into a 3D one that starts from its weights.
 
-How a network is converted (DESIGN.md §1):
+How a network is converted (docs/design.md §1):
 
 1. The 2D network runs once on an example batch; every module's first call is recorded. A module
    belongs to the classifier *head* when it and all its ancestors return non-spatial tensors
@@ -30,7 +30,7 @@ from ._axis import axis_name, parse_axis, require_volume
 from ._finalize import finalize
 from ._planner import Planner
 from ._record import record_calls
-from .context import DEPTH_POLICIES, MODES, ConversionContext
+from .context import DEPTH_POLICIES, MODES, Axis, ConversionContext, DepthPolicy, Mode
 from .registry import Converter, default_converters
 from .report import ConversionReport
 
@@ -70,9 +70,9 @@ def _check_volume_input(module: nn.Module, args: tuple) -> None:
 def convert(
     model: nn.Module,
     *,
-    mode: str = "planar",
-    axis: str | int = "D",
-    depth: str = "keep",
+    mode: Mode = "planar",
+    axis: Axis | int = "D",
+    depth: DepthPolicy = "keep",
     kernel_depth: int = 3,
     inplace: bool = False,
     example_input: torch.Tensor | None = None,
@@ -83,12 +83,12 @@ def convert(
     Args:
         model: a 2D network (timm, torchvision or your own), in any train/eval state.
         mode: kernel mapping. "planar": kernels (1, kh, kw), the network reproduces the 2D
-            network slice by slice (DESIGN.md P1). "center": depth-k kernels holding the 2D
+            network slice by slice (docs/design.md P1). "center": depth-k kernels holding the 2D
             kernel in their middle plane (exactly planar at initialisation, P3). "inflate": I3D
             inflation, the 2D kernel repeated k times / k (2D response on depth-constant input,
             P2). "acs": output channels split in three parts, each planar along D, H or W (P4).
             In every mode 1x1 kernels stay planar and functional code acts per slice.
-        axis: the planar axis, "D" (default), "H" or "W".
+        axis: the planar axis, "D" (default), "H" or "W", or its tensor dim 2, 3 or 4.
         depth: "keep" (depth preserved everywhere), "pool" (pooling layers also pool along the
             planar axis, as the seed paper's encoder), or "all" (strided convolutions too).
         kernel_depth: kernel size along the planar axis for the "center"/"inflate" modes.

@@ -9,7 +9,7 @@ class UnsupportedModuleError(RuntimeError):
     """A module cannot be converted with the guarantees of the requested mode.
 
     planar3d never returns a converted network that silently computes something else: when a
-    module's 3D behaviour cannot be made to satisfy its mode's property (DESIGN.md P1-P4), this
+    module's 3D behaviour cannot be made to satisfy its mode's property (docs/design.md P1-P4), this
     error names the module's path, its type, why, and what to do about it.
 
     Attributes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ._axis import parse_axis
+from .context import Axis
 
 __all__ = [
     "center_kernel",
@@ -35,7 +36,7 @@ def _check_depth(depth: int, *, odd: bool) -> None:
         )
 
 
-def planar_kernel(weight: torch.Tensor, *, axis: str | int = "D") -> torch.Tensor:
+def planar_kernel(weight: torch.Tensor, *, axis: Axis | int = "D") -> torch.Tensor:
     """Planar mapping (the seed paper, Eq. 3): (O, I, kh, kw) -> (O, I, 1, kh, kw) for axis D.
 
     Args:
@@ -50,7 +51,7 @@ def planar_kernel(weight: torch.Tensor, *, axis: str | int = "D") -> torch.Tenso
     return weight.unsqueeze(parse_axis(axis))
 
 
-def center_kernel(weight: torch.Tensor, *, depth: int, axis: str | int = "D") -> torch.Tensor:
+def center_kernel(weight: torch.Tensor, *, depth: int, axis: Axis | int = "D") -> torch.Tensor:
     """Centre mapping (Shan et al. 2018): zeros except the middle plane, which holds the kernel.
 
     Args:
@@ -59,7 +60,7 @@ def center_kernel(weight: torch.Tensor, *, depth: int, axis: str | int = "D") ->
         axis: planar axis.
     Returns:
         (O, I, k, kh, kw) for axis D; with 'same' depth padding it computes exactly the planar
-        result (DESIGN.md P3).
+        result (docs/design.md P3).
     Raises:
         ValueError: for a non-4-D weight, an even or non-positive depth, or an invalid axis.
     """
@@ -71,7 +72,7 @@ def center_kernel(weight: torch.Tensor, *, depth: int, axis: str | int = "D") ->
     return torch.stack(planes, dim=a)
 
 
-def inflate_kernel(weight: torch.Tensor, *, depth: int, axis: str | int = "D") -> torch.Tensor:
+def inflate_kernel(weight: torch.Tensor, *, depth: int, axis: Axis | int = "D") -> torch.Tensor:
     """I3D inflation (Carreira & Zisserman 2017): the kernel repeated k times, divided by k.
 
     Args:
@@ -90,7 +91,7 @@ def inflate_kernel(weight: torch.Tensor, *, depth: int, axis: str | int = "D") -
     return torch.stack([weight / depth] * depth, dim=a)
 
 
-def kernel_to_2d(weight: torch.Tensor, *, axis: str | int = "D") -> torch.Tensor:
+def kernel_to_2d(weight: torch.Tensor, *, axis: Axis | int = "D") -> torch.Tensor:
     """Inverse of `planar_kernel`: drop the size-1 planar dim of a (O, I, 1, kh, kw) kernel.
 
     Raises:

@@ -2,7 +2,7 @@
 
 "Train planar first, then let the network learn depth": every planar convolution with a spatial
 kernel becomes a `ThickConv3d` of depth k built from its *current* weights, by centre
-initialisation (outputs unchanged, DESIGN.md P3) or I3D inflation. Rewritten modules' functional
+initialisation (outputs kept, docs/design.md P3) or I3D inflation. Rewritten modules' functional
 convolutions switch too. Folded modules run their 2D forward per slice and keep planar kernels;
 the report lists them.
 """
@@ -19,7 +19,7 @@ from ._fx import is_rewritten
 from .kernels import kernel_to_2d
 from .layers.fold import is_folded
 from .layers.planar_conv import PlanarConv3d
-from .layers.thick_conv import THICK_INITS, ThickConv3d
+from .layers.thick_conv import THICK_INITS, ThickConv3d, ThickInit
 from .report import conversion_report
 
 __all__ = ["planar_to_2d", "thicken"]
@@ -48,7 +48,7 @@ def planar_to_2d(conv: PlanarConv3d) -> nn.Conv2d:
 
 
 def thicken(
-    model: nn.Module, *, init: str = "center", kernel_depth: int = 3, inplace: bool = False
+    model: nn.Module, *, init: ThickInit = "center", kernel_depth: int = 3, inplace: bool = False
 ) -> nn.Module:
     """Turn the planar kernels of a converted network into depth-`kernel_depth` kernels.
 

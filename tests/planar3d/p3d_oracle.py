@@ -1,4 +1,4 @@
-"""Test oracles for DESIGN.md's properties, independent of planar3d's own machinery.
+"""Test oracles for the properties in docs/design.md, independent of planar3d's own machinery.
 
 - `slice_outputs`: every module's output on the 2D network run on the folded slices, and on the
   converted network run on the volume, by module path (same names in both).

@@ -1,7 +1,7 @@
-"""Converted networks under torch.compile, bf16 autocast and channels_last_3d (issue 4).
+"""Converted networks under torch.compile, bf16 autocast and channels_last_3d.
 
 Also the layout contract that lets a planar network cost what its 2D network costs
-(DESIGN.md §2): on a slice-major or channels_last_3d volume every planar layer returns a volume
+(docs/design.md §2): on a slice-major or channels_last_3d volume every planar layer returns a volume
 whose fold into (N*D, C, H, W) slices is a view, so no layer copies its input.
 """
 

@@ -140,7 +140,7 @@ def test_adaptive_pools_per_slice_and_at_the_head(data):
     ):
         _check_slicewise(pool2d, planar_cls.from_2d(pool2d, axis=axis_name), x, axis)
         head = head_cls.from_2d(pool2d, axis=axis_name)
-        # the head pool = the 2D pool applied to the slices pooled together (DESIGN.md P1, head)
+        # head pool = the 2D pool applied to the slices pooled together (docs/design.md P1, head)
         merged = getattr(x, reduce)(axis)
         assert_close(head(x), pool2d(merged), rtol=1e-9)
         assert_close(head(merged), pool2d(merged), rtol=0)  # already pooled: the 2D pool

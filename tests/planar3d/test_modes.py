@@ -1,4 +1,4 @@
-"""Modes center / inflate / acs, thickening and input-channel adaptation (DESIGN.md P2-P4)."""
+"""Modes center / inflate / acs, thickening and input-channel adaptation (docs/design.md P2-P4)."""
 
 import pytest
 import torch

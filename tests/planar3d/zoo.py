@@ -1,6 +1,6 @@
 """The coverage sweep's machinery: build a zoo model, convert it in every mode, check it.
 
-Every check is an oracle from `p3d_oracle` (DESIGN.md P1-P4); results go to
+Every check is an oracle from `p3d_oracle` (docs/design.md P1-P4); results go to
 build/coverage/<source>__<family>.json for scripts/coverage_table.py.
 """
 
@@ -105,7 +105,7 @@ def check_train_mode(model2d: nn.Module, model3d: nn.Module, size: int) -> list[
 
 
 def check_model(source: str, family: str, name: str, build) -> dict:
-    """Convert one model in every mode and check DESIGN.md's properties; returns the record."""
+    """Convert one model in every mode, check the properties (docs/design.md); return the record."""
     record: dict = {"source": source, "family": family, "model": name, "modes": {}}
     start = time.time()
     # the weights randomize() leaves alone come from the builder's init: seeded, so that a

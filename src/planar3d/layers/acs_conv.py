@@ -10,7 +10,7 @@ and depthwise convolutions, which the reference refuses, are split by *groups* w
 rule, so that every part is a whole number of groups (a part may be empty when groups < 3).
 
 Every part uses the same 3D stride (the depth stride of the depth policy, then the 2D stride),
-so the parts line up; part g equals the planar conversion along axis g (DESIGN.md P4).
+so the parts line up; part g equals the planar conversion along axis g (docs/design.md P4).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 `fold_module(m)` turns `m` into an instance of a subclass of its own class whose forward folds
 every (N, C, D, H, W) argument into (N * D, C, H, W) images, calls the 2D forward, and unfolds
-every 4-D result. That is exactly planar semantics (DESIGN.md P1) for any module, including ones
+every 4-D result: exactly planar semantics (docs/design.md P0) for any module, including ones
 no converter knows, while parameter and buffer names stay those of the 2D module.
 
 A *slice-wise* fold (`passthrough=True`) also accepts 2D-shaped inputs unchanged: used at the head

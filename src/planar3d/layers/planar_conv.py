@@ -21,6 +21,7 @@ from .._axis import (
     require_volume,
     unfold_result,
 )
+from ..context import Axis
 from ..kernels import planar_kernel
 from ._swap import reclass
 
@@ -69,7 +70,7 @@ class PlanarConv3d(nn.Conv3d):
         bias: bool = True,
         padding_mode: str = "zeros",
         *,
-        axis: str | int = "D",
+        axis: Axis | int = "D",
         depth_stride: int = 1,
         device=None,
         dtype=None,
@@ -92,7 +93,7 @@ class PlanarConv3d(nn.Conv3d):
 
     @classmethod
     def from_2d(
-        cls, conv: nn.Conv2d, *, axis: str | int = "D", depth_stride: int = 1
+        cls, conv: nn.Conv2d, *, axis: Axis | int = "D", depth_stride: int = 1
     ) -> PlanarConv3d:
         """Planar copy of `conv`: same parameters (kernel reshaped), hooks, flags, device, dtype."""
         a = parse_axis(axis)
@@ -154,7 +155,7 @@ class PlanarConvTranspose3d(nn.ConvTranspose3d):
     """
 
     @classmethod
-    def from_2d(cls, conv: nn.ConvTranspose2d, *, axis: str | int = "D") -> PlanarConvTranspose3d:
+    def from_2d(cls, conv: nn.ConvTranspose2d, *, axis: Axis | int = "D") -> PlanarConvTranspose3d:
         """Planar copy of `conv` (weight (I, O/g, kh, kw) -> (I, O/g, 1, kh, kw) for axis D)."""
         a = parse_axis(axis)
         kernel = planar_kernel(conv.weight.detach(), axis=a)

@@ -4,7 +4,7 @@ Batch statistics over (N, D, H, W) are those of a BatchNorm2d over the N * D sli
 is `nn.BatchNorm3d`'s. Running it on the folded slices keeps the memory layout the planar layers
 around it produce: `nn.BatchNorm3d` returns a contiguous (N, C, D, H, W) tensor for a slice-major
 input, which the next planar layer would have to copy back, and its CPU kernel is several times
-slower on such strided input (DESIGN.md §2).
+slower on such strided input (docs/design.md §2).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .._axis import axis_name, fold, parse_axis, require_volume, unfold_result
+from ..context import Axis
 from ._swap import reclass
 
 __all__ = ["PlanarBatchNorm3d"]
@@ -29,12 +30,12 @@ class PlanarBatchNorm3d(nn.BatchNorm3d):
         input (N, C, D, H, W) -> output of the same shape.
     """
 
-    def __init__(self, num_features: int, *args, axis: str | int = "D", **kwargs) -> None:
+    def __init__(self, num_features: int, *args, axis: Axis | int = "D", **kwargs) -> None:
         super().__init__(num_features, *args, **kwargs)
         self.axis = parse_axis(axis)
 
     @classmethod
-    def from_2d(cls, bn: nn.BatchNorm2d, *, axis: str | int = "D") -> PlanarBatchNorm3d:
+    def from_2d(cls, bn: nn.BatchNorm2d, *, axis: Axis | int = "D") -> PlanarBatchNorm3d:
         """The same module (parameters, statistics, flags, hooks) as a planar BatchNorm3d."""
         return reclass(bn, cls, axis=parse_axis(axis))
 

@@ -25,6 +25,7 @@ from .._axis import (
     unfold,
     unfold_result,
 )
+from ..context import Axis
 from ._swap import reclass
 
 __all__ = [
@@ -45,7 +46,7 @@ class PlanarMaxPool3d(nn.MaxPool3d):
     """MaxPool3d with window (1, kh, kw) (axis D), computed as F.max_pool2d on the slices."""
 
     @classmethod
-    def from_2d(cls, pool: nn.MaxPool2d, *, axis: str | int = "D") -> PlanarMaxPool3d:
+    def from_2d(cls, pool: nn.MaxPool2d, *, axis: Axis | int = "D") -> PlanarMaxPool3d:
         a = parse_axis(axis)
         return reclass(
             pool, cls,
@@ -75,7 +76,7 @@ class PlanarAvgPool3d(nn.AvgPool3d):
     """AvgPool3d with window (1, kh, kw) (axis D), computed as F.avg_pool2d on the slices."""
 
     @classmethod
-    def from_2d(cls, pool: nn.AvgPool2d, *, axis: str | int = "D") -> PlanarAvgPool3d:
+    def from_2d(cls, pool: nn.AvgPool2d, *, axis: Axis | int = "D") -> PlanarAvgPool3d:
         a = parse_axis(axis)
         return reclass(
             pool, cls,
@@ -102,7 +103,7 @@ class PlanarAdaptiveAvgPool3d(nn.AdaptiveAvgPool3d):
     """Adaptive average pool of each slice to the 2D output size (planar axis kept)."""
 
     @classmethod
-    def from_2d(cls, pool: nn.AdaptiveAvgPool2d, *, axis: str | int = "D"):
+    def from_2d(cls, pool: nn.AdaptiveAvgPool2d, *, axis: Axis | int = "D"):
         a = parse_axis(axis)
         return reclass(pool, cls, output_size=_planar(pool.output_size, a, None), axis=a)
 
@@ -120,7 +121,7 @@ class PlanarAdaptiveMaxPool3d(nn.AdaptiveMaxPool3d):
     """Adaptive max pool of each slice to the 2D output size (planar axis kept)."""
 
     @classmethod
-    def from_2d(cls, pool: nn.AdaptiveMaxPool2d, *, axis: str | int = "D"):
+    def from_2d(cls, pool: nn.AdaptiveMaxPool2d, *, axis: Axis | int = "D"):
         a = parse_axis(axis)
         return reclass(pool, cls, output_size=_planar(pool.output_size, a, None), axis=a)
 
@@ -140,7 +141,7 @@ class HeadAdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
     """Head pool: a (N, C, D, H, W) volume -> (N, C, h, w), averaging the whole planar axis."""
 
     @classmethod
-    def from_2d(cls, pool: nn.AdaptiveAvgPool2d, *, axis: str | int = "D"):
+    def from_2d(cls, pool: nn.AdaptiveAvgPool2d, *, axis: Axis | int = "D"):
         return reclass(pool, cls, axis=parse_axis(axis))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -161,7 +162,7 @@ class HeadAdaptiveMaxPool2d(nn.AdaptiveMaxPool2d):
     """Head pool: a (N, C, D, H, W) volume -> (N, C, h, w), max over the whole planar axis."""
 
     @classmethod
-    def from_2d(cls, pool: nn.AdaptiveMaxPool2d, *, axis: str | int = "D"):
+    def from_2d(cls, pool: nn.AdaptiveMaxPool2d, *, axis: Axis | int = "D"):
         return reclass(pool, cls, axis=parse_axis(axis))
 
     def forward(self, x: torch.Tensor):

@@ -2,23 +2,27 @@
 
 `ThickConv3d` is an `nn.Conv3d` whose (O, I, k, kh, kw) kernel (axis D) comes from a 2D kernel
 by centre initialisation (Shan et al. 2018: the middle plane holds the 2D kernel, so at
-initialisation it computes exactly the planar result, DESIGN.md P3) or I3D inflation (Carreira &
+initialisation it equals the planar layer, docs/design.md P3) or I3D inflation (Carreira &
 Zisserman 2017: the kernel repeated k times and divided by k, so a volume constant along the axis
 gets the 2D response, P2). Depth is padded to keep the number of slices ('same' along the axis).
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .._axis import axis_name, insert, parse_axis
+from ..context import Axis
 from ..kernels import center_kernel, inflate_kernel
 from ._swap import reclass
 
-__all__ = ["THICK_INITS", "ThickConv3d", "thick_kernel"]
+__all__ = ["THICK_INITS", "ThickConv3d", "ThickInit", "thick_kernel"]
 
+ThickInit = Literal["center", "inflate"]
 THICK_INITS = ("center", "inflate")
 
 
@@ -50,7 +54,7 @@ class ThickConv3d(nn.Conv3d):
 
     @classmethod
     def from_2d(
-        cls, conv: nn.Conv2d, *, init: str, depth: int, axis: str | int = "D",
+        cls, conv: nn.Conv2d, *, init: str, depth: int, axis: Axis | int = "D",
         depth_stride: int = 1,
     ) -> ThickConv3d:
         """Thick copy of `conv`: kernel mapped by `init`, same hooks, flags, device, dtype."""
