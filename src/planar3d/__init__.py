@@ -4,6 +4,7 @@
 starts from the 2D weights and, in planar mode, reproduces the 2D network slice by slice.
 """
 
+from . import converters  # noqa: F401  (registers the built-in converters)
 from .channels import adapt_input_channels
 from .context import Axis, ConversionContext, DepthPolicy, Mode
 from .convert import convert

@@ -24,7 +24,7 @@ from .layers.planar_pool import (
     PlanarMaxPool3d,
 )
 from .layers.thick_conv import ThickConv3d
-from .registry import fold, keep, register_converter
+from .registry import fold, keep, register_builtin
 
 
 def _body_only(converter):
@@ -156,9 +156,23 @@ def convert_last_dim(module: nn.Module, ctx: ConversionContext) -> nn.Module:
     return fold(module, ctx)
 
 
-def convert_channel_dim(module: nn.Module, ctx: ConversionContext) -> nn.Module:
-    """Softmax-like layers: unchanged when they act on the channel (or batch) dim."""
-    return module if getattr(module, "dim", None) in (0, 1) else fold(module, ctx)
+def volume_dim(dim: int, axis: int) -> int:
+    """The dim of a (N, C, D, H, W) volume that means what `dim` means for (N, C, H, W)."""
+    dim = dim % 4
+    return dim if dim < axis else dim + 1
+
+
+def convert_dim(module: nn.Module, ctx: ConversionContext) -> nn.Module:
+    """Layers acting along one dim (GLU, Softmax, LogSoftmax, Softmin): in the body, the same
+    layer along the volume dim that means the 2D dim (a GLU over channels stays as it is, a
+    softmax over H acts over the volume's H); in a head, slice-wise."""
+    dim = getattr(module, "dim", None)
+    if ctx.region == "head" or not isinstance(dim, int):
+        return fold(module, ctx)
+    target = volume_dim(dim, ctx.axis)
+    if (dim if dim >= 0 else dim + 5) == target:
+        return module
+    return reclass(module, type(module), dim=target)
 
 
 _REGISTRATIONS = {
@@ -171,30 +185,44 @@ _REGISTRATIONS = {
     nn.AdaptiveMaxPool2d: convert_adaptive_max_pool2d,
     nn.Linear: convert_last_dim,
     nn.LayerNorm: convert_last_dim,
-    nn.Softmax: convert_channel_dim,
-    nn.LogSoftmax: convert_channel_dim,
+    nn.GLU: convert_dim,
+    nn.Softmax: convert_dim,
+    nn.LogSoftmax: convert_dim,
+    nn.Softmin: convert_dim,
 }
 
 # Elementwise, or acting on the channel dim only: the same on a volume as on each slice.
+# Elementwise random layers (Dropout, AlphaDropout) draw every element independently, which on
+# a volume is one draw per slice.
 _KEEP = (
     nn.Identity, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU,
     nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Hardshrink,
     nn.Sigmoid, nn.LogSigmoid, nn.Tanh, nn.Tanhshrink, nn.Softplus, nn.Softsign, nn.Softshrink,
-    nn.Threshold, nn.GLU, nn.Dropout, nn.AlphaDropout, nn.FeatureAlphaDropout, nn.ChannelShuffle,
-    nn.SyncBatchNorm, nn.Flatten,
+    nn.Threshold, nn.Dropout, nn.AlphaDropout, nn.ChannelShuffle, nn.SyncBatchNorm,
 )
 
-# 2D-only or per-slice-statistics layers: run slice by slice.
+# 2D-only or per-slice-statistics layers: run slice by slice. So are random layers whose masks
+# have structure (per channel, per sample): run on the slices they draw one mask per slice.
+# A Flatten reaching a volume (no global pool before it) flattens each slice.
 _FOLD = (
     nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d, nn.CircularPad2d,
     nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d, nn.PixelShuffle,
     nn.PixelUnshuffle, nn.GroupNorm, nn.InstanceNorm2d, nn.LocalResponseNorm, nn.CrossMapLRN2d,
-    nn.Dropout2d, nn.FractionalMaxPool2d, nn.LPPool2d, nn.MaxUnpool2d, nn.Softmax2d,
+    nn.FractionalMaxPool2d, nn.LPPool2d, nn.MaxUnpool2d, nn.Softmax2d, nn.Flatten, nn.Unflatten,
+    nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.FeatureAlphaDropout,
+)
+# The same for classes of optional libraries, registered by name (resolved once the library
+# is imported, which a model holding them has done).
+_FOLD_BY_NAME = (
+    "timm.layers.DropPath", "timm.layers.DropBlock2d", "torchvision.ops.StochasticDepth",
+    "monai.networks.layers.DropPath",
 )
 
 for _type, _converter in _REGISTRATIONS.items():
-    register_converter(_type, _converter)
+    register_builtin(_type, _converter)
 for _type in _KEEP:
-    register_converter(_type, keep)
+    register_builtin(_type, keep)
 for _type in _FOLD:
-    register_converter(_type, fold)
+    register_builtin(_type, fold)
+for _name in _FOLD_BY_NAME:
+    register_builtin(_name, fold)

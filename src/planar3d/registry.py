@@ -13,6 +13,7 @@ Two ready-made converters cover most layers:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 from torch import nn
@@ -25,6 +26,10 @@ __all__ = ["Converter", "default_converters", "fold", "keep", "register_converte
 Converter = Callable[[nn.Module, ConversionContext], nn.Module]
 
 _DEFAULTS: dict[type, Converter] = {}
+# the converters planar3d itself registers (converters.py), by exact type
+_BUILTIN: dict[type, Converter] = {}
+# planar3d's converters for classes of optional libraries, by "package.module.Class" name
+_BUILTIN_BY_NAME: dict[str, Converter] = {}
 
 
 def keep(module: nn.Module, ctx: ConversionContext) -> nn.Module:
@@ -77,6 +82,33 @@ def register_converter(
 
 def default_converters() -> dict[type, Converter]:
     """A copy of the registered converters, keyed by exact module type."""
-    from . import converters  # noqa: F401  (registers the built-in converters on first use)
-
+    _resolve_by_name()
     return dict(_DEFAULTS)
+
+
+def register_builtin(module_type: type | str, converter: Converter) -> None:
+    """Register one of planar3d's own converters (see `is_builtin`). A class of an optional
+    library is named "package.module.Class" and registered once its package is imported."""
+    if isinstance(module_type, str):
+        _BUILTIN_BY_NAME[module_type] = converter
+        return
+    register_converter(module_type, converter)
+    _BUILTIN[module_type] = converter
+
+
+def _resolve_by_name() -> None:
+    for name, converter in list(_BUILTIN_BY_NAME.items()):
+        module_name, _, attr = name.rpartition(".")
+        module = sys.modules.get(module_name)
+        if module is None:
+            continue
+        del _BUILTIN_BY_NAME[name]
+        cls = getattr(module, attr, None)
+        if isinstance(cls, type) and cls not in _DEFAULTS:
+            register_builtin(cls, converter)
+
+
+def is_builtin(module_type: type, converter: Converter) -> bool:
+    """Whether `converter` is planar3d's own converter for `module_type`: its results are
+    right by construction, while a user's converter gets its result probed."""
+    return _BUILTIN.get(module_type) is converter
