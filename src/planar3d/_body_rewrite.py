@@ -27,13 +27,24 @@ from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
 from ._axis import fold, insert, unfold
-from ._fx import _WRAPPERS, call_submodule, rewrite
+from ._fx import _WRAPPERS, call_submodule, rewrite, rewrite_kind
+from ._ops import (
+    ELEMENTWISE_FUNCTIONS,
+    ELEMENTWISE_METHODS,
+    RANDOM_FUNCTIONS,
+    RANDOM_METHODS,
+    REDUCE_FUNCTIONS,
+    REDUCE_METHODS,
+    WINDOW_FUNCTIONS,
+    planar_shape,
+)
 from .layers.acs_conv import acs_conv3d, acs_orientable
 from .layers.thick_conv import thick_kernel
 
-__all__ = ["NoPlanarMeaning", "rewrite_body_forward"]
+__all__ = ["NoPlanarMeaning", "rewrite_body_forward", "set_kernels"]
 
 _TAG = "_planar3d_ins"
+_KERNELS = "_planar3d_kernels"
 
 
 class NoPlanarMeaning(RuntimeError):
@@ -170,23 +181,10 @@ class _Rules:
     def shape(self, fn, args, kwargs):
         """size()/shape/dim()/ndim answer for the per-slice (2D) tensor."""
         x, rest = args[0], args[1:]
-        ins = _Layout.of(x, self.axis)
-        sizes = list(x.shape)
-        del sizes[ins]
-        if fn is getattr:
-            name = rest[0]
-            if name == "shape":
-                return torch.Size(sizes)
-            if name == "ndim":
-                return 4
-            if name in ("dtype", "device", "is_cuda", "requires_grad"):
-                return getattr(x, name)
-            raise NoPlanarMeaning(f"attribute {name!r} of a volume")
-        name = fn.__name__
-        if name == "dim":
-            return 4
-        dim = kwargs.get("dim", rest[0] if rest else None)
-        return torch.Size(sizes) if dim is None else sizes[dim % 4]
+        out = planar_shape(fn, x, rest, kwargs, _Layout.of(x, self.axis))
+        if out is NotImplemented:
+            raise NoPlanarMeaning(f"attribute {rest[0]!r} of a volume")
+        return out
 
     def per_slice(self, fn, args, kwargs):
         """2D window ops (pools, interpolate, pad, norms over H, W): on the folded slices."""
@@ -220,7 +218,7 @@ class _Rules:
         params = dict(zip(names, (None, 1, 0, 1, 1)))
         params.update(zip(names, args[2:]))
         params.update(kwargs)
-        mode, depth = getattr(self.module, "_planar3d_kernels", ("planar", 3))
+        mode, depth = getattr(self.module, _KERNELS, ("planar", 3))
         if _Layout.of(x, self.axis) != self.axis:
             raise NoPlanarMeaning("a convolution of a permuted volume")
         stride = nn.modules.utils._pair(params["stride"])
@@ -257,44 +255,10 @@ class _Rules:
         return tree_map(lambda t: _Layout.tag(t, ins, self.axis), out)
 
 
-_ELEMENTWISE_FUNCTIONS = (
-    operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv, operator.mod,
-    operator.pow, operator.neg, operator.pos, operator.abs, operator.iadd, operator.isub,
-    operator.imul, operator.itruediv, operator.eq, operator.ne, operator.lt, operator.le,
-    operator.gt, operator.ge, operator.and_, operator.or_, operator.invert,
-    torch.add, torch.sub, torch.mul, torch.div, torch.true_divide, torch.pow, torch.maximum,
-    torch.minimum, torch.where, torch.sigmoid, torch.tanh, torch.relu, torch.exp, torch.log,
-    torch.sqrt, torch.rsqrt, torch.abs, torch.clamp, torch.clip, torch.neg, torch.square,
-    torch.erf, torch.sign, torch.lerp, torch.addcmul, torch.addcdiv,
-    F.relu, F.relu6, F.gelu, F.silu, F.hardswish, F.hardsigmoid, F.sigmoid, F.tanh, F.leaky_relu,
-    F.elu, F.selu, F.celu, F.mish, F.softplus, F.dropout, F.alpha_dropout, F.hardtanh,
-    F.threshold, F.prelu, F.logsigmoid, F.softsign, F.tanhshrink, F.rrelu,
-)
-_ELEMENTWISE_METHODS = (
-    "add", "sub", "mul", "div", "pow", "sigmoid", "tanh", "relu", "exp", "log", "sqrt", "rsqrt",
-    "abs", "neg", "clamp", "clamp_min", "clamp_max", "square", "erf", "sign", "contiguous",
-    "clone", "float", "double", "half", "bfloat16", "to", "type_as", "detach", "add_", "mul_",
-    "sub_", "div_", "relu_", "sigmoid_", "clamp_", "neg_", "exp_", "masked_fill", "lerp",
-    "maximum", "minimum", "addcmul", "addcdiv", "requires_grad_", "__add__", "__mul__",
-    "__radd__", "__rmul__", "__sub__", "__rsub__", "__truediv__", "__rtruediv__", "where",
-    "mul", "div_", "tanh_", "hardtanh_", "pow_",
-)
-_REDUCE_FUNCTIONS = (torch.mean, torch.sum, torch.amax, torch.amin, torch.std, torch.var,
-                     torch.logsumexp, torch.prod)
-_REDUCE_METHODS = ("mean", "sum", "amax", "amin", "std", "var", "logsumexp", "prod", "max",
-                   "min", "norm")
-_PER_SLICE_FUNCTIONS = (
-    F.avg_pool2d, F.max_pool2d, F.lp_pool2d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d,
-    F.interpolate, F.upsample, F.upsample_bilinear, F.upsample_nearest, F.pixel_shuffle,
-    F.pixel_unshuffle, F.group_norm, F.instance_norm, F.local_response_norm, F.conv_transpose2d,
-    F.max_pool2d_with_indices, F.fractional_max_pool2d,
-)
-
-
 def _build_table(rules: _Rules) -> tuple[dict, dict]:
-    functions: dict = {f: rules.elementwise for f in _ELEMENTWISE_FUNCTIONS}
-    functions.update({f: rules.reduce for f in _REDUCE_FUNCTIONS})
-    functions.update({f: rules.per_slice for f in _PER_SLICE_FUNCTIONS})
+    functions: dict = {f: rules.elementwise for f in ELEMENTWISE_FUNCTIONS}
+    functions.update({f: rules.reduce for f in REDUCE_FUNCTIONS})
+    functions.update({f: rules.per_slice for f in WINDOW_FUNCTIONS})
     functions.update({
         torch.permute: rules.permute,
         torch.transpose: rules.transpose,
@@ -316,8 +280,8 @@ def _build_table(rules: _Rules) -> tuple[dict, dict]:
         getattr: rules.shape,
         call_submodule: rules.submodule,
     })
-    methods: dict = {m: rules.elementwise for m in _ELEMENTWISE_METHODS}
-    methods.update({m: rules.reduce for m in _REDUCE_METHODS})
+    methods: dict = {m: rules.elementwise for m in ELEMENTWISE_METHODS}
+    methods.update({m: rules.reduce for m in REDUCE_METHODS})
     methods.update({
         "permute": rules.permute,
         "transpose": rules.transpose,
@@ -337,10 +301,14 @@ def _body_wrapper(module: nn.Module, axis: int, path: str) -> Callable:
     def wrap(label: str, fn: Callable) -> Callable:
         if label.startswith("Tensor."):
             rule = methods.get(label[len("Tensor."):])
+            draws = label[len("Tensor."):] in RANDOM_METHODS
         else:
             rule = functions.get(fn)
+            draws = fn in RANDOM_FUNCTIONS
 
         def guarded(*args, **kwargs):
+            if draws:  # a mask of its own shape: per volume, where the reference draws per slice
+                raise NoPlanarMeaning(f"`{label}` draws random numbers of a shape of its own")
             if fn is not call_submodule and not _volumes(args, kwargs):
                 return fn(*args, **kwargs)
             if rule is None:
@@ -359,7 +327,7 @@ _WRAPPERS["body"] = _body_wrapper
 def rewrite_body_forward(module: nn.Module, *, axis: int, path: str) -> list[str]:
     """Give `module` (in place) a traced forward in which 2D functional code acts per slice.
 
-    `module._planar3d_kernels = (mode, kernel_depth)` chooses how its `F.conv2d` calls
+    `set_kernels(module, mode, kernel_depth)` chooses how its `F.conv2d` calls
     convolve (default planar: per slice). A call with no per-slice meaning raises
     `NoPlanarMeaning` when it runs.
 
@@ -369,3 +337,10 @@ def rewrite_body_forward(module: nn.Module, *, axis: int, path: str) -> list[str
         Exception: whatever torch.fx raises when the forward cannot be traced.
     """
     return rewrite(module, kind="body", axis=axis, path=path)
+
+
+def set_kernels(module: nn.Module, mode: str, kernel_depth: int) -> None:
+    """Make the `F.conv2d` calls of a body-rewritten module use the kernels of `mode` (planar:
+    per slice; center/inflate: depth `kernel_depth`; acs: three orientations)."""
+    if rewrite_kind(module) == "body":
+        setattr(module, _KERNELS, (mode, kernel_depth))

@@ -16,7 +16,7 @@ from functools import cache
 
 from torch import fx, nn
 
-__all__ = ["call_submodule", "is_rewritten", "rewrite", "unrewrite"]
+__all__ = ["call_submodule", "is_rewritten", "rewrite", "rewrite_kind", "unrewrite"]
 
 # kind -> fn(module, axis, path) -> wrap(label, fn): registered by the rewrite modules
 _WRAPPERS: dict[str, Callable] = {}
@@ -139,6 +139,11 @@ def _rebuild(base: type) -> nn.Module:
 
 def is_rewritten(module: nn.Module) -> bool:
     return isinstance(module, _RewrittenMixin)
+
+
+def rewrite_kind(module: nn.Module) -> str | None:
+    """"body" or "head" for a rewritten module (which rewrite gave it its forward), else None."""
+    return module._planar3d_rewrite[0] if is_rewritten(module) else None
 
 
 def rewrite(module: nn.Module, *, kind: str, axis: int, path: str) -> list[str]:

@@ -28,6 +28,7 @@ from torch.utils._pytree import tree_flatten
 
 from ._axis import fold, unfold
 from ._fx import _WRAPPERS, call_submodule, rewrite
+from ._ops import ELEMENTWISE_FUNCTIONS, ELEMENTWISE_METHODS, planar_shape
 from .errors import UnsupportedModuleError
 
 __all__ = ["rewrite_head_forward"]
@@ -79,8 +80,53 @@ def _per_slice(fn, axis, x, *args, **kwargs):
     return unfold(out, x.shape[0], axis)
 
 
+def _window(reduction: str):
+    """avg/max pool: per slice; a window covering the whole plane (GeM's
+    `F.avg_pool2d(x, x.shape[-2:])`) is a global pool, so it pools the planar axis too."""
+    def rule(fn, axis, x, *args, **kwargs):
+        out = _per_slice(fn, axis, x, *args, **kwargs)
+        if isinstance(out, tuple) or not _covers_plane(fold(x, axis), out):
+            return out
+        return getattr(out, reduction)(axis)
+    return rule
+
+
+def _covers_plane(x: torch.Tensor, out: torch.Tensor) -> bool:
+    return out.shape[-2:] == (1, 1) and x.shape[-2] * x.shape[-1] > 1
+
+
+_REDUCTIONS = {"mean": "mean", "amax": "amax", "amin": "amin", "adaptive_avg_pool2d": "mean",
+               "adaptive_max_pool2d": "amax", "avg_pool2d": "mean", "max_pool2d": "amax"}
+
+
+def global_pool_kind(fn, args, kwargs, out) -> str | None:
+    """How a 2D call on a (B, C, H, W) tensor pools every position of the plane, as the head
+    pool does: "mean", "amax", "amin", or None for any other call. These are the calls whose
+    head rewrite pools the planar axis too (`out`: the call's 2D result)."""
+    name = getattr(fn, "__name__", "")
+    reduction = _REDUCTIONS.get(name)
+    x = args[0] if args else None
+    if reduction is None or not isinstance(x, torch.Tensor) or x.dim() != 4:
+        return None
+    if name.startswith("adaptive"):
+        return reduction
+    if name in ("avg_pool2d", "max_pool2d"):
+        return reduction if isinstance(out, torch.Tensor) and _covers_plane(x, out) else None
+    dims = kwargs.get("dim", args[1] if len(args) > 1 else None)
+    if dims is None:
+        return None
+    dims = {d % 4 for d in ((dims,) if isinstance(dims, int) else dims)}
+    return reduction if len(dims) >= 2 and 2 in dims else None
+
+
 def _passthrough(fn, axis, *args, **kwargs):
     return fn(*args, **kwargs)
+
+
+def _shape(fn, axis, x, *rest, **kwargs):
+    """Shape queries answer for the 2D tensor the volume stands for (None: no such answer)."""
+    out = planar_shape(fn, x, rest, kwargs, axis)
+    return None if out is NotImplemented else out
 
 
 def _leading_dims_only(fn, axis, x, index, *rest):
@@ -105,8 +151,8 @@ _FUNCTION_RULES: dict[Any, Callable] = {
     torch.mean: _reduce("mean"),
     torch.amax: _reduce("amax"),
     torch.amin: _reduce("amin"),
-    F.avg_pool2d: _per_slice,
-    F.max_pool2d: _per_slice,
+    F.avg_pool2d: _window("mean"),
+    F.max_pool2d: _window("amax"),
     F.lp_pool2d: _per_slice,
     F.interpolate: _per_slice,
     F.pad: _per_slice,
@@ -116,17 +162,8 @@ _FUNCTION_RULES: dict[Any, Callable] = {
     torch.chunk: _leading_dim_arg(2, 0),
     torch.split: _leading_dim_arg(2, 0),
 }
-_PASSTHROUGH_FUNCTIONS = (
-    operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv, operator.neg,
-    operator.pos, operator.pow, operator.iadd, operator.isub, operator.imul, operator.itruediv,
-    torch.add, torch.sub, torch.mul, torch.div, torch.sigmoid, torch.tanh, torch.relu, torch.exp,
-    torch.log, torch.sqrt, torch.rsqrt, torch.abs, torch.clamp, torch.clip, torch.maximum,
-    torch.minimum, torch.where, torch.neg, torch.square, torch.pow,
-    F.relu, F.relu6, F.gelu, F.silu, F.hardswish, F.hardsigmoid, F.sigmoid, F.tanh, F.leaky_relu,
-    F.elu, F.selu, F.celu, F.mish, F.softplus, F.dropout, F.alpha_dropout, F.hardtanh,
-    F.threshold, F.batch_norm,
-)
-_FUNCTION_RULES.update({f: _passthrough for f in _PASSTHROUGH_FUNCTIONS})
+_FUNCTION_RULES.update({f: _passthrough for f in ELEMENTWISE_FUNCTIONS})
+_FUNCTION_RULES[getattr] = _shape
 
 _METHOD_RULES: dict[str, Callable] = {
     "mean": _reduce("mean"),
@@ -134,16 +171,10 @@ _METHOD_RULES: dict[str, Callable] = {
     "amin": _reduce("amin"),
     "chunk": _leading_dim_arg(2, 0),
     "split": _leading_dim_arg(2, 0),
-    "size": lambda fn, axis, x, *a, **k: fn(x, *a, **k) if (a or k) and (
-        k.get("dim", a[0] if a else None) in (0, 1)) else None,
+    "size": lambda fn, axis, x, *a, **k: _shape(fn, axis, x, *a, **k),
+    "dim": lambda fn, axis, x, *a, **k: _shape(fn, axis, x, *a, **k),
 }
-_PASSTHROUGH_METHODS = (
-    "add", "sub", "mul", "div", "sigmoid", "tanh", "relu", "exp", "clamp", "clamp_min",
-    "clamp_max", "contiguous", "clone", "float", "double", "half", "bfloat16", "to", "type_as",
-    "detach", "relu_", "add_", "mul_", "sigmoid_", "div_", "sub_", "clamp_", "neg", "abs",
-    "pow", "sqrt", "rsqrt", "square", "exp_",
-)
-_METHOD_RULES.update({m: _passthrough for m in _PASSTHROUGH_METHODS})
+_METHOD_RULES.update({m: _passthrough for m in ELEMENTWISE_METHODS})
 
 
 def _guard(path: str, owner: str, label: str, fn: Callable, rule: Callable | None, axis: int):
