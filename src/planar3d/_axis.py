@@ -50,15 +50,22 @@ def drop(values: Sequence, axis: int) -> tuple:
 
 
 def fold(x: torch.Tensor, axis: int) -> torch.Tensor:
-    """(N, C, D, H, W) -> (N * A, C, s1, s2), A = x.shape[axis]: one 2D image per slice."""
-    n, c = x.shape[0], x.shape[1]
-    moved = x.movedim(axis, 1)
-    return moved.reshape(n * moved.shape[1], c, *moved.shape[3:])
+    """(N, C, D, H, W) -> (N * A, C, s1, s2), A = x.shape[axis]: one 2D image per slice.
+
+    A volume with more leading dims, (N, K, C, D, H, W), folds to (N * A, K, C, s1, s2): the
+    planar axis counts from the end, as it does for `unfold`.
+    """
+    moved = x.movedim(x.dim() - 5 + axis, 1)
+    return moved.reshape(moved.shape[0] * moved.shape[1], *moved.shape[2:])
 
 
 def unfold(y: torch.Tensor, n: int, axis: int) -> torch.Tensor:
-    """Inverse of `fold`: (N * A, C, s1, s2) -> volume with the slices back along `axis`."""
-    return y.reshape(n, y.shape[0] // n, *y.shape[1:]).movedim(1, axis)
+    """Inverse of `fold`: (N * A, C, s1, s2) -> volume with the slices back along `axis`.
+
+    A 2D result with more leading dims, (N * A, K, C, s1, s2), gets the planar axis at the same
+    place counted from the end: (N, K, C, D, H, W) for axis D.
+    """
+    return y.reshape(n, y.shape[0] // n, *y.shape[1:]).movedim(1, y.dim() - 4 + axis)
 
 
 class _UnfoldResult(torch.autograd.Function):

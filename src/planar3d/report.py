@@ -91,13 +91,26 @@ class ConversionReport:
         return "\n".join(lines)
 
 
+_ATTRIBUTE = "_planar3d_report"
+
+
+def attach_report(model: nn.Module, report: ConversionReport) -> None:
+    """Keep `report` with the converted `model` (it deep-copies and pickles with it)."""
+    setattr(model, _ATTRIBUTE, report)
+
+
+def is_converted(model: nn.Module) -> bool:
+    """Whether `model` was produced by `planar3d.convert`."""
+    return hasattr(model, _ATTRIBUTE)
+
+
 def conversion_report(model: nn.Module) -> ConversionReport:
     """The report of the `planar3d.convert` call that produced `model`.
 
     Raises:
         ValueError: if `model` was not produced by `planar3d.convert`.
     """
-    report = getattr(model, "_planar3d_report", None)
+    report = getattr(model, _ATTRIBUTE, None)
     if report is None:
         raise ValueError(
             f"{type(model).__name__} was not produced by planar3d.convert (no conversion report)"

@@ -15,8 +15,10 @@ import torch
 from torch import nn
 
 from ._axis import drop
-from ._fx import is_rewritten
+from ._body_rewrite import set_kernels
+from ._walk import rebuild
 from .kernels import kernel_to_2d
+from .layers._swap import original_type
 from .layers.fold import is_folded
 from .layers.planar_conv import PlanarConv3d
 from .layers.thick_conv import THICK_INITS, ThickConv3d, ThickInit
@@ -75,10 +77,10 @@ def thicken(
         model = copy.deepcopy(model)
         report = conversion_report(model)
 
-    def walk(module: nn.Module, path: str) -> nn.Module:
+    def visit(module: nn.Module, path: str) -> nn.Module | None:
         if is_folded(module):
             if any(isinstance(m, nn.Conv2d) and max(m.kernel_size) > 1 for m in module.modules()):
-                report.add(path, module._planar3d_base.__name__, "folded",
+                report.add(path, original_type(module).__name__, "folded",
                            "runs per slice: its kernels stay planar after thickening")
             return module
         if isinstance(module, PlanarConv3d) and max(module.kernel_size) > 1:
@@ -93,12 +95,7 @@ def thicken(
                 module._forward_pre_hooks)
             report.add(path, "Conv2d", "swapped", f"ThickConv3d ({init}, thickened)")
             return new
-        if is_rewritten(module) and module._planar3d_rewrite[0] == "body":
-            module._planar3d_kernels = (init, kernel_depth)
-        for name, child in list(module.named_children()):
-            new = walk(child, f"{path}.{name}" if path else name)
-            if new is not child:
-                setattr(module, name, new)
-        return module
+        set_kernels(module, init, kernel_depth)
+        return None
 
-    return walk(model, "")
+    return rebuild(model, visit)

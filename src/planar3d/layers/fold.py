@@ -23,7 +23,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from .._axis import axis_name, fold, unfold
 
-__all__ = ["fold_module", "is_folded", "unfold_module"]
+__all__ = ["fold_module", "is_folded", "is_slice_wise", "unfold_module"]
 
 
 class _FoldMixin:
@@ -58,11 +58,12 @@ class _FoldMixin:
         def up(t):
             if not isinstance(t, torch.Tensor):
                 return t
-            if t.dim() == 4 and t.shape[0] == n * slices:
+            if t.dim() >= 4 and t.shape[0] == n * slices:
                 return unfold(t, n, axis)
             raise RuntimeError(
                 f"{self._get_name()} returned a tensor of shape {tuple(t.shape)} from its 2D "
-                f"forward on {n * slices} slices; only (N*D, C, H, W) maps can be unfolded"
+                f"forward on {n * slices} slices; only per-slice maps (N*D, C, H, W) (or with "
+                f"more leading dims) can be unfolded into volumes"
             )
 
         if single:
@@ -116,6 +117,11 @@ def _rebuild(base: type, passthrough: bool) -> nn.Module:
 def is_folded(module: nn.Module) -> bool:
     """True if `module` was folded by `fold_module`."""
     return isinstance(module, _FoldMixin)
+
+
+def is_slice_wise(module: nn.Module) -> bool:
+    """True if `module` was folded with `passthrough=True` (a head layer)."""
+    return is_folded(module) and module._planar3d_passthrough
 
 
 def fold_module(module: nn.Module, *, axis: int = 2, passthrough: bool = False) -> nn.Module:
