@@ -1,24 +1,34 @@
-"""The last conversion pass: the mode's kernels and the depth policy."""
+"""The last conversion pass: the mode's kernels and the depth policy, and a check that the
+result runs."""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
+from torch.nn.modules.utils import _triple
 
-from ._axis import axis_name
-from ._fx import is_rewritten
-from ._planner import Planner, join
+from ._axis import axis_name, unfold
+from ._body_rewrite import set_kernels
+from ._planner import Planner
+from ._reference import Capture, run_3d
+from ._verify import type_name
+from ._walk import rebuild
 from .errors import UnsupportedModuleError
-from .layers.fold import is_folded
+from .layers._swap import original_type
+from .layers.fold import is_folded, is_slice_wise
 from .layers.planar_conv import PlanarConv3d
 from .layers.planar_pool import PlanarAvgPool3d, PlanarMaxPool3d
+
+# a depth policy's smoke test needs a volume deep enough for every depth-pooling layer
+MAX_SMOKE_DEPTH = 64
 
 
 def finalize(root: nn.Module, planner: Planner) -> nn.Module:
     """Give the planar structure its mode's kernels and its depth policy.
 
-    The structure (what is kept, rewritten, folded) was decided and probed in planar terms; here
-    planar convolutions become the mode's layers, rewritten forwards get the mode's functional
-    convolutions, and pooling (and, for "all", strided) layers act along depth.
+    The structure (what is kept, rewritten, folded) was decided and checked in planar terms;
+    here planar convolutions become the mode's layers, rewritten forwards get the mode's
+    functional convolutions, and pooling (and, for "all", strided) layers act along depth.
     """
     ctx = planner.ctx
     pools = (PlanarMaxPool3d, PlanarAvgPool3d) if ctx.pool_depth else ()
@@ -29,15 +39,15 @@ def finalize(root: nn.Module, planner: Planner) -> nn.Module:
                 ctx.stride_depth and max(module.stride) > 1)
         return isinstance(module, pools)
 
-    def walk(module: nn.Module, path: str) -> nn.Module:
+    def visit(module: nn.Module, path: str) -> nn.Module | None:
         if is_folded(module):
-            if not module._planar3d_passthrough and ctx.depth != "keep" and any(
+            if not is_slice_wise(module) and ctx.depth != "keep" and any(
                 isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) or (
                     ctx.stride_depth and isinstance(m, nn.Conv2d) and max(m.stride) > 1)
                 for m in module.modules()
             ):
                 raise UnsupportedModuleError(
-                    path, module._planar3d_base.__name__,
+                    path, original_type(module).__name__,
                     f"depth policy {ctx.depth!r} asks its pooling/strided layers to act along "
                     f"{axis_name(ctx.axis)}, but its forward only runs slice by slice",
                     "use depth='keep', or register a converter for this module",
@@ -51,15 +61,49 @@ def finalize(root: nn.Module, planner: Planner) -> nn.Module:
             if ctx.mode != "planar" and isinstance(new, PlanarConv3d) and max(new.kernel_size) > 1:
                 detail += " (acs: kernel and padding cannot be oriented three ways; stays planar)"
             planner.report.add(path, type(source).__name__, action, detail)
-            return new
-        if is_rewritten(module) and module._planar3d_rewrite[0] == "body":
-            module._planar3d_kernels = (ctx.mode, ctx.kernel_depth)
-        for name, child in list(module.named_children()):
-            new = walk(child, join(path, name))
-            if new is not child:
-                setattr(module, name, new)
-        return module
+            return new.train(module.training)
+        set_kernels(module, ctx.mode, ctx.kernel_depth)
+        return None
 
-    return walk(root, "")
+    return rebuild(root, visit)
 
 
+def _depth_steps(root: nn.Module, axis: int) -> int:
+    """How many layers of `root` halve (or more) the planar axis."""
+    steps = 0
+    for module in root.modules():
+        if isinstance(module, (nn.Conv3d, nn.MaxPool3d, nn.AvgPool3d)):
+            stride = _triple(module.stride if module.stride is not None else module.kernel_size)
+            steps += stride[axis - 2] > 1
+    return steps
+
+
+def check_runs(root: nn.Module, example: torch.Tensor, *, axis: int, volumes: int) -> None:
+    """A converted network in another mode or depth policy must run: eval and train mode on a
+    volume of the example's images, deep enough for the layers that pool or stride along the
+    planar axis. (The structure was checked against the reference in planar terms; the mode's
+    kernels are the documented mappings, whose properties the tests check.)
+
+    Raises:
+        UnsupportedModuleError: naming the module that fails.
+    """
+    depth = 2 ** _depth_steps(root, axis)
+    if depth > MAX_SMOKE_DEPTH:
+        return
+    if depth <= example.shape[0] // volumes:
+        images = example
+    else:  # deep enough for the depth policy: each image repeated along the planar axis
+        images = example[:volumes].repeat_interleave(depth, dim=0)
+    volume = unfold(images, volumes, axis)
+    for training in (False, True):
+        capture = Capture(root)
+        try:
+            run_3d(root, (volume,), {}, training=training, capture=capture)
+        except Exception as error:
+            path = capture.stack[-1] if capture.stack else ""
+            raise UnsupportedModuleError(
+                path, type_name(root.get_submodule(path)),
+                f"in this mode the converted network fails on a volume of shape "
+                f"{tuple(volume.shape)} ({type(error).__name__}: {error})",
+                "use mode='planar', or register a converter for this module",
+            ) from error

@@ -1,22 +1,34 @@
-"""Probe a converted module against its recorded 2D behaviour (the P1/P2 oracles at runtime).
+"""Probe a converted module against its recorded 2D behaviour (the reference, at runtime).
 
-- `probe_slices` (P1): the recorded batch of B images becomes one volume of B distinct slices;
-  the converted module's output, slice by slice, must equal the recorded 2D output.
+- `probe_slices` (P0/P1): the recorded batch of B images becomes `volumes` volumes of
+  B / `volumes` distinct slices; the converted module's output, slice by slice, must equal the
+  recorded 2D output (the 2D module on the stacked slices).
 - `probe_constant` (P2): each recorded image becomes a volume of identical slices; the output
   must equal the 2D output at every slice, or exactly when the module pooled the planar axis.
-  With `source` (the 2D module, for a module that runs its own 2D code on volumes), the sizes
-  of the tensors the module's own code computes must also be the 2D ones. Values can hide a
-  wrong computation whose contribution vanishes on the example (a saturated activation after
-  `x.mean((2, 3))`, which on a volume averages D and H); sizes cannot: every per-slice
-  intermediate of B images has the size of its B-slice volume.
+
+With `source` (the 2D module, for a module that runs its own 2D code on volumes), the module's
+own code is watched while it runs (`OwnCode`):
+- the sizes of the tensors it computes must be the 2D ones (per-slice code computes, on a
+  volume of B slices, tensors of the sizes it computes on B images; in the head, the 2D size or
+  D times it). Values can hide a wrong computation whose contribution vanishes on the example
+  (a saturated activation after `x.mean((2, 3))`, which on a volume averages D and H); sizes
+  cannot;
+- it must not take data-dependent decisions (`if x.mean() > 0`, `.item()`, `.tolist()`): a
+  probe sees one outcome, other inputs take other branches;
+- it must not draw structured random masks (`F.dropout2d`, per-sample drop paths): those must
+  be drawn per slice.
+
+Train-mode probes run under `Derandomized`: random ops give the same deterministic values in
+the 2D and the 3D run, so that what is compared is the computation, never a random outcome.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
@@ -24,11 +36,23 @@ from torch.utils._pytree import tree_flatten, tree_map
 from ._axis import fold, unfold
 from ._record import CallRecord, tensors
 
-CONSTANT_DEPTH = 2
+CONSTANT_DEPTHS = (2, 3)
 # Deciding whether a module's own forward is exact uses a tight tolerance (planar layers run the
 # very 2D kernels, so real results agree to a few ulps and wrong code is caught even when its
-# effect is small); checking a fold, exact by construction, allows reordered float sums.
-LOOSE_FACTOR = 100
+# effect is small). Where float sums are reordered (the head pool's mean over D, H, W against the
+# 2D mean over H, W; a fold's batched kernels) the tolerance is LOOSE_FACTOR times larger.
+LOOSE_FACTOR = 10
+
+# Turning a tensor into a Python value: the code takes a data-dependent decision.
+_DECISIONS = frozenset({
+    torch.Tensor.__bool__, torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__float__,
+    torch.Tensor.__int__, torch.Tensor.__index__, torch.Tensor.numpy, torch.Tensor.__complex__,
+})
+# Random masks with structure (per channel, per sample): drawn per volume on a volume.
+_STRUCTURED_RANDOM = frozenset({
+    F.dropout1d, F.dropout2d, F.dropout3d, F.feature_alpha_dropout, torch.feature_dropout,
+    torch.feature_alpha_dropout,
+})
 
 
 @dataclass
@@ -36,24 +60,36 @@ class ProbeResult:
     ok: bool
     reason: str = ""
     merged: bool = False
+    # the module's own code turned a tensor into a Python value (a data-dependent decision)
+    decides: list[str] = field(default_factory=list)
 
 
-def _tolerance(dtype: torch.dtype) -> float:
+def tolerance(dtype: torch.dtype) -> float:
+    """Relative tolerance of an exact computation in `dtype` (a few ulps of the output scale)."""
     if dtype in (torch.float16, torch.bfloat16):
         return 2e-2
     return 1e-10 if dtype == torch.float64 else 2e-6
 
 
-def _close(got: torch.Tensor, want: torch.Tensor, loose: bool) -> str:
+def difference(got: torch.Tensor, want: torch.Tensor, *, loose: bool = False) -> str:
+    """Why `got` is not `want` up to float rounding ("" when it is)."""
     if got.shape != want.shape:
         return f"shape {tuple(got.shape)} instead of {tuple(want.shape)}"
     if not want.is_floating_point() or not want.numel():
         return "" if torch.equal(got, want) else "values differ"
-    tolerance = _tolerance(want.dtype) * (LOOSE_FACTOR if loose else 1)
+    limit = tolerance(want.dtype) * (LOOSE_FACTOR if loose else 1)
     got, want = got.double(), want.double()
+    if not (torch.isfinite(got) == torch.isfinite(want)).all():
+        return "non-finite values where the 2D output has finite ones (or the reverse)"
+    finite = torch.isfinite(want)
+    if not torch.equal(got[~finite], want[~finite]):
+        return "non-finite values differ"
+    got, want = got[finite], want[finite]
+    if not want.numel():
+        return ""
     scale = max(want.abs().max().item(), 1e-6)
     err = (got - want).abs().max().item()
-    if not err <= tolerance * scale:
+    if not err <= limit * scale:
         return f"max abs difference {err:.3g} against a 2D output scale of {scale:.3g}"
     return ""
 
@@ -64,15 +100,51 @@ def is_standard(tree, batch: int) -> bool:
     return bool(ts) and all(t.dim() == 4 and t.shape[0] == batch for t in ts)
 
 
+class Derandomized(TorchFunctionMode):
+    """Random ops return deterministic values (dropout keeps everything, uniform draws are
+    0.5, normal draws 0, Bernoulli draws 1), the same in a 2D and a 3D run."""
+
+    _IDENTITY = frozenset({
+        F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
+        F.feature_alpha_dropout, torch.dropout, torch.feature_dropout, torch.alpha_dropout,
+        torch.feature_alpha_dropout,
+    })
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self._IDENTITY:
+            return args[0] if args else kwargs["input"]
+        if func is F.rrelu:
+            lower = kwargs.get("lower", args[1] if len(args) > 1 else 1.0 / 8)
+            upper = kwargs.get("upper", args[2] if len(args) > 2 else 1.0 / 3)
+            return F.leaky_relu(args[0], (lower + upper) / 2)
+        name = getattr(func, "__name__", "")
+        if name in ("rand", "rand_like", "uniform_"):
+            return _filled(func, args, kwargs, 0.5)
+        if name in ("randn", "randn_like", "normal_", "normal"):
+            return _filled(func, args, kwargs, 0.0)
+        if name in ("bernoulli", "bernoulli_"):
+            return _filled(func, args, kwargs, 1.0)
+        return func(*args, **kwargs)
+
+
+def _filled(func, args, kwargs, value: float):
+    out = func(*args, **kwargs)
+    if isinstance(out, torch.Tensor):
+        with torch.no_grad():
+            out.fill_(value)
+    return out
+
+
 @contextlib.contextmanager
 def train_mode(module: nn.Module):
-    """Run `module` in train mode with a fixed random seed; flags and buffers come back after."""
+    """Run `module` in train mode with deterministic random ops; flags and buffers come back
+    after."""
     flags = [m.training for m in module.modules()]
     buffers = [b.detach().clone() for b in module.buffers()]
     module.train()
     try:
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
+        with Derandomized():
             yield
     finally:
         with torch.no_grad():
@@ -82,32 +154,116 @@ def train_mode(module: nn.Module):
             m.training = f
 
 
-def _run(module: nn.Module, args, kwargs, training: bool = False):
-    with torch.no_grad():
-        if not training:
-            return module(*args, **kwargs)
-        with train_mode(module):
-            return module(*args, **kwargs)
+@contextlib.contextmanager
+def eval_mode(module: nn.Module):
+    """Run `module` in eval mode; its flags come back after."""
+    flags = [m.training for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, f in zip(module.modules(), flags):
+            m.training = f
+
+
+class OwnCode(TorchFunctionMode):
+    """Watches the code of one module, not of its children: the sizes of the tensors it
+    computes, the data-dependent decisions it takes, the structured random masks it draws."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.inside_children = 0
+        self.sizes: list[int] = []
+        self.decides: list[str] = []
+        self.structured_random: list[str] = []
+        self._own = {id(t) for t in (*module.parameters(recurse=False),
+                                     *module.buffers(recurse=False))}
+        self._handles = []
+        # every descendant: own code may call a grandchild directly (`self.blocks[i](x)`)
+        for name, child in module.named_modules():
+            if name:
+                self._handles += [child.register_forward_pre_hook(self._enter),
+                                  child.register_forward_hook(self._leave)]
+
+    def _enter(self, *_):
+        self.inside_children += 1
+
+    def _leave(self, *_):
+        self.inside_children -= 1
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if not self.inside_children:
+            if func in _DECISIONS and args and id(args[0]) not in self._own:
+                self.decides.append(f"Tensor.{func.__name__}")
+            elif func in _STRUCTURED_RANDOM and _training_flag(args, kwargs):
+                self.structured_random.append(func.__name__)
+        out = func(*args, **kwargs)
+        if not self.inside_children:
+            self.sizes += [t.numel() for t in tensors(out)]
+        return out
+
+
+def _training_flag(args, kwargs) -> bool:
+    p = kwargs.get("p", args[1] if len(args) > 1 else 0.5)
+    training = kwargs.get("training", kwargs.get("train", args[2] if len(args) > 2 else True))
+    return bool(training) and p > 0
+
+
+def _run(module: nn.Module, args, kwargs, training: bool = False, watch: bool = False):
+    """`module(*args, **kwargs)` without gradients (in train mode with `training`), and the
+    OwnCode watcher of its own code with `watch` (else None)."""
+    watcher = OwnCode(module) if watch else None
+    try:
+        with torch.no_grad(), contextlib.ExitStack() as stack:
+            stack.enter_context(train_mode(module) if training else eval_mode(module))
+            if watcher is not None:
+                stack.enter_context(watcher)
+            return module(*args, **kwargs), watcher
+    finally:
+        if watcher is not None:
+            watcher.close()
+
+
+def _own_code_problem(watcher: OwnCode | None) -> tuple[str, list[str]]:
+    if watcher is None:
+        return "", []
+    if watcher.structured_random:
+        names = ", ".join(sorted(set(watcher.structured_random)))
+        return (f"its own code draws structured random masks ({names}), which on a volume "
+                "would be drawn per volume, not per slice"), []
+    if watcher.decides:
+        names = ", ".join(sorted(set(watcher.decides)))
+        return (f"its own code takes data-dependent decisions ({names}), which a probe sees "
+                "one outcome of"), sorted(set(watcher.decides))
+    return "", []
 
 
 def probe_slices(
-    module: nn.Module, record: CallRecord, *, axis: int, batch: int, loose: bool = False,
+    module: nn.Module, record: CallRecord, *, axis: int, volumes: int, loose: bool = False,
     training: bool = False, source: nn.Module | None = None,
 ) -> ProbeResult:
-    """P1 on the recorded call: B images -> one volume with B distinct slices along `axis`.
+    """P0 on the recorded call: B images -> `volumes` volumes of distinct slices along `axis`.
 
-    With `training`, the module runs in train mode (seeded, buffers restored); `record` must then
-    hold the 2D module's train-mode output. With `source`, the 2D module whose code `module`
-    runs as it is, its own code must also compute tensors of the 2D sizes (see above).
+    With `training`, the module runs in train mode (derandomized, buffers restored); `record`
+    must then hold the 2D module's derandomized train-mode output. With `source`, the 2D module
+    whose code `module` runs as it is, its own code is watched (see the module docstring).
     """
     def up(t):
-        return unfold(t, 1, axis) if isinstance(t, torch.Tensor) else t
+        return unfold(t, volumes, axis) if isinstance(t, torch.Tensor) else t
 
     try:
-        out, sizes = _run_own_sizes(module, tree_map(up, record.args),
-                                    tree_map(up, record.kwargs), training, source is not None)
+        out, watcher = _run(module, tree_map(up, record.args), tree_map(up, record.kwargs),
+                            training, source is not None)
     except Exception as error:
         return ProbeResult(False, f"{type(error).__name__}: {error}")
+    problem, decides = _own_code_problem(watcher)
+    if problem:
+        return ProbeResult(False, problem, decides=decides)
     got, spec = tree_flatten(out)
     want, want_spec = tree_flatten(record.output)
     if spec != want_spec:
@@ -117,107 +273,105 @@ def probe_slices(
             if not isinstance(g, torch.Tensor) or g.dim() != 5:
                 return ProbeResult(False, "does not return a volume where the 2D module returns "
                                    "a feature map")
-            problem = _close(fold(g, axis), w, loose)
+            problem = difference(fold(g, axis), w, loose=loose)
             if problem:
                 return ProbeResult(False, f"slices differ from the 2D output: {problem}")
     if source is not None:
-        problem = _sizes_differ(sizes, source, record, training)
+        problem = _sizes_differ(watcher.sizes, source, record, training,
+                                lambda g, w: g == w)
         if problem:
             return ProbeResult(False, problem)
     return ProbeResult(True)
 
 
-def probe_constant(
-    module: nn.Module, record: CallRecord, *, axis: int, loose: bool = False
-) -> ProbeResult:
-    """P2 on the recorded call: each image -> a volume of CONSTANT_DEPTH identical slices."""
+def watch_own_code(module: nn.Module, record: CallRecord, *, axis: int, volumes: int,
+                   batch: int) -> str:
+    """For modules whose inputs or outputs are not all feature maps (checked end to end, not
+    by a probe): run them on the recorded call made volumes and say what their own code does
+    that only a per-slice run can do ("" for nothing, or when they do not run on volumes)."""
     def up(t):
-        if not isinstance(t, torch.Tensor):
-            return t
-        return t.unsqueeze(axis).expand(*t.shape[:axis], CONSTANT_DEPTH, *t.shape[axis:])
+        if isinstance(t, torch.Tensor) and t.dim() >= 4 and t.shape[0] == batch:
+            return unfold(t, volumes, axis)
+        return t
 
     try:
-        out = _run(module, tree_map(up, record.args), tree_map(up, record.kwargs))
-    except Exception as error:
-        return ProbeResult(False, f"{type(error).__name__}: {error}")
-    got, spec = tree_flatten(out)
-    want, want_spec = tree_flatten(record.output)
-    if spec != want_spec:
-        return ProbeResult(False, "returns a different structure than the 2D module")
+        _, watcher = _run(module, tree_map(up, record.args), tree_map(up, record.kwargs),
+                          watch=True)
+    except Exception:
+        return ""
+    return _own_code_problem(watcher)[0]
+
+
+def probe_constant(
+    module: nn.Module, record: CallRecord, *, axis: int, loose: bool = False,
+    source: nn.Module | None = None,
+) -> ProbeResult:
+    """P2 on the recorded call: each image -> a volume of identical slices, for each depth of
+    CONSTANT_DEPTHS. With `source`, the module's own code is watched: each tensor it computes
+    has the 2D size (after a pool of the planar axis) or D times it (per slice)."""
     merged = False
-    for g, w in zip(got, want):
-        if not isinstance(w, torch.Tensor):
-            continue
-        if not isinstance(g, torch.Tensor):
-            return ProbeResult(False, "returns a non-tensor where the 2D module returns a tensor")
-        if g.dim() == w.dim() + 1 and g.dim() == 5:
-            for s in range(g.shape[axis]):
-                problem = _close(g.select(axis, s), w, loose)
+    for depth in CONSTANT_DEPTHS:
+        def up(t, depth=depth):
+            if not isinstance(t, torch.Tensor):
+                return t
+            return t.unsqueeze(axis).expand(*t.shape[:axis], depth, *t.shape[axis:])
+
+        try:
+            out, watcher = _run(module, tree_map(up, record.args), tree_map(up, record.kwargs),
+                                watch=source is not None)
+        except Exception as error:
+            return ProbeResult(False, f"{type(error).__name__}: {error}")
+        problem, decides = _own_code_problem(watcher)
+        if problem:
+            return ProbeResult(False, problem, decides=decides)
+        got, spec = tree_flatten(out)
+        want, want_spec = tree_flatten(record.output)
+        if spec != want_spec:
+            return ProbeResult(False, "returns a different structure than the 2D module")
+        for g, w in zip(got, want):
+            if not isinstance(w, torch.Tensor):
+                continue
+            if not isinstance(g, torch.Tensor):
+                return ProbeResult(False, "returns a non-tensor where the 2D module returns a "
+                                   "tensor")
+            if g.dim() == w.dim() + 1 and g.dim() == 5:
+                for s in range(g.shape[axis]):
+                    problem = difference(g.select(axis, s), w, loose=loose)
+                    if problem:
+                        return ProbeResult(False, f"slice {s} differs from the 2D output: "
+                                           f"{problem}")
+            else:
+                merged = True
+                problem = difference(g, w, loose=loose)
                 if problem:
-                    return ProbeResult(False, f"slice {s} differs from the 2D output: {problem}")
-        else:
-            merged = True
-            problem = _close(g, w, loose)
+                    return ProbeResult(False, f"output differs from the 2D output: {problem}")
+        if source is not None:
+            problem = _sizes_differ(watcher.sizes, source, record, False,
+                                    lambda g, w, d=depth: g in (w, d * w))
             if problem:
-                return ProbeResult(False, f"output differs from the 2D output: {problem}")
+                return ProbeResult(False, problem)
     return ProbeResult(True, merged=merged)
 
 
-class _OwnSizes(TorchFunctionMode):
-    """Sizes (numel) of the tensors computed by a module's own code, not by its children."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inside_children = 0
-        self.sizes: list[int] = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        if not self.inside_children:
-            self.sizes += [t.numel() for t in tensors(out)]
-        return out
-
-
-def _run_own_sizes(module: nn.Module, args, kwargs, training: bool, count: bool):
-    """`module`'s output and, with `count`, the sizes of the tensors its own code computes."""
-    if not count:
-        return _run(module, args, kwargs, training), []
-    mode = _OwnSizes()
-
-    def enter(*_):
-        mode.inside_children += 1
-
-    def leave(*_):
-        mode.inside_children -= 1
-
-    handles = []
-    for child in module.children():
-        handles += [child.register_forward_pre_hook(enter), child.register_forward_hook(leave)]
-    try:
-        with mode:
-            return _run(module, args, kwargs, training), mode.sizes
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def _sizes_differ(got: list[int], source: nn.Module, record: CallRecord, training: bool) -> str:
-    """Why `got`, the sizes on the probe volume, are not those the 2D `source` module's own code
-    computes on the recorded images ("" when they agree)."""
+def _sizes_differ(got: list[int], source: nn.Module, record: CallRecord, training: bool,
+                  agrees) -> str:
+    """Why `got`, the sizes on the probe volume, do not agree with those the 2D `source`
+    module's own code computes on the recorded images ("" when they do)."""
     def same(t):  # new containers: some forwards append to a list they are given
         return t
 
     try:
-        _, want = _run_own_sizes(source, tree_map(same, record.args),
-                                 tree_map(same, record.kwargs), training, True)
+        _, watcher = _run(source, tree_map(same, record.args), tree_map(same, record.kwargs),
+                          training, True)
     except Exception as error:
         return f"{type(error).__name__}: {error}"
+    want = watcher.sizes
     if len(got) != len(want):
         return (f"its own code computes {len(got)} tensors on a volume and {len(want)} on the "
                 "2D images")
     for i, (g, w) in enumerate(zip(got, want)):
-        if g != w:
+        if not agrees(g, w):
             return (f"intermediate result {i} of its own code has {g} elements on the volume "
-                    f"instead of the {w} of the 2D images (a reduction, view or broadcast over "
-                    "other dims than per slice)")
+                    f"against {w} on the 2D images (a reduction, view or broadcast over other "
+                    "dims than per slice)")
     return ""

@@ -28,11 +28,18 @@ class CallRecord:
     training: bool
 
     def is_spatial(self, batch: int) -> bool:
-        """Whether the output holds a per-image feature map (B, C, h, w) with h*w > 1."""
-        return any(
-            t.dim() == 4 and t.shape[0] == batch and t.shape[2] * t.shape[3] > 1
-            for t in tensors(self.output)
-        )
+        """Whether the output holds a per-image feature map (B, ..., h, w) with h*w > 1."""
+        return any(is_map(t, batch) for t in tensors(self.output))
+
+    def is_flat(self, batch: int) -> bool:
+        """Whether the output holds a tensor that is not a per-image feature map (pooled
+        features, logits, a loss)."""
+        return any(not is_map(t, batch) for t in tensors(self.output))
+
+
+def is_map(t: torch.Tensor, batch: int) -> bool:
+    """A per-image feature map of the example batch: (B, ..., h, w), at least 4-D, h*w > 1."""
+    return t.dim() >= 4 and t.shape[0] == batch and t.shape[-2] * t.shape[-1] > 1
 
 
 def tensors(tree) -> list[torch.Tensor]:

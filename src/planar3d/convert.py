@@ -27,39 +27,19 @@ import torch
 from torch import nn
 
 from ._axis import axis_name, parse_axis, require_volume
-from ._finalize import finalize
+from ._example import PROBE_VOLUMES, example_batch, refuse_unconvertible
+from ._finalize import check_runs, finalize
 from ._planner import Planner
 from ._record import record_calls
+from ._verify import check_network
 from .context import DEPTH_POLICIES, MODES, Axis, ConversionContext, DepthPolicy, Mode
 from .registry import Converter, default_converters
-from .report import ConversionReport
+from .report import ConversionReport, attach_report, is_converted
 
 __all__ = ["convert"]
 
-
-def _example_batch(model: nn.Module, example_input: torch.Tensor | None) -> torch.Tensor:
-    param = next(model.parameters(), None)
-    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    device = param.device if param is not None else torch.device("cpu")
-    if example_input is not None:
-        if not isinstance(example_input, torch.Tensor) or example_input.dim() != 4:
-            shape = tuple(example_input.shape) if isinstance(example_input, torch.Tensor) else (
-                type(example_input).__name__)
-            raise ValueError(
-                f"example_input must be a batch of 2D images (B, C, H, W) that the 2D model "
-                f"accepts, got {shape}"
-            )
-        if example_input.shape[0] < 2:
-            raise ValueError(
-                f"example_input needs at least 2 images (they become distinct slices of the probe "
-                f"volume), got a batch of {example_input.shape[0]}; e.g. torch.cat([x, x.flip(-1)])"
-            )
-        return example_input.detach().to(device=device, dtype=dtype)
-    channels = next((m.in_channels for m in model.modules() if hasattr(m, "in_channels")), 3)
-    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
-    shape = tuple(cfg.get("input_size", (channels, 224, 224)))
-    generator = torch.Generator().manual_seed(0)
-    return torch.randn(2, *shape, generator=generator).to(device=device, dtype=dtype)
+# how many modules the end-to-end check may fold before it gives up
+MAX_REPAIRS = 8
 
 
 def _check_volume_input(module: nn.Module, args: tuple) -> None:
@@ -123,7 +103,7 @@ def convert(
             f"depth must be one of {DEPTH_POLICIES} ('keep': depth preserved everywhere; 'pool': "
             f"pooling layers pool depth too; 'all': strided convolutions too), got {depth!r}"
         )
-    if hasattr(model, "_planar3d_report"):
+    if is_converted(model):
         raise ValueError(
             "this model was already converted by planar3d; convert the original 2D model"
         )
@@ -136,7 +116,8 @@ def convert(
             )
         registry[kind] = fn
 
-    example = _example_batch(model, example_input)
+    refuse_unconvertible(model)
+    example = example_batch(model, example_input)
     pristine = copy.deepcopy(model) if inplace else model
     work = model if inplace else copy.deepcopy(model)
     flags = {name: m.training for name, m in work.named_modules()}
@@ -144,16 +125,36 @@ def convert(
     report = ConversionReport(mode, axis_name(axis_dim), depth, tuple(example.shape))
     ctx = ConversionContext(mode=mode, axis=axis_dim, depth=depth, kernel_depth=kernel_depth)
     planner = Planner(ctx=ctx, registry=registry, records=records, batch=example.shape[0],
-                       pristine=pristine, report=report)
+                      volumes=PROBE_VOLUMES, pristine=pristine, report=report)
     originals = list(work.modules())  # keeps every original alive: ids stay unique while in use
     work.eval()
     root = planner.visit(work, "", "head")
-    if mode != "planar" or depth != "keep":
-        root = finalize(root, planner)
+    del records
+    planner.records, planner.record_at = {}, {}  # the records are released here
     for name, module in root.named_modules():
         if name in flags:
             module.training = flags[name]
+    root = _verified(root, pristine, example, planner)
+    if mode != "planar" or depth != "keep":
+        root = finalize(root, planner)
+        check_runs(root, example, axis=axis_dim, volumes=PROBE_VOLUMES)
     root.register_forward_pre_hook(_check_volume_input, prepend=True)
-    root._planar3d_report = report
+    attach_report(root, report)
     del originals
     return root
+
+
+def _verified(root: nn.Module, model2d: nn.Module, example: torch.Tensor,
+              planner: Planner) -> nn.Module:
+    """The end-to-end check against the reference (`_verify`); a body module found diverging
+    is folded and the check runs again, anything else raises."""
+    for _ in range(MAX_REPAIRS + 1):
+        divergence = check_network(model2d, root, example, axis=planner.ctx.axis,
+                                   volumes=PROBE_VOLUMES, sites=planner.sites)
+        if divergence is None:
+            return root
+        repaired = planner.repair(root, divergence)
+        if repaired is None:
+            break
+        root = repaired
+    raise planner.refusal(divergence)

@@ -1,0 +1,99 @@
+"""The example batch `convert` probes a network with, and what it refuses before probing.
+
+Probes arrange the example's B images as `PROBE_VOLUMES` volumes of B / `PROBE_VOLUMES` distinct
+slices each: two volumes, so that code mixing the batch dim (minibatch statistics, BatchNorm
+without running statistics) is seen, and several slices per volume, so that code mixing slices
+is seen.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .errors import UnsupportedModuleError
+
+__all__ = ["PROBE_VOLUMES", "example_batch", "refuse_unconvertible"]
+
+PROBE_VOLUMES = 2
+DEFAULT_SIZE = 224
+
+
+def refuse_unconvertible(model: nn.Module) -> None:
+    """Raise UnsupportedModuleError for models whose modules cannot be rebuilt or probed.
+
+    TorchScript modules (scripted or traced) run compiled code that neither hooks nor module
+    swaps can reach.
+    """
+    for name, module in model.named_modules():
+        if isinstance(module, torch.jit.ScriptModule):
+            raise UnsupportedModuleError(
+                name, type(module).__name__,
+                "TorchScript modules (torch.jit.script / torch.jit.trace) run compiled code, "
+                "which cannot be converted or checked",
+                "convert the eager model (the nn.Module before scripting), then script or "
+                "trace the converted model if you need TorchScript",
+            )
+
+
+def _stem_channels(model: nn.Module) -> int | None:
+    """Input channels of the first convolution defined in the model (its stem, as a rule)."""
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        channels = getattr(module, "in_channels", None)
+        if isinstance(channels, int) and isinstance(weight, torch.Tensor) and weight.dim() == 4:
+            return channels
+    return None
+
+
+def _default_size(model: nn.Module) -> tuple[int, int]:
+    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
+    size = tuple(cfg.get("input_size", (3, DEFAULT_SIZE, DEFAULT_SIZE)))[-2:]
+    return (int(size[0]), int(size[1]))
+
+
+def _with_distinct_volumes(images: torch.Tensor) -> torch.Tensor:
+    """At least 2 * PROBE_VOLUMES images, a multiple of PROBE_VOLUMES: mirrored copies are
+    appended to a smaller or odd batch."""
+    while images.shape[0] < 2 * PROBE_VOLUMES or images.shape[0] % PROBE_VOLUMES:
+        images = torch.cat([images, images.flip(-1)])
+    return images
+
+
+def example_batch(model: nn.Module, example_input: torch.Tensor | None) -> torch.Tensor:
+    """The batch of 2D images the network is probed with.
+
+    Args:
+        model: the 2D network.
+        example_input: a (B >= 2, C, H, W) batch the 2D model accepts, or None for random
+            images with the stem's channel count and timm's `pretrained_cfg["input_size"]`
+            (else 224x224).
+    Returns:
+        (B', C, H, W) on the model's device and dtype, B' >= 4 and even: the example's images,
+        followed by their mirror images where the example has fewer than 4 or an odd number.
+    Raises:
+        ValueError: if `example_input` is not a batch of at least 2 images.
+    """
+    param = next(model.parameters(), None)
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    device = param.device if param is not None else torch.device("cpu")
+    if example_input is None:
+        channels = _stem_channels(model) or 3
+        generator = torch.Generator().manual_seed(0)
+        images = torch.randn(2 * PROBE_VOLUMES, channels, *_default_size(model),
+                             generator=generator)
+        return images.to(device=device, dtype=dtype)
+    if not isinstance(example_input, torch.Tensor) or example_input.dim() != 4:
+        shape = tuple(example_input.shape) if isinstance(example_input, torch.Tensor) else (
+            type(example_input).__name__)
+        raise ValueError(
+            f"example_input must be a batch of 2D images (B, C, H, W) that the 2D model "
+            f"accepts, got {shape}"
+        )
+    if example_input.shape[0] < 2:
+        raise ValueError(
+            f"example_input needs at least 2 images (they become distinct slices of the probe "
+            f"volumes), got a batch of {example_input.shape[0]}; e.g. torch.cat([x, x.flip(-1)])"
+        )
+    images = example_input.detach().to(device=device, dtype=dtype)
+    return _with_distinct_volumes(images)

@@ -1,0 +1,151 @@
+"""The check that ends every conversion: the whole converted network against the reference.
+
+Module probes decide how each module is converted; this check sees what they cannot: code of
+roots and containers with outputs of every kind (feature maps and embeddings, auxiliary heads,
+dicts), and how converted modules work together. The converted network runs on probe volumes
+(the example's images as distinct slices of two volumes), in eval and in train mode (random ops
+derandomized), and every output must equal the reference (`_reference`): shape and values up to
+float rounding. When they differ, both networks run again with every module's first call
+recorded, and the first module whose output differs while its inputs agree is named.
+
+`localize` does the same for one module on its recorded call, so that a probe that fails can
+name the descendant responsible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_flatten
+
+from ._probe import difference
+from ._reference import (
+    Capture,
+    as_volumes,
+    expected_output,
+    reference_run,
+    run_3d,
+)
+from .layers._swap import original_type
+
+__all__ = ["Divergence", "check_network", "localize", "type_name"]
+
+
+@dataclass
+class Divergence:
+    """Where the converted network first departs from the reference."""
+
+    path: str
+    module_type: str
+    reason: str
+    training: bool
+    inputs_differ: bool = False
+
+
+def type_name(module: nn.Module) -> str:
+    """The class name of the 2D module behind a converted one (folded, rewritten...)."""
+    return original_type(module).__name__
+
+
+def outputs_problem(got, want, *, volumes: int, batch: int, axis: int) -> str:
+    """Why the converted outputs `got` are not the reference outputs `want` ("" if they are)."""
+    got_leaves, got_spec = tree_flatten(got)
+    want_leaves, want_spec = tree_flatten(want)
+    if got_spec != want_spec:
+        return "returns a different structure than the 2D network"
+    for i, (g, w) in enumerate(zip(got_leaves, want_leaves)):
+        where = f"output {i}" if len(want_leaves) > 1 else "the output"
+        if not isinstance(w, torch.Tensor):
+            continue
+        if not isinstance(g, torch.Tensor):
+            return f"{where} is a {type(g).__name__}, not a tensor"
+        if 1 <= w.dim() < 4 and w.shape[0] == batch and g.shape[:1] != w.shape[:1]:
+            return (f"{where} is computed per slice as a non-spatial tensor {tuple(w.shape)} "
+                    f"(no global pool before it), which has no volume layout; got "
+                    f"{tuple(g.shape)}")
+        problem = difference(g, expected_output(w, g, volumes=volumes, axis=axis), loose=True)
+        if problem:
+            return f"{where}: {problem}"
+    return ""
+
+
+def check_network(model2d: nn.Module, model3d: nn.Module, images: torch.Tensor, *, axis: int,
+                  volumes: int, sites: dict[str, str]) -> Divergence | None:
+    """Run the converted network against the reference in eval and train mode.
+
+    Args:
+        model2d: the 2D network (not modified: train-mode runs restore buffers and flags).
+        model3d: the converted network (likewise).
+        images: the example batch; `volumes` volumes of its images as slices.
+        sites: the head-pool sites (see `_reference`).
+    Returns:
+        None when every output equals the reference, else where the first difference arises.
+    """
+    call = ((images,), {})
+    for training in (False, True):
+        try:
+            want = reference_run(model2d, *call, batch=len(images), volumes=volumes,
+                                 sites=sites, training=training)
+        except Exception:
+            if training:  # the 2D network itself does not run in train mode on the example
+                continue
+            raise
+        divergence = localize(model2d, model3d, call, axis=axis, volumes=volumes, sites=sites,
+                              training=training, want=want)
+        if divergence is not None:
+            return divergence
+    return None
+
+
+def localize(model2d: nn.Module, model3d: nn.Module, call: tuple, *, axis: int, volumes: int,
+             sites: dict[str, str], training: bool, want=None) -> Divergence | None:
+    """Compare `model3d` with the reference on the 2D inputs `call` = (args, kwargs) made
+    volumes; None when the outputs agree, else the first module that differs (paths are
+    relative to the two modules given).
+
+    Args:
+        want: the reference outputs when already computed.
+    """
+    args, kwargs = call
+    batch = next(t.shape[0] for t in tree_flatten(call)[0]
+                 if isinstance(t, torch.Tensor) and t.dim() >= 4)
+    shape = {"batch": batch, "volumes": volumes}
+    volume_call = as_volumes(call, axis=axis, **shape)
+    if want is None:
+        want = reference_run(model2d, args, kwargs, sites=sites, training=training, **shape)
+    try:
+        got = run_3d(model3d, *volume_call, training=training)
+        problem = outputs_problem(got, want, axis=axis, **shape)
+    except Exception as error:
+        problem = f"fails on volumes: {type(error).__name__}: {error}"
+    if not problem:
+        return None
+    capture2, capture3 = Capture(model2d), Capture(model3d)
+    reference_run(model2d, args, kwargs, sites=sites, training=training, capture=capture2,
+                  **shape)
+    crash = ""
+    try:
+        run_3d(model3d, *volume_call, training=training, capture=capture3)
+    except Exception as error:
+        crash = f"fails on volumes: {type(error).__name__}: {error}"
+    for path in capture3.order:
+        if path not in capture2.outputs:
+            continue
+        reason = outputs_problem(capture3.outputs[path], capture2.outputs[path], axis=axis,
+                                 **shape)
+        if reason:
+            inputs = outputs_problem(capture3.inputs.get(path), capture2.inputs.get(path),
+                                     axis=axis, **shape)
+            return Divergence(path, type_name(model3d.get_submodule(path)), reason, training,
+                              inputs_differ=bool(inputs))
+    if crash and capture3.stack:
+        path = capture3.stack[-1]
+        flat = [t for t in tree_flatten(capture2.outputs.get(path))[0]
+                if isinstance(t, torch.Tensor) and 1 <= t.dim() < 4 and len(t) == batch]
+        if flat:
+            crash = (f"its 2D output {tuple(flat[0].shape)} is computed per slice and is not a "
+                     "feature map (no global pool before it), so it has no volume layout")
+        return Divergence(path, type_name(model3d.get_submodule(path)), crash, training)
+    return Divergence("", type_name(model3d), crash or problem, training)
