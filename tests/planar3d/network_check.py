@@ -7,18 +7,19 @@ Outcome of a case:
 - `wrong`: converts, and an output, gradient or buffer differs from the reference;
 - `crash`: converts, then a forward, backward, copy or pickle fails.
 
-Checks on a converted model, in float64 (converted in float32 as users do, then `.double()`, so
-that only float rounding separates equal computations), on N=2 volumes of D=3 slices:
-1. eval, distinct slices: every output (shape and values) against `stacked_reference`;
-2. eval, depth-constant volume: the same, and (unless the network couples the batch) the 2D
+Checks on a converted model (converted in float32 as users do), on N=2 volumes of D=3 slices:
+1. copies: `copy.deepcopy` and a pickle round trip compute the reference of the same copy of
+   the 2D network (float32); then, in float64 (`.double()`, so that only float rounding
+   separates equal computations):
+2. eval, distinct slices: every output (shape and values) against `stacked_reference`;
+3. eval, depth-constant volume: the same, and (unless the network couples the batch) the 2D
    network's outputs on the N images (P2);
-3. copies: `copy.deepcopy` and a pickle round trip compute the reference of the same copy of
-   the 2D network;
 4. one train step, random layers off: the loss (fixed random weights on every output), every
    parameter gradient (planar kernels through `planar3d.kernel_to_2d`) and every buffer
    afterwards against the 2D network on the stacked slices;
-5. random layers on (rate 0.5), train mode, depth-constant volume: where the 2D network on the
-   stacked slices draws one mask per slice (its slices differ), the converted ones must differ.
+5. each random layer alone on (rate 0.5), train mode, depth-constant volume: where the 2D
+   network on the stacked slices draws one mask per slice (its slices differ), so must the
+   converted one.
 Results go to build/networks/<id>.json for scripts/network_table.py.
 """
 
@@ -35,9 +36,8 @@ from typing import TYPE_CHECKING
 
 import torch
 from p3d_oracle import NoPlanarMeaning, slice_mismatches, stacked_reference
-from torch import nn
 from torch.utils._pytree import tree_flatten_with_path, tree_map
-from zoo import set_random_rates
+from zoo import random_sites, set_random_rates
 
 import planar3d
 from planar3d import UnsupportedModuleError
@@ -46,9 +46,12 @@ if TYPE_CHECKING:
     from networks import Case
 
 RESULTS = Path(os.environ.get("PLANAR3D_NETWORKS_DIR", "build/networks"))
+Head = str | tuple[str, ...] | None  # the module(s) holding P0's head pool (networks.Case.head)
 N, D = 2, 3
 # float64: equal computations in another order differ by ~1e-15 of the output scale
 RTOL = 1e-9
+# float32 (the copies check): rounding amplified by a deep network, far below a wrong answer
+RTOL_FLOAT32 = 1e-4
 
 
 class Mismatch(AssertionError):
@@ -123,14 +126,17 @@ def _as_2d(name: str, got: torch.Tensor, want: torch.Tensor) -> torch.Tensor:
     return got
 
 
-def check_eval(case: Case, model2d, model3d, xs) -> float:
+def check_eval(model2d, model3d, xs: dict[str, torch.Tensor], head: Head, *,
+               batch_coupled: bool = False) -> float:
+    """Eval outputs on each volume against P0; on the depth-constant one also against the 2D
+    network on its images (P2), unless the network couples the batch."""
     worst = 0.0
     for kind, x in xs.items():
         with torch.no_grad():
             got = model3d(x)  # first: a network that crashes here is a crash, whatever else
-        want = stacked_reference(model2d, x, case.head)
+        want = stacked_reference(model2d, x, head)
         worst = max(worst, compare(got, want, f"eval, {kind} slices"))
-        if kind == "constant" and not case.batch_coupled:
+        if kind == "constant" and not batch_coupled:
             with torch.no_grad():
                 images = model2d(x[:, :, 0])
             layout = tree_map(lambda t: t.unsqueeze(-3).expand(*t.shape[:-2], D, *t.shape[-2:])
@@ -140,45 +146,43 @@ def check_eval(case: Case, model2d, model3d, xs) -> float:
     return worst
 
 
-def _copies(model: nn.Module) -> dict[str, object]:
-    """The ways `model` can be copied: deepcopy, pickle (each a function, or why not)."""
-    out: dict[str, object] = {}
-    for name, fn in (("deep copy", copy.deepcopy),
-                     ("pickle round trip", lambda m: pickle.loads(pickle.dumps(m)))):
-        try:
-            fn(model)
-            out[name] = fn
-        except Exception as error:
-            out[name] = f"{type(error).__name__}: {str(error)[:120]}"
-    return out
+def _copy_methods() -> dict[str, object]:
+    return {"deep copy": copy.deepcopy,
+            "pickle round trip": lambda m: pickle.loads(pickle.dumps(m))}
 
 
-def check_copies(case: Case, model2d, model3d, x) -> tuple[float, list[str]]:
+def check_copies(model2d, model3d, x, head: Head) -> tuple[float, list[str]]:
     """Every way of copying the 2D model also copies the converted one: the copy computes the
     reference of the same copy of the 2D model (torch refuses to pickle parametrised modules:
-    then neither is pickled; random layers off, as a copy may come back in train mode)."""
+    then neither is pickled; random layers off, as a copy may come back in train mode). Run in
+    the models' own precision (float32: the values are checked in float64 elsewhere)."""
     notes, worst = [], 0.0
-    for name, fn in _copies(model2d).items():
-        if isinstance(fn, str):
-            notes.append(f"{name} not checked: the 2D model fails it too ({fn})")
+    for name, fn in _copy_methods().items():
+        try:
+            copy2d = fn(model2d)
+        except Exception as error:
+            notes.append(f"{name} not checked: the 2D model fails it too "
+                         f"({type(error).__name__}: {str(error)[:120]})")
             continue
-        copy2d, copy3d = fn(model2d), fn(model3d)
+        copy3d = fn(model3d)
         set_random_rates(copy2d, 0.0)
         set_random_rates(copy3d, 0.0)
         with torch.no_grad():
             got = copy3d(x)
-        worst = max(worst, compare(got, stacked_reference(copy2d, x, case.head), name))
+        want = stacked_reference(copy2d, x, head)
+        worst = max(worst, compare(got, want, name, rtol=RTOL_FLOAT32))
+        del copy2d, copy3d
     return worst, notes
 
 
-def check_train_step(case: Case, model2d, model3d, x) -> float:
+def check_train_step(model2d, model3d, x, head: Head) -> float:
     """One train step on the distinct volume (random layers off); mutates model3d."""
     model2d = copy.deepcopy(model2d).train()
     model3d.train()
     set_random_rates(model2d, 0.0)
     set_random_rates(model3d, 0.0)
     got = model3d(x)
-    want = stacked_reference(model2d, x, case.head, grad=True)
+    want = stacked_reference(model2d, x, head, grad=True)
     worst = compare(tree_map(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, got),
                     tree_map(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, want),
                     "train mode")
@@ -216,21 +220,33 @@ def _varies_along_depth(t) -> bool:
         (t - t.narrow(-3, 0, 1)).abs().max() > 0)
 
 
-def check_random_layers(case: Case, model2d, model3d, x) -> None:
-    """One draw per slice: on a depth-constant volume, random layers make the slices differ."""
+def check_random_layers(model2d, model3d, x, head: Head) -> None:
+    """One draw per slice, decided by what the layer is: each random layer of the network (rate
+    above 0) alone switched on (rate 0.5), train mode, depth-constant volume; where the 2D
+    network on the stacked slices then gives slices that differ, the converted network must
+    too."""
     model2d = copy.deepcopy(model2d).train()
-    if not set_random_rates(model2d, 0.5):
-        return
-    set_random_rates(model3d, 0.5)
     model3d.train()
+    sites = random_sites(model2d)
+    active = [(path, attr) for path, attr in sites
+              if getattr(model2d.get_submodule(path), attr) > 0]
+    set_random_rates(model2d, 0.0, sites)
     with torch.no_grad():
-        want = _leaves(stacked_reference(model2d, x, case.head))
-        got = _leaves(model3d(x))
-    for name, w in want.items():
-        if _varies_along_depth(w) and not _varies_along_depth(got.get(name)):
-            raise Mismatch(f"train mode with random layers: {name} has equal slices on a "
-                           "depth-constant volume (one random draw per volume, the reference "
-                           "draws one per slice)")
+        maps = [t for t in _leaves(stacked_reference(model2d, x, head)).values()
+                if isinstance(t, torch.Tensor) and t.dim() >= 5]
+    for site in active if maps else []:  # a draw shows only in outputs with slices
+        for model in (model2d, model3d):
+            set_random_rates(model, 0.0, sites)
+            set_random_rates(model, 0.5, [site])
+        with torch.no_grad():
+            want = _leaves(stacked_reference(model2d, x, head))
+            got = _leaves(model3d(x))
+        for name, w in want.items():
+            if _varies_along_depth(w) and not _varies_along_depth(got.get(name)):
+                raise Mismatch(
+                    f"train mode, random layer {site[0] or '<root>'} ({site[1]}={0.5}): {name} "
+                    "has equal slices on a depth-constant volume (one random draw per volume; "
+                    "the reference draws one per slice)")
 
 
 def _first_modules(model2d, model3d, x) -> list[str]:
@@ -242,12 +258,22 @@ def _first_modules(model2d, model3d, x) -> list[str]:
 
 def _run_checks(case: Case, model2d, model3d, record: dict) -> None:
     xs = volumes(case.channels, case.size)
-    model2d, model3d = model2d.double(), model3d.double()
-    steps = (("eval", lambda: check_eval(case, model2d, model3d, xs)),
-             ("copies", lambda: check_copies(case, model2d, model3d, xs["distinct"])),
-             ("train step", lambda: check_train_step(case, model2d, model3d, xs["distinct"])),
-             ("random layers", lambda: check_random_layers(case, model2d, model3d,
-                                                           xs["constant"])))
+    head = case.head
+
+    def copies():
+        return check_copies(model2d, model3d, xs["distinct"].float(), head)
+
+    def in_float64():
+        nonlocal model2d, model3d
+        model2d, model3d = model2d.double(), model3d.double()
+
+    steps = (("copies", copies),
+             ("float64", in_float64),
+             ("eval", lambda: check_eval(model2d, model3d, xs, head,
+                                         batch_coupled=case.batch_coupled)),
+             ("train step", lambda: check_train_step(model2d, model3d, xs["distinct"], head)),
+             ("random layers", lambda: check_random_layers(model2d, model3d, xs["constant"],
+                                                           head)))
     worst = 0.0
     for step, run in steps:
         try:

@@ -29,9 +29,11 @@ from research_nets import (
     ASPPLite,
     BranchOnBatchMean,
     BranchOnFirstImage,
+    BranchWithEmbedding,
     ChannelShuffle,
     ClassicClassifier,
     DictFeatures,
+    DropConnect,
     EdgeFilter,
     FlattenLinearNoPool,
     GeM,
@@ -40,6 +42,7 @@ from research_nets import (
     ItemScaledWithEmbedding,
     LayerNorm2d,
     LinearAttention,
+    ListScaledWithEmbedding,
     LocalAttentionUnfold,
     MeanGatedClassifier,
     MeanGatedEmbedding,
@@ -48,6 +51,7 @@ from research_nets import (
     NonLocalBlock,
     PatchMixer,
     ResidualWith,
+    RollMix,
     ScaleByItem,
     ScaleByList,
     SEBlock,
@@ -126,7 +130,8 @@ SMP = [
          channels=1, size=64),
     Case("smp_unet_aux", "smp", _smp("Unet", aux_params={"classes": 3}, **_SMALL_DECODER),
          size=64, head="classification_head.0"),
-    Case("smp_unetplusplus_resnet18", "smp", _smp("UnetPlusPlus", **_SMALL_DECODER), size=64),
+    Case("smp_unetplusplus_resnet18", "smp", _smp("UnetPlusPlus", encoder_depth=4,
+                                                  decoder_channels=(16, 8, 8, 8)), size=32),
     Case("smp_manet_resnet18", "smp", _smp("MAnet", decoder_pab_channels=16, **_SMALL_DECODER),
          size=64),
     Case("smp_linknet_resnet18", "smp", _smp("Linknet"), size=64),
@@ -181,7 +186,7 @@ MONAI = [
          channels=1),
     Case("monai_flexible_unet_efficientnet", "monai", _monai(
         "FlexibleUNet", backbone="efficientnet-b0", pretrained=False,
-        decoder_channels=(32, 16, 8, 8, 8), **_IO), channels=1, size=64),
+        decoder_channels=(32, 16, 8, 8, 8), **_IO), channels=1),
     Case("monai_highresnet", "monai", _monai("HighResNet", **_IO), channels=1),
     Case("monai_mednext", "monai", _monai("MedNeXt", init_filters=8, kernel_size=3,
                                           blocks_down=(1, 1, 1, 1), blocks_bottleneck=1,
@@ -192,7 +197,7 @@ MONAI = [
          channels=1, size=64, head="class_layers.pool"),
     Case("monai_efficientnet_bn_b0", "monai", lambda: monai_nets.EfficientNetBN(
         "efficientnet-b0", pretrained=False, spatial_dims=2, in_channels=1, num_classes=3),
-        channels=1, size=64, head="_avg_pooling"),
+        channels=1, head="_avg_pooling"),
     Case("monai_resnet18", "monai", lambda: monai_nets.resnet18(
         spatial_dims=2, n_input_channels=1, num_classes=3), channels=1, head="avgpool"),
     Case("monai_classifier", "monai", lambda: monai_nets.Classifier(
@@ -294,6 +299,8 @@ def _parametrized(kind: str) -> nn.Module:
         conv = nn.utils.parametrizations.spectral_norm(conv)
     elif kind == "old_spectral_norm":
         conv = nn.utils.spectral_norm(conv)
+    elif kind == "old_weight_norm":
+        conv = nn.utils.weight_norm(conv)
     else:
         nn.utils.parametrize.register_parametrization(conv, "weight", ZeroMeanKernel())
     return _block(conv, nn.ReLU())
@@ -361,6 +368,7 @@ RESEARCH = [
     Case("weight_norm", R, lambda: _parametrized("weight_norm")),
     Case("spectral_norm", R, lambda: _parametrized("spectral_norm")),
     Case("old_spectral_norm", R, lambda: _parametrized("old_spectral_norm")),
+    Case("old_weight_norm", R, lambda: _parametrized("old_weight_norm")),
     Case("register_parametrization", R, lambda: _parametrized("zero_mean")),
     Case("branch_on_first_image", R, lambda: _block(BranchOnFirstImage(8))),
     Case("scale_by_item", R, lambda: _block(ScaleByItem(8))),
@@ -375,6 +383,9 @@ RESEARCH = [
          batch_coupled=True),
     Case("item_scaled_head", R, ItemScaledHead, head=("", "pool")),
     Case("item_scaled_with_embedding", R, ItemScaledWithEmbedding, head="pool"),
+    Case("branch_with_embedding", R, BranchWithEmbedding, head="pool"),
+    Case("tolist_with_embedding", R, ListScaledWithEmbedding, head="pool"),
+    Case("batch_roll_mix", R, lambda: _block(RollMix()), batch_coupled=True),
     Case("mean_gated_embedding", R, MeanGatedEmbedding, head="", batch_coupled=True),
     Case("minibatch_std_discriminator", R, MinibatchStdDiscriminator, batch_coupled=True),
     Case("batchnorm_no_running_stats", R, lambda: _block(
@@ -387,6 +398,7 @@ RESEARCH = [
         ResidualWith(8, torchvision.ops.StochasticDepth(0.2, "row")))),
     Case("dropblock_tv", R, lambda: _block(
         ResidualWith(8, torchvision.ops.DropBlock2d(0.2, 3)))),
+    Case("drop_connect_monai", R, lambda: _block(ResidualWith(8, DropConnect(0.2)))),
     Case("dict_maps_and_embedding", R, DictFeatures, head=""),
     Case("hooks_before_conversion", R, _hooked),
     Case("small_unet", R, SmallUNet),

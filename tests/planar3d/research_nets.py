@@ -295,6 +295,36 @@ class ItemScaledWithEmbedding(nn.Module):
         return f / f[0].abs().mean().item(), self.pool(f).flatten(1)
 
 
+class BranchWithEmbedding(nn.Module):
+    """Returns a map and a pooled embedding; the map's branch is chosen by the sign of the first
+    input image's mean."""
+
+    def __init__(self, c: int = 3):
+        super().__init__()
+        self.a = nn.Conv2d(c, 8, 3, padding=1)
+        self.b = nn.Conv2d(c, 8, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        f = self.a(x) if x[:1].mean() > 0 else self.b(x)
+        return f, self.pool(f).flatten(1)
+
+
+class ListScaledWithEmbedding(nn.Module):
+    """Returns per-image normalised maps (scales read with .tolist()) and a pooled embedding."""
+
+    def __init__(self, c: int = 3):
+        super().__init__()
+        self.conv = nn.Conv2d(c, 8, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        f = self.conv(x)
+        scales = f.flatten(1).std(1).tolist()
+        f = torch.stack([f[i] / s for i, s in enumerate(scales)])
+        return f, self.pool(f).flatten(1)
+
+
 class MinibatchStd(nn.Module):
     """GAN minibatch-stddev: one statistic over the batch, appended as a channel."""
 
@@ -315,6 +345,28 @@ class MinibatchStdDiscriminator(nn.Module):
 
     def forward(self, x):
         return self.out(self.mbstd(self.features(x)))
+
+
+class RollMix(nn.Module):
+    """Mixes each image with its neighbour in the batch (batch-coupled, as in mixing
+    augmentations written as layers)."""
+
+    def forward(self, x):
+        return x + 0.5 * x.roll(1, 0)
+
+
+class DropConnect(nn.Module):
+    """MONAI's functional drop connect, one draw per batch element (its EfficientNet blocks call
+    it with their `drop_connect_rate`)."""
+
+    def __init__(self, drop_connect_rate: float):
+        super().__init__()
+        self.drop_connect_rate = drop_connect_rate
+
+    def forward(self, x):
+        from monai.networks.nets.efficientnet import drop_connect
+
+        return drop_connect(x, self.drop_connect_rate, self.training)
 
 
 class DictFeatures(nn.Module):

@@ -54,29 +54,34 @@ def _close(got: torch.Tensor, want: torch.Tensor, rtol: float = 1e-4) -> float:
 
 
 RANDOM_LAYERS = {"DropPath", "StochasticDepth", "DropBlock2d"}
+# rates read by functional code (timm heads, MONAI's and smp's EfficientNet drop connect)
+RANDOM_RATES = ("drop_rate", "drop_path_rate", "attn_drop", "proj_drop", "drop_connect_rate",
+                "_drop_connect_rate")
 
 
-def set_random_rates(model: nn.Module, rate: float) -> int:
-    """Set the rate of every random layer (dropout, drop path, stochastic depth, drop block,
-    drop connect) to `rate`; returns how many it found. With rate 0 a train step is
-    deterministic: dropout and stochastic depth draw different masks for N*D images and N
-    volumes."""
-    found = 0
-    for m in model.modules():
+def random_sites(model: nn.Module) -> list[tuple[str, str]]:
+    """(module path, attribute) of every random layer's rate: dropout, drop path, stochastic
+    depth, drop block, drop connect."""
+    sites = []
+    for path, m in model.named_modules():
         # by class name along the MRO: a folded module's class is Folded<Type>(<Type>)
         names = {cls.__name__ for cls in type(m).__mro__}
         if isinstance(m, nn.modules.dropout._DropoutNd) or names & RANDOM_LAYERS:
-            for attr in ("drop_prob", "p"):
-                if hasattr(m, attr):
-                    setattr(m, attr, rate)
-                    found += 1
-        # rates read by functional code (timm heads, MONAI's and smp's EfficientNet drop connect)
-        for attr in ("drop_rate", "drop_path_rate", "attn_drop", "proj_drop",
-                     "drop_connect_rate", "_drop_connect_rate"):
-            if isinstance(getattr(m, attr, None), float):
-                found += getattr(m, attr) > 0
-                setattr(m, attr, rate)
-    return found
+            sites += [(path, attr) for attr in ("drop_prob", "p") if hasattr(m, attr)]
+        sites += [(path, attr) for attr in RANDOM_RATES
+                  if isinstance(getattr(m, attr, None), float)]
+    return sites
+
+
+def set_random_rates(model: nn.Module, rate: float,
+                     sites: list[tuple[str, str]] | None = None) -> int:
+    """Set the rate of every random layer (or of `sites`) to `rate`; returns how many. With
+    rate 0 a train step is deterministic: dropout and stochastic depth draw different masks
+    for N*D images and N volumes."""
+    sites = random_sites(model) if sites is None else sites
+    for path, attr in sites:
+        setattr(model.get_submodule(path), attr, rate)
+    return len(sites)
 
 
 def check_train_mode(model2d: nn.Module, model3d: nn.Module, size: int) -> list[str]:
