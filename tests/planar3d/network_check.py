@@ -230,6 +230,8 @@ def check_random_layers(model2d, model3d, x, head: Head) -> None:
     sites = random_sites(model2d)
     active = [(path, attr) for path, attr in sites
               if getattr(model2d.get_submodule(path), attr) > 0]
+    if not active:
+        return
     set_random_rates(model2d, 0.0, sites)
     with torch.no_grad():
         maps = [t for t in _leaves(stacked_reference(model2d, x, head)).values()
@@ -274,7 +276,7 @@ def _run_checks(case: Case, model2d, model3d, record: dict) -> None:
              ("train step", lambda: check_train_step(model2d, model3d, xs["distinct"], head)),
              ("random layers", lambda: check_random_layers(model2d, model3d, xs["constant"],
                                                            head)))
-    worst = 0.0
+    worst, order = 0.0, [name for name, _ in steps]
     for step, run in steps:
         try:
             with warnings.catch_warnings():
@@ -285,12 +287,16 @@ def _run_checks(case: Case, model2d, model3d, record: dict) -> None:
                 record["notes"] += notes
             worst = max(worst, result or 0.0)
         except (Mismatch, NoPlanarMeaning) as error:
-            record["problems"].append(("wrong", str(error)[:400]))
+            record["problems"].append(("wrong", step, str(error)[:400]))
             if step == "eval":
                 record["modules"] = _first_modules(model2d, model3d.eval(), xs["distinct"])
         except Exception as error:
-            record["problems"].append(("crash", f"{step}: {type(error).__name__}: "
-                                                f"{str(error)[:400]}"))
+            record["problems"].append(("crash", step, f"{step}: {type(error).__name__}: "
+                                                      f"{str(error)[:400]}"))
+    # the first symptom to report: eval outputs, then train mode, random layers, copies
+    first = ("eval", "train step", "random layers", "copies")
+    record["problems"] = [(kind, text) for kind, step, text in sorted(
+        record["problems"], key=lambda p: first.index(p[1]) if p[1] in first else len(order))]
     record["max_error"] = worst
 
 

@@ -373,7 +373,8 @@ RESEARCH = [
     Case("branch_on_first_image", R, lambda: _block(BranchOnFirstImage(8))),
     Case("scale_by_item", R, lambda: _block(ScaleByItem(8))),
     Case("scale_by_tolist", R, lambda: _block(ScaleByList(8))),
-    Case("branch_on_batch_mean", R, lambda: _block(BranchOnBatchMean(8)), batch_coupled=True),
+    Case("branch_on_batch_mean", R, lambda: nn.Sequential(
+        BranchOnBatchMean(3, 8), nn.ReLU(), nn.Conv2d(8, 2, 1)), batch_coupled=True),
     Case("glu_channels", R, lambda: _glu(1)),
     Case("glu_last_dim", R, lambda: _glu(-1)),
     Case("glu_dim2", R, lambda: _glu(2)),

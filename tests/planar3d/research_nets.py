@@ -217,16 +217,17 @@ class ScaleByList(nn.Module):
 
 
 class BranchOnBatchMean(nn.Module):
-    """Branches on the mean of the whole batch: on the stacked slices that is the volume mean."""
+    """`if x.mean() > 0`: the branch is decided by the whole batch (on the stacked slices, by
+    all volumes together; the means of single slices fall on both sides of 0)."""
 
-    def __init__(self, c: int):
+    def __init__(self, cin: int, cout: int):
         super().__init__()
-        self.a = nn.Conv2d(c, c, 3, padding=1)
-        self.b = nn.Conv2d(c, c, 1)
+        self.a = nn.Conv2d(cin, cout, 3, padding=1)
+        self.b = nn.Conv2d(cin, cout, 1)
 
     def forward(self, x):
         m = x.mean()
-        return (self.a(x) if m > 0.5 else self.b(x)) * m.item()
+        return (self.a(x) if m > 0 else self.b(x)) * (1 + m.item())
 
 
 class MeanGatedRoot(nn.Module):
