@@ -2,8 +2,8 @@
 
 segmentation_models_pytorch (every architecture), MONAI 2D networks, torchvision segmentation
 models, FPN backbones and fx feature extractors, timm variants, and modules typical of research
-code (`research_nets`). Every model has random weights (nothing is downloaded), made informative
-by `randomize`, and is seeded, so that a result reproduces.
+code (`research_blocks`, `research_nets`). Every model has random weights (nothing is
+downloaded), made informative by `randomize`, and is seeded, so that a result reproduces.
 
 A case says where the reference of DESIGN.md P0 pools globally (`head`: the module whose own
 code holds the head pool, whose global pools see the slices of each volume together), and which
@@ -22,32 +22,21 @@ import timm
 import torch
 import torchvision
 from p3d_helpers import randomize
-from research_nets import (
+from research_blocks import (
     CBAM,
     AddCoords,
     AddCoordsShapeFree,
     ASPPLite,
     BranchOnBatchMean,
     BranchOnFirstImage,
-    BranchWithEmbedding,
     ChannelShuffle,
-    ClassicClassifier,
-    DictFeatures,
     DropConnect,
     EdgeFilter,
-    FlattenLinearNoPool,
     GeM,
     GlobalContext,
-    ItemScaledHead,
-    ItemScaledWithEmbedding,
     LayerNorm2d,
     LinearAttention,
-    ListScaledWithEmbedding,
     LocalAttentionUnfold,
-    MeanGatedClassifier,
-    MeanGatedEmbedding,
-    MeanGatedRoot,
-    MinibatchStdDiscriminator,
     NonLocalBlock,
     PatchMixer,
     ResidualWith,
@@ -55,15 +44,29 @@ from research_nets import (
     ScaleByItem,
     ScaleByList,
     SEBlock,
-    SegNetUnpool,
-    SharedTwice,
-    SmallUNet,
     SpatialAttention,
     SpatialTransformer,
-    TwoScaleOutputs,
+    ZeroMeanKernel,
     conv_bn,
     scale_output,
     shift_input,
+)
+from research_nets import (
+    BranchWithEmbedding,
+    ClassicClassifier,
+    DictFeatures,
+    FlattenLinearNoPool,
+    ItemScaledHead,
+    ItemScaledWithEmbedding,
+    ListScaledWithEmbedding,
+    MeanGatedClassifier,
+    MeanGatedEmbedding,
+    MeanGatedRoot,
+    MinibatchStdDiscriminator,
+    SegNetUnpool,
+    SharedTwice,
+    SmallUNet,
+    TwoScaleOutputs,
 )
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
@@ -304,13 +307,6 @@ def _parametrized(kind: str) -> nn.Module:
     else:
         nn.utils.parametrize.register_parametrization(conv, "weight", ZeroMeanKernel())
     return _block(conv, nn.ReLU())
-
-
-class ZeroMeanKernel(nn.Module):
-    """A parametrisation: every 2D kernel has zero mean over its kh x kw taps."""
-
-    def forward(self, weight):
-        return weight - weight.mean((2, 3), keepdim=True)
 
 
 def _hooked() -> nn.Module:

@@ -18,11 +18,18 @@ import torchvision
 from network_check import check_copies, check_eval, check_train_step, volumes
 from p3d_helpers import randomize
 from p3d_oracle import fold_volume, stacked_reference
+from research_blocks import (
+    DropConnect,
+    GeM,
+    RollMix,
+    ZeroMeanKernel,
+    conv_bn,
+    scale_output,
+    shift_input,
+)
 from research_nets import (
     BranchWithEmbedding,
     DictFeatures,
-    DropConnect,
-    GeM,
     ItemScaledHead,
     ItemScaledWithEmbedding,
     ListScaledWithEmbedding,
@@ -30,11 +37,7 @@ from research_nets import (
     MeanGatedEmbedding,
     MeanGatedRoot,
     MinibatchStdDiscriminator,
-    RollMix,
     SmallUNet,
-    conv_bn,
-    scale_output,
-    shift_input,
 )
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
@@ -257,11 +260,6 @@ def test_batch_coupled_layers_see_the_stacked_slices(build):
 
 
 # 5. Parametrisations and hooks ----------------------------------------------------------------
-class ZeroMeanKernel(nn.Module):
-    def forward(self, weight):
-        return weight - weight.mean((2, 3), keepdim=True)
-
-
 PARAMETRISATIONS = {
     "weight_norm": nn.utils.parametrizations.weight_norm,
     "spectral_norm": nn.utils.parametrizations.spectral_norm,
