@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-fast demo bench lint coverage-table clean
+.PHONY: test test-fast demo bench lint coverage-table network-table clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ lint: $(STAMP)
 
 coverage-table: $(STAMP)
 	$(PY) scripts/coverage_table.py
+
+network-table: $(STAMP)
+	$(PY) scripts/network_table.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis

@@ -5,11 +5,14 @@
 - `head_reference`: the 2D network applied with the head pool seeing the features of all slices
   pooled together: inside the head-pool module's own code, every global/adaptive pooling op first
   reduces the slices of each volume with the same reduction (mean or max).
+- `stacked_reference`: DESIGN.md P0 for a whole network: the 2D network on the N·D slices stacked
+  as one batch (head pool as above), its outputs laid out as the 3D network must return them.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -136,10 +139,14 @@ class _MergeSlices(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def head_reference(model2d: nn.Module, volume: torch.Tensor, head_path: str):
-    """2D network on the folded slices, the slices pooled together inside `head_path`'s code."""
+def head_reference(model2d: nn.Module, volume: torch.Tensor,
+                   head_path: str | Sequence[str] | None, *, grad: bool = False):
+    """2D network on the folded slices, the slices pooled together inside the code of
+    `head_path` (one path, several, or None for no pooling across slices). Children of a head
+    module run unchanged unless they are heads themselves. `grad`: keep the autograd graph."""
+    paths = [head_path] if isinstance(head_path, str) else list(head_path or ())
     mode = _MergeSlices(volume.shape[2], volume.shape[0] * volume.shape[2])
-    head = model2d.get_submodule(head_path)
+    heads = [model2d.get_submodule(p) for p in paths]
 
     def enter(*_):
         mode.active += 1
@@ -153,15 +160,52 @@ def head_reference(model2d: nn.Module, volume: torch.Tensor, head_path: str):
     def resume(*_):
         mode.suspended -= 1
 
-    handles = [head.register_forward_pre_hook(enter), head.register_forward_hook(leave)]
-    for child in head.children():
-        handles += [child.register_forward_pre_hook(suspend), child.register_forward_hook(resume)]
+    handles = []
+    for head in heads:
+        handles += [head.register_forward_pre_hook(enter), head.register_forward_hook(leave)]
+        for child in head.children():
+            if not any(child is h for h in heads):
+                handles += [child.register_forward_pre_hook(suspend),
+                            child.register_forward_hook(resume)]
     try:
-        with torch.no_grad(), mode:
+        with torch.set_grad_enabled(grad), mode:
             return model2d(fold_volume(volume))
     finally:
         for h in handles:
             h.remove()
+
+
+class NoPlanarMeaning(ValueError):
+    """A 2D output that P0 cannot lay out as a volume output (per-slice vectors, no head pool)."""
+
+
+def unfold_output(t: torch.Tensor, n: int, d: int) -> torch.Tensor:
+    """One output of the 2D network on N·D stacked slices, as the 3D network returns it:
+    (N·D, ..., H, W) -> (N, ..., D, H, W); an output already pooled over the slices, (N, ...),
+    as it is."""
+    if t.dim() >= 4 and t.shape[0] == n * d:
+        return t.reshape(n, d, *t.shape[1:]).movedim(1, -3)
+    if t.dim() >= 1 and t.shape[0] == n:
+        return t
+    raise NoPlanarMeaning(
+        f"the 2D network returns {tuple(t.shape)} on {n * d} stacked slices: a per-slice "
+        "result that is not a feature map, and no head pool merges the slices")
+
+
+def stacked_reference(model2d: nn.Module, volume: torch.Tensor,
+                      head_path: str | Sequence[str] | None, *, grad: bool = False):
+    """P0: what a planar-converted `model2d` must return on `volume` (N, C, D, H, W).
+
+    The 2D network runs on the N·D slices stacked as one batch, in its current train/eval mode;
+    with `head_path`, the global pools in that module's code pool the slices of each volume
+    together. Every output is laid out by `unfold_output`.
+
+    Raises:
+        NoPlanarMeaning: if an output has no volume layout.
+    """
+    n, d = volume.shape[0], volume.shape[2]
+    out = head_reference(model2d, volume, head_path, grad=grad)
+    return tree_map(lambda t: unfold_output(t, n, d) if isinstance(t, torch.Tensor) else t, out)
 
 
 def head_paths(report, model2d: nn.Module, images: torch.Tensor) -> list[str]:

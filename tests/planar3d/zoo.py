@@ -53,18 +53,35 @@ def _close(got: torch.Tensor, want: torch.Tensor, rtol: float = 1e-4) -> float:
     return ((got.double() - want.double()).abs().max() / (want.double().abs().max() + 1e-12)).item()
 
 
-def _no_stochastic_depth(model: nn.Module) -> None:
-    """Dropout and stochastic depth draw different masks for N*D images and N volumes."""
-    for m in model.modules():
+RANDOM_LAYERS = {"DropPath", "StochasticDepth", "DropBlock2d"}
+# rates read by functional code (timm heads, MONAI's and smp's EfficientNet drop connect)
+RANDOM_RATES = ("drop_rate", "drop_path_rate", "attn_drop", "proj_drop", "drop_connect_rate",
+                "_drop_connect_rate")
+
+
+def random_sites(model: nn.Module) -> list[tuple[str, str]]:
+    """(module path, attribute) of every random layer's rate: dropout, drop path, stochastic
+    depth, drop block, drop connect."""
+    sites = []
+    for path, m in model.named_modules():
         # by class name along the MRO: a folded module's class is Folded<Type>(<Type>)
         names = {cls.__name__ for cls in type(m).__mro__}
-        if isinstance(m, nn.modules.dropout._DropoutNd) or names & {"DropPath", "StochasticDepth"}:
-            for attr in ("drop_prob", "p"):
-                if hasattr(m, attr):
-                    setattr(m, attr, 0.0)
-        for attr in ("drop_rate", "drop_path_rate", "attn_drop", "proj_drop"):
-            if isinstance(getattr(m, attr, None), float):
-                setattr(m, attr, 0.0)
+        if isinstance(m, nn.modules.dropout._DropoutNd) or names & RANDOM_LAYERS:
+            sites += [(path, attr) for attr in ("drop_prob", "p") if hasattr(m, attr)]
+        sites += [(path, attr) for attr in RANDOM_RATES
+                  if isinstance(getattr(m, attr, None), float)]
+    return sites
+
+
+def set_random_rates(model: nn.Module, rate: float,
+                     sites: list[tuple[str, str]] | None = None) -> int:
+    """Set the rate of every random layer (or of `sites`) to `rate`; returns how many. With
+    rate 0 a train step is deterministic: dropout and stochastic depth draw different masks
+    for N*D images and N volumes."""
+    sites = random_sites(model) if sites is None else sites
+    for path, attr in sites:
+        setattr(model.get_submodule(path), attr, rate)
+    return len(sites)
 
 
 def check_train_mode(model2d: nn.Module, model3d: nn.Module, size: int) -> list[str]:
@@ -77,7 +94,7 @@ def check_train_mode(model2d: nn.Module, model3d: nn.Module, size: int) -> list[
     grads, buffers, on_volumes = {}, {}, set()  # on_volumes: modules before the head pool
     for name, original, inputs in (("2d", model2d, fold_volume(x)), ("3d", model3d, x)):
         model = copy.deepcopy(original).double()
-        _no_stochastic_depth(model)
+        set_random_rates(model, 0.0)
         model.train()
         handles = [m.register_forward_pre_hook(
             lambda mod, args, n=n: on_volumes.add(n) if args and getattr(args[0], "ndim", 0) == 5
