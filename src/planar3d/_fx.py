@@ -16,8 +16,12 @@ from functools import cache
 
 from torch import fx, nn
 
+from .layers._swap import copy_derived, reduce_derived
+
 __all__ = ["call_submodule", "is_rewritten", "rewrite", "rewrite_kind", "unrewrite"]
 
+# the traced forwards of a rewritten module, by train/eval flag and flag arguments
+_TRACED = "_planar3d_traced"
 # kind -> fn(module, axis, path) -> wrap(label, fn): registered by the rewrite modules
 _WRAPPERS: dict[str, Callable] = {}
 
@@ -112,7 +116,7 @@ class _RewrittenMixin:
         defaults = _flag_defaults(base)
         flags = {name: bound.arguments.get(name, value) for name, value in defaults.items()}
         key = (self.training, tuple(flags.items()))
-        traced = self.__dict__.setdefault("_planar3d_traced", {})
+        traced = self.__dict__.setdefault(_TRACED, {})
         if key not in traced:
             traced[key] = _trace(self, base, self.training, flags)[0]
         rest = {k: v for k, v in bound.arguments.items() if k != "self" and k not in flags}
@@ -121,9 +125,11 @@ class _RewrittenMixin:
     def _get_name(self) -> str:
         return f"Rewritten[{self._planar3d_base.__name__}]"
 
+    def __deepcopy__(self, memo):
+        return copy_derived(self, memo, _rewritten_again, drop=(_TRACED,))
+
     def __reduce_ex__(self, protocol):
-        state = {k: v for k, v in self.__dict__.items() if k != "_planar3d_traced"}
-        return _rebuild, (self._planar3d_base,), state
+        return reduce_derived(self, protocol, _rewritten_again, drop=(_TRACED,))
 
 
 @cache
@@ -132,9 +138,11 @@ def _rewritten_class(base: type) -> type:
                 {"_planar3d_base": base, "__module__": __name__})
 
 
-def _rebuild(base: type) -> nn.Module:
-    cls = _rewritten_class(base)
-    return cls.__new__(cls)
+def _rewritten_again(module: nn.Module) -> nn.Module:
+    """A copy of a rewritten module, made as its original class: rewritten again (its code is
+    traced again on first use)."""
+    module.__class__ = _rewritten_class(type(module))
+    return module
 
 
 def is_rewritten(module: nn.Module) -> bool:
@@ -165,7 +173,7 @@ def rewrite(module: nn.Module, *, kind: str, axis: int, path: str) -> list[str]:
     for training in (False, True):
         traced[(training, tuple(flags.items()))], touched = _trace(module, base, training, flags)
     module.__class__ = _rewritten_class(base)
-    module.__dict__["_planar3d_traced"] = traced
+    module.__dict__[_TRACED] = traced
     return touched
 
 
@@ -173,5 +181,5 @@ def unrewrite(module: nn.Module) -> None:
     """Give `module` back its class's forward."""
     if is_rewritten(module):
         module.__class__ = module._planar3d_base
-    for key in ("_planar3d_traced", "_planar3d_rewrite"):
+    for key in (_TRACED, "_planar3d_rewrite"):
         module.__dict__.pop(key, None)

@@ -13,7 +13,6 @@ Regions, from what each module returned on the example:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 import inspect
@@ -23,7 +22,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ._body_rewrite import rewrite_body_forward
-from ._fx import unrewrite
+from ._fx import is_rewritten, unrewrite
 from ._head_rewrite import rewrite_head_forward
 from ._probe import (
     is_standard,
@@ -37,6 +36,7 @@ from ._verify import Divergence, localize, type_name
 from ._walk import replace_children
 from .context import ConversionContext
 from .errors import UnsupportedModuleError
+from .layers._swap import deepcopy_module
 from .layers.fold import fold_module, is_folded, is_slice_wise
 from .layers.planar_conv import PlanarConv3d, PlanarConvTranspose3d
 from .layers.planar_pool import (
@@ -329,7 +329,7 @@ class Planner:
                 full = f"{path}.{name}" if path else name
                 parent_name, _, leaf = name.rpartition(".")
                 original = self.pristine.get_submodule(full)
-                layer = fold_module(copy.deepcopy(original), axis=self.ctx.axis,
+                layer = fold_module(deepcopy_module(original), axis=self.ctx.axis,
                                     passthrough=True)
                 setattr(module.get_submodule(parent_name), leaf, layer.eval())
                 self.report.add(full, type(original).__name__, "slice-wise",
@@ -408,7 +408,7 @@ class Planner:
     def _fold(self, module, path, record, reason, *, passthrough: bool) -> nn.Module:
         name = type(module).__name__
         folded = fold_module(
-            copy.deepcopy(self.pristine.get_submodule(path)), axis=self.ctx.axis,
+            deepcopy_module(self.pristine.get_submodule(path)), axis=self.ctx.axis,
             passthrough=passthrough,
         )
         folded.train(module.training)
@@ -437,15 +437,32 @@ class Planner:
         return folded
 
     # -- after the end-to-end check ----------------------------------------------------------
+    def culprit(self, divergence: Divergence) -> str:
+        """The module whose code made the divergence: the one named, or, when its inputs
+        already differ, the module whose own code computed them."""
+        if divergence.inputs_differ and divergence.path:
+            return divergence.path.rpartition(".")[0]
+        return divergence.path
+
     def repair(self, root: nn.Module, divergence: Divergence) -> nn.Module | None:
-        """Fold the body module the end-to-end check found diverging (or, when its inputs
-        already differ, the module whose own code computed them) and return the new root; None
-        when nothing can be folded there."""
-        path = divergence.path
-        if divergence.inputs_differ and path:
-            path = path.rpartition(".")[0]
+        """Mend what the end-to-end check found and return the new root; None when nothing
+        more can be done there. A body module is folded; a mixed module (feature maps and
+        pooled outputs) gets its functional pooling rewritten as the head pool, once."""
+        path = self.culprit(divergence)
         module = root.get_submodule(path)
-        if self.regions.get(path) != "body" or is_folded(module):
+        region = self.regions.get(path)
+        if region == "mixed" and not is_rewritten(module) and path not in self.sites:
+            try:
+                touched = rewrite_head_forward(module, axis=self.ctx.axis, path=path)
+            except UnsupportedModuleError:
+                return None
+            self.sites[path] = "code"
+            ops = ", ".join(sorted(set(touched)))
+            self.report.add(path, type_name(module), "head rewritten",
+                            f"returns feature maps and pooled tensors; guarded calls: "
+                            f"{_short(ops, 100)}")
+            return root
+        if region != "body" or is_folded(module):
             return None
         folded = self._fold(module, path, self.record_at.get(path), "the end-to-end check "
                             f"diverged here: "
@@ -456,14 +473,19 @@ class Planner:
         setattr(root.get_submodule(parent), leaf, folded)
         return root
 
-    def refusal(self, divergence: Divergence) -> UnsupportedModuleError:
-        """The error for a divergence that folding cannot mend."""
+    def refusal(self, root: nn.Module, divergence: Divergence) -> UnsupportedModuleError:
+        """The error for a divergence that cannot be mended."""
         mode = "train" if divergence.training else "eval"
+        path = self.culprit(divergence)
+        kind = type_name(root.get_submodule(path))
+        where = ("this module is the first to differ" if path == divergence.path else
+                 f"this module's own code computes the inputs of {divergence.path}, the first "
+                 "module to differ")
         return UnsupportedModuleError(
-            divergence.path, divergence.module_type,
-            f"the converted network does not compute the reference in {mode} mode: this "
-            f"module is the first to differ ({_short(divergence.reason, 240)})",
-            f"register a converter for {divergence.module_type} "
+            path, kind,
+            f"the converted network does not compute the reference in {mode} mode: {where} "
+            f"({_short(divergence.reason, 240)})",
+            f"register a converter for {kind} "
             "(planar3d.register_converter); for a non-spatial output, pool the feature maps "
             "globally first (e.g. nn.AdaptiveAvgPool2d(1)), or convert the feature extractor "
             "without its head",

@@ -144,8 +144,11 @@ def localize(model2d: nn.Module, model3d: nn.Module, call: tuple, *, axis: int, 
         path = capture3.stack[-1]
         flat = [t for t in tree_flatten(capture2.outputs.get(path))[0]
                 if isinstance(t, torch.Tensor) and 1 <= t.dim() < 4 and len(t) == batch]
-        if flat:
+        inputs = outputs_problem(capture3.inputs.get(path), capture2.inputs.get(path),
+                                 axis=axis, **shape)
+        if flat and not inputs:
             crash = (f"its 2D output {tuple(flat[0].shape)} is computed per slice and is not a "
                      "feature map (no global pool before it), so it has no volume layout")
-        return Divergence(path, type_name(model3d.get_submodule(path)), crash, training)
+        return Divergence(path, type_name(model3d.get_submodule(path)), crash, training,
+                          inputs_differ=bool(inputs))
     return Divergence("", type_name(model3d), crash or problem, training)

@@ -20,7 +20,6 @@ How a network is converted (docs/design.md §1):
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 
 import torch
@@ -33,6 +32,7 @@ from ._planner import Planner
 from ._record import record_calls
 from ._verify import check_network
 from .context import DEPTH_POLICIES, MODES, Axis, ConversionContext, DepthPolicy, Mode
+from .layers._swap import deepcopy_module
 from .registry import Converter, default_converters
 from .report import ConversionReport, attach_report, is_converted
 
@@ -118,9 +118,10 @@ def convert(
 
     refuse_unconvertible(model)
     example = example_batch(model, example_input)
-    pristine = copy.deepcopy(model) if inplace else model
-    work = model if inplace else copy.deepcopy(model)
-    flags = {name: m.training for name, m in work.named_modules()}
+    pristine = deepcopy_module(model) if inplace else model
+    work = model if inplace else deepcopy_module(model)
+    # read from the caller's model: some copies (torch.fx graphs) come back in train mode
+    flags = {name: m.training for name, m in model.named_modules()}
     records = record_calls(work, example)
     report = ConversionReport(mode, axis_name(axis_dim), depth, tuple(example.shape))
     ctx = ConversionContext(mode=mode, axis=axis_dim, depth=depth, kernel_depth=kernel_depth)
@@ -157,4 +158,4 @@ def _verified(root: nn.Module, model2d: nn.Module, example: torch.Tensor,
         if repaired is None:
             break
         root = repaired
-    raise planner.refusal(divergence)
+    raise planner.refusal(root, divergence)

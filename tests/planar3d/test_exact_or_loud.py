@@ -286,9 +286,10 @@ def test_old_weight_norm_is_exact_or_refused():
 
 @pytest.mark.parametrize("inplace", [False, True])
 def test_a_hook_handle_from_before_conversion_still_removes_the_hook(inplace):
-    """Expected semantics: a RemovableHandle obtained on the 2D model before conversion keeps
-    working; handle.remove() removes the hook from the 2D model and from the converted
-    network, whether it was converted in place or not."""
+    """A RemovableHandle acts on the model its hook was registered on, as after
+    `copy.deepcopy`: converted in place, that model is the converted network, and
+    handle.remove() removes the hook from it; converted as a copy, the copy keeps its own copy
+    of the hook and handle.remove() removes the hook from the 2D model only."""
     def build():
         return _model(lambda: nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
                                             nn.Conv2d(8, 2, 1)))
@@ -302,7 +303,9 @@ def test_a_hook_handle_from_before_conversion_still_removes_the_hook(inplace):
     check_eval(hooked, model3d, xs, None)
     for handle in handles:
         handle.remove()
-    check_eval(build().double(), model3d, xs, None)
+    check_eval(build().double() if inplace else hooked, model3d, xs, None)
+    assert scale_output not in model[0]._forward_hooks.values()
+    assert shift_input not in model._forward_pre_hooks.values()
 
 
 def test_timm_expansion_features_copy_and_pickle_with_their_hooks():

@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
 from .._axis import axis_name, fold, unfold
+from ._swap import copy_derived, reduce_derived
 
 __all__ = ["fold_module", "is_folded", "is_slice_wise", "unfold_module"]
 
@@ -95,8 +96,13 @@ class _FoldMixin:
         note = f"2D per {axis_name(self._planar3d_axis)} slice"
         return f"{base}, {note}" if base else note
 
+    def __deepcopy__(self, memo):
+        return copy_derived(self, memo, lambda m: _refold(m, self._planar3d_axis,
+                                                          self._planar3d_passthrough))
+
     def __reduce_ex__(self, protocol):
-        return _rebuild, (self._planar3d_base, self._planar3d_passthrough), self.__dict__
+        return reduce_derived(self, protocol, _refold, self._planar3d_axis,
+                              self._planar3d_passthrough)
 
 
 @cache
@@ -109,9 +115,8 @@ def _folded_class(base: type, passthrough: bool) -> type:
     })
 
 
-def _rebuild(base: type, passthrough: bool) -> nn.Module:
-    cls = _folded_class(base, passthrough)
-    return cls.__new__(cls)
+def _refold(module: nn.Module, axis: int, passthrough: bool) -> nn.Module:
+    return fold_module(module, axis=axis, passthrough=passthrough)
 
 
 def is_folded(module: nn.Module) -> bool:
