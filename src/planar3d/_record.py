@@ -32,9 +32,9 @@ class CallRecord:
         return any(is_map(t, batch) for t in tensors(self.output))
 
     def is_flat(self, batch: int) -> bool:
-        """Whether the output holds a tensor that is not a per-image feature map (pooled
-        features, logits, a loss)."""
-        return any(not is_map(t, batch) for t in tensors(self.output))
+        """Whether the output holds a tensor that is no per-image map at all (pooled features
+        (B, K), logits, a loss); a 1x1 map (B, C, 1, 1) is still a per-image map."""
+        return any(not (t.dim() >= 4 and t.shape[0] == batch) for t in tensors(self.output))
 
 
 def is_map(t: torch.Tensor, batch: int) -> bool:

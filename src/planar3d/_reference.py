@@ -142,6 +142,8 @@ def reference_run(model2d: nn.Module, args: tuple, kwargs: dict, *, batch: int, 
     slices of each volume together."""
     slices = batch // volumes
     code = _PoolSlicesInCode(batch, slices)
+    # new containers: some forwards append to a list they are given (torchvision's FPN blocks)
+    args, kwargs = tree_map(lambda leaf: leaf, (args, kwargs))
     handles = []
 
     def pooled(reduction):

@@ -112,11 +112,10 @@ def localize(model2d: nn.Module, model3d: nn.Module, call: tuple, *, axis: int, 
     batch = next(t.shape[0] for t in tree_flatten(call)[0]
                  if isinstance(t, torch.Tensor) and t.dim() >= 4)
     shape = {"batch": batch, "volumes": volumes}
-    volume_call = as_volumes(call, axis=axis, **shape)
     if want is None:
         want = reference_run(model2d, args, kwargs, sites=sites, training=training, **shape)
     try:
-        got = run_3d(model3d, *volume_call, training=training)
+        got = run_3d(model3d, *as_volumes(call, axis=axis, **shape), training=training)
         problem = outputs_problem(got, want, axis=axis, **shape)
     except Exception as error:
         problem = f"fails on volumes: {type(error).__name__}: {error}"
@@ -127,7 +126,8 @@ def localize(model2d: nn.Module, model3d: nn.Module, call: tuple, *, axis: int, 
                   **shape)
     crash = ""
     try:
-        run_3d(model3d, *volume_call, training=training, capture=capture3)
+        run_3d(model3d, *as_volumes(call, axis=axis, **shape), training=training,
+               capture=capture3)
     except Exception as error:
         crash = f"fails on volumes: {type(error).__name__}: {error}"
     for path in capture3.order:

@@ -74,6 +74,8 @@ from torchvision.models.feature_extraction import create_feature_extractor
 SCRIPTED = ("a TorchScript module runs compiled code that conversion cannot see into; convert "
             "the eager model")
 NO_POOL = "it flattens a feature map without a global pool: the result has no per-slice meaning"
+DECIDES = ("its own code takes data-dependent decisions (.item(), .tolist(), `if` on a tensor) "
+           "and it returns pooled tensors: it can run neither as it is nor per slice")
 
 
 @dataclass(frozen=True)
@@ -378,10 +380,10 @@ RESEARCH = [
     Case("mean_gated_root", R, MeanGatedRoot, batch_coupled=True),
     Case("mean_gated_classifier", R, MeanGatedClassifier, head=("", "pool"),
          batch_coupled=True),
-    Case("item_scaled_head", R, ItemScaledHead, head=("", "pool")),
-    Case("item_scaled_with_embedding", R, ItemScaledWithEmbedding, head="pool"),
-    Case("branch_with_embedding", R, BranchWithEmbedding, head="pool"),
-    Case("tolist_with_embedding", R, ListScaledWithEmbedding, head="pool"),
+    Case("item_scaled_head", R, ItemScaledHead, refusal=DECIDES),
+    Case("item_scaled_with_embedding", R, ItemScaledWithEmbedding, refusal=DECIDES),
+    Case("branch_with_embedding", R, BranchWithEmbedding, refusal=DECIDES),
+    Case("tolist_with_embedding", R, ListScaledWithEmbedding, refusal=DECIDES),
     Case("batch_roll_mix", R, lambda: _block(RollMix()), batch_coupled=True),
     Case("mean_gated_embedding", R, MeanGatedEmbedding, head="", batch_coupled=True),
     Case("minibatch_std_discriminator", R, MinibatchStdDiscriminator, batch_coupled=True),
