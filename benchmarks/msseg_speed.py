@@ -13,7 +13,7 @@ parameters; random weights: the speed does not depend on them), batch (2, 3, 16,
   slab recomposition, resampling the probabilities back and thresholding.
 - `--compile`: the last configuration again under `torch.compile` (its warm-up step compiles).
 - Memory: CUDA: `torch.cuda.max_memory_allocated` over a training step. CPU: the estimate of
-  `msseg.memory` (parameters, gradients, Adam moments and the tensors autograd saves), which is
+  `msseg.model.memory` (parameters, gradients, Adam moments and the tensors autograd saves), which is
   what must fit on an 11 GB card; it leaves out the backward pass' transient buffers.
 Every configuration runs in the same process; the ratio column compares it with the first
 (fp32, contiguous memory), and the paper's figures (GTX 1080 Ti / RTX 2080 Ti, 11 GB) stand
@@ -29,26 +29,21 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-
 from msseg.config import preset
-from msseg.encoder import RandomEncoderWarning
-from msseg.engine import make_optimizer
-from msseg.losses import bce_dice_loss
-from msseg.memory import GiB, measure_training_memory
-from msseg.model import build_model
-from msseg.native import prediction_to_native
-from msseg.orientation import Geometry
-from msseg.pipeline import normalise, resample_to_cube
-from msseg.slabs import make_slabs, recompose_slabs
+from msseg.data.native import prediction_to_native
+from msseg.data.preprocess import normalise, resample_to_cube
+from msseg.data.slabs import make_slabs, recompose_slabs
+from msseg.io.orientation import Geometry
+from msseg.model.encoder import RandomEncoderWarning
+from msseg.model.losses import bce_dice_loss
+from msseg.model.memory import GiB, measure_training_memory
+from msseg.model.resunet import build_model
+from msseg.training.engine import make_optimizer
 
 PAPER_EPOCH_S = (100, 120)  # paper §3.6, 11 GB GTX 1080 Ti / RTX 2080 Ti
 PAPER_SCAN_S = 15
@@ -183,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nbest: {best[0]}: {sum(PAPER_EPOCH_S) / 2 / best[2]:.2f}x the paper's epoch speed, "
           f"{PAPER_SCAN_S / (best[3] + around):.2f}x its per-scan speed (goal on an H100: 10x)")
 
-    print(f"\ntraining memory for batch 2 (what must fit in {PAPER_GPU_GIB} GB; `msseg.memory`, "
+    print(f"\ntraining memory for batch 2 (what must fit in {PAPER_GPU_GIB} GB; `msseg.model.memory`, "
           f"measured on {device}):")
     model = model.to(memory_format=torch.channels_last_3d)
     for name, amp_dtype in (("fp32", None), ("bf16", torch.bfloat16)):

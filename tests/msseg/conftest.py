@@ -1,12 +1,7 @@
-"""msseg data tests: put examples/ on sys.path (``import msseg``) and share fixtures."""
-
-import sys
+"""Fixtures of the msseg tests (the example is installed: ``import msseg``)."""
 
 import pytest
-from data_helpers import EXAMPLES, blob_scan, oriented_affine, save
-
-if str(EXAMPLES) not in sys.path:
-    sys.path.insert(0, str(EXAMPLES))
+from data_helpers import blob_scan, oriented_affine, save
 
 
 @pytest.fixture
@@ -24,7 +19,7 @@ def msseg_root(tmp_path):
 @pytest.fixture(scope="session")
 def phantom_dir(tmp_path_factory):
     """The 15-patient phantom at scale 0.2, written once per test session."""
-    from msseg.phantom import write_phantom
+    from msseg.phantom.generate import write_phantom
 
     out = tmp_path_factory.mktemp("phantom")
     write_phantom(out, scale=0.2, seed=0, progress=False)

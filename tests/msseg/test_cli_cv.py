@@ -8,14 +8,14 @@ import shutil
 import numpy as np
 import pytest
 from cli_helpers import TINY_FLAGS
-from msseg.cli import main
-from msseg.cv import cv_rounds
-from msseg.dataset import MSSEG_PATIENTS, ScanRecord
-from msseg.orientation import Geometry
-from msseg.overlay import save_overlay
+from msseg.commands.main import main
+from msseg.evaluation.cross_validation import cv_rounds
+from msseg.evaluation.overlay import save_overlay
+from msseg.io.discovery import MSSEG_PATIENTS, ScanRecord
+from msseg.io.orientation import Geometry
 from train_helpers import single_thread
 
-pytestmark = pytest.mark.filterwarnings("ignore::msseg.encoder.RandomEncoderWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::msseg.model.encoder.RandomEncoderWarning")
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -6,8 +6,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 from data_helpers import oriented_affine, save
-from msseg.cli import main
-from msseg.evaluate import min_lesion_voxels
+from msseg.commands.main import main
+from msseg.evaluation.scoring import min_lesion_voxels
 
 SHAPE = (12, 14, 10)
 

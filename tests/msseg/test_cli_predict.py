@@ -6,18 +6,18 @@ import numpy as np
 import pytest
 import torch
 from data_helpers import oriented_affine, save
-from msseg.checkpoint import load_model
-from msseg.cli import main
-from msseg.engine import train
-from msseg.metrics import dice
-from msseg.native import probability_to_native
-from msseg.nifti import load_scan
-from msseg.pipeline import preprocess_scan
-from msseg.predict import find_inputs, predict_cube
-from msseg.train import pipeline_config
+from msseg.commands.main import main
+from msseg.commands.predict import find_inputs, predict_cube
+from msseg.commands.train import pipeline_config
+from msseg.data.native import probability_to_native
+from msseg.data.preprocess import preprocess_scan
+from msseg.evaluation.metrics import dice
+from msseg.io.nifti import load_scan
+from msseg.training.checkpoint import load_model
+from msseg.training.engine import train
 from train_helpers import single_thread, tiny_config, tiny_datasets
 
-pytestmark = pytest.mark.filterwarnings("ignore::msseg.encoder.RandomEncoderWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::msseg.model.encoder.RandomEncoderWarning")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -54,7 +54,7 @@ def test_mask_has_the_input_grid_and_overlays_the_lesion(checkpoint, tmp_path, m
     def bright(model, slabs, **kwargs):
         return (torch.as_tensor(slabs) > 0.5).float()
 
-    monkeypatch.setattr("msseg.predict.predict_probabilities", bright)
+    monkeypatch.setattr("msseg.commands.predict.predict_probabilities", bright)
     assert main(["predict", "--model", str(checkpoint), "--input", str(path), "--out",
                  str(tmp_path / "out"), "--probabilities", "--device", "cpu"]) == 0
     out = capsys.readouterr().out

@@ -5,14 +5,14 @@ import json
 import pytest
 import torch
 from cli_helpers import TINY_FLAGS
-from msseg.checkpoint import load_checkpoint
-from msseg.cli import build_parser, main
+from msseg.commands.main import build_parser, main
+from msseg.commands.train import config_from_args, split_scans
 from msseg.config import TrainConfig
-from msseg.dataset import ScanRecord
-from msseg.train import config_from_args, split_scans
+from msseg.io.discovery import ScanRecord
+from msseg.training.checkpoint import load_checkpoint
 from train_helpers import single_thread, state_equal
 
-pytestmark = pytest.mark.filterwarnings("ignore::msseg.encoder.RandomEncoderWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::msseg.model.encoder.RandomEncoderWarning")
 
 TEST_SCANS = ["01016SACH", "07001MOEL", "08002CHJE"]
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 from data_helpers import oriented_affine, save
-from msseg.baseline import _dice_per_threshold, threshold_baseline
-from msseg.dataset import ScanRecord, find_msseg_scans
+from msseg.evaluation.baseline import _dice_per_threshold, threshold_baseline
+from msseg.io.discovery import ScanRecord, find_msseg_scans
 
 
 def test_dice_curve_matches_brute_force():

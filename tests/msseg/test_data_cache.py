@@ -4,11 +4,11 @@ import json
 
 import numpy as np
 import pytest
-from msseg import cache as cache_module
-from msseg.cache import cache_key, fill_cache
-from msseg.dataset import find_msseg_scans
-from msseg.nifti import load_scan
-from msseg.pipeline import PipelineConfig, preprocess_scan
+from msseg.data import cache as cache_module
+from msseg.data.cache import cache_key, fill_cache
+from msseg.data.preprocess import PipelineConfig, preprocess_scan
+from msseg.io.discovery import find_msseg_scans
+from msseg.io.nifti import load_scan
 
 SMALL = PipelineConfig(size=16, slab=8, step=4)
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 from data_helpers import EXAMPLES
-from msseg.cli import COMMANDS, main
+from msseg.commands.main import COMMANDS, main
 
 
 def test_help_lists_every_command():

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from msseg.dataset import (
+from msseg.io.discovery import (
     MSSEG_PATIENTS,
     discover_scans,
     find_msseg_scans,

@@ -7,21 +7,21 @@ import nibabel as nib
 import numpy as np
 import pytest
 from data_helpers import blob_scan, oriented_affine, save
-from msseg.anatomy import sample_head
-from msseg.dataset import ScanRecord
-from msseg.grid import VoxelGrid
-from msseg.lesions import add_lesions
-from msseg.native import (
+from msseg.data.native import (
     PAPER_THRESHOLD,
     prediction_to_native,
     probability_to_native,
     write_prediction,
 )
-from msseg.nifti import load_scan
-from msseg.orientation import Geometry
-from msseg.phantom import CENTRES, make_patient, scaled_grid
-from msseg.pipeline import PipelineConfig, preprocess_scan, resample_to_cube
-from msseg.slabs import make_slabs
+from msseg.data.preprocess import PipelineConfig, preprocess_scan, resample_to_cube
+from msseg.data.slabs import make_slabs
+from msseg.io.discovery import ScanRecord
+from msseg.io.nifti import load_scan
+from msseg.io.orientation import Geometry
+from msseg.phantom.anatomy import sample_head
+from msseg.phantom.generate import CENTRES, make_patient, scaled_grid
+from msseg.phantom.grid import VoxelGrid
+from msseg.phantom.lesions import add_lesions
 from nibabel.orientations import axcodes2ornt, ornt_transform
 
 

@@ -7,11 +7,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 from data_helpers import blob_scan, oriented_affine, save
-from msseg.cache import fill_cache
-from msseg.dataset import ScanRecord
-from msseg.nifti import ScanError, load_scan, save_nifti
-from msseg.orientation import Geometry
-from msseg.pipeline import PipelineConfig
+from msseg.data.cache import fill_cache
+from msseg.data.preprocess import PipelineConfig
+from msseg.io.discovery import ScanRecord
+from msseg.io.nifti import ScanError, load_scan, save_nifti
+from msseg.io.orientation import Geometry
 
 
 def _good(folder, name="GOOD"):

@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from data_helpers import oriented_affine
-from msseg.orientation import Geometry, canonical_ornt
+from msseg.io.orientation import Geometry, canonical_ornt
 
 ALL_AXCODES = [
     "".join(pair[sign] for pair, sign in zip(pairs, signs, strict=True))

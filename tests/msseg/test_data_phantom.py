@@ -6,12 +6,12 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-from msseg.anatomy import TISSUE, render_head, sample_head
-from msseg.dataset import MSSEG_PATIENTS, find_msseg_scans
-from msseg.grid import VoxelGrid
-from msseg.lesions import sample_lesion
-from msseg.nifti import load_scan
-from msseg.phantom import CENTRES, make_patient, scaled_grid, write_phantom
+from msseg.io.discovery import MSSEG_PATIENTS, find_msseg_scans
+from msseg.io.nifti import load_scan
+from msseg.phantom.anatomy import TISSUE, render_head, sample_head
+from msseg.phantom.generate import CENTRES, make_patient, scaled_grid, write_phantom
+from msseg.phantom.grid import VoxelGrid
+from msseg.phantom.lesions import sample_lesion
 
 
 def test_layout_has_the_15_msseg_patients(phantom_dir):
@@ -125,7 +125,7 @@ def test_bright_distractors_outnumber_lesions(phantom_dir):
 
 
 def test_writing_is_atomic(tmp_path, monkeypatch):
-    from msseg import phantom
+    from msseg.phantom import generate as phantom
 
     def failing(*args, **kwargs):
         raise RuntimeError("generator crashed")

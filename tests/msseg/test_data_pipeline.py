@@ -6,10 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from data_helpers import oriented_affine
-from msseg.dataset import ScanRecord
-from msseg.nifti import Scan
-from msseg.orientation import Geometry
-from msseg.pipeline import (
+from msseg.data.preprocess import (
     PipelineConfig,
     add_pipeline_arguments,
     config_from_args,
@@ -18,6 +15,9 @@ from msseg.pipeline import (
     resample_to_cube,
     to_three_channels,
 )
+from msseg.io.discovery import ScanRecord
+from msseg.io.nifti import Scan
+from msseg.io.orientation import Geometry
 
 
 def test_paper_defaults():

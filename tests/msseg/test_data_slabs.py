@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from msseg.slabs import make_slabs, n_slabs, recompose_slabs, slab_starts
+from msseg.data.slabs import make_slabs, n_slabs, recompose_slabs, slab_starts
 
 
 def test_paper_geometry_gives_31_slabs():

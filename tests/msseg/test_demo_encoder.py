@@ -4,7 +4,7 @@ position, equals torchvision's network on every slice after planar conversion.""
 import pytest
 import torch
 import torchvision
-from msseg.encoder import build_encoder, offline_mobilenet_v2
+from msseg.model.encoder import build_encoder, offline_mobilenet_v2
 from train_helpers import single_thread
 
 

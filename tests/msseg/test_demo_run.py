@@ -5,7 +5,7 @@ import re
 import time
 
 import pytest
-from msseg.cli import main
+from msseg.commands.main import main
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from msseg.losses import bce_dice_loss, soft_dice
+from msseg.model.losses import bce_dice_loss, soft_dice
 
 
 def test_uninformed_prediction_gives_the_closed_form_value():

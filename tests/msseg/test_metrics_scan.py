@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from msseg.metrics import (
+from msseg.evaluation.metrics import (
     ScanMetrics,
     dice,
     lesion_detection,

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from msseg.memory import measure_training_memory
-from msseg.model import build_model
+from msseg.model.memory import measure_training_memory
+from msseg.model.resunet import build_model
 from train_helpers import quiet_build, single_thread, tiny_config
 
 

@@ -5,15 +5,15 @@ import timm
 import torch
 import torch.nn.functional as F
 from msseg.config import preset
-from msseg.encoder import RandomEncoderWarning
-from msseg.model import DecoderLevel, build_model
-from msseg.summary import parameter_counts, summary
+from msseg.model.encoder import RandomEncoderWarning
+from msseg.model.resunet import DecoderLevel, build_model
+from msseg.model.summary import parameter_counts, summary
 from torch import nn
 from train_helpers import quiet_build, single_thread
 
 import planar3d
 
-pytestmark = pytest.mark.filterwarnings("ignore::msseg.encoder.RandomEncoderWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::msseg.model.encoder.RandomEncoderWarning")
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -4,8 +4,8 @@ import pytest
 import timm
 import torch
 from msseg.config import preset
-from msseg.encoder import Encoder2d, build_encoder, create_encoder_2d
-from msseg.model import build_model
+from msseg.model.encoder import Encoder2d, build_encoder, create_encoder_2d
+from msseg.model.resunet import build_model
 from train_helpers import quiet_build, single_thread, state_equal
 
 import planar3d

@@ -4,14 +4,14 @@ import shutil
 
 import pytest
 import torch
-from msseg.engine import train
+from msseg.training.engine import train
 from train_helpers import single_thread, tiny_config, tiny_datasets
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
                     reason="torch.compile on the CPU needs a C++ compiler")
-@pytest.mark.filterwarnings("ignore::msseg.encoder.RandomEncoderWarning")
+@pytest.mark.filterwarnings("ignore::msseg.model.encoder.RandomEncoderWarning")
 def test_compiled_training_matches_eager(tmp_path):
     with single_thread():
         compiled = train(tiny_config(tmp_path / "compiled", epochs=1, compile=True),

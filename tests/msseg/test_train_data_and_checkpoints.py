@@ -6,16 +6,16 @@ import random
 import numpy as np
 import pytest
 import torch
-from msseg.checkpoint import (
+from msseg.config import PRESETS, TrainConfig, preset
+from msseg.data.slab_dataset import SlabDataset
+from msseg.inference.predict import predict_probabilities
+from msseg.model.resunet import build_model
+from msseg.training.checkpoint import (
     get_rng_state,
     load_checkpoint,
     save_checkpoint,
     set_rng_state,
 )
-from msseg.config import PRESETS, TrainConfig, preset
-from msseg.inference import predict_probabilities
-from msseg.model import build_model
-from msseg.slab_dataset import SlabDataset
 from train_helpers import quiet_build, single_thread, tiny_config
 
 
@@ -87,7 +87,7 @@ def test_rng_state_round_trip(tmp_path):
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
 
 
-@pytest.mark.filterwarnings("ignore::msseg.encoder.RandomEncoderWarning")
+@pytest.mark.filterwarnings("ignore::msseg.model.encoder.RandomEncoderWarning")
 def test_predict_probabilities_in_batches_equals_one_forward(tmp_path):
     config = tiny_config(tmp_path)
     torch.manual_seed(0)

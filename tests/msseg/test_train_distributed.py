@@ -4,13 +4,13 @@ global batch (same data order, gradients averaged), and stay identical to each o
 import pytest
 import torch
 import torch.multiprocessing as mp
-from msseg.engine import train
+from msseg.training.engine import train
 from train_helpers import ddp_worker, single_thread, tiny_config, tiny_datasets
 
 
 @pytest.mark.slow
 @pytest.mark.distributed
-@pytest.mark.filterwarnings("ignore::msseg.encoder.RandomEncoderWarning")
+@pytest.mark.filterwarnings("ignore::msseg.model.encoder.RandomEncoderWarning")
 def test_two_ranks_match_single_process_training(tmp_path):
     epochs = 2
     mp.spawn(ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path), epochs), nprocs=2)
@@ -33,7 +33,7 @@ def test_two_ranks_match_single_process_training(tmp_path):
 
 
 def tiny_init():
-    from msseg.model import build_model
+    from msseg.model.resunet import build_model
 
     torch.manual_seed(tiny_config("unused").seed)
     return build_model(tiny_config("unused")).state_dict()

@@ -7,17 +7,17 @@ import types
 
 import pytest
 import torch
-from msseg.checkpoint import load_checkpoint, load_model
 from msseg.config import TrainConfig
-from msseg.engine import evaluate, keras_decay, make_optimizer, train
-from msseg.losses import bce_dice_loss
-from msseg.model import build_model
-from msseg.runtime import make_runtime
-from msseg.slab_dataset import SlabDataset
+from msseg.data.slab_dataset import SlabDataset
+from msseg.model.losses import bce_dice_loss
+from msseg.model.resunet import build_model
+from msseg.training.checkpoint import load_checkpoint, load_model
+from msseg.training.engine import evaluate, keras_decay, make_optimizer, train
+from msseg.training.runtime import make_runtime
 from torch.utils.data import DataLoader
 from train_helpers import single_thread, state_equal, tiny_config, volumes
 
-pytestmark = pytest.mark.filterwarnings("ignore::msseg.encoder.RandomEncoderWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::msseg.model.encoder.RandomEncoderWarning")
 
 
 @pytest.fixture(autouse=True, scope="module")

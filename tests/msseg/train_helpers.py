@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import torch
 from msseg.config import TrainConfig, preset
-from msseg.encoder import RandomEncoderWarning
+from msseg.model.encoder import RandomEncoderWarning
 
 
 def tiny_config(out_dir, **overrides) -> TrainConfig:
@@ -68,7 +68,7 @@ def ddp_worker(rank: int, world: int, init_file: str, out_dir: str, epochs: int)
     """One DDP rank (gloo, CPU) training `tiny_config` on `tiny_datasets`; saves its final
     parameters and history to out_dir/rank{rank}.pt. Run with torch.multiprocessing.spawn."""
     import torch.distributed as dist
-    from msseg.engine import train
+    from msseg.training.engine import train
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
@@ -85,7 +85,7 @@ def ddp_worker(rank: int, world: int, init_file: str, out_dir: str, epochs: int)
 
 def tiny_datasets():
     """(train, validation) slabs for `tiny_config`: 2 + 1 volumes of 16³, 3 slabs each."""
-    from msseg.slab_dataset import SlabDataset
+    from msseg.data.slab_dataset import SlabDataset
 
     images, masks = volumes(3)
     return (SlabDataset(images[:2], masks[:2], slab=8, step=4),

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import TrainConfig
-from .encoder import RandomEncoderWarning
-from .model import PlanarResUNet, build_model
+from msseg.config import TrainConfig
+from msseg.model.encoder import RandomEncoderWarning
+from msseg.model.resunet import PlanarResUNet, build_model
 
 __all__ = [
     "FORMAT",

@@ -9,7 +9,7 @@ Steps: the preset (`--config`) with the flags applied on top (or, with `--resume
 checkpoint's config with the flags on top) -> every scan preprocessed into the cube cache
 (`--cache`, shared between runs: entries are keyed by file content and cube settings) -> the
 scans split into training and validation (`--val`, default: the last scan in alphabetical order
-of those not excluded with `--exclude`) -> `msseg.engine.train`, which writes last.pt, best.pt,
+of those not excluded with `--exclude`) -> `msseg.training.engine.train`, which writes last.pt, best.pt,
 history.csv and curves.png into `--out`. The resolved config is printed and saved as
 ``<out>/config.json``; every checkpoint holds it too.
 
@@ -28,15 +28,15 @@ from typing import Any
 
 import torch.distributed as dist
 
-from msseg.cache import CacheEntry, fill_cache
-from msseg.checkpoint import load_checkpoint
 from msseg.config import PRESETS, TrainConfig, preset
-from msseg.dataset import ScanRecord, discover_scans
-from msseg.engine import train
-from msseg.nifti import atomic_output
-from msseg.pipeline import PipelineConfig
-from msseg.runtime import distributed_session
-from msseg.slab_dataset import SlabDataset
+from msseg.data.cache import CacheEntry, fill_cache
+from msseg.data.preprocess import PipelineConfig
+from msseg.data.slab_dataset import SlabDataset
+from msseg.io.discovery import ScanRecord, discover_scans
+from msseg.io.nifti import atomic_output
+from msseg.training.checkpoint import load_checkpoint
+from msseg.training.engine import train
+from msseg.training.runtime import distributed_session
 
 __all__ = [
     "add_config_arguments",

@@ -20,9 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import planar3d
-
-from .config import TrainConfig
-from .encoder import build_encoder
+from msseg.config import TrainConfig
+from msseg.model.encoder import build_encoder
 
 __all__ = ["DecoderLevel", "PlanarResUNet", "build_model"]
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from msseg.grid import Box, VoxelGrid, ellipsoid_distance, inside
+from msseg.phantom.grid import Box, VoxelGrid, ellipsoid_distance, inside
 
 TISSUE: dict[str, float] = {
     "wm": 1.0, "gm": 1.2, "deep_gm": 1.08, "cerebellum": 1.12, "brainstem": 1.02,

@@ -30,16 +30,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from msseg.dataset import ScanRecord, discover_scans
-from msseg.nifti import load_scan
-from msseg.orientation import Geometry
-from msseg.pipeline import (
+from msseg.data.preprocess import (
     PipelineConfig,
     Preprocessed,
     add_pipeline_arguments,
     config_from_args,
     preprocess_scan,
 )
+from msseg.io.discovery import ScanRecord, discover_scans
+from msseg.io.nifti import load_scan
+from msseg.io.orientation import Geometry
 
 CACHE_FORMAT = 1
 _CHUNK = 1 << 22
@@ -101,7 +101,7 @@ def fill_cache(
         One `CacheEntry` per record.
 
     Raises:
-        FileNotFoundError, msseg.nifti.ScanError: a scan is missing or invalid; entries already
+        FileNotFoundError, msseg.io.nifti.ScanError: a scan is missing or invalid; entries already
             complete stay, nothing partial is left behind.
     """
     root = Path(cache_dir)

@@ -29,8 +29,8 @@ import nibabel as nib
 import numpy as np
 from nibabel.filebasedimages import ImageFileError
 
-from msseg.dataset import ScanRecord
-from msseg.orientation import Geometry, canonical_ornt
+from msseg.io.discovery import ScanRecord
+from msseg.io.orientation import Geometry, canonical_ornt
 
 _AFFINE_ATOL_MM = 1e-3
 _READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, ImageFileError)
@@ -110,7 +110,7 @@ def save_nifti(volume: np.ndarray, geometry: Geometry, path: str | Path) -> Path
     volume = np.asarray(volume)
     if volume.shape != geometry.shape:
         raise ValueError(f"volume shape {volume.shape} does not match the scan grid "
-                         f"{geometry.shape}; map predictions back with msseg.native first.")
+                         f"{geometry.shape}; map predictions back with msseg.data.native first.")
     image = nib.Nifti1Image(volume, geometry.affine)
     image.set_qform(geometry.qform, code=geometry.qform_code)
     image.set_sform(geometry.sform, code=geometry.sform_code)

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from msseg.anatomy import CORTEX_MM, Ellipsoid, HeadModel
-from msseg.grid import VoxelGrid, inside
+from msseg.phantom.anatomy import CORTEX_MM, Ellipsoid, HeadModel
+from msseg.phantom.grid import VoxelGrid, inside
 
 SITES = ("periventricular", "juxtacortical", "deep", "infratentorial")
 SITE_WEIGHTS = (0.55, 0.27, 0.12, 0.06)

@@ -1,10 +1,10 @@
 """Training: the paper's optimisation on a CPU, a GPU, or several GPUs with torchrun (DDP).
 
     from msseg.config import preset
-    from msseg.slab_dataset import SlabDataset
-    from msseg.engine import train
+    from msseg.data.slab_dataset import SlabDataset
+    from msseg.training.engine import train
     result = train(preset("demo"), SlabDataset(images, masks), SlabDataset(val_images, val_masks))
-    model, config = msseg.checkpoint.load_model(result.best_path)      # for prediction
+    model, config = msseg.training.checkpoint.load_model(result.best_path)      # for prediction
 
 Scale-out: `torchrun --nproc_per_node=4 <script calling train inside distributed_session()>`;
 `config.batch_size` is the global batch, split evenly over the ranks, and every rank sees the
@@ -34,7 +34,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm import tqdm
 
-from .checkpoint import (
+from msseg.config import TrainConfig
+from msseg.model.losses import bce_dice_loss
+from msseg.model.resunet import PlanarResUNet, build_model
+from msseg.training.checkpoint import (
     FORMAT,
     build_model_for_checkpoint,
     get_rng_state,
@@ -42,11 +45,8 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from .config import TrainConfig
-from .logbook import TrainingLog
-from .losses import bce_dice_loss
-from .model import PlanarResUNet, build_model
-from .runtime import Runtime, make_runtime, seed_everything
+from msseg.training.logbook import TrainingLog
+from msseg.training.runtime import Runtime, make_runtime, seed_everything
 
 __all__ = ["RESUME_FIXED", "TrainResult", "evaluate", "keras_decay", "make_optimizer", "train"]
 

@@ -28,15 +28,15 @@ class Command:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("phantom", "msseg.phantom", "write a synthetic 15-patient MSSEG-layout dataset"),
-    Command("preprocess", "msseg.cache", "fill the preprocessing cache (canonical S³ cubes)"),
-    Command("baseline", "msseg.baseline", "Dice of the best single global intensity threshold"),
-    Command("summary", "msseg.summary", "architecture and parameter counts of a config"),
-    Command("train", "msseg.train", "train the planar res-u-net (CPU, GPU, torchrun DDP)"),
-    Command("predict", "msseg.predict", "FLAIR NIfTI in, lesion mask NIfTI out (native grid)"),
-    Command("evaluate", "msseg.evaluate", "Dice, sensitivity, lesion-wise scores; Table 2 layout"),
-    Command("cv", "msseg.cv", "the paper's 5-round cross-validation, Table 2 and overlays"),
-    Command("demo", "msseg.demo", "phantom -> training -> prediction -> evaluation on a CPU"),
+    Command("phantom", "msseg.phantom.generate", "write a synthetic 15-patient MSSEG-layout dataset"),
+    Command("preprocess", "msseg.data.cache", "fill the preprocessing cache (canonical S³ cubes)"),
+    Command("baseline", "msseg.evaluation.baseline", "Dice of the best single global intensity threshold"),
+    Command("summary", "msseg.model.summary", "architecture and parameter counts of a config"),
+    Command("train", "msseg.commands.train", "train the planar res-u-net (CPU, GPU, torchrun DDP)"),
+    Command("predict", "msseg.commands.predict", "FLAIR NIfTI in, lesion mask NIfTI out (native grid)"),
+    Command("evaluate", "msseg.evaluation.scoring", "Dice, sensitivity, lesion-wise scores; Table 2 layout"),
+    Command("cv", "msseg.evaluation.cross_validation", "the paper's 5-round cross-validation, Table 2 and overlays"),
+    Command("demo", "msseg.evaluation.demo", "phantom -> training -> prediction -> evaluation on a CPU"),
 )
 
 

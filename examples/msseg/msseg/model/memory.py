@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .losses import bce_dice_loss
+from msseg.model.losses import bce_dice_loss
 
 __all__ = ["MemoryEstimate", "measure_training_memory"]
 

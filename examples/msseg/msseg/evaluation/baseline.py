@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from msseg.dataset import ScanRecord, discover_scans
-from msseg.nifti import load_scan
-from msseg.pipeline import NORMALISATIONS, Normalisation, normalise
+from msseg.data.preprocess import NORMALISATIONS, Normalisation, normalise
+from msseg.io.discovery import ScanRecord, discover_scans
+from msseg.io.nifti import load_scan
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def threshold_baseline(
 
     Raises:
         ValueError: no records, a record without mask, bins < 2, unknown normalisation.
-        FileNotFoundError, msseg.nifti.ScanError: as `load_scan`.
+        FileNotFoundError, msseg.io.nifti.ScanError: as `load_scan`.
     """
     if not records:
         raise ValueError("no scans given; point --data at a folder with scans and masks.")

@@ -9,7 +9,7 @@ Layouts:
   are resolved against the CSV's folder.
 
 Records are sorted by patient id (the paper's cross-validation is in alphabetical order). Nothing
-is read here beyond directory listings; `msseg.nifti.load_scan` loads and validates the files.
+is read here beyond directory listings; `msseg.io.nifti.load_scan` loads and validates the files.
 
 Public API:
     ScanRecord(patient_id, centre, flair, mask)

@@ -1,13 +1,13 @@
 """Preprocessing a scan into the paper's canonical cube, and the settings that control it.
 
 Steps (paper §3.2), for FLAIR and mask alike unless noted:
-1. reorient by the affine so axis 0 is left → right (sagittal slices; `msseg.orientation`);
+1. reorient by the affine so axis 0 is left → right (sagittal slices; `msseg.io.orientation`);
 2. resample the whole array to S³ with `scipy.ndimage.zoom` (voxel size ignored, as in the
    paper): spline order 2 for FLAIR, order 0 (nearest) for the mask;
 3. scale FLAIR to [-1, 1]: "minmax" (paper) or "percentile" (clip to robust percentiles first);
-4. the model sees 3 identical channels (`to_three_channels`) of slabs (`msseg.slabs`).
+4. the model sees 3 identical channels (`to_three_channels`) of slabs (`msseg.data.slabs`).
 
-The way back to the scan's own grid is `msseg.native`; the cube cache is `msseg.cache`.
+The way back to the scan's own grid is `msseg.data.native`; the cube cache is `msseg.data.cache`.
 
 Public API:
     PipelineConfig(size=256, slab=16, step=8, flair_order=2, mask_order=0,
@@ -29,9 +29,9 @@ from typing import Any, Literal
 import numpy as np
 from scipy import ndimage
 
-from msseg.nifti import Scan
-from msseg.orientation import Geometry
-from msseg.slabs import n_slabs
+from msseg.data.slabs import n_slabs
+from msseg.io.nifti import Scan
+from msseg.io.orientation import Geometry
 
 Normalisation = Literal["minmax", "percentile"]
 NORMALISATIONS: tuple[str, ...] = ("minmax", "percentile")
@@ -88,7 +88,7 @@ class Preprocessed:
     Attributes:
         flair: (S, S, S) float32 in [-1, 1]; axis 0 = sagittal slices (left → right).
         mask: (S, S, S) uint8 {0, 1}, or None for prediction-only scans.
-        geometry: the native grid, for `msseg.native` to map predictions back.
+        geometry: the native grid, for `msseg.data.native` to map predictions back.
     """
 
     flair: np.ndarray
@@ -181,7 +181,7 @@ def preprocess_scan(scan: Scan, config: PipelineConfig) -> Preprocessed:
     """Reorient, resample and normalise one scan into the canonical cube.
 
     Args:
-        scan: a validated scan (`msseg.nifti.load_scan`); not modified.
+        scan: a validated scan (`msseg.io.nifti.load_scan`); not modified.
         config: pipeline settings (size, orders, normalisation).
 
     Returns:

@@ -26,15 +26,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from msseg.checkpoint import load_model
+from msseg.commands.train import pipeline_config
 from msseg.config import TrainConfig
-from msseg.dataset import ScanRecord, discover_scans, prediction_path
-from msseg.inference import predict_probabilities
-from msseg.native import write_prediction
-from msseg.nifti import load_scan
-from msseg.pipeline import preprocess_scan
-from msseg.slabs import RECOMPOSE_METHODS, make_slabs, recompose_slabs
-from msseg.train import pipeline_config
+from msseg.data.native import write_prediction
+from msseg.data.preprocess import preprocess_scan
+from msseg.data.slabs import RECOMPOSE_METHODS, make_slabs, recompose_slabs
+from msseg.inference.predict import predict_probabilities
+from msseg.io.discovery import ScanRecord, discover_scans, prediction_path
+from msseg.io.nifti import load_scan
+from msseg.training.checkpoint import load_model
 
 __all__ = ["find_inputs", "predict_cube", "predict_slabs", "resolve_runtime"]
 
@@ -128,7 +128,7 @@ def predict_cube(
         recompose: "average" (mean over overlapping slabs) or "paper" (middle-8 rule, Eq. 1).
         batch_size, amp_dtype: see `predict_probabilities`.
     Returns:
-        (S, S, S) float32 probabilities in the canonical cube; `msseg.native.write_prediction`
+        (S, S, S) float32 probabilities in the canonical cube; `msseg.data.native.write_prediction`
         takes them back to the scan's grid.
     """
     slabs = predict_slabs(model, cube, slab=config.slab, step=config.slab_step,

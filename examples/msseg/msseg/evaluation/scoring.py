@@ -5,7 +5,7 @@
 
 For every scan of `--truth` (an MSSEG folder, a scan CSV with masks, or a FLAIR pattern with
 `--mask-pattern`), ``<pred>/<id>_mask.nii.gz`` (what `predict` writes) is loaded, checked to lie
-on the FLAIR's grid, and scored on that native grid (`msseg.metrics`): Dice and sensitivity
+on the FLAIR's grid, and scored on that native grid (`msseg.evaluation.metrics`): Dice and sensitivity
 (the paper), lesion true-positive rate, false-positive rate and F1 from 26-connected components
 (the MSSEG challenge's detection scores; lesions smaller than `--min-lesion-mm3` are ignored,
 3 mm³ as in the challenge). Writes ``per_scan.csv``, and the paper's Table 2 layout (rows:
@@ -23,9 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from msseg.dataset import ScanRecord, discover_scans, prediction_path
-from msseg.metrics import METRIC_NAMES, ScanMetrics, SummaryTable, scan_metrics, summarize
-from msseg.nifti import Scan, atomic_output, load_scan
+from msseg.evaluation.metrics import (
+    METRIC_NAMES,
+    ScanMetrics,
+    SummaryTable,
+    scan_metrics,
+    summarize,
+)
+from msseg.io.discovery import ScanRecord, discover_scans, prediction_path
+from msseg.io.nifti import Scan, atomic_output, load_scan
 
 __all__ = [
     "TABLE_METRICS",
@@ -70,7 +76,7 @@ def evaluate_scan(
         A `ScanResult`.
     Raises:
         FileNotFoundError: a missing file (the message names it).
-        msseg.nifti.ScanError: a mask that is not binary or not on the FLAIR's grid.
+        msseg.io.nifti.ScanError: a mask that is not binary or not on the FLAIR's grid.
     """
     if record.mask is None:
         raise ValueError(f"{record.patient_id}: no ground-truth mask to evaluate against")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from msseg.nifti import atomic_output
-from msseg.orientation import Geometry
+from msseg.io.nifti import atomic_output
+from msseg.io.orientation import Geometry
 
 __all__ = ["save_overlay"]
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from msseg.nifti import save_nifti
-from msseg.orientation import Geometry
+from msseg.io.nifti import save_nifti
+from msseg.io.orientation import Geometry
 
 PAPER_THRESHOLD = 16 / 256
 
@@ -48,7 +48,7 @@ def probability_to_native(probability: np.ndarray, geometry: Geometry) -> np.nda
     probability = np.asarray(probability)
     if probability.ndim != 3 or len(set(probability.shape)) != 1:
         raise ValueError(f"expected a cube prediction (S, S, S); found {probability.shape}. "
-                         "Recompose slabs first (msseg.slabs.recompose_slabs).")
+                         "Recompose slabs first (msseg.data.slabs.recompose_slabs).")
     cube = probability.astype(np.float32)
     if not np.all(np.isfinite(cube)):
         raise ValueError("prediction contains NaN or infinite values; expected probabilities.")

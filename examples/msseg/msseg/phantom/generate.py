@@ -16,7 +16,7 @@ contrast, so the loader's canonicalisation is really exercised:
 Every patient gets its own head (size, ventricle enlargement, gyri, pose within ±3°), lesion
 load (the centre's mean ±20 %, kept within 0.1-0.3 % of the array's voxels; centre 01's real
 0.311 % is capped at that band), a smooth multiplicative bias field (typically 0.86-1.2 over
-the brain) and Rician noise. The anatomy is `msseg.anatomy`, the lesions `msseg.lesions`.
+the brain) and Rician noise. The anatomy is `msseg.phantom.anatomy`, the lesions `msseg.phantom.lesions`.
 
 Public API:
     CentreSpec, CENTRES
@@ -36,12 +36,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from msseg.anatomy import TISSUE, render_head, rotation, sample_head
-from msseg.dataset import MSSEG_FLAIR, MSSEG_MASK, MSSEG_PATIENTS, ScanRecord, msseg_centre
-from msseg.grid import VoxelGrid
-from msseg.lesions import add_lesions
-from msseg.nifti import atomic_output, save_nifti
-from msseg.orientation import Geometry
+from msseg.io.discovery import MSSEG_FLAIR, MSSEG_MASK, MSSEG_PATIENTS, ScanRecord, msseg_centre
+from msseg.io.nifti import atomic_output, save_nifti
+from msseg.io.orientation import Geometry
+from msseg.phantom.anatomy import TISSUE, render_head, rotation, sample_head
+from msseg.phantom.grid import VoxelGrid
+from msseg.phantom.lesions import add_lesions
 
 _AXES = {"R": (0, 1), "L": (0, -1), "A": (1, 1), "P": (1, -1), "S": (2, 1), "I": (2, -1)}
 

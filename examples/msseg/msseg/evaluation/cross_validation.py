@@ -11,7 +11,7 @@ others train (11 for MSSEG): for MSSEG that is 08037ROGU in rounds 1-4 and 08031
 
 Each round trains from scratch in ``<out>/round<k>/train/``, predicts its test scans with the
 best checkpoint, recomposes the slabs both ways (the paper's middle-8 rule and the average of
-the overlaps), takes both onto the native grids and scores them there (`msseg.evaluate`); the
+the overlaps), takes both onto the native grids and scores them there (`msseg.evaluation.scoring`); the
 `--recompose` method's masks are written (``<out>/round<k>/pred/<id>_mask.nii.gz``) and drawn
 (``<out>/overlays/<id>.png``). ``<out>/round<k>/results.json`` records the round; a finished
 round is not run again, so rerunning the same command continues after an interruption. At the
@@ -35,19 +35,30 @@ from pathlib import Path
 
 import numpy as np
 
-from msseg.cache import CacheEntry, fill_cache
-from msseg.checkpoint import load_model
+from msseg.commands.predict import predict_slabs, resolve_runtime
+from msseg.commands.train import (
+    add_config_arguments,
+    config_from_args,
+    load_slab_datasets,
+    pipeline_config,
+)
 from msseg.config import TrainConfig
-from msseg.dataset import ScanRecord, discover_scans, prediction_path
-from msseg.engine import train
-from msseg.evaluate import ScanResult, format_results, overall_table, score_scan, write_report
-from msseg.metrics import ScanMetrics
-from msseg.native import prediction_to_native
-from msseg.nifti import atomic_output, load_scan, save_nifti
-from msseg.overlay import save_overlay
-from msseg.predict import predict_slabs, resolve_runtime
-from msseg.slabs import RECOMPOSE_METHODS, recompose_slabs
-from msseg.train import add_config_arguments, config_from_args, load_slab_datasets, pipeline_config
+from msseg.data.cache import CacheEntry, fill_cache
+from msseg.data.native import prediction_to_native
+from msseg.data.slabs import RECOMPOSE_METHODS, recompose_slabs
+from msseg.evaluation.metrics import ScanMetrics
+from msseg.evaluation.overlay import save_overlay
+from msseg.evaluation.scoring import (
+    ScanResult,
+    format_results,
+    overall_table,
+    score_scan,
+    write_report,
+)
+from msseg.io.discovery import ScanRecord, discover_scans, prediction_path
+from msseg.io.nifti import atomic_output, load_scan, save_nifti
+from msseg.training.checkpoint import load_model
+from msseg.training.engine import train
 
 __all__ = [
     "RECOMPOSE_NAMES",
@@ -115,7 +126,7 @@ def run_round(
         folder: the round's folder; overlays: where the overlay PNGs go.
         methods: slab recompositions to score ("average", "paper"); the first one's masks are
             written and drawn.
-        min_lesion_mm3: see `msseg.evaluate`.
+        min_lesion_mm3: see `msseg.evaluation.scoring`.
     Returns:
         Per method, one `ScanResult` per test scan (also saved in ``<folder>/results.json``).
     """

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .config import TrainConfig
+from msseg.config import TrainConfig
 
 __all__ = ["Runtime", "distributed_session", "make_runtime", "seed_everything"]
 

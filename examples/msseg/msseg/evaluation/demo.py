@@ -4,12 +4,12 @@
     python examples/msseg demo --rounds 1 2 3 4 5       # the full 5-round cross-validation
     python examples/msseg demo --encoder vgg16 --out demo_vgg   # the paper's encoder, random
 
-1. Phantom: the 15 MSSEG patients as synthetic scans (`msseg.phantom`) at scale 0.125, so the
+1. Phantom: the 15 MSSEG patients as synthetic scans (`msseg.phantom.generate`) at scale 0.125, so the
    largest array (centre 01) is 18 x 64 x 64 and every scan fits in the 64³ cube without
    shrinking: a perfect cube prediction maps back to its native grid with Dice 1.0. (At scale
    0.25 lesions are 1-3 voxels wide and the round trip through 64³ caps Dice near 0.7.)
-2. Preprocessing into 64³ cubes, as the paper's pipeline at 256³ (`msseg.cache`).
-3. Per round of the paper's cross-validation (`msseg.cv`; default round 1: test 01016SACH,
+2. Preprocessing into 64³ cubes, as the paper's pipeline at 256³ (`msseg.data.cache`).
+3. Per round of the paper's cross-validation (`msseg.evaluation.cross_validation`; default round 1: test 01016SACH,
    07001MOEL, 08002CHJE, validate 08037ROGU, train on the other 11):
    - the threshold baseline: the best single global intensity threshold, chosen on the round's
      12 training and validation scans, applied to its test scans;
@@ -42,16 +42,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from msseg.baseline import threshold_baseline
-from msseg.cache import fill_cache
+from msseg.commands.train import format_config, pipeline_config
 from msseg.config import preset
-from msseg.cv import RECOMPOSE_NAMES, CvRound, cv_rounds, run_round
-from msseg.encoder import offline_mobilenet_v2
-from msseg.evaluate import ScanResult, format_results, overall_table, score_scan, write_report
-from msseg.nifti import atomic_output, load_scan
-from msseg.phantom import write_phantom
-from msseg.pipeline import normalise
-from msseg.train import format_config, pipeline_config
+from msseg.data.cache import fill_cache
+from msseg.data.preprocess import normalise
+from msseg.evaluation.baseline import threshold_baseline
+from msseg.evaluation.cross_validation import RECOMPOSE_NAMES, CvRound, cv_rounds, run_round
+from msseg.evaluation.scoring import (
+    ScanResult,
+    format_results,
+    overall_table,
+    score_scan,
+    write_report,
+)
+from msseg.io.nifti import atomic_output, load_scan
+from msseg.model.encoder import offline_mobilenet_v2
+from msseg.phantom.generate import write_phantom
 
 PHANTOM_SCALE = 0.125  # centre 01: 18 x 64 x 64 voxels, so the 64³ cube never shrinks a scan
 PHANTOM_SEED = 0
@@ -60,7 +66,7 @@ DEMO_ENCODER = "mobilenetv2_100"  # the encoder with genuine ImageNet weights av
 
 def baseline_results(cv_round: CvRound) -> tuple[float, list[ScanResult]]:
     """The best global threshold on the round's training and validation scans, scored on its
-    test scans (native grids, FLAIR min-max scaled to [-1, 1] as in `msseg.baseline`)."""
+    test scans (native grids, FLAIR min-max scaled to [-1, 1] as in `msseg.evaluation.baseline`)."""
     chosen = threshold_baseline([*cv_round.train, cv_round.val], progress=False).threshold
     results = []
     for record in cv_round.test:

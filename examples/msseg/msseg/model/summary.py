@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .config import PRESETS, preset
-from .encoder import RandomEncoderWarning
-from .model import PlanarResUNet, build_model
+from msseg.config import PRESETS, preset
+from msseg.model.encoder import RandomEncoderWarning
+from msseg.model.resunet import PlanarResUNet, build_model
 
 __all__ = ["PartCount", "parameter_counts", "summary"]
 
