@@ -33,7 +33,7 @@ from msseg.data.cache import CacheEntry, fill_cache
 from msseg.data.preprocess import PipelineConfig
 from msseg.data.slab_dataset import SlabDataset
 from msseg.io.discovery import ScanRecord, discover_scans
-from msseg.io.nifti import atomic_output
+from msseg.io.atomic import atomic_write_text
 from msseg.training.checkpoint import load_checkpoint
 from msseg.training.engine import train
 from msseg.training.runtime import distributed_session
@@ -224,8 +224,7 @@ def run(args: argparse.Namespace) -> int:
             print(format_config(config))
             print(f"training on {len(training)} scans: {[r.patient_id for r in training]}")
             print(f"validating on {[r.patient_id for r in validation]}")
-            with atomic_output(args.out / "config.json") as temporary:
-                temporary.write_text(json.dumps(config.to_dict(), indent=2))
+            atomic_write_text(args.out / "config.json", json.dumps(config.to_dict(), indent=2))
         entries = fill_cache([*training, *validation], pipeline_config(config), args.cache,
                              progress=main and config.progress)
         by_id = {e.record.patient_id: e for e in entries}

@@ -7,7 +7,7 @@ One folder per scan, ``<cache>/<patient_id>-<key>/`` with ``flair.npy`` (S, S, S
 source files). The key hashes the FLAIR's and mask's *content* (sha256), the settings that shape
 the cube (`PipelineConfig.cube_settings`: size, orders, normalisation) and the cache format, so
 editing a file or a setting makes a new entry and slab/step changes reuse the old one. Entries
-are built in a hidden temporary folder and renamed into place: a crash leaves no partial entry.
+are written as one folder through `msseg.io.atomic`: a crash leaves no partial entry.
 
 Public API:
     CacheEntry(record, path)      .load(*, mmap=True) -> Preprocessed
@@ -20,10 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +34,7 @@ from msseg.data.preprocess import (
     config_from_args,
     preprocess_scan,
 )
+from msseg.io.atomic import atomic_path
 from msseg.io.discovery import ScanRecord, discover_scans
 from msseg.io.nifti import load_scan
 from msseg.io.orientation import Geometry
@@ -118,28 +116,24 @@ def fill_cache(
 def _write_entry(
     path: Path, record: ScanRecord, cube: Preprocessed, config: PipelineConfig
 ) -> None:
-    temporary = path.with_name(f".tmp-{uuid.uuid4().hex[:12]}-{path.name}")
+    meta = {
+        "patient_id": record.patient_id,
+        "centre": record.centre,
+        "flair": str(record.flair),
+        "mask": None if record.mask is None else str(record.mask),
+        "settings": config.cube_settings(),
+        "geometry": cube.geometry.to_json(),
+    }
     try:
-        temporary.mkdir()
-        np.save(temporary / "flair.npy", cube.flair)
-        if cube.mask is not None:
-            np.save(temporary / "mask.npy", cube.mask)
-        meta = {
-            "patient_id": record.patient_id,
-            "centre": record.centre,
-            "flair": str(record.flair),
-            "mask": None if record.mask is None else str(record.mask),
-            "settings": config.cube_settings(),
-            "geometry": cube.geometry.to_json(),
-        }
-        (temporary / "meta.json").write_text(json.dumps(meta, indent=2))
-        try:
-            os.replace(temporary, path)
-        except OSError:
-            if not path.is_dir():  # not a concurrent writer finishing first: a real failure
-                raise
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
+        with atomic_path(path) as temporary:
+            temporary.mkdir()
+            np.save(temporary / "flair.npy", cube.flair)
+            if cube.mask is not None:
+                np.save(temporary / "mask.npy", cube.mask)
+            (temporary / "meta.json").write_text(json.dumps(meta, indent=2))
+    except OSError:
+        if not path.is_dir():  # not a concurrent writer finishing first: a real failure
+            raise
 
 
 def _file_digest(path: Path, role: str) -> str:

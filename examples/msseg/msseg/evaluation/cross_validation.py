@@ -56,7 +56,8 @@ from msseg.evaluation.scoring import (
     write_report,
 )
 from msseg.io.discovery import ScanRecord, discover_scans, prediction_path
-from msseg.io.nifti import atomic_output, load_scan, save_nifti
+from msseg.io.atomic import atomic_write_text
+from msseg.io.nifti import load_scan, save_nifti
 from msseg.training.checkpoint import load_model
 from msseg.training.engine import train
 
@@ -158,8 +159,7 @@ def run_round(
              "results": {method: [{"patient_id": r.patient_id, "centre": r.centre,
                                    **r.metrics.as_dict()} for r in scans]
                          for method, scans in results.items()}}
-    with atomic_output(folder / "results.json") as temporary:
-        temporary.write_text(json.dumps(saved, indent=2))
+    atomic_write_text(folder / "results.json", json.dumps(saved, indent=2))
     return results
 
 
@@ -245,8 +245,7 @@ def run(args: argparse.Namespace) -> int:
         for method in methods:
             results[method] += done[method]
     table = write_report(results[args.recompose], args.out)
-    with atomic_output(args.out / "recompose.md") as temporary:
-        temporary.write_text(overall_table(_named(results), first="Recomposition"))
+    atomic_write_text(args.out / "recompose.md", overall_table(_named(results), first="Recomposition"))
     print(format_results(results[args.recompose]))
     print(f"\nTable 2 layout ({RECOMPOSE_NAMES[args.recompose]}):")
     print(table.to_markdown(), end="")

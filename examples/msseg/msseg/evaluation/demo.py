@@ -55,7 +55,8 @@ from msseg.evaluation.scoring import (
     score_scan,
     write_report,
 )
-from msseg.io.nifti import atomic_output, load_scan
+from msseg.io.atomic import atomic_write_text
+from msseg.io.nifti import load_scan
 from msseg.model.encoder import offline_mobilenet_v2
 from msseg.phantom.generate import write_phantom
 
@@ -184,8 +185,7 @@ def run(args: argparse.Namespace) -> int:
         f"Figures: training curves {', '.join(curves)}; overlays in [overlays/](overlays/).",
         "",
     ])
-    with atomic_output(out / "results.md") as temporary:
-        temporary.write_text(report)
+    atomic_write_text(out / "results.md", report)
     print()
     print(overall_table(rows), end="")
     print(f"\ndemo finished in {seconds['total']:.0f} s; report: {out / 'results.md'}")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from msseg.io.nifti import atomic_output
+from msseg.io.atomic import atomic_path
 from msseg.io.orientation import Geometry
 
 __all__ = ["save_overlay"]
@@ -81,7 +81,7 @@ def save_overlay(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    with atomic_output(path) as temporary:
+    with atomic_path(path) as temporary:
         fig.savefig(temporary, dpi=80, format="png")
     return Path(path)
 

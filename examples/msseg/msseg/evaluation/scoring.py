@@ -31,7 +31,8 @@ from msseg.evaluation.metrics import (
     summarize,
 )
 from msseg.io.discovery import ScanRecord, discover_scans, prediction_path
-from msseg.io.nifti import Scan, atomic_output, load_scan
+from msseg.io.atomic import atomic_path, atomic_write_text
+from msseg.io.nifti import Scan, load_scan
 
 __all__ = [
     "TABLE_METRICS",
@@ -118,16 +119,15 @@ def write_report(results: Sequence[ScanResult], out_dir: str | Path) -> SummaryT
     out_dir = Path(out_dir)
     table = summarize([(r.centre, r.metrics) for r in results], metrics=TABLE_METRICS)
     fields = list(results[0].metrics.as_dict())
-    with atomic_output(out_dir / "per_scan.csv") as temporary, open(temporary, "w",
+    with atomic_path(out_dir / "per_scan.csv") as temporary, open(temporary, "w",
                                                                     newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["patient_id", "centre", *fields])
         for r in results:
             writer.writerow([r.patient_id, r.centre, *(_cell(v) for v in
                                                        r.metrics.as_dict().values())])
-    with atomic_output(out_dir / "table.md") as temporary:
-        temporary.write_text(table.to_markdown())
-    with atomic_output(out_dir / "table.csv") as temporary:
+    atomic_write_text(out_dir / "table.md", table.to_markdown())
+    with atomic_path(out_dir / "table.csv") as temporary:
         table.to_csv(temporary)
     return table
 

@@ -4,24 +4,19 @@ Every problem with an input file raises an error whose message starts with the f
 says what was found, what was expected and how to fix it: a missing file (`FileNotFoundError`),
 or an unreadable file, a volume that is not 3-D, a non-finite or singular affine, NaN/inf
 voxels, a constant FLAIR, a FLAIR/mask grid mismatch (shape or affine), a non-binary or empty
-mask (`ScanError`, a `ValueError`). Writes go to a hidden temporary file in the target folder
-that is renamed into place, so a failure never leaves a half-written file under the final name.
+mask (`ScanError`, a `ValueError`). Writes go through `msseg.io.atomic`, so a failure never leaves
+a half-written file under the final name.
 
 Public API:
     ScanError
     Scan(record, flair, mask, geometry)
     load_scan(record, *, allow_empty_mask=False) -> Scan
     save_nifti(volume, geometry, path) -> Path
-    atomic_output(path) -> context manager yielding the temporary path to write
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import uuid
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +24,7 @@ import nibabel as nib
 import numpy as np
 from nibabel.filebasedimages import ImageFileError
 
+from msseg.io.atomic import atomic_path
 from msseg.io.discovery import ScanRecord
 from msseg.io.orientation import Geometry, canonical_ornt
 
@@ -115,26 +111,9 @@ def save_nifti(volume: np.ndarray, geometry: Geometry, path: str | Path) -> Path
     image.set_qform(geometry.qform, code=geometry.qform_code)
     image.set_sform(geometry.sform, code=geometry.sform_code)
     image.header.set_data_dtype(volume.dtype)
-    with atomic_output(path) as temporary:
+    with atomic_path(path) as temporary:
         nib.save(image, temporary)
     return Path(path)
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
-    """Yield a hidden temporary path next to `path`; rename it to `path` if the block succeeds.
-
-    The temporary name keeps `path`'s suffixes (nibabel picks the format from them). On error
-    the temporary file is removed and the exception propagates; `path` is left untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".tmp-{uuid.uuid4().hex[:12]}-{path.name}")
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _open(path: Path, role: str) -> nib.Nifti1Image:

@@ -37,7 +37,8 @@ import numpy as np
 from tqdm import tqdm
 
 from msseg.io.discovery import MSSEG_FLAIR, MSSEG_MASK, MSSEG_PATIENTS, ScanRecord, msseg_centre
-from msseg.io.nifti import atomic_output, save_nifti
+from msseg.io.atomic import atomic_write_text
+from msseg.io.nifti import save_nifti
 from msseg.io.orientation import Geometry
 from msseg.phantom.anatomy import TISSUE, render_head, rotation, sample_head
 from msseg.phantom.grid import VoxelGrid
@@ -159,8 +160,7 @@ def write_phantom(
                                   folder / MSSEG_MASK))
     settings = {"scale": scale, "seed": seed, "centres": {k: asdict(v) for k, v in
                                                           CENTRES.items()}}
-    with atomic_output(out / "phantom.json") as temporary:
-        temporary.write_text(json.dumps(settings, indent=2))
+    atomic_write_text(out / "phantom.json", json.dumps(settings, indent=2))
     return records
 
 

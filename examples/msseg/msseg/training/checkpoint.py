@@ -9,7 +9,6 @@ A training checkpoint is a dict of plain values and tensors (loadable with
 
 from __future__ import annotations
 
-import os
 import random
 import warnings
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from msseg.config import TrainConfig
+from msseg.io.atomic import atomic_path
 from msseg.model.encoder import RandomEncoderWarning
 from msseg.model.resunet import PlanarResUNet, build_model
 
@@ -36,8 +36,8 @@ FORMAT = 1
 
 
 def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:
-    """Write `checkpoint` to `path` atomically: a temporary file in the same folder, flushed to
-    disk, then `os.replace`d, so a crash never leaves a truncated checkpoint behind.
+    """Write `checkpoint` to `path` through `msseg.io.atomic`, so a crash never leaves a
+    truncated checkpoint behind.
 
     Args:
         path: destination file (its folder is created).
@@ -45,18 +45,9 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:
     Returns:
         The path written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(checkpoint, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    with atomic_path(path) as temporary:
+        torch.save(checkpoint, temporary)
+    return Path(path)
 
 
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict:

@@ -1,15 +1,18 @@
 """Per-epoch training records: history.csv, TensorBoard scalars (if installed), curves.png.
 
-The history lives in every checkpoint; on resume the CSV is rewritten from it (dropping rows of
-epochs the checkpoint never saw) and then appended to, epoch by epoch.
+The history lives in every checkpoint; on resume the CSV starts again from it (dropping rows of
+epochs the checkpoint never saw). After every epoch history.csv and curves.png are rewritten
+whole through `msseg.io.atomic`, so a killed run never leaves a torn row or a half-drawn figure.
 """
 
 from __future__ import annotations
 
 import csv
-import os
+import io
 from pathlib import Path
 from typing import Any
+
+from msseg.io.atomic import atomic_path, atomic_write_text
 
 __all__ = ["COLUMNS", "TrainingLog"]
 
@@ -33,10 +36,7 @@ class TrainingLog:
         self.csv_path = self.out_dir / "history.csv"
         self.png_path = self.out_dir / "curves.png"
         self.history = [dict(row) for row in history]
-        with open(self.csv_path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-            writer.writeheader()
-            writer.writerows(self.history)
+        self._write_csv()
         self.writer = None
         if tensorboard:
             try:
@@ -49,16 +49,23 @@ class TrainingLog:
     def write(self, row: dict[str, Any]) -> None:
         """Record one epoch (`row` has the keys of COLUMNS) and redraw the curves."""
         self.history.append(dict(row))
-        with open(self.csv_path, "a", newline="") as handle:
-            csv.DictWriter(handle, fieldnames=COLUMNS).writerow(row)
+        self._write_csv()
         if self.writer is not None:
             for key in ("train_loss", "val_loss", "val_dice", "lr", "seconds"):
                 self.writer.add_scalar(key, row[key], row["epoch"])
             self.writer.flush()
         self._plot()
 
+    def _write_csv(self) -> None:
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.history)
+        atomic_write_text(self.csv_path, text.getvalue())
+
     def _plot(self) -> None:
         from matplotlib.figure import Figure  # no pyplot: renders with Agg, no global state
+        from matplotlib.ticker import MaxNLocator
 
         epochs = [r["epoch"] for r in self.history]
         fig = Figure(figsize=(10, 3.8))
@@ -71,10 +78,10 @@ class TrainingLog:
         ax_dice.set(xlabel="epoch", ylabel="Dice", title="validation Dice", ylim=(0, 1))
         for ax in (ax_loss, ax_dice):
             ax.grid(alpha=0.3)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs only
         fig.tight_layout()
-        tmp = self.png_path.with_name(f".{self.png_path.name}.tmp.png")
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, self.png_path)
+        with atomic_path(self.png_path) as temporary:
+            fig.savefig(temporary, dpi=100, format="png")
 
     def close(self) -> None:
         if self.writer is not None:
