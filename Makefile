@@ -42,4 +42,4 @@ coverage-table: $(STAMP)
 	$(PY) scripts/coverage_table.py
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info examples/msseg/*.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build dist src/*.egg-info examples/msseg/src/*.egg-info .pytest_cache .hypothesis

@@ -1,8 +1,5 @@
-"""``python examples/msseg <command> [options]``: the same command line as the installed `msseg`.
-
-Python puts this folder first on the module path, so the `msseg` package beside this file is the
-one imported, installed or not.
-"""
+"""``python examples/msseg <command> [options]``: the same command line as the installed `msseg`
+(install the example first: ``pip install -e ./examples/msseg``; ``make`` does it)."""
 
 from msseg.commands.main import main
 

@@ -1,7 +1,33 @@
-"""Fixtures of the msseg tests (the example is installed: ``import msseg``)."""
+"""What every msseg test shares: one torch thread, no random-encoder warning, small datasets.
+
+The example is installed (``pip install -e ./examples/msseg``, the Makefile does it), so tests
+``import msseg``; builders they call directly are in msseg_helpers.py.
+"""
 
 import pytest
-from data_helpers import blob_scan, oriented_affine, save
+import torch
+from msseg_helpers import blob_scan, oriented_affine, save
+
+_HERE = __file__.rsplit("/", 1)[0]
+
+
+def pytest_collection_modifyitems(items):
+    """Tests build encoders from random weights on purpose: the warning that says so is noise
+    here (tests that check it use pytest.warns, which still sees it)."""
+    for item in items:
+        if str(item.path).startswith(_HERE):
+            item.add_marker(pytest.mark.filterwarnings(
+                "ignore::msseg.model.encoder.RandomEncoderWarning"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """Torch on one thread: tiny convolutions on oversubscribed cores (pytest-xdist) are many
+    times slower with OpenMP thread teams."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture
