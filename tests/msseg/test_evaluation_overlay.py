@@ -2,7 +2,14 @@
 
 import numpy as np
 import pytest
-from msseg.evaluation.overlay import save_overlay
+from msseg.evaluation.overlay import (
+    FALSE_NEGATIVE,
+    FALSE_POSITIVE,
+    LEGEND,
+    TRUE_POSITIVE,
+    TRUTH,
+    save_overlay,
+)
 from msseg.io.orientation import Geometry
 
 
@@ -19,3 +26,9 @@ def test_overlay_draws_both_rows_and_refuses_another_grid(tmp_path):
     with pytest.raises(ValueError, match="expected a stored-frame array of shape"):
         save_overlay(flair[:-1], truth[:-1], truth[:-1], geometry, tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_score_colours_never_reuse_the_consensus_colour_and_have_a_legend():
+    colours = [TRUE_POSITIVE, FALSE_POSITIVE, FALSE_NEGATIVE]
+    assert TRUTH not in colours and len(set(colours)) == 3
+    assert [colour for _, colour in LEGEND] == [TRUTH, *colours]
