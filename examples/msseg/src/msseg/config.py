@@ -131,7 +131,7 @@ class TrainConfig:
                 "choose one"
             )
         try:
-            self.slabs  # noqa: B018 -- validates volume_size, slab and slab_step together
+            SlabGeometry(self.volume_size, self.slab, self.slab_step)
         except ValueError as error:
             raise ValueError(f"volume_size, slab, slab_step: {error}") from None
         if not 0.0 < self.threshold < 1.0:
