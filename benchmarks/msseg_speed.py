@@ -13,8 +13,8 @@ parameters; random weights: the speed does not depend on them), batch (2, 3, 16,
   slab recomposition, resampling the probabilities back and thresholding.
 - `--compile`: the last configuration again under `torch.compile` (its warm-up step compiles).
 - Memory: CUDA: `torch.cuda.max_memory_allocated` over a training step. CPU: the estimate of
-  `msseg.memory` (parameters, gradients, Adam moments and the tensors autograd saves), which is
-  what must fit on an 11 GB card; it leaves out the backward pass' transient buffers.
+  `msseg.model.memory` (parameters, gradients, Adam moments and the tensors autograd saves),
+  which is what must fit on an 11 GB card; it leaves out the backward pass' transient buffers.
 Every configuration runs in the same process; the ratio column compares it with the first
 (fp32, contiguous memory), and the paper's figures (GTX 1080 Ti / RTX 2080 Ti, 11 GB) stand
 beside the results.
@@ -29,26 +29,22 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
-import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-
 from msseg.config import preset
-from msseg.encoder import RandomEncoderWarning
-from msseg.engine import make_optimizer
-from msseg.losses import bce_dice_loss
-from msseg.memory import GiB, measure_training_memory
-from msseg.model import build_model
-from msseg.native import prediction_to_native
-from msseg.orientation import Geometry
-from msseg.pipeline import normalise, resample_to_cube
-from msseg.slabs import make_slabs, recompose_slabs
+from msseg.inference.predict import predict_scan
+from msseg.io.discovery import ScanRecord
+from msseg.io.nifti import Scan
+from msseg.io.orientation import Geometry
+from msseg.model.encoder import RandomEncoderWarning
+from msseg.model.losses import bce_dice_loss
+from msseg.model.memory import GiB, measure_training_memory
+from msseg.model.resunet import build_model
+from msseg.training.engine import make_optimizer
 
 PAPER_EPOCH_S = (100, 120)  # paper §3.6, 11 GB GTX 1080 Ti / RTX 2080 Ti
 PAPER_SCAN_S = 15
@@ -106,16 +102,16 @@ def forward_seconds(model, batch, device, amp_dtype, repeats: int) -> float:
 
 
 def pipeline_seconds() -> float:
-    """The per-scan work around the network, on the CPU: scan -> 256³ cube -> slabs, and 31 slab
-    predictions -> recomposed cube -> native grid -> mask."""
+    """The per-scan work around the network, on the CPU: the one prediction path
+    (`msseg.inference.predict.predict_scan`: scan -> 256³ cube -> 31 slabs -> recomposed cube ->
+    native grid -> mask) with a stand-in network (a sigmoid) that costs nothing."""
     rng = np.random.default_rng(0)
-    scan = rng.random(NATIVE_SHAPE, dtype=np.float32)
+    flair = rng.random(NATIVE_SHAPE, dtype=np.float32)
     geometry = Geometry.from_affine(NATIVE_SHAPE, np.diag([1.2, 0.5, 0.5, 1.0]))
+    record = ScanRecord("bench", None, Path("bench.nii.gz"), None)
+    scan = Scan(record=record, flair=flair, mask=None, geometry=geometry)
     start = time.perf_counter()
-    cube = normalise(resample_to_cube(geometry.to_canonical(scan), size=256, order=2))
-    slabs = make_slabs(cube, slab=16, step=8)
-    probabilities = recompose_slabs(1 / (1 + np.exp(-slabs)), step=8, method="average")
-    prediction_to_native(probabilities.astype(np.float32), geometry, threshold=16 / 256)
+    predict_scan(scan, torch.sigmoid, config=preset("paper"))
     return time.perf_counter() - start
 
 
@@ -183,8 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nbest: {best[0]}: {sum(PAPER_EPOCH_S) / 2 / best[2]:.2f}x the paper's epoch speed, "
           f"{PAPER_SCAN_S / (best[3] + around):.2f}x its per-scan speed (goal on an H100: 10x)")
 
-    print(f"\ntraining memory for batch 2 (what must fit in {PAPER_GPU_GIB} GB; `msseg.memory`, "
-          f"measured on {device}):")
+    print(f"\ntraining memory for batch 2 (what must fit in {PAPER_GPU_GIB} GB; "
+          f"`msseg.model.memory`, measured on {device}):")
     model = model.to(memory_format=torch.channels_last_3d)
     for name, amp_dtype in (("fp32", None), ("bf16", torch.bfloat16)):
         estimate = measure_training_memory(model, (2, 3, 16, 256, 256), amp_dtype=amp_dtype)

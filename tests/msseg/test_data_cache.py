@@ -1,16 +1,19 @@
 """The preprocessing cache: content + settings keys, reuse, atomic entries, memory maps."""
 
+import io
 import json
+import sys
 
 import numpy as np
 import pytest
-from msseg import cache as cache_module
-from msseg.cache import cache_key, fill_cache
-from msseg.dataset import find_msseg_scans
-from msseg.nifti import load_scan
-from msseg.pipeline import PipelineConfig, preprocess_scan
+from msseg.config import PipelineConfig
+from msseg.data import cache as cache_module
+from msseg.data.cache import cache_key, fill_cache
+from msseg.data.preprocess import preprocess_scan
+from msseg.io.discovery import find_msseg_scans
+from msseg.io.nifti import load_scan
 
-SMALL = PipelineConfig(size=16, slab=8, step=4)
+SMALL = PipelineConfig(size=16)
 
 
 def test_entries_hold_the_preprocessed_cube(msseg_root, tmp_path):
@@ -33,7 +36,7 @@ def test_second_fill_reads_nothing_again(msseg_root, tmp_path, monkeypatch):
     records = find_msseg_scans(msseg_root)
     first = fill_cache(records, SMALL, tmp_path / "cache", progress=False)
     monkeypatch.setattr(cache_module, "preprocess_scan", pytest.fail)
-    again = fill_cache(records, PipelineConfig(size=16, slab=4, step=2), tmp_path / "cache",
+    again = fill_cache(records, PipelineConfig(size=16), tmp_path / "cache",
                        progress=False)
     assert [e.path for e in again] == [e.path for e in first]
 
@@ -41,10 +44,10 @@ def test_second_fill_reads_nothing_again(msseg_root, tmp_path, monkeypatch):
 def test_key_follows_content_and_cube_settings(msseg_root):
     record = find_msseg_scans(msseg_root)[0]
     key = cache_key(record, SMALL)
-    assert cache_key(record, PipelineConfig(size=16, slab=16, step=8)) == key
-    assert cache_key(record, PipelineConfig(size=24, slab=8, step=4)) != key
-    assert cache_key(record, PipelineConfig(size=16, slab=8, step=4, mask_order=1)) != key
-    assert cache_key(record, PipelineConfig(size=16, slab=8, step=4,
+    assert cache_key(record, PipelineConfig(size=16)) == key
+    assert cache_key(record, PipelineConfig(size=24)) != key
+    assert cache_key(record, PipelineConfig(size=16, mask_order=1)) != key
+    assert cache_key(record, PipelineConfig(size=16,
                                             normalisation="percentile")) != key
     data = record.mask.read_bytes()
     record.mask.write_bytes(data + b"\0")  # same file names, different content
@@ -79,6 +82,17 @@ def test_failure_while_writing_leaves_no_entry(msseg_root, tmp_path, monkeypatch
     assert sorted(p.name for p in cache.iterdir()) == sorted(e.path.name for e in entries)
 
 
-def test_progress_bar_is_shown(msseg_root, tmp_path, capsys):
+def test_progress_bar_only_on_a_terminal(msseg_root, tmp_path, capsys, monkeypatch):
     fill_cache(find_msseg_scans(msseg_root), SMALL, tmp_path / "cache")
-    assert "preprocess: 100%" in capsys.readouterr().err
+    assert capsys.readouterr().err == ""  # captured: not a terminal, no bar in logs
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    fill_cache(find_msseg_scans(msseg_root), SMALL, tmp_path / "cache")
+    assert "preprocess: 100%" in sys.stderr.getvalue()
+    sys.stderr = Terminal()
+    fill_cache(find_msseg_scans(msseg_root), SMALL, tmp_path / "cache", progress=False)
+    assert sys.stderr.getvalue() == ""

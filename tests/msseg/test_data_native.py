@@ -1,27 +1,23 @@
 """Back to native space: round-trip Dice per centre geometry (property 2), storage-order
-invariance (property 3), and the written files."""
+invariance (property 3), and the arrays that get written."""
 
 import dataclasses
 
 import nibabel as nib
 import numpy as np
 import pytest
-from data_helpers import blob_scan, oriented_affine, save
-from msseg.anatomy import sample_head
-from msseg.dataset import ScanRecord
-from msseg.grid import VoxelGrid
-from msseg.lesions import add_lesions
-from msseg.native import (
-    PAPER_THRESHOLD,
-    prediction_to_native,
-    probability_to_native,
-    write_prediction,
-)
-from msseg.nifti import load_scan
-from msseg.orientation import Geometry
-from msseg.phantom import CENTRES, make_patient, scaled_grid
-from msseg.pipeline import PipelineConfig, preprocess_scan, resample_to_cube
-from msseg.slabs import make_slabs
+from msseg.config import PAPER_THRESHOLD, PipelineConfig
+from msseg.data.native import prediction_to_native, probability_to_native, to_native
+from msseg.data.preprocess import preprocess_scan, resample_to_cube
+from msseg.data.slabs import make_slabs
+from msseg.io.discovery import ScanRecord
+from msseg.io.nifti import load_scan, save_nifti
+from msseg.io.orientation import Geometry
+from msseg.phantom.anatomy import sample_head
+from msseg.phantom.generate import CENTRES, make_patient, scaled_grid
+from msseg.phantom.grid import VoxelGrid
+from msseg.phantom.lesions import add_lesions
+from msseg_helpers import blob_scan, oriented_affine, save
 from nibabel.orientations import axcodes2ornt, ornt_transform
 
 
@@ -99,7 +95,7 @@ def stored_variants(tmp_path):
 
 
 def test_property_3_storage_order_changes_nothing(stored_variants, tmp_path):
-    config = PipelineConfig(size=16, slab=4, step=2)
+    config = PipelineConfig(size=16)
     cubes = {c: preprocess_scan(load_scan(r), config) for c, r in stored_variants.items()}
     reference = cubes["RAS"]
     prediction = np.random.default_rng(0).random((16, 16, 16)).astype(np.float32)
@@ -109,7 +105,8 @@ def test_property_3_storage_order_changes_nothing(stored_variants, tmp_path):
         np.testing.assert_array_equal(cube.mask, reference.mask)
         np.testing.assert_array_equal(make_slabs(cube.flair, slab=4, step=2),
                                       make_slabs(reference.flair, slab=4, step=2))
-        path = write_prediction(prediction, cube.geometry, tmp_path / "out" / f"{codes}.nii.gz")
+        path = save_nifti(prediction_to_native(prediction, cube.geometry), cube.geometry,
+                          tmp_path / "out" / f"{codes}.nii.gz")
         written = nib.load(path)
         voxels = np.argwhere(np.asarray(written.dataobj) > 0)
         world[codes] = {tuple(p) for p in np.round(nib.affines.apply_affine(written.affine,
@@ -126,8 +123,9 @@ def test_written_mask_overlays_the_flair(msseg_root, tmp_path):
     record = ScanRecord("07001MOEL", "07", msseg_root / "07001MOEL" / "3DFLAIR.nii.gz",
                         msseg_root / "07001MOEL" / "Consensus.nii.gz")
     scan = load_scan(record)
-    cube = preprocess_scan(scan, PipelineConfig(size=32, slab=16, step=8))
-    out = write_prediction(cube.mask.astype(bool), cube.geometry, tmp_path / "p" / "m.nii.gz",)
+    cube = preprocess_scan(scan, PipelineConfig(size=32))
+    out = save_nifti(prediction_to_native(cube.mask.astype(bool), cube.geometry), cube.geometry,
+                     tmp_path / "p" / "m.nii.gz")
     written, flair = nib.load(out), nib.load(record.flair)
     assert written.shape == flair.shape and written.get_data_dtype() == np.uint8
     np.testing.assert_array_equal(written.affine, flair.affine)
@@ -137,16 +135,18 @@ def test_written_mask_overlays_the_flair(msseg_root, tmp_path):
     assert dice(np.asarray(written.dataobj), scan.mask) == 1.0
 
 
-def test_probability_map_is_written_in_native_space(msseg_root, tmp_path):
+def test_probability_map_and_mask_in_native_space(msseg_root):
     record = ScanRecord("01016SACH", "01", msseg_root / "01016SACH" / "3DFLAIR.nii.gz", None)
     geometry = load_scan(record).geometry
-    cube = np.full((16, 16, 16), 0.25, np.float32)
-    mask_path = write_prediction(cube, geometry, tmp_path / "m.nii.gz",
-                                 probability_path=tmp_path / "p.nii.gz")
-    probability = nib.load(tmp_path / "p.nii.gz").get_fdata()
-    np.testing.assert_allclose(probability, 0.25, atol=1e-6)
-    assert np.asarray(nib.load(mask_path).dataobj).min() == 1  # 0.25 >= 16/256
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.nii.gz", "msseg", "p.nii.gz"]
+    prediction = to_native(np.full((16, 16, 16), 0.25, np.float32), geometry)
+    assert prediction.probability.shape == geometry.shape
+    assert prediction.probability.dtype == np.float32 and prediction.mask.dtype == np.uint8
+    np.testing.assert_allclose(prediction.probability, 0.25, atol=1e-6)
+    assert prediction.mask.min() == 1  # 0.25 >= 16/256
+    assert to_native(np.full((16, 16, 16), 0.25, np.float32), geometry,
+                     threshold=0.5).mask.max() == 0
+    with pytest.raises(ValueError, match="needs a float probability map"):
+        to_native(np.ones((16, 16, 16), bool), geometry)
 
 
 def test_threshold_is_applied_after_resampling():
@@ -171,8 +171,7 @@ def test_threshold_is_applied_after_resampling():
         (np.full((4, 4, 4), np.nan, np.float32), None, "NaN"),
     ],
 )
-def test_bad_predictions_are_rejected(prediction, threshold, message, tmp_path):
+def test_bad_predictions_are_rejected(prediction, threshold, message):
     geometry = Geometry.from_affine((5, 5, 5), np.eye(4))
     with pytest.raises(ValueError, match=message):
-        write_prediction(prediction, geometry, tmp_path / "m.nii.gz", threshold=threshold)
-    assert list(tmp_path.iterdir()) == []
+        prediction_to_native(prediction, geometry, threshold=threshold)

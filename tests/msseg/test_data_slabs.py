@@ -1,15 +1,16 @@
-"""Slabs along the sagittal axis and their recomposition (issue 5, property 1; paper Eq. 1)."""
+"""Slabs along the sagittal axis, their tiling rule and their recomposition (paper Eq. 1)."""
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from msseg.slabs import make_slabs, n_slabs, recompose_slabs, slab_starts
+from msseg.data.slabs import make_slabs, recompose_slabs
+from msseg.slab_geometry import SlabGeometry
 
 
 def test_paper_geometry_gives_31_slabs():
-    assert n_slabs(256, slab=16, step=8) == 31
-    assert slab_starts(256, slab=16, step=8)[-1] == 240
+    assert SlabGeometry(256, slab=16, step=8).count == 31
+    assert SlabGeometry(256, slab=16, step=8).starts[-1] == 240
     assert make_slabs(np.zeros((256, 2, 3)), slab=16, step=8).shape == (31, 16, 2, 3)
 
 
@@ -59,7 +60,8 @@ def test_property_1_slabs_then_recompose_is_identity(case, method):
     volume, slab, step = case
     before = volume.copy()
     slabs = make_slabs(volume, slab=slab, step=step)
-    assert slabs.shape == (n_slabs(volume.shape[0], slab=slab, step=step), slab, *volume.shape[1:])
+    count = SlabGeometry(volume.shape[0], slab, step).count
+    assert slabs.shape == (count, slab, *volume.shape[1:])
     out = recompose_slabs(slabs, step=step, method=method)
     np.testing.assert_array_equal(volume, before)  # input untouched
     if method == "paper":
@@ -88,7 +90,7 @@ def test_slabs_are_copies():
 )
 def test_invalid_combinations_name_the_numbers(size, slab, step, needles):
     with pytest.raises(ValueError) as info:
-        n_slabs(size, slab=slab, step=step)
+        SlabGeometry(size, slab, step)
     for needle in needles:
         assert needle in str(info.value)
 
@@ -101,7 +103,7 @@ def test_invalid_combination_suggests_valid_steps():
 def test_recompose_rejects_bad_inputs():
     with pytest.raises(ValueError, match="method must be one of"):
         recompose_slabs(np.zeros((3, 4)), step=2, method="max")
-    with pytest.raises(ValueError, match=r"step must be an integer in \[1, slab=4\]; found 5"):
+    with pytest.raises(ValueError, match=r"step=5 is larger than slab=4"):
         recompose_slabs(np.zeros((3, 4)), step=5)
     with pytest.raises(ValueError, match=r"found shape \(3,\)"):
         recompose_slabs(np.zeros(3), step=1)

@@ -1,21 +1,14 @@
 """Training-memory estimate: exact parameter/optimizer bytes, activations bounded from below."""
 
-import pytest
 import torch
-from msseg.memory import measure_training_memory
-from msseg.model import build_model
-from train_helpers import quiet_build, single_thread, tiny_config
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_thread():
-        yield
+from msseg.model.memory import measure_training_memory
+from msseg.model.resunet import build_model
+from msseg_helpers import tiny_config
 
 
 def test_memory_estimate_counts_parameters_optimizer_and_activations(tmp_path):
     torch.manual_seed(0)
-    model = quiet_build(build_model, tiny_config(tmp_path, train_bottleneck=False))
+    model = build_model(tiny_config(tmp_path, train_bottleneck=False))
     shape = (2, 3, 8, 16, 16)
     estimate = measure_training_memory(model, shape)
     params = list(model.parameters())

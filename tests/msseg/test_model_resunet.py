@@ -5,21 +5,12 @@ import timm
 import torch
 import torch.nn.functional as F
 from msseg.config import preset
-from msseg.encoder import RandomEncoderWarning
-from msseg.model import DecoderLevel, build_model
-from msseg.summary import parameter_counts, summary
+from msseg.model.encoder import RandomEncoderWarning
+from msseg.model.resunet import DecoderLevel, build_model
+from msseg.model.summary import parameter_counts, summary
 from torch import nn
-from train_helpers import quiet_build, single_thread
 
 import planar3d
-
-pytestmark = pytest.mark.filterwarnings("ignore::msseg.encoder.RandomEncoderWarning")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_thread():
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +132,7 @@ def test_slab_that_depth_pooling_cannot_take_is_refused():
     config = preset("paper", encoder="test_resnet", encoder_stages=2, decoder_filters=(8, 8),
                     slab=1, volume_size=32, slab_step=1)
     with pytest.raises(ValueError, match="slab divisible"):
-        quiet_build(build_model, config)
+        build_model(config)
 
 
 def test_random_encoder_warns():

@@ -4,17 +4,11 @@ import pytest
 import timm
 import torch
 from msseg.config import preset
-from msseg.encoder import Encoder2d, build_encoder, create_encoder_2d
-from msseg.model import build_model
-from train_helpers import quiet_build, single_thread, state_equal
+from msseg.model.encoder import Encoder2d, build_encoder, create_encoder_2d
+from msseg.model.resunet import build_model
+from msseg_helpers import state_equal
 
 import planar3d
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_thread():
-        yield
 
 
 def _converted(features):
@@ -73,6 +67,6 @@ def test_pretrained_without_a_reachable_hub_fails_clearly(monkeypatch):
 
 def test_unknown_encoder_and_too_many_stages_are_refused():
     with pytest.raises(ValueError, match="unknown timm model"):
-        quiet_build(create_encoder_2d, "vgg17")
+        create_encoder_2d("vgg17")
     with pytest.raises(ValueError, match="lower encoder_stages"):
-        quiet_build(create_encoder_2d, "test_resnet", stages=9)
+        create_encoder_2d("test_resnet", stages=9)

@@ -1,0 +1,54 @@
+"""``msseg evaluate``: predicted masks against the consensus, per scan and centre.
+
+    msseg evaluate -p pred/ -t data/msseg
+    msseg evaluate -p pred/ -t scans.csv -o report/
+
+Scores every scan of the ground truth that has a prediction (``<pred>/<id>_mask.nii.gz``, what
+``predict`` writes) on its native grid (`msseg.evaluation.scoring`), lists the scans it skipped
+for want of a prediction, and writes ``per_scan.csv`` and the paper's Table 2 layout (rows:
+metrics; columns: centres and Overall) as ``table.md`` and ``table.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from msseg.config import MIN_LESION_MM3
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``msseg evaluate``."""
+    parser.add_argument("-p", "--pred", type=Path, required=True,
+                        help="folder with <id>_mask.nii.gz files (the output of predict)")
+    parser.add_argument("-t", "--truth", required=True,
+                        help="MSSEG folder, scan CSV with masks, or FLAIR pattern with {id}")
+    parser.add_argument("--mask-pattern", help="mask pattern with {id} (pattern layout only)")
+    parser.add_argument("-o", "--out", type=Path,
+                        help="folder for per_scan.csv, table.md, table.csv (default: --pred)")
+    parser.add_argument("--min-lesion-mm3", type=float, default=MIN_LESION_MM3,
+                        help=f"ignore smaller lesions in the lesion-wise scores (default "
+                             f"{MIN_LESION_MM3:g} mm³, as the MSSEG challenge)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score the predicted scans, log the per-scan lines and the table, write the files."""
+    from msseg.evaluation.reports import format_results, write_report
+    from msseg.evaluation.scoring import score_predictions
+    from msseg.io.discovery import discover_scans
+
+    records = discover_scans(args.truth, mask_pattern=args.mask_pattern)
+    results, skipped = score_predictions(records, args.pred, min_lesion_mm3=args.min_lesion_mm3)
+    out = args.out or args.pred
+    table = write_report(results, out)
+    log.info("%s\n", format_results(results))
+    log.info("%s", table.to_markdown().rstrip())
+    if skipped:
+        log.warning("skipped %d of %d scans without a prediction in %s: %s", len(skipped),
+                    len(records), args.pred, skipped)
+    log.info("scored %d scans; wrote %s, %s, %s", len(results), out / "per_scan.csv",
+             out / "table.md", out / "table.csv")
+    return 0

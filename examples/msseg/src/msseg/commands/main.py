@@ -1,0 +1,120 @@
+"""The `msseg` command line (also ``python examples/msseg`` and ``python -m msseg``).
+
+Each command is a module of this folder with::
+
+    def add_arguments(parser: argparse.ArgumentParser) -> None: ...
+    def run(args: argparse.Namespace) -> int: ...
+
+It parses flags and calls library code; it never imports another command, and it imports the
+library (torch, timm, scipy, nibabel) inside `run` only, so ``msseg <command> --help`` answers
+at once. To add a command, append one `Command` line to `COMMANDS`.
+
+Messages go through `logging` (logger "msseg"): information to stdout, warnings and errors to
+stderr as ``warning: ...`` / ``error: ...``; ``--quiet`` keeps only warnings and errors,
+``--verbose`` adds debugging detail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["COMMANDS", "Command", "build_parser", "configure_logging", "main"]
+
+log = logging.getLogger("msseg")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its name, the module implementing it, and a one-line help."""
+
+    name: str
+    module: str
+    help: str
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("phantom", "msseg.commands.phantom",
+            "write a synthetic 15-patient MSSEG-layout dataset"),
+    Command("preprocess", "msseg.commands.preprocess",
+            "fill the preprocessing cache (canonical S³ cubes)"),
+    Command("baseline", "msseg.commands.baseline",
+            "Dice of the best single global intensity threshold"),
+    Command("summary", "msseg.commands.summary", "architecture and parameter counts of a config"),
+    Command("train", "msseg.commands.train",
+            "train the planar res-u-net (CPU, GPU, torchrun DDP)"),
+    Command("predict", "msseg.commands.predict",
+            "FLAIR NIfTI in, lesion mask NIfTI out (native grid)"),
+    Command("evaluate", "msseg.commands.evaluate",
+            "Dice, sensitivity, lesion-wise scores; Table 2 layout"),
+    Command("cv", "msseg.commands.cv",
+            "the paper's 5-round cross-validation, Table 2 and overlays"),
+    Command("demo", "msseg.commands.demo",
+            "phantom -> training -> prediction -> evaluation on a CPU"),
+)
+
+
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """Parser listing every command; only `chosen` gets its options (its module is imported)."""
+    parser = argparse.ArgumentParser(
+        prog="msseg",
+        description="MS lesion segmentation from raw FLAIR (Kolarik et al., ICPR 2020).",
+    )
+    verbosity = argparse.ArgumentParser(add_help=False)
+    group = verbosity.add_argument_group("messages").add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    group.add_argument("-v", "--verbose", action="store_true", help="also debugging detail")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        sub = commands.add_parser(command.name, help=command.help, description=command.help,
+                                  parents=[verbosity])
+        if command.name == chosen:
+            importlib.import_module(command.module).add_arguments(sub)
+    return parser
+
+
+def configure_logging(level: int) -> None:
+    """Send the "msseg" logger's messages to stdout (below WARNING) and stderr (the rest)."""
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+    info = logging.StreamHandler(sys.stdout)
+    info.addFilter(lambda record: record.levelno < logging.WARNING)
+    info.setFormatter(logging.Formatter("%(message)s"))
+    problems = logging.StreamHandler(sys.stderr)
+    problems.setLevel(logging.WARNING)
+    problems.setFormatter(_Prefixed("%(message)s"))
+    log.addHandler(info)
+    log.addHandler(problems)
+    log.setLevel(level)
+    log.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv` (default: sys.argv[1:]) and run the chosen command.
+
+    Returns:
+        The command's exit code; 1 after logging ``error: <message>`` for bad input
+        (OSError or ValueError, whose messages name the file and the fix).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    names = {c.name: c for c in COMMANDS}
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(chosen if chosen in names else None).parse_args(argv)
+    configure_logging(logging.WARNING if args.quiet else
+                      logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        return importlib.import_module(names[args.command].module).run(args)
+    except (OSError, ValueError) as error:
+        log.error("%s", error)
+        return 1
+
+
+class _Prefixed(logging.Formatter):
+    """``error: ...``, ``warning: ...``: the level in lower case before the message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {super().format(record)}"

@@ -1,0 +1,92 @@
+"""``msseg train``: preprocess (cached), split, and train the planar res-u-net.
+
+    msseg train -i data/msseg -o runs/paper --weights vgg16.pth
+    msseg train -i data/phantom -o runs/demo --config demo --epochs 3
+    torchrun --nproc_per_node=4 -m msseg train -i data/msseg -o runs/ddp ...     # DDP
+    msseg train -i data/msseg -o runs/paper --resume runs/paper/last.pt
+
+Steps: the preset (``--config``) with the flags applied on top (or, with ``--resume``, the
+checkpoint's config with the flags on top) -> every scan preprocessed into the cube cache
+(``--cache``, shared between runs: entries are keyed by file content and cube settings) -> the
+scans split into training and validation (``--val``, default: the last scan in alphabetical
+order of those not excluded with ``--exclude``) -> `msseg.training.engine.train`, which writes
+last.pt, best.pt, history.csv and curves.png into the output folder. The resolved config is
+logged and saved as ``<out>/config.json``; every checkpoint holds it too.
+
+Any TrainConfig field without a flag of its own can be set with ``--set FIELD=VALUE``
+(``--set decoder_filters=32,16,8,4 volume_size=128``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from msseg.commands.options import add_config_arguments, add_data_arguments, train_config
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``msseg train``."""
+    data = parser.add_argument_group("data")
+    add_data_arguments(data)
+    data.add_argument("-o", "--out", type=Path, required=True,
+                      help="run folder: checkpoints, history.csv, curves.png, config.json")
+    data.add_argument("--cache", type=Path, default=Path("runs/cache"),
+                      help="preprocessed-cube cache, shared by runs (default runs/cache)")
+    data.add_argument("--val", nargs="+", default=[], metavar="PATIENT",
+                      help="validation scans (default: the last remaining one alphabetically)")
+    data.add_argument("--exclude", nargs="+", default=[], metavar="PATIENT",
+                      help="scans to leave out entirely (e.g. your test scans)")
+    data.add_argument("--resume", type=Path, metavar="CKPT",
+                      help="continue a run from its last.pt (its config, then these flags)")
+    add_config_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train; log the resolved config, the split and the best epoch."""
+    import json
+
+    import torch.distributed as dist
+
+    from msseg.config import TrainConfig
+    from msseg.data.cache import fill_cache
+    from msseg.data.slab_dataset import SlabDataset
+    from msseg.data.splits import split_scans
+    from msseg.io.atomic import atomic_write_text
+    from msseg.io.discovery import discover_scans
+    from msseg.training.checkpoint import load_checkpoint
+    from msseg.training.engine import train
+    from msseg.training.runtime import distributed_session
+
+    base = None
+    if args.resume is not None:
+        base = TrainConfig.from_dict(load_checkpoint(args.resume)["config"])
+    config = train_config(args, base=base, out_dir=str(args.out))
+    records = discover_scans(args.data, mask_pattern=args.mask_pattern)
+    training, validation = split_scans(records, val=args.val, exclude=args.exclude)
+
+    with distributed_session():
+        main = not dist.is_initialized() or dist.get_rank() == 0
+        if main:
+            log.info("config (%s):\n%s", f"resumed from {args.resume}" if base else args.config,
+                     config.describe())
+            log.info("training on %d scans: %s", len(training),
+                     [r.patient_id for r in training])
+            log.info("validating on %s", [r.patient_id for r in validation])
+            atomic_write_text(args.out / "config.json", json.dumps(config.to_dict(), indent=2))
+        entries = {e.record.patient_id: e for e in
+                   fill_cache([*training, *validation], config.pipeline, args.cache,
+                              progress=main and config.progress)}
+        train_set, val_set = (
+            SlabDataset.from_cache([entries[r.patient_id] for r in split], slab=config.slab,
+                                   step=config.slab_step)
+            for split in (training, validation))
+        result = train(config, train_set, val_set, resume=args.resume)
+    if main:
+        stop = "stopped early" if result.stopped_early else f"{len(result.history)} epochs"
+        log.info("done (%s); best validation loss %.4f at epoch %d: %s", stop,
+                 result.best_val_loss, result.best_epoch, result.best_path)
+    return 0

@@ -1,0 +1,2 @@
+"""Data: preprocessing into the canonical cube, slabs and their Dataset, the cube cache, the way
+back to the native grid, and the scan splits."""

@@ -1,0 +1,65 @@
+"""Where a model computes and in which precision: the one resolver, for training and prediction.
+
+One vocabulary (`msseg.config.PRECISIONS`): "auto" (bf16 on a GPU that has it, else fp32),
+"fp32" (no autocast), "bf16", "fp16" (autocast to that dtype; fp16 training adds loss scaling).
+Devices: "auto" (CUDA if available), "cpu", "cuda", "cuda:1", ...
+
+    compute = resolve_compute("auto", "auto")       # Compute(device=cuda:0, amp_dtype=bf16)
+    with compute.autocast():
+        logits = model(batch.to(compute.device))
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from msseg.config import PRECISIONS
+
+__all__ = ["Compute", "resolve_compute"]
+
+_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Compute:
+    """A resolved device and autocast dtype."""
+
+    device: torch.device  # where the model and its inputs live
+    amp_dtype: torch.dtype | None  # autocast dtype; None: plain float32
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast to `amp_dtype` on this device (a no-op for float32)."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+
+def resolve_compute(device: str = "auto", precision: str = "auto", *,
+                    local_rank: int = 0) -> Compute:
+    """Turn a device name and a precision name into a `Compute`.
+
+    Args:
+        device: "auto", "cpu", "cuda" or "cuda:N"; "auto" and "cuda" mean this process' GPU
+            (`local_rank`, as torchrun numbers the processes of a machine).
+        precision: one of `PRECISIONS`.
+        local_rank: this process' GPU index on its machine (0 without torchrun).
+    Returns:
+        The `Compute`.
+    Raises:
+        ValueError: an unknown precision, or a CUDA device where CUDA is not available.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    resolved = torch.device(f"cuda:{local_rank}" if device == "cuda" else device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available; use "
+                         f"device 'cpu' or 'auto'")
+    if precision == "auto":
+        bf16 = resolved.type == "cuda" and torch.cuda.is_bf16_supported()
+        precision = "bf16" if bf16 else "fp32"
+    return Compute(resolved, _DTYPES[precision])

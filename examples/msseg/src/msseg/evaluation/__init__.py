@@ -1,0 +1,1 @@
+"""Evaluation: metrics, reports, cross-validation, the threshold baseline, overlays, the demo."""

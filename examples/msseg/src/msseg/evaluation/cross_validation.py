@@ -1,0 +1,171 @@
+"""The paper's cross-validation: rounds trained from scratch, their test scans predicted, scored
+and drawn, and the Table 2 layout over all test scans.
+
+    results = cross_validate(discover_scans("data/msseg"), preset("paper"), "runs/cv",
+                             cache="runs/cache")
+
+The rounds are `msseg.data.splits.cv_rounds`. Each round trains in ``<out>/round<k>/train/``,
+predicts its test scans with the best checkpoint through the one prediction path
+(`msseg.inference.predict.predict_scan`) with both slab recompositions (the paper's middle-8
+rule and the average of the overlaps), and scores both on the native grids; the first method's
+masks are written (``<out>/round<k>/pred/<id>_mask.nii.gz``) and drawn
+(``<out>/overlays/<id>.png``). ``<out>/round<k>/results.json`` records the round; a finished
+round is read back instead of run again, so rerunning continues after an interruption.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from msseg.config import MIN_LESION_MM3, TrainConfig
+from msseg.data.cache import CacheEntry, fill_cache
+from msseg.data.slab_dataset import SlabDataset
+from msseg.data.slabs import RECOMPOSE_METHODS, RecomposeMethod
+from msseg.data.splits import CvRound, cv_rounds
+from msseg.evaluation.metrics import ScanMetrics
+from msseg.evaluation.overlay import save_overlay
+from msseg.evaluation.scoring import ScanResult, score_scan
+from msseg.inference.predict import load_predictor, predict_scan
+from msseg.io.atomic import atomic_write_text
+from msseg.io.discovery import ScanRecord, prediction_path
+from msseg.io.nifti import load_scan, save_nifti
+from msseg.training.engine import train
+
+__all__ = ["RECOMPOSE_NAMES", "cross_validate", "finished_round", "run_round"]
+
+log = logging.getLogger(__name__)
+
+RECOMPOSE_NAMES = {"paper": "middle-8 (paper, Eq. 1)", "average": "average of overlaps"}
+
+
+def run_round(
+    cv_round: CvRound,
+    config: TrainConfig,
+    entries: dict[str, CacheEntry],
+    folder: Path,
+    overlays: Path,
+    *,
+    methods: Sequence[RecomposeMethod] = RECOMPOSE_METHODS,
+    min_lesion_mm3: float = MIN_LESION_MM3,
+) -> dict[str, list[ScanResult]]:
+    """Train on the round's scans, predict and score its test scans (see the module docstring).
+
+    Args:
+        cv_round: the scans of this round.
+        config: the run's config (its out_dir is replaced by ``<folder>/train``).
+        entries: patient id -> `CacheEntry` of the preprocessed cubes.
+        folder: the round's folder; overlays: where the overlay PNGs go.
+        methods: slab recompositions to score; the first one's masks are written and drawn.
+        min_lesion_mm3: see `msseg.evaluation.scoring`.
+    Returns:
+        Per method, one `ScanResult` per test scan (also saved in ``<folder>/results.json``).
+    """
+    config = config.replace(out_dir=str(folder / "train"))
+    train_set = SlabDataset.from_cache([entries[r.patient_id] for r in cv_round.train],
+                                       slab=config.slab, step=config.slab_step)
+    val_set = SlabDataset.from_cache([entries[cv_round.val.patient_id]], slab=config.slab,
+                                     step=config.slab_step)
+    trained = train(config, train_set, val_set)
+    predictor, _ = load_predictor(trained.best_path or trained.last_path, device=config.device,
+                                  precision=config.precision)
+    results: dict[str, list[ScanResult]] = {method: [] for method in methods}
+    for record in cv_round.test:
+        scan = load_scan(record)
+        cube = entries[record.patient_id].load().flair
+        for method in methods:
+            predicted = predict_scan(scan, predictor, config=config, recompose=method,
+                                     batch_size=config.batch_size, cube=cube).mask
+            results[method].append(score_scan(predicted, scan, min_lesion_mm3=min_lesion_mm3))
+            if method == methods[0]:
+                save_nifti(predicted, scan.geometry,
+                           prediction_path(folder / "pred", record.patient_id))
+                save_overlay(scan.flair, scan.mask, predicted, scan.geometry,
+                             overlays / f"{record.patient_id}.png",
+                             title=f"{record.patient_id} (round {cv_round.number}, "
+                                   f"{RECOMPOSE_NAMES[method]}): Dice "
+                                   f"{results[method][-1].metrics.dice:.3f}")
+    saved = {"config": _comparable(config), "best_epoch": trained.best_epoch,
+             "epochs": len(trained.history),
+             "results": {method: [{"patient_id": r.patient_id, "centre": r.centre,
+                                   **r.metrics.as_dict()} for r in scans]
+                         for method, scans in results.items()}}
+    atomic_write_text(folder / "results.json", json.dumps(saved, indent=2))
+    return results
+
+
+def finished_round(folder: Path, config: TrainConfig) -> dict[str, list[ScanResult]] | None:
+    """The results of a round that `run_round` completed in `folder`, or None.
+
+    Raises:
+        ValueError: the round was run with another config.
+    """
+    path = folder / "results.json"
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    if saved["config"] != _comparable(config):
+        raise ValueError(f"{path} comes from a run with another config; use a new output "
+                         f"folder (or delete {folder} to redo that round)")
+    return {method: [ScanResult(s.pop("patient_id"), s.pop("centre"), ScanMetrics(**s))
+                     for s in scans] for method, scans in saved["results"].items()}
+
+
+def cross_validate(
+    records: Sequence[ScanRecord],
+    config: TrainConfig,
+    out: str | Path,
+    *,
+    cache: str | Path,
+    rounds: Sequence[int] | None = None,
+    methods: Sequence[RecomposeMethod] = RECOMPOSE_METHODS,
+    min_lesion_mm3: float = MIN_LESION_MM3,
+) -> dict[str, list[ScanResult]]:
+    """Run (or continue) the chosen rounds; return every test scan's results per method.
+
+    Args:
+        records: scans with masks and centres.
+        config: the training config of every round.
+        out: the cross-validation folder (rounds, overlays).
+        cache: the preprocessed-cube cache (`msseg.data.cache`).
+        rounds: 1-based round numbers (default: all).
+        methods, min_lesion_mm3: as `run_round`.
+    Raises:
+        ValueError: rounds the data does not have, or the errors of `cv_rounds` and
+            `finished_round`.
+    """
+    out = Path(out)
+    all_rounds = cv_rounds(records)
+    chosen = list(rounds or [r.number for r in all_rounds])
+    if not set(chosen) <= {r.number for r in all_rounds}:
+        raise ValueError(f"rounds {chosen}: this data has rounds 1..{len(all_rounds)}")
+    entries = {e.record.patient_id: e for e in
+               fill_cache(list(records), config.pipeline, cache, progress=config.progress)}
+    results: dict[str, list[ScanResult]] = {method: [] for method in methods}
+    for cv_round in (r for r in all_rounds if r.number in chosen):
+        folder = out / f"round{cv_round.number}"
+        done = finished_round(folder, config)
+        if done is None:
+            log.info("round %d: test %s, validation %s, %d training scans", cv_round.number,
+                     [r.patient_id for r in cv_round.test], cv_round.val.patient_id,
+                     len(cv_round.train))
+            start = time.perf_counter()
+            done = run_round(cv_round, config, entries, folder, out / "overlays",
+                             methods=methods, min_lesion_mm3=min_lesion_mm3)
+            log.info("round %d done in %.0f s", cv_round.number, time.perf_counter() - start)
+        else:
+            log.info("round %d: finished earlier, read from %s", cv_round.number, folder)
+        for method in methods:
+            results[method] += done[method]
+    return results
+
+
+def _comparable(config: TrainConfig) -> dict:
+    """The config fields that change results (not where files go or how progress is shown)."""
+    values = config.to_dict()
+    for name in ("out_dir", "progress", "tensorboard", "num_workers"):
+        del values[name]
+    return values

@@ -1,0 +1,207 @@
+"""The one prediction path: FLAIR scan in, lesion probabilities and mask on its own grid out.
+
+    predictor, config = load_predictor("runs/paper/best.pt")          # device and precision: auto
+    prediction = predict_scan(load_scan(record), predictor, config=config)
+    prediction.mask                                                   # (X, Y, Z) uint8, FLAIR grid
+
+Every caller (the `predict` command, cross-validation, the demo) goes through `predict_scan`:
+1. the scan is preprocessed exactly as for training (`config.pipeline`: reorient to sagittal,
+   resample to S³, scale to [-1, 1]), unless the caller passes that cube (e.g. from the cache);
+2. `predict_cube` cuts the cube into the config's overlapping slabs, runs the predictor
+   `batch_size` slabs at a time and blends the slabs into one probability cube: "average" (the
+   mean of the overlapping predictions, the paper's stated future work) or "paper" (its middle-8
+   rule, Eq. 1). As MONAI's inferers, it owns cutting, batching and blending and takes the network
+   as a callable, so a stand-in (a test, a benchmark) uses the same path;
+3. the cube goes back onto the scan's grid and is cut at the threshold there (`msseg.data.native`).
+`predict_files` runs this over many scans and writes the files (`msseg.inference.outputs`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from msseg.config import TrainConfig
+from msseg.data.native import NativePrediction, to_native
+from msseg.data.preprocess import preprocess_scan
+from msseg.data.slabs import RecomposeMethod, make_slabs, recompose_slabs
+from msseg.device import Compute, resolve_compute
+from msseg.inference.outputs import existing_outputs, write_prediction
+from msseg.io.discovery import ScanRecord
+from msseg.io.nifti import Scan, load_scan
+from msseg.training.checkpoint import load_model
+
+__all__ = [
+    "Predictor",
+    "load_predictor",
+    "model_predictor",
+    "predict_cube",
+    "predict_files",
+    "predict_scan",
+]
+
+log = logging.getLogger(__name__)
+
+# (B, slab, H, W) float32 FLAIR slabs in [-1, 1] on the CPU -> (B, slab, H, W) probabilities.
+Predictor = Callable[[torch.Tensor], torch.Tensor]
+
+
+def model_predictor(model: nn.Module, *, compute: Compute, channels_last: bool = True) -> Predictor:
+    """Wrap a trained network as a `Predictor` (eval mode, no autograd, sigmoid of its logits).
+
+    Args:
+        model: a `PlanarResUNet` (put on `compute.device`, eval mode; not copied).
+        compute: device and autocast dtype (`msseg.device.resolve_compute`).
+        channels_last: run in channels_last_3d memory format (as the model was trained).
+    Returns:
+        A predictor that copies each FLAIR slab to the model's input channels and returns
+        float32 probabilities on the CPU.
+    """
+    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+    model.to(compute.device, memory_format=fmt).eval()
+    channels = next(m for m in model.modules() if isinstance(m, nn.Conv3d)).in_channels
+
+    @torch.inference_mode()
+    def predict(slabs: torch.Tensor) -> torch.Tensor:
+        batch = slabs.unsqueeze(1).expand(-1, channels, -1, -1, -1)
+        batch = batch.to(compute.device, torch.float32, non_blocking=True, memory_format=fmt)
+        with compute.autocast():
+            logits = model(batch)
+        return torch.sigmoid(logits.float())[:, 0].cpu()
+
+    return predict
+
+
+def load_predictor(checkpoint: str | Path, *, device: str = "auto",
+                   precision: str = "auto") -> tuple[Predictor, TrainConfig]:
+    """The predictor of a training checkpoint and the config it was trained with.
+
+    Args:
+        checkpoint: a checkpoint of a training run (e.g. ``best.pt``).
+        device, precision: as `msseg.device.resolve_compute`.
+    Raises:
+        FileNotFoundError, ValueError: a missing or foreign checkpoint, or an unusable device.
+    """
+    compute = resolve_compute(device, precision)
+    model, config = load_model(checkpoint, device=compute.device)
+    return model_predictor(model, compute=compute, channels_last=config.channels_last), config
+
+
+def predict_cube(
+    cube: np.ndarray,
+    predictor: Predictor,
+    *,
+    slab: int,
+    step: int,
+    batch_size: int = 2,
+    recompose: RecomposeMethod = "average",
+) -> np.ndarray:
+    """Lesion probabilities of a preprocessed cube, slab by slab, blended into one cube.
+
+    Args:
+        cube: (S, S, S) FLAIR in [-1, 1], sagittal slices first (`preprocess_scan`, the cache).
+        predictor: slabs -> probabilities (`model_predictor`).
+        slab, step: the slab geometry the model was trained with (`TrainConfig.slabs`).
+        batch_size: slabs per predictor call.
+        recompose: "average" (mean of the overlapping slabs) or "paper" (Eq. 1).
+    Returns:
+        (S, S, S) float32 probabilities in the canonical cube.
+    Raises:
+        ValueError: slabs that do not tile the cube, a batch_size < 1, an unknown method.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    slabs = make_slabs(np.asarray(cube, dtype=np.float32), slab=slab, step=step)
+    probabilities = np.empty(slabs.shape, np.float32)
+    for start in range(0, len(slabs), batch_size):
+        batch = torch.from_numpy(slabs[start:start + batch_size])
+        probabilities[start:start + batch_size] = predictor(batch).numpy()
+    return recompose_slabs(probabilities, step=step, method=recompose).astype(np.float32)
+
+
+def predict_scan(
+    scan: Scan,
+    predictor: Predictor,
+    *,
+    config: TrainConfig,
+    recompose: RecomposeMethod = "average",
+    batch_size: int = 2,
+    threshold: float | None = None,
+    cube: np.ndarray | None = None,
+) -> NativePrediction:
+    """Probabilities and mask of one scan on its own grid (see the module docstring).
+
+    Args:
+        scan: a loaded FLAIR (`load_scan`).
+        predictor: slabs -> probabilities.
+        config: the model's training config (preprocessing, slabs, threshold).
+        recompose, batch_size: as `predict_cube`.
+        threshold: the probability cut on the native grid (default: `config.threshold`).
+        cube: the scan's preprocessed cube, when the caller has it already (the cache).
+    Returns:
+        A `NativePrediction` (probability float32 and mask uint8, both (X, Y, Z)).
+    Raises:
+        ValueError: a threshold outside (0, 1], or the errors of `predict_cube`.
+    """
+    if cube is None:
+        cube = preprocess_scan(scan, config.pipeline).flair
+    probability = predict_cube(cube, predictor, slab=config.slab, step=config.slab_step,
+                               batch_size=batch_size, recompose=recompose)
+    level = config.threshold if threshold is None else threshold
+    return to_native(probability, scan.geometry, threshold=level)
+
+
+def predict_files(
+    records: Sequence[ScanRecord],
+    out_dir: str | Path,
+    predictor: Predictor,
+    *,
+    config: TrainConfig,
+    recompose: RecomposeMethod = "average",
+    batch_size: int = 2,
+    threshold: float | None = None,
+    probabilities: bool = False,
+    overwrite: bool = False,
+) -> list[Path]:
+    """Predict every scan and write ``<out>/<id>_mask.nii.gz`` (and ``<id>_prob.nii.gz``).
+
+    Every FLAIR is loaded and checked, and the output folder is checked for earlier results,
+    before the first file is written, so bad input or a forgotten ``--overwrite`` writes nothing.
+
+    Args:
+        records: the scans (`msseg.io.discovery.find_inputs`).
+        out_dir: the output folder (created).
+        predictor, config, recompose, batch_size, threshold: as `predict_scan`.
+        probabilities: also write the probability maps.
+        overwrite: replace the outputs of an earlier run (see `write_prediction`).
+    Returns:
+        The mask paths, in the order of `records`.
+    Raises:
+        FileExistsError: outputs exist and `overwrite` is False (the message lists them).
+        FileNotFoundError, msseg.io.nifti.ScanError: an input is missing or unusable.
+    """
+    for record in records:
+        load_scan(record)
+    found = existing_outputs(out_dir, [r.patient_id for r in records])
+    if found and not overwrite:
+        raise FileExistsError(
+            f"{len(found)} output file(s) exist already, e.g. {found[0]}; pass --overwrite to "
+            f"replace them (overwrite=True) or write to another output folder")
+    masks, seconds = [], []
+    for record in records:
+        start = time.perf_counter()
+        scan = load_scan(record)
+        prediction = predict_scan(scan, predictor, config=config, recompose=recompose,
+                                  batch_size=batch_size, threshold=threshold)
+        masks.append(write_prediction(prediction, scan.geometry, out_dir, record.patient_id,
+                                      probabilities=probabilities, overwrite=overwrite))
+        seconds.append(time.perf_counter() - start)
+        log.info("%s: %s  (%.1f s)", record.patient_id, masks[-1], seconds[-1])
+    log.info("%.1f s per scan on average", float(np.mean(seconds)))
+    return masks

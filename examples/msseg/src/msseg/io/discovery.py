@@ -1,0 +1,291 @@
+"""Finding scans on disk: the MSSEG-2016 layout, {id} path patterns, or a CSV list.
+
+Layouts:
+- MSSEG 2016: ``<root>/<PATIENT>/3DFLAIR.nii.gz`` and ``<root>/<PATIENT>/Consensus.nii.gz``;
+  the centre is the patient id's first two digits (``07003SATH`` → ``"07"``).
+- Pattern: a FLAIR path pattern with one ``{id}`` field and shell wildcards, plus an optional mask
+  pattern with the same field, e.g. ``data/{id}/flair.nii.gz`` and ``data/{id}/lesions.nii.gz``.
+- CSV: a header with ``patient_id,flair`` and optionally ``mask`` and ``centre``; relative paths
+  are resolved against the CSV's folder.
+
+Records are sorted by patient id (the paper's cross-validation is in alphabetical order). Nothing
+is read here beyond directory listings; `msseg.io.nifti.load_scan` loads and validates the files.
+
+Public API:
+    ScanRecord(patient_id, centre, flair, mask)
+    msseg_centre(patient_id) -> str
+    find_msseg_scans(root, *, require_masks=True) -> list[ScanRecord]
+    find_pattern_scans(flair_pattern, *, mask_pattern=None) -> list[ScanRecord]
+    read_scan_csv(path, *, require_masks=True) -> list[ScanRecord]
+    discover_scans(source, *, mask_pattern=None, require_masks=True) -> list[ScanRecord]
+    find_inputs(source) -> list[ScanRecord]        the FLAIRs to predict (masks never read)
+    prediction_path(out_dir, patient_id, kind="mask") -> Path   where `predict` writes a scan's
+                                                                 mask or probability map
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import glob
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+MSSEG_FLAIR = "3DFLAIR.nii.gz"
+MSSEG_MASK = "Consensus.nii.gz"
+MSSEG_PATIENTS: tuple[str, ...] = (
+    "01016SACH", "01038PAGU", "01039VITE", "01040VANE", "01042GULE",
+    "07001MOEL", "07003SATH", "07010NABO", "07040DORE", "07043SEME",
+    "08002CHJE", "08027SYBR", "08029IVDI", "08031SEVE", "08037ROGU",
+)  # fmt: skip
+PREDICTION_KINDS = ("mask", "prob")  # <id>_mask.nii.gz and <id>_prob.nii.gz
+_ID_FIELD = "{id}"
+_NIFTI = (".nii.gz", ".nii")
+
+
+@dataclass(frozen=True)
+class ScanRecord:
+    """One scan to load.
+
+    Attributes:
+        patient_id: unique id, e.g. "01016SACH".
+        centre: acquisition centre ("01", "07", "08" for MSSEG), or None when unknown.
+        flair: path of the FLAIR NIfTI file.
+        mask: path of the binary lesion mask, or None for prediction-only inputs.
+    """
+
+    patient_id: str
+    centre: str | None
+    flair: Path
+    mask: Path | None
+
+
+def msseg_centre(patient_id: str) -> str:
+    """Centre of an MSSEG patient id: its first two characters, which must be digits.
+
+    Raises:
+        ValueError: the id does not start with two digits.
+    """
+    if len(patient_id) < 3 or not patient_id[:2].isdigit():
+        raise ValueError(
+            f"MSSEG patient ids start with a two-digit centre number (e.g. 01016SACH); found "
+            f"{patient_id!r}. Use the pattern or CSV layout for other naming schemes."
+        )
+    return patient_id[:2]
+
+
+def find_msseg_scans(root: str | Path, *, require_masks: bool = True) -> list[ScanRecord]:
+    """List the patients of an MSSEG-2016 folder.
+
+    Args:
+        root: folder with one sub-folder per patient (hidden folders are ignored).
+        require_masks: if True every patient needs Consensus.nii.gz; if False a missing mask
+            gives mask=None (prediction-only input).
+
+    Returns:
+        Records sorted by patient id, centre = first two digits.
+
+    Raises:
+        FileNotFoundError: root missing, or a patient folder lacks 3DFLAIR.nii.gz (or the mask
+            when required).
+        ValueError: root has no patient folders, or a folder name is not an MSSEG id.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: MSSEG data folder not found; expected a directory "
+                                f"with one sub-folder per patient containing {MSSEG_FLAIR}.")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise ValueError(f"{root}: no patient folders found; expected <root>/<PATIENT>/"
+                         f"{MSSEG_FLAIR} (e.g. create one with `msseg phantom`).")
+    records = []
+    for folder in folders:
+        flair = folder / MSSEG_FLAIR
+        if not flair.is_file():
+            raise FileNotFoundError(f"{flair}: FLAIR file missing for patient {folder.name}; "
+                                    f"every patient folder needs {MSSEG_FLAIR}.")
+        centre = msseg_centre(folder.name)
+        mask = _mask_or_none(folder / MSSEG_MASK, require_masks)
+        records.append(ScanRecord(folder.name, centre, flair, mask))
+    return records
+
+
+def find_pattern_scans(
+    flair_pattern: str, *, mask_pattern: str | None = None
+) -> list[ScanRecord]:
+    """Pair FLAIR and mask files by a shared ``{id}`` field in two path patterns.
+
+    Args:
+        flair_pattern: path with exactly one ``{id}`` and optional ``*``/``?`` wildcards,
+            e.g. ``data/{id}/flair.nii.gz``.
+        mask_pattern: the mask's path with the same ``{id}``; None for prediction-only input.
+
+    Returns:
+        Records sorted by id, centre None.
+
+    Raises:
+        ValueError: a pattern lacks ``{id}``, or no file matches.
+        FileNotFoundError: a FLAIR has no mask at the expected path.
+    """
+    for name, pattern in (("flair_pattern", flair_pattern), ("mask_pattern", mask_pattern)):
+        if pattern is not None and pattern.count(_ID_FIELD) != 1:
+            raise ValueError(f"{name} must contain {_ID_FIELD} exactly once; found {pattern!r}")
+    regex = re.compile(_pattern_regex(flair_pattern))
+    found: dict[str, Path] = {}
+    for path in sorted(glob.glob(flair_pattern.replace(_ID_FIELD, "*"))):
+        match = regex.fullmatch(path)
+        if match is None:
+            continue
+        if match.group("id") in found:
+            raise ValueError(f"{flair_pattern!r} matches two FLAIR files for id "
+                             f"{match.group('id')!r}: {found[match.group('id')]} and {path}; "
+                             "make the pattern specific enough to give one file per id.")
+        found[match.group("id")] = Path(path)
+    if not found:
+        raise ValueError(f"no FLAIR file matches {flair_pattern!r}; check the path and that "
+                         f"{_ID_FIELD} marks the patient id part.")
+    records = []
+    for patient_id, flair in sorted(found.items()):
+        mask = None
+        if mask_pattern is not None:
+            mask = _mask_or_none(Path(mask_pattern.replace(_ID_FIELD, patient_id)), True)
+        records.append(ScanRecord(patient_id, None, flair, mask))
+    return records
+
+
+def read_scan_csv(path: str | Path, *, require_masks: bool = True) -> list[ScanRecord]:
+    """Read records from a CSV with columns patient_id, flair[, mask][, centre].
+
+    Raises:
+        FileNotFoundError: the CSV, a FLAIR, or a required mask is missing.
+        ValueError: a required column is absent, a row is empty, or an id is repeated.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: scan list CSV not found.")
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+        columns = set(rows[0]) if rows else set()
+    missing = {"patient_id", "flair"} - columns
+    if require_masks:
+        missing |= {"mask"} - columns
+    if missing:
+        raise ValueError(f"{path}: CSV needs columns patient_id, flair, mask[, centre]; "
+                         f"found {sorted(columns)}, missing {sorted(missing)}.")
+    records: dict[str, ScanRecord] = {}
+    for line, row in enumerate(rows, start=2):
+        patient_id, flair_text = (row.get("patient_id") or "").strip(), row["flair"] or ""
+        if not patient_id or not flair_text.strip():
+            raise ValueError(f"{path}, line {line}: empty patient_id or flair value.")
+        if patient_id in records:
+            raise ValueError(f"{path}, line {line}: patient_id {patient_id!r} appears twice.")
+        flair = path.parent / flair_text.strip()
+        if not flair.is_file():
+            raise FileNotFoundError(f"{flair}: FLAIR file listed in {path} (line {line}) "
+                                    "not found.")
+        mask_text = (row.get("mask") or "").strip()
+        mask = _mask_or_none(path.parent / mask_text, True) if mask_text else None
+        if mask is None and require_masks:
+            raise ValueError(f"{path}, line {line}: empty mask for {patient_id!r}; give one or "
+                             "use require_masks=False (--no-masks) for prediction-only input.")
+        centre = (row.get("centre") or "").strip() or None
+        records[patient_id] = ScanRecord(patient_id, centre, flair, mask)
+    return [records[k] for k in sorted(records)]
+
+
+def discover_scans(
+    source: str | Path, *, mask_pattern: str | None = None, require_masks: bool = True
+) -> list[ScanRecord]:
+    """Pick the layout from `source`: a ``.csv`` file, a pattern with ``{id}``, else MSSEG.
+
+    Args:
+        source: CSV path, FLAIR pattern, or MSSEG root folder.
+        mask_pattern: mask pattern for the pattern layout (ignored otherwise).
+        require_masks: whether every scan needs a mask (training) or not (prediction).
+
+    Returns:
+        Records sorted by patient id.
+
+    Raises:
+        FileNotFoundError, ValueError: as the layout's reader.
+    """
+    text = str(source)
+    if _ID_FIELD in text:
+        if require_masks and mask_pattern is None:
+            raise ValueError(f"the FLAIR pattern {text!r} needs a mask pattern with {_ID_FIELD} "
+                             "(--mask-pattern), or require_masks=False for prediction-only.")
+        return find_pattern_scans(text, mask_pattern=mask_pattern)
+    if text.lower().endswith(".csv"):
+        return read_scan_csv(text, require_masks=require_masks)
+    return find_msseg_scans(text, require_masks=require_masks)
+
+
+def find_inputs(source: str | Path) -> list[ScanRecord]:
+    """The FLAIR scans to predict, named by patient; their masks are neither needed nor read.
+
+    Args:
+        source: one NIfTI file (id: its name; an MSSEG ``<PATIENT>/3DFLAIR.nii.gz``: the
+            patient); one MSSEG patient folder (``<PATIENT>/3DFLAIR.nii.gz``: that patient); a
+            folder of NIfTI files (one scan each, id = file name); an MSSEG folder of patient
+            folders; or a scan CSV.
+    Returns:
+        Records sorted by patient id, without masks.
+    Raises:
+        FileNotFoundError: `source` does not exist.
+        ValueError: a folder with neither NIfTI files nor patient folders.
+    """
+    source = Path(source)
+    if source.is_file() and source.name.endswith(_NIFTI):
+        return [ScanRecord(_input_id(source), None, source, None)]
+    if (source / MSSEG_FLAIR).is_file():
+        return [ScanRecord(source.name, None, source / MSSEG_FLAIR, None)]
+    if source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.is_file() and p.name.endswith(_NIFTI))
+        if files:
+            return [ScanRecord(_input_id(p), None, p, None) for p in files]
+    elif not source.exists():
+        raise FileNotFoundError(f"{source}: input not found; give a FLAIR .nii/.nii.gz file, a "
+                                f"folder of them, an MSSEG folder or a scan CSV")
+    return [dataclasses.replace(r, mask=None) for r in discover_scans(source, require_masks=False)]
+
+
+def prediction_path(out_dir: str | Path, patient_id: str, kind: str = "mask") -> Path:
+    """``<out_dir>/<patient_id>_mask.nii.gz`` (kind "mask") or ``..._prob.nii.gz`` ("prob"):
+    the file names `predict` writes and `evaluate` reads.
+
+    Raises:
+        ValueError: an unknown kind.
+    """
+    if kind not in PREDICTION_KINDS:
+        raise ValueError(f"kind must be one of {PREDICTION_KINDS}; found {kind!r}")
+    return Path(out_dir) / f"{patient_id}_{kind}.nii.gz"
+
+
+def _input_id(path: Path) -> str:
+    """A FLAIR file's scan id: its name without extension; for MSSEG's fixed file name, the
+    patient folder's name."""
+    if path.name == MSSEG_FLAIR:
+        return path.resolve().parent.name
+    return next(path.name[: -len(s)] for s in _NIFTI if path.name.endswith(s))
+
+
+def _mask_or_none(path: Path, required: bool) -> Path | None:
+    if path.is_file():
+        return path
+    if required:
+        raise FileNotFoundError(f"{path}: lesion mask missing; training and evaluation need "
+                                "it (use require_masks=False / --no-masks to predict only).")
+    return None
+
+
+def _pattern_regex(pattern: str) -> str:
+    """Regex for a glob pattern whose {id} becomes the named group `id`."""
+    before, after = pattern.split(_ID_FIELD)
+    return _glob_regex(before) + r"(?P<id>[^/\\]+?)" + _glob_regex(after)
+
+
+def _glob_regex(text: str) -> str:
+    return "".join(
+        r"[^/\\]*" if c == "*" else r"[^/\\]" if c == "?" else re.escape(c) for c in text
+    )

@@ -1,0 +1,180 @@
+"""Loading scans with full validation, and writing NIfTI files atomically.
+
+Every problem with an input file raises an error whose message starts with the file's path and
+says what was found, what was expected and how to fix it: a missing file (`FileNotFoundError`),
+or an unreadable file, a volume that is not 3-D, a non-finite or singular affine, NaN/inf
+voxels, a constant FLAIR, a FLAIR/mask grid mismatch (shape or affine), a non-binary or empty
+mask (`ScanError`, a `ValueError`). Writes go through `msseg.io.atomic`, so a failure never leaves
+a half-written file under the final name.
+
+Public API:
+    ScanError
+    Scan(record, flair, mask, geometry)
+    load_scan(record, *, allow_empty_mask=False) -> Scan
+    save_nifti(volume, geometry, path) -> Path
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel.filebasedimages import ImageFileError
+
+from msseg.io.atomic import atomic_path
+from msseg.io.discovery import ScanRecord
+from msseg.io.orientation import Geometry, canonical_ornt
+
+_AFFINE_ATOL_MM = 1e-3
+_READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, ImageFileError)
+
+
+class ScanError(ValueError):
+    """An input scan exists but cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True, eq=False)
+class Scan:
+    """One loaded, validated scan in its file's own voxel order.
+
+    Attributes:
+        record: where it came from.
+        flair: (X, Y, Z) float32, finite, not constant.
+        mask: (X, Y, Z) uint8 with values {0, 1}, or None for prediction-only input.
+        geometry: the FLAIR's grid, affine and header transforms.
+    """
+
+    record: ScanRecord
+    flair: np.ndarray
+    mask: np.ndarray | None
+    geometry: Geometry
+
+
+def load_scan(record: ScanRecord, *, allow_empty_mask: bool = False) -> Scan:
+    """Load a FLAIR (and its mask, if the record has one) and validate both.
+
+    Args:
+        record: paths to load.
+        allow_empty_mask: accept a mask without lesion voxels (default: error, since a training
+            scan without lesions is usually a wrong file).
+
+    Returns:
+        The validated `Scan`.
+
+    Raises:
+        FileNotFoundError: a file does not exist.
+        ScanError: the file is unreadable or invalid (see module docstring).
+    """
+    image = _open(record.flair, "FLAIR")
+    flair = _read(record.flair, image, np.float32)
+    _check_finite(record.flair, flair)
+    if float(flair.max()) == float(flair.min()):
+        raise ScanError(f"{record.flair}: FLAIR is constant (every voxel = {flair.flat[0]}); "
+                        "expected an MRI volume. Check that the right file was exported.")
+    header = image.header
+    geometry = Geometry(
+        shape=image.shape,
+        affine=image.affine,
+        qform=header.get_qform(),
+        qform_code=int(header["qform_code"]),
+        sform=header.get_sform(),
+        sform_code=int(header["sform_code"]),
+    )
+    mask = None
+    if record.mask is not None:
+        mask = _load_mask(record.mask, geometry, record.flair, allow_empty_mask)
+    return Scan(record=record, flair=flair, mask=mask, geometry=geometry)
+
+
+def save_nifti(volume: np.ndarray, geometry: Geometry, path: str | Path) -> Path:
+    """Write a native-grid array as NIfTI-1 with the scan's affine and header transforms.
+
+    Args:
+        volume: (X, Y, Z) array in the scan's storage order; its dtype is kept.
+        geometry: the scan's geometry (shape must match `volume`).
+        path: destination (.nii or .nii.gz); parent folders are created.
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: shape mismatch with the geometry.
+    """
+    volume = np.asarray(volume)
+    if volume.shape != geometry.shape:
+        raise ValueError(f"volume shape {volume.shape} does not match the scan grid "
+                         f"{geometry.shape}; map predictions back with msseg.data.native first.")
+    image = nib.Nifti1Image(volume, geometry.affine)
+    image.set_qform(geometry.qform, code=geometry.qform_code)
+    image.set_sform(geometry.sform, code=geometry.sform_code)
+    image.header.set_data_dtype(volume.dtype)
+    with atomic_path(path) as temporary:
+        nib.save(image, temporary)
+    return Path(path)
+
+
+def _open(path: Path, role: str) -> nib.Nifti1Image:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {role} file not found; check the data folder.")
+    try:
+        image = nib.load(path)
+    except _READ_ERRORS as error:
+        raise ScanError(f"{path}: cannot read {role} as NIfTI ({type(error).__name__}: "
+                        f"{error}); expected a .nii or .nii.gz file. Re-export or re-copy "
+                        "it.") from error
+    if not isinstance(image, nib.Nifti1Image):
+        raise ScanError(f"{path}: {role} is a {type(image).__name__}, expected NIfTI "
+                        "(.nii/.nii.gz); convert it, e.g. with dcm2niix or nibabel.")
+    if len(image.shape) != 3:
+        raise ScanError(f"{path}: {role} has shape {image.shape} ({len(image.shape)}-D); "
+                        "expected one 3-D volume. Extract a single volume first "
+                        "(e.g. nibabel.funcs.four_to_three).")
+    try:
+        canonical_ornt(image.affine)
+    except ValueError as error:
+        raise ScanError(f"{path}: {role} header is unusable: {error}") from error
+    return image
+
+
+def _read(path: Path, image: nib.Nifti1Image, dtype: type) -> np.ndarray:
+    try:
+        return np.asarray(image.get_fdata(dtype=dtype))
+    except _READ_ERRORS as error:
+        raise ScanError(f"{path}: voxel data unreadable ({type(error).__name__}: {error}); "
+                        "the file is truncated or corrupt. Re-copy it.") from error
+
+
+def _check_finite(path: Path, volume: np.ndarray) -> None:
+    bad = ~np.isfinite(volume)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ScanError(f"{path}: {int(bad.sum())} voxels are NaN or infinite (first at index "
+                        f"{first}); expected finite intensities. Fix or re-export the file.")
+
+
+def _load_mask(path: Path, geometry: Geometry, flair_path: Path, allow_empty: bool) -> np.ndarray:
+    image = _open(path, "mask")
+    if image.shape != geometry.shape:
+        raise ScanError(f"{path}: mask grid {image.shape} differs from the FLAIR grid "
+                        f"{geometry.shape} ({flair_path}); expected the same voxel grid. "
+                        "Resample the mask onto the FLAIR.")
+    if not np.allclose(image.affine, geometry.affine, rtol=0, atol=_AFFINE_ATOL_MM):
+        raise ScanError(f"{path}: mask affine differs from the FLAIR's ({flair_path}) by up to "
+                        f"{np.abs(image.affine - geometry.affine).max():.4g} mm; expected the "
+                        f"same grid.\nmask:\n{image.affine}\nFLAIR:\n{geometry.affine}\n"
+                        "Resample the mask onto the FLAIR.")
+    mask = _read(path, image, np.float32)
+    _check_finite(path, mask)
+    binary = (mask == 0) | (mask == 1)
+    if not binary.all():
+        values = np.unique(mask[~binary])
+        raise ScanError(f"{path}: mask is not binary: {int((~binary).sum())} voxels with values "
+                        f"such as {values[:5].tolist()}; expected only 0 and 1. Binarise it "
+                        "(e.g. mask > 0.5).")
+    if not allow_empty and not mask.any():
+        raise ScanError(f"{path}: mask is empty (no lesion voxel); expected a lesion mask. Check "
+                        "the file, or pass allow_empty_mask=True for a lesion-free scan.")
+    return mask.astype(np.uint8)

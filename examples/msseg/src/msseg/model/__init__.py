@@ -1,0 +1,1 @@
+"""The planar-3D res-u-net: encoder, decoder, loss, parameter summary and memory estimate."""

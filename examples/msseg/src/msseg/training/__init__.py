@@ -1,0 +1,1 @@
+"""Training: the engine (CPU, GPU, torchrun DDP), its runtime, checkpoints and logs."""

@@ -1,0 +1,274 @@
+"""Training: the paper's optimisation on a CPU, a GPU, or several GPUs with torchrun (DDP).
+
+    from msseg.config import preset
+    from msseg.data.slab_dataset import SlabDataset
+    from msseg.training.engine import train
+    result = train(preset("demo"), SlabDataset(images, masks), SlabDataset(val_images, val_masks))
+    model, config = msseg.training.checkpoint.load_model(result.best_path)   # for prediction
+
+Scale-out: `torchrun --nproc_per_node=4 <script calling train inside distributed_session()>`;
+`config.batch_size` is the global batch, split evenly over the ranks, and every rank sees the
+slabs a single process would see in the same order (a DistributedSampler shuffled with
+seed + epoch), so N ranks train like one process with the same global batch (when the number
+of slabs is a multiple of the number of ranks; otherwise the sampler repeats a few slabs).
+The same order also lets a run be resumed on a different number of ranks.
+
+Each epoch: train on every slab once -> validation loss and Dice -> a row in history.csv
+(TensorBoard, curves.png) -> `last.pt` (and `best.pt` when the validation loss improved) ->
+early stopping after `patience` epochs without improvement. `train(..., resume="last.pt")`
+continues a run exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+from msseg.config import TrainConfig
+from msseg.model.losses import bce_dice_loss
+from msseg.model.resunet import PlanarResUNet, build_model
+from msseg.progress import progress_bar
+from msseg.training.checkpoint import (
+    FORMAT,
+    build_model_for_checkpoint,
+    get_rng_state,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
+from msseg.training.logbook import TrainingLog
+from msseg.training.runtime import Runtime, make_runtime, seed_everything
+
+__all__ = ["RESUME_FIXED", "TrainResult", "keras_decay", "make_optimizer", "train", "validate"]
+
+logger = logging.getLogger(__name__)
+
+LOG_INTERVAL = 10  # optimizer steps between progress-bar loss updates (each syncs the device)
+# Fields that define the model and the optimizer's parameters: a resumed run must keep them.
+RESUME_FIXED = ("encoder", "encoder_stages", "depth_policy", "train_encoder", "train_bottleneck",
+                "bottleneck_filters", "decoder_filters", "slab")
+
+
+@dataclass
+class TrainResult:
+    model: PlanarResUNet  # the final weights (not the best), on the training device
+    best_path: Path | None  # checkpoint of the lowest validation loss (None: never finite)
+    last_path: Path  # checkpoint of the last epoch (for resuming)
+    history: list[dict[str, Any]]  # one row per epoch, as in history.csv
+    best_val_loss: float
+    best_epoch: int  # 1-based epoch of best_path
+    stopped_early: bool  # True if early stopping ended the run before config.epochs
+
+
+def keras_decay(lr_decay: float) -> Callable[[int], float]:
+    """Keras' time-based decay as a LambdaLR factor: lr_t = lr / (1 + lr_decay * t) at step t."""
+    return lambda step: 1.0 / (1.0 + lr_decay * step)
+
+
+def make_optimizer(
+    model: nn.Module, config: TrainConfig
+) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LambdaLR]:
+    """Adam over the trainable parameters with Keras' defaults, and the decay schedule.
+
+    Raises:
+        ValueError: if the model has no trainable parameter.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("every parameter is frozen: nothing to train")
+    optimizer = torch.optim.Adam(params, lr=config.lr, betas=config.betas, eps=config.adam_eps)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, keras_decay(config.lr_decay))
+
+
+def _to_device(batch: torch.Tensor, rt: Runtime, fmt: torch.memory_format) -> torch.Tensor:
+    return batch.to(rt.device, non_blocking=True, memory_format=fmt)
+
+
+def _train_epoch(net, loader, optimizer, scheduler, scaler, rt, config, fmt, desc) -> float:
+    net.train()
+    total = torch.zeros((), dtype=torch.float64, device=rt.device)
+    count = 0
+    bar = progress_bar(loader, desc=desc, unit="step", leave=False, dynamic_ncols=True,
+                       enabled=config.progress and rt.is_main)
+    for i, (images, masks) in enumerate(bar):
+        images, masks = _to_device(images, rt, fmt), _to_device(masks, rt, fmt)
+        with rt.autocast():
+            logits = net(images)
+        loss = bce_dice_loss(logits, masks, smooth=config.dice_smooth)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        total += loss.detach() * len(images)
+        count += len(images)
+        if not bar.disable and i % LOG_INTERVAL == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+    sums = rt.all_reduce_sum(torch.stack([total, total.new_tensor(count)]))
+    return (sums[0] / sums[1]).item()
+
+
+@torch.no_grad()
+def validate(
+    model: nn.Module, loader: DataLoader, rt: Runtime, config: TrainConfig
+) -> tuple[float, float]:
+    """Validation loss (mean per slab) and Dice of the thresholded prediction over all slabs,
+    summed over ranks.
+
+    Args:
+        model: the (unwrapped) network; `loader` yields (images, masks) batches of this rank.
+        rt: the runtime (device, precision, ranks).
+        config: `dice_smooth`, `threshold`, `channels_last`.
+    Returns:
+        (loss, dice); Dice is 1.0 when neither prediction nor ground truth has a lesion voxel.
+    """
+    model.eval()
+    fmt = torch.channels_last_3d if config.channels_last else torch.contiguous_format
+    cut = math.log(config.threshold / (1 - config.threshold))  # sigmoid(x) >= t  <=>  x >= cut
+    sums = torch.zeros(4, dtype=torch.float64, device=rt.device)  # loss, TP, |pred|, |truth|
+    count = 0
+    for images, masks in loader:
+        images, masks = _to_device(images, rt, fmt), _to_device(masks, rt, fmt)
+        with rt.autocast():
+            logits = model(images)
+        losses = bce_dice_loss(logits, masks, smooth=config.dice_smooth, reduction="none")
+        pred, truth = logits.float() >= cut, masks > 0.5
+        sums += torch.stack([losses.sum(), (pred & truth).sum(), pred.sum(), truth.sum()]).double()
+        count += len(images)
+    totals = rt.all_reduce_sum(torch.cat([sums, sums.new_tensor([count])]))
+    loss_sum, tp, predicted, true, count = totals.tolist()
+    return loss_sum / max(count, 1.0), (2 * tp / (predicted + true) if predicted + true else 1.0)
+
+
+def _check_resumable(config: TrainConfig, checkpoint: dict, path: Path) -> None:
+    saved = TrainConfig.from_dict(checkpoint["config"])
+    changed = {f: (getattr(saved, f), getattr(config, f)) for f in RESUME_FIXED
+               if getattr(saved, f) != getattr(config, f)}
+    if changed:
+        raise ValueError(
+            f"cannot resume from {path}: {changed} (checkpoint value, requested value) changed; "
+            f"they define the model and optimizer. Resume with the checkpoint's config "
+            f"(TrainConfig.from_dict(checkpoint['config'])), changing e.g. epochs or patience."
+        )
+
+
+def train(
+    config: TrainConfig,
+    train_set: Dataset,
+    val_set: Dataset,
+    *,
+    resume: str | Path | None = None,
+) -> TrainResult:
+    """Train the planar res-u-net of `config` on slabs (see the module docstring).
+
+    Args:
+        config: the run's configuration (saved in every checkpoint).
+        train_set, val_set: datasets of (image (3, slab, S, S), mask (1, slab, S, S)) float32
+            pairs, e.g. `SlabDataset`.
+        resume: a `last.pt` to continue from (epochs, optimizer, schedule, early stopping, RNG).
+    Returns:
+        A `TrainResult`. Files in `config.out_dir` (rank 0 writes them): last.pt, best.pt,
+        history.csv, curves.png, tensorboard/ (if installed).
+    Raises:
+        ValueError: empty datasets, a global batch not divisible by the number of ranks, or a
+            checkpoint whose model fields differ from `config`.
+    """
+    rt = make_runtime(config)
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise ValueError(f"need training and validation slabs, got {len(train_set)} and "
+                         f"{len(val_set)}")
+    if config.batch_size % rt.world_size:
+        raise ValueError(f"batch_size {config.batch_size} (global) must be divisible by the "
+                         f"{rt.world_size} ranks")
+    fmt = torch.channels_last_3d if config.channels_last else torch.contiguous_format
+    out = Path(config.out_dir)
+
+    # model, optimizer with its schedule, loss scaler; state of a resumed run
+    seed_everything(config.seed)
+    model = build_model(config) if resume is None else build_model_for_checkpoint(config)
+    model = model.to(rt.device, memory_format=fmt)
+    optimizer, scheduler = make_optimizer(model, config)
+    scaler = rt.grad_scaler()
+    state = {"epoch": 0, "step": 0, "best_val_loss": math.inf, "best_epoch": 0,
+             "bad_epochs": 0, "history": []}
+    if resume is not None:
+        checkpoint = load_checkpoint(resume, map_location=rt.device)
+        _check_resumable(config, checkpoint, Path(resume))
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        state = {key: checkpoint[key] for key in state}
+        set_rng_state(checkpoint["rng"])
+    net = model
+    if rt.distributed:
+        net = DistributedDataParallel(model, device_ids=[rt.device] if rt.device.type == "cuda"
+                                      else None)
+    if config.compile:
+        net = torch.compile(net)
+
+    # data: every rank takes its share of one global shuffled order (seed + epoch)
+    local_batch = config.batch_size // rt.world_size
+    loader_args = dict(batch_size=local_batch, num_workers=config.num_workers,
+                       pin_memory=rt.device.type == "cuda",
+                       persistent_workers=config.num_workers > 0)
+    sampler = DistributedSampler(train_set, num_replicas=rt.world_size, rank=rt.rank,
+                                 shuffle=True, seed=config.seed)
+    train_loader = DataLoader(train_set, sampler=sampler, **loader_args)
+    val_loader = DataLoader(Subset(val_set, range(rt.rank, len(val_set), rt.world_size)),
+                            **loader_args)
+    log = (TrainingLog(out, history=state["history"], tensorboard=config.tensorboard)
+           if rt.is_main else None)
+
+    stopped_early = False
+    for epoch in range(state["epoch"], config.epochs):
+        start = time.perf_counter()
+        sampler.set_epoch(epoch)
+        train_loss = _train_epoch(net, train_loader, optimizer, scheduler, scaler, rt, config,
+                                  fmt, desc=f"epoch {epoch + 1}/{config.epochs}")
+        val_loss, val_dice = validate(model, val_loader, rt, config)
+
+        improved = val_loss < state["best_val_loss"]
+        if improved:
+            state.update(best_val_loss=val_loss, best_epoch=epoch + 1, bad_epochs=0)
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"] = epoch + 1
+        state["step"] += len(train_loader)
+        row = {"epoch": epoch + 1, "step": state["step"], "train_loss": train_loss,
+               "val_loss": val_loss, "val_dice": val_dice, "lr": scheduler.get_last_lr()[0],
+               "seconds": time.perf_counter() - start}
+        state["history"] = [*state["history"], row]
+        if rt.is_main:
+            log.write(row)
+            checkpoint = {
+                "format": FORMAT, "config": config.to_dict(), "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), **state, "rng": get_rng_state(),
+            }
+            save_checkpoint(out / "last.pt", checkpoint)
+            if improved:
+                save_checkpoint(out / "best.pt", checkpoint)
+            logger.info("epoch %d: train %.4f  val %.4f  Dice %.3f  (%.1f s)", epoch + 1,
+                     train_loss, val_loss, val_dice, row["seconds"])
+        if not improved and state["bad_epochs"] >= config.patience:
+            stopped_early = epoch + 1 < config.epochs
+            break
+
+    if log is not None:
+        log.close()
+    rt.barrier()
+    best_path = out / "best.pt" if state["best_epoch"] else None
+    return TrainResult(model=model, best_path=best_path, last_path=out / "last.pt",
+                       history=state["history"], best_val_loss=state["best_val_loss"],
+                       best_epoch=state["best_epoch"], stopped_early=stopped_early)

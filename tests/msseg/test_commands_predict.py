@@ -1,0 +1,159 @@
+"""``predict``: masks on the input's own grid that overlay it, named by patient, both
+recompositions, no overwriting by accident, and bad input that writes nothing."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+from msseg.commands.main import main
+from msseg.evaluation.metrics import dice
+from msseg.inference.predict import load_predictor, predict_scan
+from msseg.io.discovery import find_inputs
+from msseg.io.nifti import load_scan
+from msseg.training.engine import train
+from msseg_helpers import oriented_affine, save, tiny_config, tiny_datasets
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """best.pt of the tiny config (16³ cubes, 8-slice slabs) after 2 epochs."""
+    out = tmp_path_factory.mktemp("tiny-run")
+    return train(tiny_config(out, epochs=2), *tiny_datasets()).best_path
+
+
+def blob_flair(shape=(20, 14, 11), centre=(12, 5, 7), radius=3.0):
+    """A noisy FLAIR with one bright ball, and the ball's mask (storage order)."""
+    grid = np.indices(shape)
+    ball = sum((g - c) ** 2 for g, c in zip(grid, centre)) <= radius**2
+    flair = np.random.default_rng(0).uniform(100, 200, shape).astype(np.float32)
+    flair[ball] = 1000
+    return flair, ball
+
+
+def test_mask_has_the_input_grid_and_overlays_the_lesion(checkpoint, tmp_path, monkeypatch,
+                                                         capsys):
+    """With the network replaced by "probability = bright voxel", the written mask must find the
+    ball where it is in the file: the cube round trip (LPS storage, oblique-free anisotropic
+    grid) and the inverse put every voxel back in place."""
+    flair, ball = blob_flair()
+    affine = oriented_affine("PSL", voxel_mm=(0.9, 1.3, 2.0), shape=flair.shape)
+    path = save(tmp_path / "in" / "scan7.nii.gz", flair, affine)
+
+    def bright(model, **kwargs):
+        return lambda slabs: (slabs > 0.5).float()
+
+    monkeypatch.setattr("msseg.inference.predict.model_predictor", bright)
+    assert main(["predict", "-m", str(checkpoint), "-i", str(path), "-o",
+                 str(tmp_path / "out"), "--probabilities", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "scan7:" in out and "s per scan on average" in out
+    mask = nib.load(tmp_path / "out" / "scan7_mask.nii.gz")
+    source = nib.load(path)
+    assert mask.shape == flair.shape and mask.get_data_dtype() == np.uint8
+    np.testing.assert_allclose(mask.affine, source.affine)
+    np.testing.assert_allclose(mask.header.get_qform(), source.header.get_qform())
+    np.testing.assert_allclose(mask.header.get_sform(), source.header.get_sform())
+    assert int(mask.header["qform_code"]) == int(source.header["qform_code"]) == 1
+    data = np.asarray(mask.dataobj)
+    assert set(np.unique(data)) <= {0, 1}
+    assert dice(data > 0, ball) > 0.8
+    probability = nib.load(tmp_path / "out" / "scan7_prob.nii.gz")
+    assert probability.get_data_dtype() == np.float32
+    np.testing.assert_allclose(probability.affine, source.affine)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["scan7_mask.nii.gz",
+                                                                    "scan7_prob.nii.gz"]
+
+
+def test_folder_prediction_equals_the_library_path_for_both_recompositions(checkpoint, tmp_path,
+                                                                           capsys):
+    predictor, config = load_predictor(checkpoint, device="cpu")
+    for name, codes in (("a", "RAS"), ("b", "LPI")):
+        flair, _ = blob_flair(centre=(8, 6, 5) if name == "a" else (10, 8, 4))
+        save(tmp_path / "in" / f"{name}.nii.gz", flair,
+             oriented_affine(codes, shape=flair.shape))
+    maps = {}
+    for method in ("paper", "average"):
+        out = tmp_path / method
+        assert main(["predict", "--model", str(checkpoint), "--input", str(tmp_path / "in"),
+                     "--out", str(out), "--recompose", method, "--probabilities",
+                     "--batch-size", "3", "--device", "cpu"]) == 0
+        assert f"recompose={method}" in capsys.readouterr().out
+        for record in find_inputs(tmp_path / "in"):
+            expected = predict_scan(load_scan(record), predictor, config=config, recompose=method)
+            written = np.asarray(nib.load(out / f"{record.patient_id}_prob.nii.gz").dataobj)
+            np.testing.assert_allclose(written, expected.probability, atol=1e-6)
+            mask = np.asarray(nib.load(out / f"{record.patient_id}_mask.nii.gz").dataobj)
+            np.testing.assert_array_equal(mask, expected.mask)
+            np.testing.assert_array_equal(mask, expected.probability >= config.threshold)
+            maps[(method, record.patient_id)] = written
+    assert not np.array_equal(maps[("paper", "a")], maps[("average", "a")])
+
+
+def test_bad_input_is_named_and_nothing_is_written(checkpoint, tmp_path, capsys):
+    flair, _ = blob_flair()
+    save(tmp_path / "in" / "good.nii.gz", flair, np.eye(4))
+    (tmp_path / "in" / "broken.nii.gz").write_bytes(b"not a nifti file")
+    assert main(["predict", "--model", str(checkpoint), "--input", str(tmp_path / "in"),
+                 "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "broken.nii.gz: cannot read FLAIR as NIfTI" in err
+    assert not (tmp_path / "out").exists()
+    save(tmp_path / "four_d.nii.gz", np.zeros((4, 4, 4, 2), np.float32), np.eye(4))
+    assert main(["predict", "--model", str(checkpoint), "--input",
+                 str(tmp_path / "four_d.nii.gz"), "--out", str(tmp_path / "out")]) == 1
+    assert "expected one 3-D volume" in capsys.readouterr().err
+    assert main(["predict", "--model", str(checkpoint), "--input", str(tmp_path / "nope.nii"),
+                 "--out", str(tmp_path / "out")]) == 1
+    assert "nope.nii: input not found" in capsys.readouterr().err
+    assert main(["predict", "--model", str(tmp_path / "missing.pt"), "--input",
+                 str(tmp_path / "in" / "good.nii.gz"), "--out", str(tmp_path / "out")]) == 1
+    assert "missing.pt' does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_msseg_folder_is_predicted_without_reading_its_masks(checkpoint, tmp_path, capsys):
+    flair, _ = blob_flair()
+    affine = oriented_affine("LAS", shape=flair.shape)
+    save(tmp_path / "data" / "01016SACH" / "3DFLAIR.nii.gz", flair, affine)
+    save(tmp_path / "data" / "01016SACH" / "Consensus.nii.gz", np.zeros(flair.shape), affine)
+    assert [r.mask for r in find_inputs(tmp_path / "data")] == [None]
+    assert main(["predict", "--model", str(checkpoint), "--input", str(tmp_path / "data"),
+                 "--out", str(tmp_path / "out")]) == 0  # an empty mask would fail load_scan
+    assert "01016SACH:" in capsys.readouterr().out
+    written = nib.load(tmp_path / "out" / "01016SACH_mask.nii.gz")
+    assert written.shape == flair.shape and np.allclose(written.affine, affine)
+
+
+def test_msseg_inputs_are_named_by_patient(checkpoint, tmp_path):
+    """One MSSEG FLAIR file or one patient folder gives <PATIENT>_mask.nii.gz, not
+    3DFLAIR_mask.nii.gz, and the patient's Consensus.nii.gz is never taken for a scan."""
+    flair, _ = blob_flair()
+    for patient in ("01016SACH", "07001MOEL"):
+        save(tmp_path / "data" / patient / "3DFLAIR.nii.gz", flair, np.eye(4))
+        save(tmp_path / "data" / patient / "Consensus.nii.gz", np.zeros(flair.shape), np.eye(4))
+    one_file = tmp_path / "data" / "01016SACH" / "3DFLAIR.nii.gz"
+    assert [r.patient_id for r in find_inputs(one_file)] == ["01016SACH"]
+    assert [(r.patient_id, r.flair.name) for r in find_inputs(tmp_path / "data" / "07001MOEL")
+            ] == [("07001MOEL", "3DFLAIR.nii.gz")]
+    for source in (one_file, tmp_path / "data" / "07001MOEL"):
+        assert main(["predict", "-m", str(checkpoint), "-i", str(source), "-o",
+                     str(tmp_path / "out")]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "01016SACH_mask.nii.gz", "07001MOEL_mask.nii.gz"]
+
+
+def test_existing_outputs_are_kept_unless_overwrite_and_no_stale_probability_map(
+        checkpoint, tmp_path, capsys):
+    flair, _ = blob_flair()
+    path = save(tmp_path / "in" / "scan.nii.gz", flair, np.eye(4))
+    out = tmp_path / "out"
+    args = ["predict", "-m", str(checkpoint), "-i", str(path), "-o", str(out)]
+    assert main([*args, "--probabilities"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(before) == ["scan_mask.nii.gz", "scan_prob.nii.gz"]
+    capsys.readouterr()
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "2 output file(s) exist already" in err and "pass --overwrite" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing touched
+    assert main([*args, "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["scan_mask.nii.gz"]  # no stale _prob

@@ -1,0 +1,58 @@
+"""The settings: presets, validation, the config's slab geometry and preprocessing."""
+
+import pytest
+from msseg.config import PAPER_THRESHOLD, PRESETS, PipelineConfig, TrainConfig, preset
+
+
+def test_config_presets_round_trip_and_validation():
+    paper = PRESETS["paper"]
+    assert (paper.lr, paper.lr_decay, paper.batch_size, paper.epochs, paper.patience) == (
+        5e-5, 1.99e-7, 2, 100, 40)
+    assert (paper.slab, paper.slab_step, paper.slabs.count) == (16, 8, 31)
+    assert not paper.train_encoder and not paper.train_bottleneck
+    assert TrainConfig.from_dict(paper.to_dict()) == paper
+    demo = preset("demo", epochs=2)
+    assert demo.epochs == 2 and demo.volume_size == 64
+    with pytest.raises(TypeError, match="unknown TrainConfig field"):
+        preset("paper", lr_rate=1.0)
+    with pytest.raises(ValueError, match="one positive filter count per encoder stage"):
+        preset("paper", decoder_filters=(8, 8))
+    with pytest.raises(ValueError, match=r"volume_size, slab, slab_step: .*step in"):
+        preset("paper", slab_step=7)
+    with pytest.raises(ValueError, match="choose one"):
+        preset("paper", pretrained=True, weights="w.pth")
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("fast")
+
+
+def test_a_config_knows_its_slabs_preprocessing_and_threshold():
+    paper = PRESETS["paper"]
+    assert paper.slabs.starts[-1] == 240 and paper.pipeline == PipelineConfig(size=256)
+    assert preset("demo").pipeline.size == 64 and paper.threshold == PAPER_THRESHOLD == 16 / 256
+    assert "  volume_size        = 256" in paper.describe().splitlines()
+
+
+def test_pipeline_paper_defaults():
+    config = PipelineConfig()
+    assert config.size == 256
+    assert (config.flair_order, config.mask_order, config.normalisation) == (2, 0, "minmax")
+    assert config.cube_settings() == {"size": 256, "flair_order": 2, "mask_order": 0,
+                                      "normalisation": "minmax", "percentiles": None}
+    robust = PipelineConfig(normalisation="percentile")
+    assert robust.cube_settings()["percentiles"] == [0.5, 99.5]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"size": 0}, "size must be a positive integer"),
+        ({"flair_order": 6}, "flair_order must be a spline order 0..5"),
+        ({"mask_order": True}, "mask_order must be a spline order"),
+        ({"normalisation": "zscore"}, "normalisation must be one of"),
+        ({"percentiles": (1, 99)}, "only apply to normalisation='percentile'"),
+        ({"normalisation": "percentile", "percentiles": (90, 10)}, "0 <= low < high <= 100"),
+    ],
+)
+def test_invalid_pipeline_configs(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PipelineConfig(**kwargs)

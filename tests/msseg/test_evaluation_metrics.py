@@ -1,0 +1,71 @@
+"""Per-scan metrics on hand-built masks, and the per-centre summary table."""
+
+import math
+
+import numpy as np
+import pytest
+from msseg.evaluation.metrics import (
+    dice,
+    lesion_detection,
+    scan_metrics,
+    sensitivity,
+)
+
+
+def _masks():
+    """Ground truth: 3 lesions (one is two voxels touching only at a corner: 26-connected).
+    Prediction: hits lesions A and B, misses C, adds one false lesion D."""
+    truth = np.zeros((10, 10, 10), dtype=bool)
+    truth[1:3, 1:3, 1:3] = True  # A: 8 voxels
+    truth[6, 6, 6] = truth[7, 7, 7] = True  # B: 2 voxels, corner contact
+    truth[1, 8, 8] = True  # C: 1 voxel
+    pred = np.zeros_like(truth)
+    pred[2:4, 2:4, 2:4] = True  # overlaps A in 1 voxel (2,2,2); 8 voxels
+    pred[7, 7, 7] = True  # B
+    pred[8, 1, 1] = pred[8, 1, 2] = True  # D: 2 voxels, false
+    return pred, truth
+
+
+def test_voxel_dice_and_sensitivity():
+    pred, truth = _masks()
+    # TP = 2 (one voxel of A, one of B); |pred| = 11, |truth| = 11
+    assert dice(pred, truth) == pytest.approx(4 / 22)
+    assert sensitivity(pred, truth) == pytest.approx(2 / 11)
+
+
+def test_empty_mask_cases():
+    empty, full = np.zeros((3, 3, 3), bool), np.ones((3, 3, 3), bool)
+    assert dice(empty, empty) == 1.0 and math.isnan(sensitivity(empty, empty))
+    assert dice(empty, full) == 0.0 and sensitivity(empty, full) == 0.0
+    assert dice(full, empty) == 0.0 and math.isnan(sensitivity(full, empty))
+    both = scan_metrics(empty, empty)
+    assert (both.lesion_f1, both.lesion_fpr) == (1.0, 0.0) and math.isnan(both.lesion_tpr)
+    only_pred = scan_metrics(full, empty)
+    assert (only_pred.lesion_f1, only_pred.lesion_fpr) == (0.0, 1.0)
+    only_truth = scan_metrics(empty, full)
+    assert (only_truth.lesion_f1, only_truth.lesion_tpr, only_truth.lesion_fpr) == (0.0, 0.0, 0.0)
+
+
+def test_lesion_wise_detection_with_26_connectivity():
+    pred, truth = _masks()
+    m = scan_metrics(pred, truth)
+    assert (m.true_lesions, m.predicted_lesions, m.detected_lesions, m.false_lesions) == (
+        3, 3, 2, 1)
+    assert m.lesion_tpr == pytest.approx(2 / 3) and m.lesion_fpr == pytest.approx(1 / 3)
+    assert m.lesion_f1 == pytest.approx(2 / 3)
+
+
+def test_min_size_and_min_overlap():
+    pred, truth = _masks()
+    # lesions under 2 voxels vanish: C in the truth; nothing in the prediction
+    assert lesion_detection(pred, truth, min_size=2).true_lesions == 2
+    # needing 2 overlapping voxels: A (1 voxel overlap) and B are missed, both predictions false
+    counts = lesion_detection(pred, truth, min_overlap=2)
+    assert (counts.detected, counts.false) == (0, 3)
+
+
+def test_non_binary_or_mismatched_masks_are_refused():
+    with pytest.raises(ValueError, match="threshold probabilities first"):
+        dice(np.full((2, 2), 0.3), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="same shape"):
+        dice(np.zeros((2, 2)), np.zeros((2, 3)))

@@ -1,0 +1,85 @@
+"""The one prediction path: predictor over slabs, blending, the native grid, the output files."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from msseg.config import PipelineConfig
+from msseg.data.native import NativePrediction
+from msseg.data.preprocess import preprocess_scan
+from msseg.data.slabs import make_slabs, recompose_slabs
+from msseg.device import resolve_compute
+from msseg.inference.outputs import existing_outputs, write_prediction
+from msseg.inference.predict import model_predictor, predict_cube, predict_scan
+from msseg.io.discovery import find_msseg_scans
+from msseg.io.nifti import load_scan
+from msseg.io.orientation import Geometry
+from msseg.model.resunet import build_model
+from msseg_helpers import tiny_config
+
+
+def test_model_predictor_in_batches_equals_one_forward(tmp_path):
+    config = tiny_config(tmp_path)
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    predictor = model_predictor(model, compute=resolve_compute("cpu", "fp32"))
+    slabs = torch.rand(5, 8, 16, 16) * 2 - 1
+    probs = torch.cat([predictor(slabs[:2]), predictor(slabs[2:])])
+    with torch.no_grad():
+        expected = torch.sigmoid(model(slabs[:, None].expand(-1, 3, -1, -1, -1)))[:, 0]
+    assert probs.shape == (5, 8, 16, 16) and probs.dtype == torch.float32
+    torch.testing.assert_close(probs, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["average", "paper"])
+def test_predict_cube_cuts_batches_and_blends_like_the_slab_functions(method):
+    cube = np.random.default_rng(0).uniform(-1, 1, (16, 5, 6)).astype(np.float32)
+    calls = []
+
+    def predictor(batch):
+        calls.append(tuple(batch.shape))
+        return (batch + 1) / 2 * torch.arange(1, len(batch) + 1)[:, None, None, None]
+
+    out = predict_cube(cube, predictor, slab=8, step=4, batch_size=2, recompose=method)
+    assert calls == [(2, 8, 5, 6), (1, 8, 5, 6)]  # 3 slabs, 2 at a time
+    slabs = (make_slabs(cube, slab=8, step=4) + 1) / 2 * np.array([1, 2, 1])[:, None, None, None]
+    np.testing.assert_allclose(out, recompose_slabs(slabs, step=4, method=method), rtol=1e-6)
+    assert out.dtype == np.float32
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        predict_cube(cube, predictor, slab=8, step=4, batch_size=0)
+
+
+def test_predict_scan_uses_the_training_cube_and_cuts_on_the_native_grid(msseg_root, tmp_path):
+    config = tiny_config(tmp_path, threshold=0.4)
+    scan = load_scan(find_msseg_scans(msseg_root)[1])
+
+    def bright(batch):
+        return (batch > 0.5).float()
+
+    prediction = predict_scan(scan, bright, config=config)
+    cube = preprocess_scan(scan, PipelineConfig(size=16)).flair
+    again = predict_scan(scan, bright, config=config, cube=cube)
+    np.testing.assert_array_equal(prediction.probability, again.probability)
+    assert prediction.probability.shape == scan.flair.shape
+    np.testing.assert_array_equal(prediction.mask, prediction.probability >= 0.4)
+    lower = predict_scan(scan, bright, config=config, threshold=0.01)
+    assert lower.mask.sum() >= prediction.mask.sum() > 0
+
+
+def _prediction(shape=(3, 4, 5)):
+    probability = np.random.default_rng(0).random(shape).astype(np.float32)
+    return NativePrediction(probability, (probability >= 0.5).astype(np.uint8))
+
+
+def test_outputs_are_replaced_only_on_request_and_never_leave_a_stale_probability_map(tmp_path):
+    geometry = Geometry.from_affine((3, 4, 5), np.eye(4))
+    first = write_prediction(_prediction(), geometry, tmp_path, "A", probabilities=True)
+    assert first == tmp_path / "A_mask.nii.gz"
+    assert existing_outputs(tmp_path, ["A", "B"]) == [first, tmp_path / "A_prob.nii.gz"]
+    with pytest.raises(FileExistsError, match=r"A_mask\.nii\.gz exists already; pass --overwrite"):
+        write_prediction(_prediction(), geometry, tmp_path, "A")
+    write_prediction(NativePrediction(np.zeros((3, 4, 5), np.float32),
+                                      np.zeros((3, 4, 5), np.uint8)), geometry, tmp_path, "A",
+                     overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["A_mask.nii.gz"]  # old prob gone
+    assert np.asarray(nib.load(first).dataobj).max() == 0

@@ -1,0 +1,157 @@
+"""The training engine: outputs, exact resume, early stopping, schedule, precision, evaluation."""
+
+import csv
+import math
+import sys
+import types
+
+import pytest
+import torch
+from msseg.config import TrainConfig
+from msseg.data.slab_dataset import SlabDataset
+from msseg.model.losses import bce_dice_loss
+from msseg.model.resunet import build_model
+from msseg.training.checkpoint import load_checkpoint, load_model
+from msseg.training.engine import keras_decay, make_optimizer, train, validate
+from msseg.training.runtime import make_runtime
+from msseg_helpers import state_equal, tiny_config, volumes
+from torch.utils.data import DataLoader
+
+
+@pytest.fixture(scope="module")
+def data():
+    images, masks = volumes(3)
+    return (SlabDataset(images[:2], masks[:2], slab=8, step=4),
+            SlabDataset(images[2:], masks[2:], slab=8, step=4))
+
+
+def test_training_writes_history_checkpoints_and_curves(tmp_path, data):
+    config = tiny_config(tmp_path, epochs=2)
+    result = train(config, *data)
+    with open(tmp_path / "history.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and [int(r["step"]) for r in rows] == [3, 6]
+    assert [float(r["val_loss"]) for r in rows] == [h["val_loss"] for h in result.history]
+    assert all(0.0 <= float(r["val_dice"]) <= 1.0 and float(r["seconds"]) > 0 for r in rows)
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    assert not (tmp_path / "tensorboard").exists()  # tensorboard=False
+    checkpoint = load_checkpoint(result.last_path)
+    assert TrainConfig.from_dict(checkpoint["config"]) == config
+    assert (checkpoint["epoch"], checkpoint["step"]) == (2, 6)
+    assert set(checkpoint) >= {"model", "optimizer", "scheduler", "scaler", "rng",
+                               "best_val_loss", "bad_epochs", "history"}
+    best = min(result.history, key=lambda h: h["val_loss"])
+    assert result.best_epoch == best["epoch"] and result.best_val_loss == best["val_loss"]
+    assert load_checkpoint(result.best_path)["epoch"] == best["epoch"]
+    model, loaded_config = load_model(result.last_path)
+    assert loaded_config == config and not model.training
+    assert state_equal(model.state_dict(), result.model.state_dict())
+
+
+def test_tensorboard_scalars_when_tensorboard_is_importable(tmp_path, data, monkeypatch):
+    calls = []
+
+    class Writer:
+        def __init__(self, log_dir):
+            calls.append(("dir", log_dir))
+
+        def add_scalar(self, key, value, step):
+            calls.append((key, step, value))
+
+        def flush(self):
+            pass
+
+        def close(self):
+            calls.append(("close",))
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard",
+                        types.SimpleNamespace(SummaryWriter=Writer))
+    result = train(tiny_config(tmp_path, epochs=1, tensorboard=True), *data)
+    assert calls[0] == ("dir", str(tmp_path / "tensorboard")) and calls[-1] == ("close",)
+    assert ("val_dice", 1, result.history[0]["val_dice"]) in calls
+    assert {c[0] for c in calls[1:-1]} == {"train_loss", "val_loss", "val_dice", "lr", "seconds"}
+
+
+def test_resume_continues_bit_for_bit(tmp_path, data):
+    straight = train(tiny_config(tmp_path / "straight", epochs=3), *data)
+    train(tiny_config(tmp_path / "cut", epochs=1), *data)  # "interrupted" after epoch 1
+    resumed = train(tiny_config(tmp_path / "cut", epochs=3), *data,
+                    resume=tmp_path / "cut" / "last.pt")
+    assert state_equal(straight.model.state_dict(), resumed.model.state_dict())
+    keys = ("epoch", "step", "train_loss", "val_loss", "val_dice", "lr")
+    assert [[h[k] for k in keys] for h in straight.history] == [
+        [h[k] for k in keys] for h in resumed.history]
+    with open(tmp_path / "cut" / "history.csv") as handle:
+        assert [int(r["epoch"]) for r in csv.DictReader(handle)] == [1, 2, 3]
+
+
+def test_resume_refuses_a_different_model(tmp_path, data):
+    train(tiny_config(tmp_path, epochs=1), *data)
+    with pytest.raises(ValueError, match="bottleneck_filters"):
+        train(tiny_config(tmp_path, epochs=2, bottleneck_filters=4), *data,
+              resume=tmp_path / "last.pt")
+
+
+def test_early_stopping_after_patience_epochs_without_improvement(tmp_path, data):
+    # lr 1e-30 cannot move float32 weights: the validation loss never improves after epoch 1
+    result = train(tiny_config(tmp_path, epochs=10, patience=2, lr=1e-30), *data)
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    assert result.stopped_early and result.best_epoch == 1
+    assert len({h["val_loss"] for h in result.history}) == 1
+
+
+def test_keras_decay_schedule(tmp_path):
+    config = tiny_config(tmp_path, lr=1e-3, lr_decay=0.5)
+    assert keras_decay(0.5)(4) == pytest.approx(1 / 3)
+    layer = torch.nn.Conv3d(1, 1, 1)
+    optimizer, scheduler = make_optimizer(layer, config)
+    for _ in range(4):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 / (1 + 0.5 * 4))
+    assert optimizer.defaults["eps"] == 1e-7 and optimizer.defaults["betas"] == (0.9, 0.999)
+
+
+def test_fp16_autocast_with_grad_scaler_resumes_exactly(tmp_path, data):
+    straight = train(tiny_config(tmp_path / "a", epochs=2, precision="fp16"), *data)
+    train(tiny_config(tmp_path / "b", epochs=1, precision="fp16"), *data)
+    resumed = train(tiny_config(tmp_path / "b", epochs=2, precision="fp16"), *data,
+                    resume=tmp_path / "b" / "last.pt")
+    scaler = load_checkpoint(straight.last_path)["scaler"]
+    assert scaler["scale"] == 65536.0 and scaler["_growth_tracker"] == 6  # 6 finite steps
+    assert all(math.isfinite(h["train_loss"]) for h in straight.history)
+    assert state_equal(straight.model.state_dict(), resumed.model.state_dict())
+
+
+def test_bf16_autocast_training_step_is_finite(tmp_path, data):
+    result = train(tiny_config(tmp_path, epochs=1, precision="bf16"), *data)
+    assert math.isfinite(result.history[0]["train_loss"])
+    assert math.isfinite(result.history[0]["val_loss"])
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+    runtime = make_runtime(tiny_config(tmp_path, precision="bf16"))
+    with runtime.autocast():
+        y = result.model(data[0][0][0][None])
+    assert y.dtype == torch.bfloat16
+
+
+def test_validate_matches_a_direct_computation(tmp_path, data):
+    config = tiny_config(tmp_path, threshold=0.3)
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    runtime = make_runtime(config)
+    loss, dice = validate(model, DataLoader(data[0], batch_size=4), runtime, config)
+    images = torch.stack([x for x, _ in data[0]])
+    masks = torch.stack([y for _, y in data[0]])
+    with torch.no_grad():
+        logits = model(images)
+    assert loss == pytest.approx(bce_dice_loss(logits, masks).item(), rel=1e-5)
+    pred = torch.sigmoid(logits) >= 0.3
+    expected = 2 * (pred & (masks > 0)).sum() / (pred.sum() + masks.sum())
+    assert dice == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_invalid_runs_are_refused(tmp_path, data):
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        train(tiny_config(tmp_path, device="cuda:0"), *data)
+    with pytest.raises(ValueError, match="nothing to train"):
+        make_optimizer(torch.nn.Conv3d(1, 1, 1).requires_grad_(False), tiny_config(tmp_path))
