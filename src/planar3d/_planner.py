@@ -162,6 +162,7 @@ class Planner:
         ctx = self.ctx.replace(region=region, in_head=in_head, path=path)
         if builtin:  # the structure is decided in planar terms; _finalize applies mode and depth
             ctx = ctx.replace(mode="planar", depth="keep")
+        name = type(module).__name__  # before the converter, which may change it in place
         new = converter(module, ctx)
         if not isinstance(new, nn.Module):
             raise TypeError(
@@ -172,7 +173,7 @@ class Planner:
             self._check_user_converter(new, path, module, region, self._eval_record(record, path))
         if type(new) in _HEAD_POOLS:
             self.sites[path] = _HEAD_POOLS[type(new)]
-        self.report.add(path, type(module).__name__, *self._describe(module, new))
+        self.report.add(path, name, *self._describe(module, new))
         return new
 
     @staticmethod

@@ -28,6 +28,7 @@ from torch import nn
 from ._axis import axis_name, parse_axis, require_volume
 from ._example import PROBE_VOLUMES, example_batch, refuse_unconvertible
 from ._finalize import check_runs, finalize
+from ._hooks import hooks_paused, hooks_running, restore_hooks
 from ._planner import Planner
 from ._record import record_calls
 from ._verify import check_network
@@ -122,23 +123,26 @@ def convert(
     work = model if inplace else deepcopy_module(model)
     # read from the caller's model: some copies (torch.fx graphs) come back in train mode
     flags = {name: m.training for name, m in model.named_modules()}
-    records = record_calls(work, example)
     report = ConversionReport(mode, axis_name(axis_dim), depth, tuple(example.shape))
     ctx = ConversionContext(mode=mode, axis=axis_dim, depth=depth, kernel_depth=kernel_depth)
-    planner = Planner(ctx=ctx, registry=registry, records=records, batch=example.shape[0],
-                      volumes=PROBE_VOLUMES, pristine=pristine, report=report)
     originals = list(work.modules())  # keeps every original alive: ids stay unique while in use
-    work.eval()
-    root = planner.visit(work, "", "head")
-    del records
-    planner.records, planner.record_at = {}, {}  # the records are released here
-    for name, module in root.named_modules():
-        if name in flags:
-            module.training = flags[name]
-    root = _verified(root, pristine, example, planner)
-    if mode != "planar" or depth != "keep":
-        root = finalize(root, planner)
-        check_runs(root, example, axis=axis_dim, volumes=PROBE_VOLUMES)
+    with hooks_paused(pristine, work):
+        planner = Planner(ctx=ctx, registry=registry, records=record_calls(work, example),
+                          batch=example.shape[0], volumes=PROBE_VOLUMES, pristine=pristine,
+                          report=report)
+        work.eval()
+        root = planner.visit(work, "", "head")
+        planner.records, planner.record_at = {}, {}  # the records are released here
+        for name, module in root.named_modules():
+            if name in flags:
+                module.training = flags[name]
+        with hooks_running():
+            root = _verified(root, pristine, example, planner)
+        if mode != "planar" or depth != "keep":
+            root = finalize(root, planner)
+            with hooks_running():
+                check_runs(root, example, axis=axis_dim, volumes=PROBE_VOLUMES)
+        restore_hooks(root)
     root.register_forward_pre_hook(_check_volume_input, prepend=True)
     attach_report(root, report)
     del originals

@@ -70,7 +70,25 @@ def random_sites(model: nn.Module) -> list[tuple[str, str]]:
             sites += [(path, attr) for attr in ("drop_prob", "p") if hasattr(m, attr)]
         sites += [(path, attr) for attr in RANDOM_RATES
                   if isinstance(getattr(m, attr, None), float)]
+        # smp's EfficientNet encoders keep it in a namedtuple of global parameters
+        if isinstance(getattr(getattr(m, "_global_params", None), "drop_connect_rate", None),
+                      float):
+            sites.append((path, "_global_params.drop_connect_rate"))
     return sites
+
+
+def random_rate(module: nn.Module, attr: str) -> float:
+    """The rate at a site of `random_sites`."""
+    holder, _, name = attr.rpartition(".")
+    return getattr(getattr(module, holder) if holder else module, name)
+
+
+def _set_rate(module: nn.Module, attr: str, rate: float) -> None:
+    holder, _, name = attr.rpartition(".")
+    if holder:  # a namedtuple: replaced with the new rate
+        setattr(module, holder, getattr(module, holder)._replace(**{name: rate}))
+    else:
+        setattr(module, name, rate)
 
 
 def set_random_rates(model: nn.Module, rate: float,
@@ -80,7 +98,7 @@ def set_random_rates(model: nn.Module, rate: float,
     for N*D images and N volumes."""
     sites = random_sites(model) if sites is None else sites
     for path, attr in sites:
-        setattr(model.get_submodule(path), attr, rate)
+        _set_rate(model.get_submodule(path), attr, rate)
     return len(sites)
 
 
