@@ -11,12 +11,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._modes import eval_mode
 from .errors import UnsupportedModuleError
 
 __all__ = ["PROBE_VOLUMES", "example_batch", "refuse_unconvertible"]
 
 PROBE_VOLUMES = 2
 DEFAULT_SIZE = 224
+# the smallest sizes tried for the default example, as multiples of 32 (a network's usual
+# total stride)
+MIN_SIZE = 32
 
 
 def refuse_unconvertible(model: nn.Module) -> None:
@@ -46,12 +50,53 @@ def _stem_channels(model: nn.Module) -> int | None:
     return None
 
 
-def _default_size(model: nn.Module) -> tuple[int, int]:
+def _configured_size(model: nn.Module) -> tuple[int, int]:
     cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
     size = tuple(cfg.get("input_size", (3, DEFAULT_SIZE, DEFAULT_SIZE)))[-2:]
     return (int(size[0]), int(size[1]))
 
 
+def _map_sizes(model: nn.Module, images: torch.Tensor) -> list[bool] | None:
+    """For each module call on `images`, whether its output is a feature map larger than 1x1;
+    None if the model does not run on them."""
+    found: list[bool] = []
+
+    def hook(module, args, output):
+        if isinstance(output, torch.Tensor) and output.dim() >= 4:
+            found.append(output.shape[-2] * output.shape[-1] > 1)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        with eval_mode(model), torch.no_grad():
+            model(images)
+    except Exception:
+        return None
+    finally:
+        for handle in handles:
+            handle.remove()
+    return found
+
+
+def _default_size(model: nn.Module, channels: int, dtype, device) -> tuple[int, int]:
+    """The smallest input that keeps every feature map informative: the first size (from
+    MIN_SIZE up, in steps of doubling, the configured size at most) at which the model runs and
+    the same modules return maps larger than 1x1 as at twice that size."""
+    full = _configured_size(model)
+
+    def maps(scale: float):
+        size = (max(1, round(full[0] * scale)), max(1, round(full[1] * scale)))
+        images = torch.zeros(1, channels, *size, dtype=dtype, device=device)
+        return size, _map_sizes(model, images)
+
+    scale = MIN_SIZE / max(full)
+    while scale < 1:
+        size, found = maps(scale)
+        if found is not None:
+            twice = maps(min(2 * scale, 1.0))[1]
+            if twice == found:
+                return size
+        scale *= 2
+    return full
 def _with_distinct_volumes(images: torch.Tensor) -> torch.Tensor:
     """At least 2 * PROBE_VOLUMES images, a multiple of PROBE_VOLUMES: mirrored copies are
     appended to a smaller or odd batch."""
@@ -66,8 +111,9 @@ def example_batch(model: nn.Module, example_input: torch.Tensor | None) -> torch
     Args:
         model: the 2D network.
         example_input: a (B >= 2, C, H, W) batch the 2D model accepts, or None for random
-            images with the stem's channel count and timm's `pretrained_cfg["input_size"]`
-            (else 224x224).
+            images with the stem's channel count, of the smallest size that keeps every
+            feature map informative (see `_default_size`; at most timm's
+            `pretrained_cfg["input_size"]`, else 224x224).
     Returns:
         (B', C, H, W) on the model's device and dtype, B' >= 4 and even: the example's images,
         followed by their mirror images where the example has fewer than 4 or an odd number.
@@ -79,9 +125,9 @@ def example_batch(model: nn.Module, example_input: torch.Tensor | None) -> torch
     device = param.device if param is not None else torch.device("cpu")
     if example_input is None:
         channels = _stem_channels(model) or 3
+        size = _default_size(model, channels, dtype, device)
         generator = torch.Generator().manual_seed(0)
-        images = torch.randn(2 * PROBE_VOLUMES, channels, *_default_size(model),
-                             generator=generator)
+        images = torch.randn(2 * PROBE_VOLUMES, channels, *size, generator=generator)
         return images.to(device=device, dtype=dtype)
     if not isinstance(example_input, torch.Tensor) or example_input.dim() != 4:
         shape = tuple(example_input.shape) if isinstance(example_input, torch.Tensor) else (

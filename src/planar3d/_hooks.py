@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from torch import nn
 
-__all__ = ["hooks_paused", "hooks_running", "restore_hooks"]
+__all__ = ["has_hooks", "hooks_paused", "hooks_running", "restore_hooks"]
 
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks")
 _state = {"paused": False}
@@ -70,6 +70,11 @@ def hooks_running():
         yield
     finally:
         _state["paused"] = previous
+
+
+def has_hooks(model: nn.Module) -> bool:
+    """Whether any module of `model` has forward hooks or pre-hooks of its own."""
+    return any(True for _ in _hook_dicts(model))
 
 
 def restore_hooks(model: nn.Module) -> None:

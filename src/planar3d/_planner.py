@@ -24,13 +24,8 @@ from torch.nn.utils import parametrize
 from ._body_rewrite import rewrite_body_forward
 from ._fx import is_rewritten, unrewrite
 from ._head_rewrite import rewrite_head_forward
-from ._probe import (
-    is_standard,
-    probe_constant,
-    probe_slices,
-    train_mode,
-    watch_own_code,
-)
+from ._modes import eval_mode, train_mode
+from ._probe import is_standard, probe_constant, probe_slices, watch_own_code
 from ._record import CallRecord
 from ._verify import Divergence, localize, type_name
 from ._walk import replace_children
@@ -105,6 +100,8 @@ class Planner:
         self.report: ConversionReport = report
         self.done: dict[int, nn.Module] = {}
         self.regions: dict[str, str] = {}
+        # modules kept with their own forward that no probe ran alone
+        self.unchecked: set[str] = set()
         self.record_at: dict[str, CallRecord] = {}
         # head-pool sites of the reference (see _reference): path -> kind
         self.sites: dict[str, str] = {}
@@ -212,14 +209,8 @@ class Planner:
         if not record.training:
             return record
         source = self.pristine.get_submodule(path)
-        flags = [m.training for m in source.modules()]
-        try:
-            source.eval()
-            with torch.no_grad():
-                output = source(*record.args, **record.kwargs)
-        finally:
-            for m, f in zip(source.modules(), flags):
-                m.training = f
+        with eval_mode(source), torch.no_grad():
+            output = source(*record.args, **record.kwargs)
         return dataclasses.replace(record, output=output)
 
     # -- modules with their own forward -----------------------------------------------------
@@ -240,11 +231,14 @@ class Planner:
                         f"register a converter for {name} (planar3d.register_converter)")
                 kind = ("returns feature maps and pooled tensors" if region == "mixed"
                         else "takes or returns other tensors than feature maps")
+                self.unchecked.add(path)
                 self.report.add(path, name, "verified", f"{kind}: checked end to end"
                                 + train_only)
                 return module
             result = self._probe_body(module, path, record, as_is=True)
-            if not result.ok and not result.decides:
+            prefix = f"{path}." if path else ""
+            if not result.ok and not result.decides and any(
+                    p.startswith(prefix) for p in self.unchecked):
                 result = self._mend(module, path, record, result)
             if result.ok:
                 self.report.add(path, name, "verified", train_only.strip(" ()"))

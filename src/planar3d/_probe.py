@@ -9,10 +9,10 @@
 With `source` (the 2D module, for a module that runs its own 2D code on volumes), the module's
 own code is watched while it runs (`OwnCode`):
 - the sizes of the tensors it computes must be the 2D ones (per-slice code computes, on a
-  volume of B slices, tensors of the sizes it computes on B images; in the head, the 2D size or
-  D times it). Values can hide a wrong computation whose contribution vanishes on the example
-  (a saturated activation after `x.mean((2, 3))`, which on a volume averages D and H); sizes
-  cannot;
+  volume of B slices, tensors of the sizes it computes on B images; in the head, on volumes of
+  D identical slices, the 2D size or D times it). Values can hide a wrong computation whose
+  contribution vanishes on the example (a saturated activation after `x.mean((2, 3))`, which
+  on a volume averages D and H); sizes cannot;
 - it must not take data-dependent decisions (`if x.mean() > 0`, `.item()`, `.tolist()`): a
   probe sees one outcome, other inputs take other branches;
 - it must not draw structured random masks (`F.dropout2d`, per-sample drop paths): those must
@@ -25,6 +25,7 @@ the 2D and the 3D run, so that what is compared is the computation, never a rand
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -34,9 +35,11 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
 
 from ._axis import fold, unfold
+from ._modes import eval_mode, train_mode
 from ._record import CallRecord, tensors
 
-CONSTANT_DEPTHS = (2, 3)
+# depth of the depth-constant probe volumes when no module code is watched
+CONSTANT_DEPTH = 2
 # Deciding whether a module's own forward is exact uses a tight tolerance (planar layers run the
 # very 2D kernels, so real results agree to a few ulps and wrong code is caught even when its
 # effect is small). Where float sums are reordered (the head pool's mean over D, H, W against the
@@ -78,92 +81,25 @@ def difference(got: torch.Tensor, want: torch.Tensor, *, loose: bool = False) ->
     if not want.is_floating_point() or not want.numel():
         return "" if torch.equal(got, want) else "values differ"
     limit = tolerance(want.dtype) * (LOOSE_FACTOR if loose else 1)
-    got, want = got.double(), want.double()
-    if not (torch.isfinite(got) == torch.isfinite(want)).all():
-        return "non-finite values where the 2D output has finite ones (or the reverse)"
-    finite = torch.isfinite(want)
-    if not torch.equal(got[~finite], want[~finite]):
-        return "non-finite values differ"
-    got, want = got[finite], want[finite]
-    if not want.numel():
-        return ""
-    scale = max(want.abs().max().item(), 1e-6)
-    err = (got - want).abs().max().item()
-    if not err <= limit * scale:
-        return f"max abs difference {err:.3g} against a 2D output scale of {scale:.3g}"
-    return ""
+    with torch.no_grad():
+        err = (got - want).abs().max().item()
+        scale = max(want.abs().max().item(), 1e-6)
+        if math.isfinite(err) and math.isfinite(scale):  # the usual case, in one pass each
+            if err <= limit * scale:
+                return ""
+            return f"max abs difference {err:.3g} against a 2D output scale of {scale:.3g}"
+        finite = torch.isfinite(want)
+        if not torch.equal(torch.isfinite(got), finite):
+            return "non-finite values where the 2D output has finite ones (or the reverse)"
+        if not torch.equal(got[~finite].nan_to_num(0.0), want[~finite].nan_to_num(0.0)):
+            return "non-finite values differ"
+        return difference(got[finite], want[finite], loose=loose) if finite.any() else ""
 
 
 def is_standard(tree, batch: int) -> bool:
     """Whether every tensor in `tree` is a per-image 4-D map of the example batch."""
     ts = tensors(tree)
     return bool(ts) and all(t.dim() == 4 and t.shape[0] == batch for t in ts)
-
-
-class Derandomized(TorchFunctionMode):
-    """Random ops return deterministic values (dropout keeps everything, uniform draws are
-    0.5, normal draws 0, Bernoulli draws 1), the same in a 2D and a 3D run."""
-
-    _IDENTITY = frozenset({
-        F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
-        F.feature_alpha_dropout, torch.dropout, torch.feature_dropout, torch.alpha_dropout,
-        torch.feature_alpha_dropout,
-    })
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func in self._IDENTITY:
-            return args[0] if args else kwargs["input"]
-        if func is F.rrelu:
-            lower = kwargs.get("lower", args[1] if len(args) > 1 else 1.0 / 8)
-            upper = kwargs.get("upper", args[2] if len(args) > 2 else 1.0 / 3)
-            return F.leaky_relu(args[0], (lower + upper) / 2)
-        name = getattr(func, "__name__", "")
-        if name in ("rand", "rand_like", "uniform_"):
-            return _filled(func, args, kwargs, 0.5)
-        if name in ("randn", "randn_like", "normal_", "normal"):
-            return _filled(func, args, kwargs, 0.0)
-        if name in ("bernoulli", "bernoulli_"):
-            return _filled(func, args, kwargs, 1.0)
-        return func(*args, **kwargs)
-
-
-def _filled(func, args, kwargs, value: float):
-    out = func(*args, **kwargs)
-    if isinstance(out, torch.Tensor):
-        with torch.no_grad():
-            out.fill_(value)
-    return out
-
-
-@contextlib.contextmanager
-def train_mode(module: nn.Module):
-    """Run `module` in train mode with deterministic random ops; flags and buffers come back
-    after."""
-    flags = [m.training for m in module.modules()]
-    buffers = [b.detach().clone() for b in module.buffers()]
-    module.train()
-    try:
-        with Derandomized():
-            yield
-    finally:
-        with torch.no_grad():
-            for b, saved in zip(module.buffers(), buffers):
-                b.copy_(saved)
-        for m, f in zip(module.modules(), flags):
-            m.training = f
-
-
-@contextlib.contextmanager
-def eval_mode(module: nn.Module):
-    """Run `module` in eval mode; its flags come back after."""
-    flags = [m.training for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, f in zip(module.modules(), flags):
-            m.training = f
 
 
 class OwnCode(TorchFunctionMode):
@@ -173,7 +109,7 @@ class OwnCode(TorchFunctionMode):
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.inside_children = 0
-        self.sizes: list[int] = []
+        self.shapes: list[tuple[int, ...]] = []
         self.decides: list[str] = []
         self.structured_random: list[str] = []
         self._own = {id(t) for t in (*module.parameters(recurse=False),
@@ -204,7 +140,7 @@ class OwnCode(TorchFunctionMode):
                 self.structured_random.append(func.__name__)
         out = func(*args, **kwargs)
         if not self.inside_children:
-            self.sizes += [t.numel() for t in tensors(out)]
+            self.shapes += [tuple(t.shape) for t in tensors(out)]
         return out
 
 
@@ -277,7 +213,7 @@ def probe_slices(
             if problem:
                 return ProbeResult(False, f"slices differ from the 2D output: {problem}")
     if source is not None:
-        problem = _sizes_differ(watcher.sizes, source, record, training,
+        problem = _sizes_differ(watcher.shapes, source, record, training,
                                 lambda g, w: g == w)
         if problem:
             return ProbeResult(False, problem)
@@ -306,72 +242,96 @@ def probe_constant(
     module: nn.Module, record: CallRecord, *, axis: int, loose: bool = False,
     source: nn.Module | None = None,
 ) -> ProbeResult:
-    """P2 on the recorded call: each image -> a volume of identical slices, for each depth of
-    CONSTANT_DEPTHS. With `source`, the module's own code is watched: each tensor it computes
-    has the 2D size (after a pool of the planar axis) or D times it (per slice)."""
-    merged = False
-    for depth in CONSTANT_DEPTHS:
-        def up(t, depth=depth):
-            if not isinstance(t, torch.Tensor):
-                return t
-            return t.unsqueeze(axis).expand(*t.shape[:axis], depth, *t.shape[axis:])
+    """P2 on the recorded call: each image -> a volume of identical slices.
 
-        try:
-            out, watcher = _run(module, tree_map(up, record.args), tree_map(up, record.kwargs),
-                                watch=source is not None)
-        except Exception as error:
-            return ProbeResult(False, f"{type(error).__name__}: {error}")
-        problem, decides = _own_code_problem(watcher)
-        if problem:
-            return ProbeResult(False, problem, decides=decides)
-        got, spec = tree_flatten(out)
-        want, want_spec = tree_flatten(record.output)
-        if spec != want_spec:
-            return ProbeResult(False, "returns a different structure than the 2D module")
-        for g, w in zip(got, want):
-            if not isinstance(w, torch.Tensor):
-                continue
-            if not isinstance(g, torch.Tensor):
-                return ProbeResult(False, "returns a non-tensor where the 2D module returns a "
-                                   "tensor")
-            if g.dim() == w.dim() + 1 and g.dim() == 5:
-                for s in range(g.shape[axis]):
-                    problem = difference(g.select(axis, s), w, loose=loose)
-                    if problem:
-                        return ProbeResult(False, f"slice {s} differs from the 2D output: "
-                                           f"{problem}")
-            else:
-                merged = True
-                problem = difference(g, w, loose=loose)
+    With `source`, the module's own code is watched: each tensor it computes has the 2D size
+    (after a pool of the planar axis) or D times it (per slice). D is a prime that divides no
+    size of the 2D tensors, so that a wrong reduction (over D and H: the 2D size times W) can
+    never pass for per-slice code."""
+    depth = CONSTANT_DEPTH if source is None else _safe_depth(_own_shapes(source, record))
+
+    def up(t):
+        if not isinstance(t, torch.Tensor):
+            return t
+        return t.unsqueeze(axis).expand(*t.shape[:axis], depth, *t.shape[axis:])
+
+    try:
+        out, watcher = _run(module, tree_map(up, record.args), tree_map(up, record.kwargs),
+                            watch=source is not None)
+    except Exception as error:
+        return ProbeResult(False, f"{type(error).__name__}: {error}")
+    problem, decides = _own_code_problem(watcher)
+    if problem:
+        return ProbeResult(False, problem, decides=decides)
+    got, spec = tree_flatten(out)
+    want, want_spec = tree_flatten(record.output)
+    if spec != want_spec:
+        return ProbeResult(False, "returns a different structure than the 2D module")
+    merged = False
+    for g, w in zip(got, want):
+        if not isinstance(w, torch.Tensor):
+            continue
+        if not isinstance(g, torch.Tensor):
+            return ProbeResult(False, "returns a non-tensor where the 2D module returns a tensor")
+        if g.dim() == w.dim() + 1 and g.dim() == 5:
+            for s in range(g.shape[axis]):
+                problem = difference(g.select(axis, s), w, loose=loose)
                 if problem:
-                    return ProbeResult(False, f"output differs from the 2D output: {problem}")
-        if source is not None:
-            problem = _sizes_differ(watcher.sizes, source, record, False,
-                                    lambda g, w, d=depth: g in (w, d * w))
+                    return ProbeResult(False, f"slice {s} differs from the 2D output: {problem}")
+        else:
+            merged = True
+            problem = difference(g, w, loose=loose)
             if problem:
-                return ProbeResult(False, problem)
+                return ProbeResult(False, f"output differs from the 2D output: {problem}")
+    if source is not None:
+        problem = _sizes_differ(watcher.shapes, source, record, False,
+                                lambda g, w: g in (w, depth * w))
+        if problem:
+            return ProbeResult(False, problem)
     return ProbeResult(True, merged=merged)
 
 
-def _sizes_differ(got: list[int], source: nn.Module, record: CallRecord, training: bool,
-                  agrees) -> str:
-    """Why `got`, the sizes on the probe volume, do not agree with those the 2D `source`
-    module's own code computes on the recorded images ("" when they do)."""
-    def same(t):  # new containers: some forwards append to a list they are given
-        return t
+_PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31)
 
+
+def _safe_depth(shapes: list[tuple[int, ...]]) -> int:
+    """The smallest prime that is no dim of the given shapes: per-slice code then computes D
+    times a 2D size, and no reduction over 2D dims can multiply a size by D instead."""
+    dims = {d for shape in shapes for d in shape}
+    return next((p for p in _PRIMES if p not in dims), _PRIMES[-1])
+
+
+def _own_shapes(source: nn.Module, record: CallRecord) -> list[tuple[int, ...]]:
+    """The shapes the 2D module's own code computes on the recorded call."""
+    if not record.training:
+        return record.shapes
     try:
-        _, watcher = _run(source, tree_map(same, record.args), tree_map(same, record.kwargs),
-                          training, True)
-    except Exception as error:
-        return f"{type(error).__name__}: {error}"
-    want = watcher.sizes
+        return _run(source, tree_map(lambda t: t, record.args),
+                    tree_map(lambda t: t, record.kwargs), watch=True)[1].shapes
+    except Exception:
+        return []
+
+
+def _sizes_differ(got: list[tuple[int, ...]], source: nn.Module, record: CallRecord,
+                  training: bool, agrees) -> str:
+    """Why `got`, the shapes of what the module's own code computed on the probe volume, do not
+    agree (`agrees(numel on the volume, numel in 2D)`) with those the 2D `source` module's own
+    code computes on the recorded images ("" when they do)."""
+    if not training:
+        want = _own_shapes(source, record)
+    else:
+        try:
+            _, watcher = _run(source, tree_map(lambda t: t, record.args),
+                              tree_map(lambda t: t, record.kwargs), training, True)
+        except Exception as error:
+            return f"{type(error).__name__}: {error}"
+        want = watcher.shapes
     if len(got) != len(want):
         return (f"its own code computes {len(got)} tensors on a volume and {len(want)} on the "
                 "2D images")
     for i, (g, w) in enumerate(zip(got, want)):
-        if not agrees(g, w):
-            return (f"intermediate result {i} of its own code has {g} elements on the volume "
+        if not agrees(math.prod(g), math.prod(w)):
+            return (f"intermediate result {i} of its own code has shape {g} on the volume "
                     f"against {w} on the 2D images (a reduction, view or broadcast over other "
                     "dims than per slice)")
     return ""

@@ -6,19 +6,27 @@ a classifier's head, and the reference outputs that each converted module is pro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
+
+from ._modes import eval_mode, train_mode
 
 __all__ = ["CallRecord", "record_calls"]
 
 
 @dataclass
 class CallRecord:
-    """The first call of one module during the example run (tensors cloned, detached)."""
+    """The first call of one module during the example run (tensors cloned, detached).
+
+    `shapes`: the shape of each tensor the module's own code (not its children's) computed in
+    that call, in order (see `_probe.OwnCode`).
+    """
 
     path: str
     args: tuple
@@ -26,6 +34,7 @@ class CallRecord:
     output: Any
     order: int
     training: bool
+    shapes: list[tuple[int, ...]] = field(default_factory=list)
 
     def is_spatial(self, batch: int) -> bool:
         """Whether the output holds a per-image feature map (B, ..., h, w) with h*w > 1."""
@@ -50,29 +59,55 @@ def _snapshot(tree):
     return tree_map(lambda t: t.detach().clone() if isinstance(t, torch.Tensor) else t, tree)
 
 
+class _OwnShapes(TorchFunctionMode):
+    """Attributes the shape of every tensor a torch call computes to the innermost module
+    running in its first call (the module's own code, as `_probe.OwnCode` sees it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[list | None] = []  # per running module: its shapes, or None
+        self.in_hook = False
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if self.stack and self.stack[-1] is not None and not self.in_hook:
+            self.stack[-1].extend(tuple(t.shape) for t in tensors(out))
+        return out
+
+
 def _run(model: nn.Module, example: torch.Tensor, records: dict[int, CallRecord],
          paths: dict[int, str], training: bool) -> None:
     pending: dict[int, tuple] = {}
     counter = [len(records)]
+    sizes = _OwnShapes()
 
     def pre(module, args, kwargs):
         key = id(module)
+        sizes.in_hook = True
         if key not in records and key not in pending:
-            pending[key] = (_snapshot(args), _snapshot(kwargs), counter[0])
+            pending[key] = (_snapshot(args), _snapshot(kwargs), counter[0], [])
             counter[0] += 1
+            sizes.stack.append(pending[key][3])
+        else:
+            sizes.stack.append(None)
+        sizes.in_hook = False
 
     def post(module, args, kwargs, output):
         key = id(module)
+        sizes.in_hook = True
+        if sizes.stack:
+            sizes.stack.pop()
         if key in pending and key not in records:
-            a, k, order = pending.pop(key)
-            records[key] = CallRecord(paths[key], a, k, _snapshot(output), order, training)
+            a, k, order, own = pending.pop(key)
+            records[key] = CallRecord(paths[key], a, k, _snapshot(output), order, training, own)
+        sizes.in_hook = False
 
     handles = []
     for module in model.modules():
         handles.append(module.register_forward_pre_hook(pre, with_kwargs=True, prepend=True))
         handles.append(module.register_forward_hook(post, with_kwargs=True, always_call=False))
     try:
-        with torch.no_grad():
+        with torch.no_grad(), sizes:
             model(example)
     finally:
         for h in handles:
@@ -83,19 +118,17 @@ def record_calls(model: nn.Module, example: torch.Tensor) -> dict[int, CallRecor
     """Run `model` on `example` and record each module's first call, keyed by id(module).
 
     The run is in eval mode; modules only reached in train mode (auxiliary heads) are recorded
-    by a second, train-mode run whose effect on buffers (BatchNorm statistics) is undone.
-    Train/eval flags are restored.
+    by a second, train-mode run (derandomized) whose effect on buffers (BatchNorm statistics)
+    is undone. Train/eval flags are restored.
 
     Raises:
         RuntimeError: if the 2D model cannot run on the example.
     """
-    flags = {m: m.training for m in model.modules()}
     paths: dict[int, str] = {}
     for name, module in model.named_modules(remove_duplicate=False):
         paths.setdefault(id(module), name)
     records: dict[int, CallRecord] = {}
-    try:
-        model.eval()
+    with eval_mode(model):
         try:
             _run(model, example, records, paths, training=False)
         except Exception as error:
@@ -104,18 +137,7 @@ def record_calls(model: nn.Module, example: torch.Tensor) -> dict[int, CallRecor
                 f"{tuple(example.shape)} ({type(error).__name__}: {error}); pass "
                 f"example_input=<a (B, C, H, W) batch the 2D model accepts> to convert()"
             ) from error
-        if any(id(m) not in records for m in model.modules()):
-            buffers = {id(b): b.detach().clone() for b in model.buffers()}
-            model.train()
-            try:
-                _run(model, example, records, paths, training=True)
-            except Exception:
-                pass
-            finally:
-                with torch.no_grad():
-                    for b in model.buffers():
-                        b.copy_(buffers[id(b)])
-    finally:
-        for module, flag in flags.items():
-            module.training = flag
+    if any(id(m) not in records for m in model.modules()):
+        with contextlib.suppress(Exception), train_mode(model):
+            _run(model, example, records, paths, training=True)
     return records

@@ -24,7 +24,7 @@ from torch.utils._pytree import tree_map
 
 from ._axis import unfold
 from ._head_rewrite import global_pool_kind
-from ._probe import eval_mode, train_mode
+from ._modes import eval_mode, train_mode
 
 __all__ = ["Capture", "as_volumes", "expected_output", "merge_slices", "reference_run", "run_3d"]
 

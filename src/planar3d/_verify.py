@@ -72,7 +72,7 @@ def outputs_problem(got, want, *, volumes: int, batch: int, axis: int) -> str:
 
 
 def check_network(model2d: nn.Module, model3d: nn.Module, images: torch.Tensor, *, axis: int,
-                  volumes: int, sites: dict[str, str]) -> Divergence | None:
+                  volumes: int, sites: dict[str, str], recorded=None) -> Divergence | None:
     """Run the converted network against the reference in eval and train mode.
 
     Args:
@@ -80,18 +80,23 @@ def check_network(model2d: nn.Module, model3d: nn.Module, images: torch.Tensor, 
         model3d: the converted network (likewise).
         images: the example batch; `volumes` volumes of its images as slices.
         sites: the head-pool sites (see `_reference`).
+        recorded: the 2D network's eval-mode outputs on `images`, when known: with no
+            head-pool sites they are the eval-mode reference.
     Returns:
         None when every output equals the reference, else where the first difference arises.
     """
     call = ((images,), {})
     for training in (False, True):
-        try:
-            want = reference_run(model2d, *call, batch=len(images), volumes=volumes,
-                                 sites=sites, training=training)
-        except Exception:
-            if training:  # the 2D network itself does not run in train mode on the example
-                continue
-            raise
+        if not training and not sites and recorded is not None:
+            want = recorded
+        else:
+            try:
+                want = reference_run(model2d, *call, batch=len(images), volumes=volumes,
+                                     sites=sites, training=training)
+            except Exception:
+                if training:  # the 2D network itself does not run in train mode on the example
+                    continue
+                raise
         divergence = localize(model2d, model3d, call, axis=axis, volumes=volumes, sites=sites,
                               training=training, want=want)
         if divergence is not None:

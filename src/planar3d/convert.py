@@ -20,6 +20,7 @@ How a network is converted (docs/design.md §1):
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 
 import torch
@@ -28,7 +29,8 @@ from torch import nn
 from ._axis import axis_name, parse_axis, require_volume
 from ._example import PROBE_VOLUMES, example_batch, refuse_unconvertible
 from ._finalize import check_runs, finalize
-from ._hooks import hooks_paused, hooks_running, restore_hooks
+from ._hooks import has_hooks, hooks_paused, hooks_running, restore_hooks
+from ._modes import restore_flags, training_flags
 from ._planner import Planner
 from ._record import record_calls
 from ._verify import check_network
@@ -118,30 +120,52 @@ def convert(
         registry[kind] = fn
 
     refuse_unconvertible(model)
+    with _one_thread():
+        return _convert(model, example_input=example_input, inplace=inplace, registry=registry,
+                        ctx=ConversionContext(mode=mode, axis=axis_dim, depth=depth,
+                                              kernel_depth=kernel_depth))
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """Conversion runs the network on a few small images: one thread does it fastest, and two
+    threads busy-waiting on a loaded machine do it many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _convert(model: nn.Module, *, example_input, inplace: bool, registry, ctx
+             ) -> nn.Module:
     example = example_batch(model, example_input)
     pristine = deepcopy_module(model) if inplace else model
     work = model if inplace else deepcopy_module(model)
     # read from the caller's model: some copies (torch.fx graphs) come back in train mode
-    flags = {name: m.training for name, m in model.named_modules()}
-    report = ConversionReport(mode, axis_name(axis_dim), depth, tuple(example.shape))
-    ctx = ConversionContext(mode=mode, axis=axis_dim, depth=depth, kernel_depth=kernel_depth)
+    flags = dict(zip((name for name, _ in model.named_modules()),
+                     (flag for _, flag in training_flags(model))))
+    report = ConversionReport(ctx.mode, axis_name(ctx.axis), ctx.depth, tuple(example.shape))
     originals = list(work.modules())  # keeps every original alive: ids stay unique while in use
     with hooks_paused(pristine, work):
         planner = Planner(ctx=ctx, registry=registry, records=record_calls(work, example),
                           batch=example.shape[0], volumes=PROBE_VOLUMES, pristine=pristine,
                           report=report)
         work.eval()
+        # the root's recorded output is the eval reference unless hooks (paused while
+        # recording) change what the network returns
+        root_record = planner.records.get(id(work))
+        recorded = None if root_record is None or has_hooks(pristine) else root_record.output
         root = planner.visit(work, "", "head")
         planner.records, planner.record_at = {}, {}  # the records are released here
-        for name, module in root.named_modules():
-            if name in flags:
-                module.training = flags[name]
+        restore_flags([(m, flags[name]) for name, m in root.named_modules() if name in flags])
         with hooks_running():
-            root = _verified(root, pristine, example, planner)
-        if mode != "planar" or depth != "keep":
+            root = _verified(root, pristine, example, planner, recorded)
+        if ctx.mode != "planar" or ctx.depth != "keep":
             root = finalize(root, planner)
             with hooks_running():
-                check_runs(root, example, axis=axis_dim, volumes=PROBE_VOLUMES)
+                check_runs(root, example, axis=ctx.axis, volumes=PROBE_VOLUMES)
         restore_hooks(root)
     root.register_forward_pre_hook(_check_volume_input, prepend=True)
     attach_report(root, report)
@@ -149,13 +173,13 @@ def convert(
     return root
 
 
-def _verified(root: nn.Module, model2d: nn.Module, example: torch.Tensor,
-              planner: Planner) -> nn.Module:
+def _verified(root: nn.Module, model2d: nn.Module, example: torch.Tensor, planner: Planner,
+              recorded) -> nn.Module:
     """The end-to-end check against the reference (`_verify`); a body module found diverging
     is folded and the check runs again, anything else raises."""
     for _ in range(MAX_REPAIRS + 1):
         divergence = check_network(model2d, root, example, axis=planner.ctx.axis,
-                                   volumes=PROBE_VOLUMES, sites=planner.sites)
+                                   volumes=PROBE_VOLUMES, sites=planner.sites, recorded=recorded)
         if divergence is None:
             return root
         repaired = planner.repair(root, divergence)
