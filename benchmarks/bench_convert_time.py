@@ -11,7 +11,8 @@ module. Two families separate the two:
   time = a + b * modules and as a power law time ~ modules^p (p = 1: linear);
 - real networks of increasing size (torchvision resnet18..152, timm nasnetalarge, the largest
   classic CNN of timm by module count), each with its default example input, as users run it.
-Median of --repeats conversions each (3 by default: one conversion is seconds to minutes).
+Median of --repeats conversions each (3 by default). Conversion runs on one thread whatever
+torch's setting (it sets that itself).
 """
 
 from __future__ import annotations
@@ -33,10 +34,6 @@ CHAIN_LENGTHS = (32, 64, 128, 256, 512, 1024)
 QUICK_CHAIN_LENGTHS = (8, 16, 32, 64)
 REAL = ("tv/resnet18", "tv/resnet34", "tv/resnet50", "tv/resnet101", "tv/resnet152",
         "timm/nasnetalarge")
-# Example image size where the default one does not fit: nasnetalarge's default 331² example
-# made convert hold every module's recorded call, over the 24 GiB of the 2-core machine
-# (killed by the OOM killer, 2026-11-24).
-EXAMPLE_SIZE = {"timm/nasnetalarge": 128}
 QUICK_REAL = ("tv/resnet18", "tv/resnet50")
 
 
@@ -110,28 +107,26 @@ def fit(modules: list[int], seconds: list[float]) -> str:
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter chains, two real models")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="conversions per model, median reported (default: 3)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
     lengths = QUICK_CHAIN_LENGTHS if args.quick else CHAIN_LENGTHS
     reals = QUICK_REAL if args.quick else REAL
-    where = (f"CPU {common.cpu_name()}, {torch.get_num_threads()} threads, torch "
-             f"{torch.__version__}, median of {args.repeats} conversions")
+    where = (f"CPU {common.cpu_name()}, torch {torch.__version__}, median of {args.repeats} "
+             "conversions")
     print(f"## conversion time\n{where}")
 
     headers = ["network", "modules", "example input", "convert (s)", "ms per module"]
     print(markdown_table(headers, []), flush=True)
     rows, counts, seconds = [], [], []
-    example = torch.randn(2, 3, 32, 32)
+    example = torch.randn(4, 3, 32, 32)
     for k in lengths:
         model = chain(k).eval()
         count = sum(1 for _ in model.modules())
         s = convert_seconds(model, example, args.repeats)
         counts.append(count)
         seconds.append(s)
-        rows.append([f"chain of {k} blocks", count, "2x3x32x32", f"{s:.2f}",
+        rows.append([f"chain of {k} blocks", count, "4x3x32x32", f"{s:.2f}",
                      f"{s / count * 1e3:.1f}"])
         print(markdown_row(rows[-1]), flush=True)
     chain_fit = fit(counts, seconds)
@@ -139,15 +134,10 @@ def main(argv: list[str] | None = None) -> str:
     for name in reals:
         model = real_model(name).eval()
         count = sum(1 for _ in model.modules())
-        cfg = getattr(model, "pretrained_cfg", None) or {}
-        shape = tuple(cfg.get("input_size", (3, 224, 224)))
-        example = None
-        if name in EXAMPLE_SIZE:
-            shape = (3, EXAMPLE_SIZE[name], EXAMPLE_SIZE[name])
-            example = torch.randn(2, *shape)
+        s = convert_seconds(model, None, args.repeats)
+        shape = planar3d.conversion_report(planar3d.convert(model)).example_shape
         size = "x".join(str(v) for v in shape)
-        s = convert_seconds(model, example, args.repeats)
-        rows.append([name, count, f"2x{size}", f"{s:.2f}", f"{s / count * 1e3:.1f}"])
+        rows.append([name, count, size, f"{s:.2f}", f"{s / count * 1e3:.1f}"])
         print(markdown_row(rows[-1]), flush=True)
     return "\n".join(["### conversion time", where, "", markdown_table(headers, rows), "",
                       f"Chain of identical blocks: {chain_fit}."])

@@ -5,7 +5,9 @@ Run:  python benchmarks/run_all.py [--device cuda] [--quick] [--out results.md]
 
 1. bench_planar.py: planar (and the naive module swap) against the 2D network on the N*D slices;
 2. bench_modes.py: the conversion modes against planar;
-3. bench_convert_time.py: conversion time against the number of modules (CPU).
+3. bench_convert_time.py: conversion time against the number of modules (CPU);
+4. bench_convert_sweep.py: conversion time of every network of the family sweep, idle and beside
+   a busy process, and conversion memory against the 2D forward (CPU).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 from pathlib import Path
 
 import _common as common  # first: it configures OpenMP before torch loads it
+import bench_convert_sweep
 import bench_convert_time
 import bench_modes
 import bench_planar
@@ -31,8 +34,10 @@ def main(argv: list[str] | None = None) -> None:
               ["--amp"] if args.amp else []) + (
               ["--repeats", str(args.repeats)] if args.repeats else [])
     sections = [bench_planar.main(shared), bench_modes.main(shared)]
-    convert_args = ["--threads", str(args.threads)] + (["--quick"] if args.quick else [])
-    sections.append(bench_convert_time.main(convert_args))
+    quick = ["--quick"] if args.quick else []
+    sections.append(bench_convert_time.main(quick))
+    if args.device == "cpu":
+        sections.append(bench_convert_sweep.main(quick))
     text = "\n\n".join(sections) + "\n"
     print("\n" + text)
     if args.out is not None:

@@ -22,7 +22,7 @@ OUTCOMES = {
 CHECKS = ("eval outputs on 2 volumes of 3 distinct slices and on a depth-constant volume; "
           "deepcopy and pickle; one train step (loss, every gradient, every buffer); one random "
           "draw per slice; all in float64 against the 2D network on the stacked slices "
-          "(DESIGN.md P0)")
+          "(docs/design.md P0)")
 
 
 def _cell(text: str, limit: int = 150) -> str:

@@ -1,4 +1,4 @@
-"""The network sweep's machinery: convert one case in planar mode and hold it to DESIGN.md P0.
+"""The network sweep's machinery: convert one case in planar mode and hold it to docs/design.md P0.
 
 Outcome of a case:
 - `exact`: converts, and every check below agrees with the reference;

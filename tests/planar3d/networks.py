@@ -5,7 +5,7 @@ models, FPN backbones and fx feature extractors, timm variants, and modules typi
 code (`research_blocks`, `research_nets`). Every model has random weights (nothing is
 downloaded), made informative by `randomize`, and is seeded, so that a result reproduces.
 
-A case says where the reference of DESIGN.md P0 pools globally (`head`: the module whose own
+A case says where the reference of docs/design.md P0 pools globally (`head`: the module whose own
 code holds the head pool, whose global pools see the slices of each volume together), and which
 refusals are the correct outcome (`refusal`: why no exact 3D network exists).
 """

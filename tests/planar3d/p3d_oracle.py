@@ -5,8 +5,9 @@
 - `head_reference`: the 2D network applied with the head pool seeing the features of all slices
   pooled together: inside the head-pool module's own code, every global/adaptive pooling op first
   reduces the slices of each volume with the same reduction (mean or max).
-- `stacked_reference`: DESIGN.md P0 for a whole network: the 2D network on the N·D slices stacked
-  as one batch (head pool as above), its outputs laid out as the 3D network must return them.
+- `stacked_reference`: docs/design.md P0 for a whole network: the 2D network on the N·D slices
+  stacked as one batch (head pool as above), its outputs laid out as the 3D network must return
+  them.
 """
 
 from __future__ import annotations

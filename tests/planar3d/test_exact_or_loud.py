@@ -1,6 +1,6 @@
 """Exact or loud: one fast regression test per way a converted network went wrong in practice.
 
-The promise (DESIGN.md §1): `convert` returns a network that computes exactly the reference, or
+The promise (docs/design.md §1): `convert` returns a network that computes exactly the reference, or
 raises UnsupportedModuleError naming the module, the reason and the fix; never a silent wrong
 answer, never a network that converts and then crashes. The reference is P0: the 2D network on
 the N·D slices stacked as one batch, with a global head pool pooling over D, H and W. Outputs are

@@ -6,6 +6,8 @@ input the 2D model accepts. A family either converts and satisfies its mode's pr
 coverage table (scripts/coverage_table.py) is built from the results.
 """
 
+from pathlib import Path
+
 import pytest
 import timm
 import torchvision
@@ -26,15 +28,10 @@ EXPECTED_UNSUPPORTED = {
 # sweep fits CI's 2 cores and 24 GiB: deepseek_vit_412m alone took over 15 minutes.
 SMALLER = {"deepseek_vit": {"depth": 2}}
 
-TORCHVISION = {
-    "resnet": "resnet18", "resnext": "resnext50_32x4d", "wide_resnet": "wide_resnet50_2",
-    "vgg": "vgg11", "densenet": "densenet121", "mobilenet_v2": "mobilenet_v2",
-    "mobilenet_v3": "mobilenet_v3_small", "efficientnet": "efficientnet_b0",
-    "efficientnet_v2": "efficientnet_v2_s", "convnext": "convnext_tiny",
-    "regnet": "regnet_x_400mf", "shufflenet_v2": "shufflenet_v2_x0_5",
-    "squeezenet": "squeezenet1_1", "mnasnet": "mnasnet0_5", "googlenet": "googlenet",
-    "inception_v3": "inception_v3", "alexnet": "alexnet",
-}
+TORCHVISION = dict(
+    line.split() for line in
+    (Path(__file__).with_name("torchvision_families.txt")).read_text().splitlines()
+    if line and not line.startswith("#"))
 
 
 def _assert_outcome(record: dict, family: str) -> None:

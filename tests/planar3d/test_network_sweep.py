@@ -1,4 +1,4 @@
-"""Network sweep: networks people convert beyond classifiers, held to DESIGN.md P0.
+"""Network sweep: networks people convert beyond classifiers, held to docs/design.md P0.
 
 Each case (tests/planar3d/networks.py) is converted in planar mode and must either compute
 exactly the reference (eval outputs on distinct and depth-constant volumes, copies, one train

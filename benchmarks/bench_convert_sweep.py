@@ -1,0 +1,171 @@
+"""Conversion time of every network of the family sweep, idle and beside a busy process, and
+the memory conversion needs against the 2D network's own forward.
+
+Run:  python benchmarks/bench_convert_sweep.py [--quick] [--families resnet,vgg] [--out FILE]
+
+For each family of the coverage sweep (tests/planar3d/timm_families.txt and
+torchvision_families.txt: the registry's smallest model of each timm family, one torchvision
+CNN per family), `planar3d.convert(model)` with its default example: the median of --repeats
+conversions (after one warm-up), with torch's default thread count, first on an otherwise idle
+machine, then while a second process keeps every core busy with matrix products (conversion
+sets the thread count it needs itself). Targets: at most 1 s for every family, 0.5 s for
+resnet50.
+
+Memory: peak resident memory (ru_maxrss) of a fresh process that builds the model and runs
+`convert`, against a fresh process that builds it and runs one forward of the 2D network on the
+same example (target: at most 2x), for the --memory models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import _common as common  # first: it configures OpenMP before torch loads it
+import torch
+from _common import markdown_row, markdown_table
+
+import planar3d
+from planar3d import UnsupportedModuleError
+
+ROOT = Path(__file__).resolve().parents[1]
+FAMILIES = ROOT / "tests" / "planar3d"
+# the registry's smallest model of a family, built smaller where the sweep builds it smaller
+SMALLER = {"deepseek_vit": {"depth": 2}}
+QUICK = ("resnet", "efficientnet", "convnext", "vgg", "tv/resnet", "tv/densenet")
+MEMORY = ("timm/resnet50", "timm/efficientnet_b0", "timm/convnext_tiny", "timm/nasnetalarge")
+BUSY = """
+import torch
+a = torch.randn(1024, 1024)
+while True:
+    a = (a @ a).tanh()
+"""
+
+
+def families() -> dict[str, tuple[str, str, dict]]:
+    """label -> (source, model name, keyword arguments)."""
+    found = {}
+    for source, file in (("timm", "timm_families.txt"), ("tv", "torchvision_families.txt")):
+        for line in (FAMILIES / file).read_text().splitlines():
+            if line and not line.startswith("#"):
+                family, name = line.split()
+                label = family if source == "timm" else f"tv/{family}"
+                found[label] = (source, name, SMALLER.get(family, {}) if source == "timm" else {})
+    return found
+
+
+def build(source: str, name: str, kwargs: dict) -> torch.nn.Module:
+    torch.manual_seed(0)
+    if source == "timm":
+        import timm
+
+        return timm.create_model(name, pretrained=False, **kwargs).eval()
+    import torchvision
+
+    return getattr(torchvision.models, name)(weights=None).eval()
+
+
+def convert_seconds(model: torch.nn.Module, repeats: int) -> tuple[float, str, tuple]:
+    """Median seconds of `convert`, its outcome, and the example's shape."""
+    times, outcome, shape = [], "converts", ()
+    for i in range(repeats + 1):
+        start = time.perf_counter()
+        try:
+            converted = planar3d.convert(model)
+            shape = planar3d.conversion_report(converted).example_shape
+        except UnsupportedModuleError:
+            outcome = "refused"
+        if i:  # the first run warms up allocators and caches
+            times.append(time.perf_counter() - start)
+    return statistics.median(times), outcome, shape
+
+
+def peak_mb(source: str, name: str, kwargs: dict, what: str) -> float:
+    """Peak resident memory (MiB) of a fresh process building the model, then running `what`
+    ("convert", or "forward": the 2D network on convert's default example)."""
+    code = f"""
+import resource, sys, torch, planar3d
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from bench_convert_sweep import build
+from planar3d._example import example_batch
+model = build({source!r}, {name!r}, {kwargs!r})
+example = example_batch(model, None)
+if {what!r} == "convert":
+    planar3d.convert(model, example_input=example)
+else:
+    with torch.no_grad():
+        model(example)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a few families only")
+    parser.add_argument("--families", default="", help="comma-separated family labels")
+    parser.add_argument("--repeats", type=int, default=3, help="timed conversions per family")
+    parser.add_argument("--no-busy", action="store_true", help="skip the busy-machine column")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON results")
+    args = parser.parse_args(argv)
+    table = families()
+    chosen = [f for f in args.families.split(",") if f] or (
+        [f for f in table if f in QUICK] if args.quick else list(table))
+    where = (f"CPU {common.cpu_name()}, torch {torch.__version__}, default threads "
+             f"({torch.get_num_threads()}), median of {args.repeats} conversions")
+    print(f"## conversion time of the sweep's networks\n{where}", flush=True)
+    results = {}
+    for busy in (False,) if args.no_busy else (False, True):
+        neighbour = subprocess.Popen([sys.executable, "-c", BUSY]) if busy else None
+        try:
+            for label in chosen:
+                source, name, kwargs = table[label]
+                model = build(source, name, kwargs)
+                seconds, outcome, shape = convert_seconds(model, args.repeats)
+                entry = results.setdefault(label, {"model": name, "outcome": outcome,
+                                                   "example": shape,
+                                                   "modules": sum(1 for _ in model.modules())})
+                entry["busy" if busy else "idle"] = seconds
+                print(label, entry, flush=True)
+        finally:
+            if neighbour is not None:
+                neighbour.kill()
+    headers = ["family", "model", "modules", "example", "outcome", "convert idle (s)",
+               "convert, busy neighbour (s)"]
+    rows = [[label, e["model"], e["modules"], "x".join(map(str, e["example"])) or "-",
+             e["outcome"], f"{e['idle']:.2f}", f"{e['busy']:.2f}" if "busy" in e else "-"]
+            for label, e in results.items()]
+    idle = [e["idle"] for e in results.values()]
+    summary = (f"{len(idle)} networks: median {statistics.median(idle):.2f} s, "
+               f"{sum(t <= 1.0 for t in idle)} within 1 s, slowest "
+               f"{max(results, key=lambda k: results[k]['idle'])} "
+               f"({max(idle):.2f} s)")
+    memory_rows = []
+    for label in () if args.quick else MEMORY:
+        source, model_name = label.split("/")
+        name = model_name
+        kwargs = SMALLER.get(model_name, {})
+        forward = peak_mb(source, name, kwargs, "forward")
+        convert = peak_mb(source, name, kwargs, "convert")
+        memory_rows.append([label, f"{forward:.0f}", f"{convert:.0f}",
+                            f"{convert / forward:.2f}"])
+        print(markdown_row(memory_rows[-1]), flush=True)
+    text = "\n".join([
+        "### conversion time", where, "", markdown_table(headers, rows), "", summary, "",
+        "### conversion memory (peak RSS of a fresh process, MiB)", "",
+        markdown_table(["model", "2D forward", "convert", "ratio"], memory_rows)])
+    print("\n" + text)
+    if args.out is not None:
+        args.out.write_text(json.dumps(results, indent=1))
+    return text
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
