@@ -88,6 +88,8 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs first (default: 2)")
     parser.add_argument("--amp", action="store_true",
                         help="run every candidate under bf16 autocast")
+    parser.add_argument("--compile", action="store_true",
+                        help="time every candidate under torch.compile (memory: uncompiled)")
 
 
 def add_model_and_shape_args(parser: argparse.ArgumentParser, *, quick_models: Sequence[str],
@@ -133,6 +135,7 @@ def machine(device: torch.device, args: argparse.Namespace) -> str:
     else:
         where = f"CPU {cpu_name()}, {torch.get_num_threads()} threads"
     amp = ", bf16 autocast" if args.amp else ""
+    amp += ", torch.compile" if getattr(args, "compile", False) else ""
     return (f"{datetime.date.today().isoformat()}, {where}{amp}, torch {torch.__version__}, "
             f"Python {platform.python_version()}, {args.repeats} timed rounds after "
             f"{args.warmup} warm-up runs")
@@ -155,9 +158,13 @@ def autocast(device: torch.device, amp: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
 
 
-def make_step(model: nn.Module, x: torch.Tensor, *, train: bool, amp: bool) -> Step:
-    """One pass: eval forward under no_grad, or train forward + backward of the output's sum."""
+def make_step(model: nn.Module, x: torch.Tensor, *, train: bool, amp: bool,
+              compile: bool = False) -> Step:
+    """One pass: eval forward under no_grad, or train forward + backward of the output's sum;
+    with `compile`, of `torch.compile(model)` (the warm-up runs compile it)."""
     model.train(train)
+    if compile:
+        model = torch.compile(model)
     ctx = autocast(x.device, amp)
     if not train:
         def forward() -> None:

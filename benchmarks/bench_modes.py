@@ -69,7 +69,8 @@ def bench_model(name: str, shape: tuple, device: torch.device, args) -> tuple[li
     results: dict[str, dict[str, str]] = {mode: {} for mode in converted}
     for train in (False, True):
         pass_name = "train" if train else "eval"
-        steps = {mode: common.make_step(m, x, train=train, amp=args.amp)
+        steps = {mode: common.make_step(m, x, train=train, amp=args.amp,
+                                          compile=args.compile)
                  for mode, m in converted.items()}
         times = common.interleaved_times(steps, repeats=args.repeats, warmup=args.warmup,
                                          device=device)

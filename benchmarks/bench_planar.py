@@ -148,7 +148,8 @@ def bench_model(name: str, shape: tuple, device: torch.device, args,
 
     rows = []
     for train in (False, True):
-        steps = {k: common.make_step(*mi, train=train, amp=args.amp) for k, mi in models.items()}
+        steps = {k: common.make_step(*mi, train=train, amp=args.amp,
+                                     compile=args.compile) for k, mi in models.items()}
         times = common.interleaved_times(steps, repeats=args.repeats, warmup=args.warmup,
                                          device=device)
         cl_best = times.median("2d_cl") < times.median("2d")

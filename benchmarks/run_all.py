@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     shared = ["--device", args.device, "--threads", str(args.threads), "--warmup",
               str(args.warmup)] + (["--quick"] if args.quick else []) + (
-              ["--amp"] if args.amp else []) + (
+              ["--amp"] if args.amp else []) + (["--compile"] if args.compile else []) + (
               ["--repeats", str(args.repeats)] if args.repeats else [])
     sections = [bench_planar.main(shared), bench_modes.main(shared)]
     quick = ["--quick"] if args.quick else []
