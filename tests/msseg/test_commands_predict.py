@@ -106,7 +106,7 @@ def test_bad_input_is_named_and_nothing_is_written(checkpoint, tmp_path, capsys)
     assert "nope.nii: input not found" in capsys.readouterr().err
     assert main(["predict", "--model", str(tmp_path / "missing.pt"), "--input",
                  str(tmp_path / "in" / "good.nii.gz"), "--out", str(tmp_path / "out")]) == 1
-    assert "missing.pt' does not exist" in capsys.readouterr().err
+    assert "missing.pt: checkpoint not found" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
