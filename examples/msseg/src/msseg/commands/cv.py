@@ -52,11 +52,14 @@ def run(args: argparse.Namespace) -> int:
     from msseg.evaluation.reports import format_results, overall_table, write_report
     from msseg.io.atomic import atomic_write_text
     from msseg.io.discovery import discover_scans
+    from msseg.model.hub import check_pretrained_available
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("cv runs in one process; under torchrun use `train` per round "
                          "(--exclude <the round's test scans>)")
     config = train_config(args)
+    if config.pretrained:
+        check_pretrained_available(config.encoder)
     methods = (args.recompose, *(m for m in RECOMPOSE_METHODS if m != args.recompose))
     results = cross_validate(discover_scans(args.data), config, args.out, cache=args.cache,
                              rounds=args.rounds, methods=methods,

@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from msseg.data.splits import split_scans
     from msseg.io.atomic import atomic_write_text
     from msseg.io.discovery import discover_scans
+    from msseg.model.hub import check_pretrained_available
     from msseg.training.checkpoint import checkpoint_config, load_checkpoint
     from msseg.training.engine import train
     from msseg.training.logbook import check_run_folder
@@ -71,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         base = checkpoint_config(load_checkpoint(args.resume), args.resume)
     config = train_config(args, base=base, out_dir=str(args.out))
+    if config.pretrained:
+        check_pretrained_available(config.encoder)
     records = discover_scans(args.data, mask_pattern=args.mask_pattern)
     training, validation = split_scans(records, val=args.val, exclude=args.exclude)
 
