@@ -119,7 +119,7 @@ def _edit_geometry(path):
 @pytest.mark.parametrize(("name", "damage"), [("flair.npy", _truncate), ("mask.npy", _flip),
                                               ("meta.json", _edit_geometry),
                                               ("flair.npy", Path.unlink)])
-def test_a_damaged_entry_is_refused_on_load_and_rebuilt_by_fill(msseg_root, tmp_path, caplog,
+def test_a_damaged_entry_is_refused_on_load_and_rebuilt_by_fill(msseg_root, tmp_path, msseg_log,
                                                                 name, damage):
     records = find_msseg_scans(msseg_root)
     entry = fill_cache(records, SMALL, tmp_path / "cache", progress=False)[0]
@@ -131,7 +131,7 @@ def test_a_damaged_entry_is_refused_on_load_and_rebuilt_by_fill(msseg_root, tmp_
     assert message.startswith(f"{entry.path / name}: cache file ") and "\n" not in message
     assert f"delete {entry.path} or run `msseg preprocess`" in message
     again = fill_cache(records, SMALL, tmp_path / "cache", progress=False)[0]
-    assert again.path == entry.path and f"{entry.path / name}: cache file" in caplog.text
+    assert again.path == entry.path and f"{entry.path / name}: cache file" in msseg_log.text
     assert {p.name: p.read_bytes() for p in again.path.iterdir()} == fresh  # rebuilt the same
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
         e.path.name for e in fill_cache(records, SMALL, tmp_path / "cache", progress=False))

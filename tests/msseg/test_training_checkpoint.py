@@ -74,7 +74,7 @@ def test_an_epoch_writes_last_then_best_with_the_same_bytes(tmp_path, monkeypatc
     assert load_checkpoint(tmp_path / "last.pt", keys=())["epoch"] == 2
 
 
-def test_finish_best_completes_an_interrupted_save(tmp_path, caplog):
+def test_finish_best_completes_an_interrupted_save(tmp_path, msseg_log):
     save_epoch(tmp_path, {"epoch": 1, "best_epoch": 1}, improved=True)
     save_checkpoint(tmp_path / "last.pt", {"epoch": 2, "best_epoch": 2})  # killed before best.pt
     last = load_checkpoint(tmp_path / "last.pt", keys=())
@@ -83,5 +83,5 @@ def test_finish_best_completes_an_interrupted_save(tmp_path, caplog):
     (tmp_path / "best.pt").unlink()
     save_checkpoint(tmp_path / "last.pt", {"epoch": 3, "best_epoch": 2})
     finish_best(tmp_path, load_checkpoint(tmp_path / "last.pt", keys=()), tmp_path / "last.pt")
-    assert "best.pt: holds nothing readable, but the run's best epoch is 2" in caplog.text
+    assert "best.pt: holds nothing readable, but the run's best epoch is 2" in msseg_log.text
     assert not (tmp_path / "best.pt").exists()
