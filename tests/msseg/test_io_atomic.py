@@ -86,7 +86,7 @@ def test_a_full_disk_is_one_line_naming_the_file_and_keeps_the_old_one(tmp_path)
 
 
 def test_an_error_about_another_file_is_not_blamed_on_the_target(tmp_path):
-    with pytest.raises(FileNotFoundError, match="input.nii"), atomic_path(tmp_path / "out.txt"):
+    with pytest.raises(FileNotFoundError, match=r"input\.nii"), atomic_path(tmp_path / "out.txt"):
         raise FileNotFoundError(errno.ENOENT, "No such file or directory", "input.nii")
     assert os.listdir(tmp_path) == []
 
@@ -95,7 +95,7 @@ def test_a_group_keeps_its_old_files_until_every_new_one_is_written(tmp_path):
     prob, mask = tmp_path / "x_prob.nii.gz", tmp_path / "x_mask.nii.gz"
     for path in (prob, mask):
         path.write_text("old")
-    with pytest.raises(OSError, match="x_mask.nii.gz: cannot write it"), \
+    with pytest.raises(OSError, match=r"x_mask\.nii\.gz: cannot write it"), \
             atomic_paths([prob, mask]) as (prob_tmp, mask_tmp):
         prob_tmp.write_text("new")
         raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT), str(mask_tmp))

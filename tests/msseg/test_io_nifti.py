@@ -212,7 +212,7 @@ def test_a_header_claiming_a_huge_volume_is_refused_before_decompressing(tmp_pat
 def test_the_size_limit_is_the_users_to_change(tmp_path, monkeypatch):
     record = _good(tmp_path)
     monkeypatch.setenv("MSSEG_MAX_VOXELS", "1000")
-    with pytest.raises(ScanError, match="= 1,680 voxels .* more than the limit of 1,000"):
+    with pytest.raises(ScanError, match=r"= 1,680 voxels .* more than the limit of 1,000"):
         load_scan(record)
     monkeypatch.setenv("MSSEG_MAX_VOXELS", "1680")
     assert load_scan(record).flair.size == 1680

@@ -39,7 +39,7 @@ def test_a_changed_tensor_fails_the_checksum(tmp_path):
     checkpoint = torch.load(tmp_path / "c.pt", weights_only=True)
     checkpoint["w"][17] = 40158.0  # what flipped bits did to a weight
     torch.save(checkpoint, tmp_path / "c.pt")
-    with pytest.raises(CheckpointError, match="c.pt: checksum mismatch: the contents changed"):
+    with pytest.raises(CheckpointError, match=r"c\.pt: checksum mismatch: the contents changed"):
         load_checkpoint(tmp_path / "c.pt", keys=())
     checkpoint["w"][17] = 0.05
     checkpoint["epoch"] = 4  # plain values count too

@@ -167,7 +167,7 @@ def test_a_folder_with_a_run_is_trained_into_only_when_asked(tmp_path, data):
         f"pass --resume {tmp_path / 'last.pt'} to continue it, --overwrite to replace it, or "
         f"choose another --out")
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing touched
-    with pytest.raises(ValueError, match="--overwrite would delete .*last.pt, the checkpoint"):
+    with pytest.raises(ValueError, match=r"--overwrite would delete .*last\.pt, the checkpoint"):
         train(tiny_config(tmp_path, epochs=2), *data, resume=tmp_path / "last.pt",
               overwrite=True)
     replaced = train(tiny_config(tmp_path, epochs=1, seed=8), *data, overwrite=True)
