@@ -48,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run (or continue) the cross-validation; log and write Table 2."""
+    from msseg.device import resolve_compute
     from msseg.evaluation.cross_validation import RECOMPOSE_NAMES, cross_validate
     from msseg.evaluation.reports import format_results, overall_table, write_report
     from msseg.io.atomic import atomic_write_text
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("cv runs in one process; under torchrun use `train` per round "
                          "(--exclude <the round's test scans>)")
     config = train_config(args)
+    resolve_compute(config.device, config.precision)  # a bad --device fails before any work
     if config.pretrained:
         check_pretrained_available(config.encoder)
     methods = (args.recompose, *(m for m in RECOMPOSE_METHODS if m != args.recompose))

@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from msseg.data.cache import fill_cache
     from msseg.data.slab_dataset import SlabDataset
     from msseg.data.splits import split_scans
+    from msseg.device import resolve_compute
     from msseg.io.atomic import atomic_write_text
     from msseg.io.discovery import discover_scans
     from msseg.model.hub import check_pretrained_available
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         base = checkpoint_config(load_checkpoint(args.resume), args.resume)
     config = train_config(args, base=base, out_dir=str(args.out))
+    resolve_compute(config.device, config.precision)  # a bad --device fails before any work
     if config.pretrained:
         check_pretrained_available(config.encoder)
     records = discover_scans(args.data, mask_pattern=args.mask_pattern)

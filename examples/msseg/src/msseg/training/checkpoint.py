@@ -46,6 +46,7 @@ __all__ = [
     "get_rng_state",
     "load_checkpoint",
     "load_model",
+    "load_weights",
     "save_checkpoint",
     "save_epoch",
     "set_rng_state",
@@ -116,7 +117,9 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         what = "a folder" if path.is_dir() else "empty (0 bytes)"
         raise CheckpointError(f"{path}: checkpoint is {what}; {_FROM_TRAIN}")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on odd files: the errors below say more
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         if "weights only" not in str(error).lower():
             raise _unreadable(path, error) from None
@@ -209,6 +212,17 @@ def load_model(
     except (ValueError, RuntimeError) as error:
         raise CheckpointError(f"{path}: its config does not build a model ({error}); "
                               f"{_FROM_TRAIN}") from None
+    load_weights(model, checkpoint, path)
+    return model.to(device).eval(), config
+
+
+def load_weights(model: torch.nn.Module, checkpoint: dict, path: str | Path) -> None:
+    """Load a checkpoint's weights into `model` (built from its config), in place.
+
+    Raises:
+        CheckpointError: the weights do not fit the model (missing, unexpected or misshapen
+            tensors), with the first of them named.
+    """
     expected, state = model.state_dict(), checkpoint["model"]
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: its model entry is a {type(state).__name__}, expected a "
@@ -218,13 +232,13 @@ def load_model(
     misshapen = [k for k in state if k in expected
                  and tuple(getattr(state[k], "shape", ())) != tuple(expected[k].shape)]
     if missing or unexpected or misshapen:
+        encoder = checkpoint.get("config", {}).get("encoder")
         raise CheckpointError(
             f"{path}: its weights do not fit the model its config describes (encoder "
-            f"{config.encoder}): {len(missing)} missing, {len(unexpected)} unexpected, "
+            f"{encoder}): {len(missing)} missing, {len(unexpected)} unexpected, "
             f"{len(misshapen)} of another shape (first: {(missing + unexpected + misshapen)[0]});"
             f" it was edited or assembled from two runs; {_FROM_TRAIN}")
     model.load_state_dict(state)
-    return model.to(device).eval(), config
 
 
 def finish_best(out_dir: str | Path, checkpoint: dict, source: str | Path) -> None:

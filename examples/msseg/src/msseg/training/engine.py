@@ -46,6 +46,7 @@ from msseg.training.checkpoint import (
     finish_best,
     get_rng_state,
     load_checkpoint,
+    load_weights,
     save_epoch,
     set_rng_state,
 )
@@ -211,7 +212,7 @@ def train(
     if resume is not None:
         checkpoint = load_checkpoint(resume, map_location=rt.device)
         _check_resumable(config, checkpoint, Path(resume))
-        model.load_state_dict(checkpoint["model"])
+        load_weights(model, checkpoint, resume)
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         scaler.load_state_dict(checkpoint["scaler"])
