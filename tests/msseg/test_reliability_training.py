@@ -10,6 +10,10 @@ weights bit for bit, its history and its best.pt, with no partial file left.
 
 import csv
 import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 from faults import STAGES, partials, run_killed, run_with_file_limit
@@ -140,4 +144,47 @@ def test_cv_continues_an_interrupted_round_from_its_last_pt(phantom_dir, tmp_pat
         tmp_path / "straight" / "round1" / "train" / "history.csv")
     assert (tmp_path / "cut" / "round1" / "results.json").read_text() == (
         tmp_path / "straight" / "round1" / "results.json").read_text()
+    assert partials(tmp_path / "cut") == []
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_torchrun_killed_mid_save_resumes_bit_for_bit(phantom_dir, tmp_path):
+    """2 gloo ranks under torchrun; rank 0 is killed with SIGKILL after epoch 2's last.pt and
+    before its history.csv. torchrun ends the job; resuming it under torchrun gives the weights
+    and history of the uninterrupted job exactly."""
+    killed_rank0 = tmp_path / "killed_rank0.py"
+    killed_rank0.write_text(textwrap.dedent("""
+        import os, sys
+        import faults
+        from msseg.commands.main import main
+        if os.environ["RANK"] == "0":
+            faults._kill_at("history.csv", "written", 3)
+        sys.exit(main(sys.argv[1:]))
+    """))
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+    common = ["train", "--data", str(phantom_dir), "--cache", str(tmp_path / "cache"),
+              "--exclude", "01016SACH", "07001MOEL", "08002CHJE", "--val", "08037ROGU",
+              *TINY_FLAGS, "--epochs", "3"]
+
+    def torchrun(*args):
+        return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                               "--nproc_per_node=2", *args], env=env, capture_output=True,
+                              text=True, timeout=900)
+
+    straight = torchrun("-m", "msseg", *common, "--out", str(tmp_path / "straight"))
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    killed = torchrun(str(killed_rank0), *common, "--out", str(tmp_path / "cut"))
+    assert killed.returncode != 0
+    last = tmp_path / "cut" / "last.pt"
+    assert load_checkpoint(last)["epoch"] == 2 and len(_history(last.with_name("history.csv"))) == 1
+    resumed = torchrun("-m", "msseg", *common, "--out", str(tmp_path / "cut"), "--resume",
+                       str(last))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected = load_checkpoint(tmp_path / "straight" / "last.pt")
+    found = load_checkpoint(last)
+    assert found["epoch"] == 3 and state_equal(found["model"], expected["model"])
+    assert _history(last.with_name("history.csv")) == _history(
+        tmp_path / "straight" / "history.csv")
     assert partials(tmp_path / "cut") == []
