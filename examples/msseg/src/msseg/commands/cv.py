@@ -6,7 +6,8 @@
 The protocol is `msseg.data.splits.cv_rounds`, a round `msseg.evaluation.cross_validation`. At
 the end, in the output folder: ``per_scan.csv`` and the Table 2 layout (``table.md``,
 ``table.csv``) for ``--recompose``, and ``recompose.md`` comparing both recompositions on the
-same test scans. Rerunning the same command continues after the last finished round.
+same test scans. Rerunning the same command continues where it stopped: finished rounds are
+read back, an interrupted one continues from its ``train/last.pt``.
 
 cv runs in one process (one GPU, or the CPU); for several GPUs run ``train`` under torchrun
 with ``--exclude`` set to a round's test scans.
