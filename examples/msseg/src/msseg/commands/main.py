@@ -26,7 +26,7 @@ import logging
 import signal
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 __all__ = ["COMMANDS", "Command", "build_parser", "configure_logging", "main"]
@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       logging.DEBUG if args.verbose else logging.INFO)
     with warnings.catch_warnings():
         warnings.showwarning = _log_warning
-        terminate = _end_on_sigterm()
+        previous = _end_on_sigterm()
         try:
             return importlib.import_module(names[args.command].module).run(args)
         except (OSError, ValueError) as error:
@@ -125,19 +125,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                       "smaller --batch-size", args.command)
             return 1
         finally:
-            if terminate is not None:
-                signal.signal(signal.SIGTERM, terminate)
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
 
-def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _log_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: object = None, line: str | None = None) -> None:
     """A Python warning as one ``warning: ...`` line of the "msseg" logger."""
     log.warning("%s", message)
 
 
-def _end_on_sigterm():
+def _end_on_sigterm() -> Callable | int | None:
     """Make SIGTERM raise SystemExit(143) in the main thread, so `finally` blocks (temporary
     files) run; returns the previous handler, or None where signals cannot be set here."""
-    def terminate(signum, frame):
+    def terminate(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)
 
     try:
