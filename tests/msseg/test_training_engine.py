@@ -176,3 +176,16 @@ def test_a_folder_with_a_run_is_trained_into_only_when_asked(tmp_path, data):
     with open(tmp_path / "history.csv") as handle:
         assert [float(r["val_loss"]) for r in csv.DictReader(handle)] == [
             replaced.history[0]["val_loss"]]
+
+
+def test_resuming_a_run_that_stopped_early_trains_no_further_epoch(tmp_path, data):
+    """A run killed after the save of the epoch that exhausted its patience (or a cv round whose
+    predictions were interrupted) resumes to the same end: no epoch beyond the stop."""
+    config = tiny_config(tmp_path, epochs=10, patience=2, lr=1e-30)
+    stopped = train(config, *data)
+    assert stopped.stopped_early and len(stopped.history) == 3
+    again = train(config, *data, resume=tmp_path / "last.pt")
+    assert again.history == stopped.history and again.stopped_early
+    assert state_equal(again.model.state_dict(), stopped.model.state_dict())
+    more_patience = train(config.replace(patience=3), *data, resume=tmp_path / "last.pt")
+    assert len(more_patience.history) == 4  # asked for: one more epoch without improvement

@@ -243,8 +243,10 @@ def train(
             finish_best(out, checkpoint, resume)
         log = TrainingLog(out, history=state["history"], tensorboard=config.tensorboard)
 
-    stopped_early = False
-    for epoch in range(state["epoch"], config.epochs):
+    # a resumed run that early stopping had ended stays ended (unless more patience is given)
+    stopped_early = (state["bad_epochs"] > 0 and state["bad_epochs"] >= config.patience
+                     and state["epoch"] < config.epochs)
+    for epoch in range(config.epochs if stopped_early else state["epoch"], config.epochs):
         start = time.perf_counter()
         sampler.set_epoch(epoch)
         train_loss = _train_epoch(net, train_loader, optimizer, scheduler, scaler, rt, config,
