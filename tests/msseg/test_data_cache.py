@@ -2,6 +2,7 @@
 
 import io
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from msseg.config import PipelineConfig
 from msseg.data import cache as cache_module
 from msseg.data.cache import CacheError, cache_key, fill_cache
 from msseg.data.preprocess import preprocess_scan
+from msseg.io.atomic import partial_path
 from msseg.io.discovery import find_msseg_scans
 from msseg.io.nifti import load_scan
 
@@ -135,3 +137,16 @@ def test_a_damaged_entry_is_refused_on_load_and_rebuilt_by_fill(msseg_root, tmp_
     assert {p.name: p.read_bytes() for p in again.path.iterdir()} == fresh  # rebuilt the same
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
         e.path.name for e in fill_cache(records, SMALL, tmp_path / "cache", progress=False))
+
+
+def test_a_killed_writers_entry_goes_even_when_everything_is_cached(msseg_root, tmp_path):
+    records = find_msseg_scans(msseg_root)
+    entries = fill_cache(records, SMALL, tmp_path / "cache", progress=False)
+    finished = subprocess.Popen(["true"])  # a process that no longer runs
+    finished.wait()
+    stale = partial_path(tmp_path / "cache" / entries[0].path.name, pid=finished.pid)
+    (stale / "flair.npy").parent.mkdir()
+    (stale / "flair.npy").write_bytes(b"half an array")
+    fill_cache(records, SMALL, tmp_path / "cache", progress=False)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
+        e.path.name for e in entries)

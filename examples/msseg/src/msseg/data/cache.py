@@ -33,7 +33,7 @@ import numpy as np
 
 from msseg.config import PipelineConfig
 from msseg.data.preprocess import Preprocessed, preprocess_scan
-from msseg.io.atomic import atomic_path, partial_path
+from msseg.io.atomic import atomic_path, partial_path, remove_stale_partials
 from msseg.io.checksum import file_digest, values_digest
 from msseg.io.discovery import ScanRecord
 from msseg.io.nifti import load_scan
@@ -143,6 +143,7 @@ def fill_cache(
     """
     root = Path(cache_dir)
     root.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(root)  # a killed writer's entry, even when nothing is written now
     entries = []
     for record in progress_bar(records, desc="preprocess", unit="scan", enabled=progress):
         entry = CacheEntry(record, root / f"{record.patient_id}-{cache_key(record, config)[:20]}")
