@@ -1,8 +1,8 @@
 """Intensities a model cannot read: a FLAIR that loads, but would give a confident mask of nothing.
 
 `warn_if_degenerate` runs on every scan the prediction path sees (`predict_scan`), on the file's
-intensities and on the scaled cube the model is given, and gives one `ScanWarning` per finding,
-naming the file:
+intensities and on the scaled cube the model is given, and names the file in a `ScanWarning`
+with the first of these that applies:
 - only two distinct values: a mask or label map passed as the FLAIR;
 - the scaled cube is almost constant: 98% of its voxels lie within `ALMOST_CONSTANT_SPAN` of
   each other (in a FLAIR scaled to [-1, 1] they span about 1.3). When a few extreme voxels span
@@ -28,20 +28,19 @@ _SAMPLE = 1_000_000  # voxels enough to estimate percentiles
 
 
 def intensity_problems(flair: np.ndarray, cube: np.ndarray) -> list[str]:
-    """What makes these intensities unusable, as sentences (none: an empty list).
+    """What makes these intensities unusable: the first finding that applies, as a sentence.
 
     Args:
         flair: (X, Y, Z) the file's intensities (finite, real).
         cube: (S, S, S) the same scan scaled for the model (`preprocess_scan`).
     Returns:
-        One sentence per finding, each saying what was found and what to do.
+        [the finding, saying what was found and what to do], or [] for a usable scan.
     """
-    problems = []
     flair = np.asarray(flair)
     low, high = float(flair.min()), float(flair.max())
-    if np.all((flair == low) | (flair == high)):
-        problems.append(f"it holds only two values ({low:g} and {high:g}), like a mask, not a "
-                        "FLAIR; check that the FLAIR file was given")
+    if np.all((flair == low) | (flair == high)):  # the one cause worth naming
+        return [f"it holds only two values ({low:g} and {high:g}), like a mask, not a FLAIR; "
+                "check that the FLAIR file was given"]
     span = float(np.subtract(*np.percentile(_sample(cube), [99, 1])))
     if span < ALMOST_CONSTANT_SPAN:
         bulk_low, bulk_high = np.percentile(_sample(flair), [_TAIL_PERCENT, 100 - _TAIL_PERCENT])
@@ -51,9 +50,9 @@ def intensity_problems(flair: np.ndarray, cube: np.ndarray) -> list[str]:
                      f"{bulk_high:.4g}] while the range is [{low:.4g}, {high:.4g}]: a few "
                      "extreme voxels squeeze the scan; clip them (e.g. to the 99.9th "
                      "percentile) and predict again")
-        problems.append(f"after scaling, 98% of its voxels lie within {span:.3g} of each other "
-                        f"(in a FLAIR they span about 1.3 of [-1, 1]): {cause}")
-    return problems
+        return [f"after scaling, 98% of its voxels lie within {span:.3g} of each other (in a "
+                f"FLAIR they span about 1.3 of [-1, 1]): {cause}"]
+    return []
 
 
 def _sample(volume: np.ndarray) -> np.ndarray:

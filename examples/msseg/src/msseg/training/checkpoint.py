@@ -290,7 +290,7 @@ def _verify(path: Path, checkpoint: dict) -> None:
 
 
 def _unreadable(path: Path, error: BaseException) -> CheckpointError:
-    reason = (str(error).strip().splitlines() or [""])[0][:200]
+    reason = (str(error).strip().splitlines() or [""])[0].split(". ")[0][:200]  # 1st sentence
     return CheckpointError(f"{path}: cannot be read as a checkpoint ({type(error).__name__}: "
                            f"{reason}): truncated, damaged or not a torch file; {_FROM_TRAIN}")
 
