@@ -4,6 +4,8 @@ The example is installed (``pip install -e ./examples/msseg``, the Makefile does
 ``import msseg``; builders they call directly are in msseg_helpers.py.
 """
 
+import logging
+
 import pytest
 import torch
 from msseg_helpers import blob_scan, oriented_affine, save
@@ -50,3 +52,16 @@ def phantom_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("phantom")
     write_phantom(out, scale=0.2, seed=0, progress=False)
     return out
+
+
+@pytest.fixture
+def msseg_log(caplog):
+    """caplog that sees the "msseg" loggers at INFO, even after `main` stopped them from
+    propagating to the root logger."""
+    logger = logging.getLogger("msseg")
+    level = logger.level
+    logger.addHandler(caplog.handler)
+    logger.setLevel(logging.INFO)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+    logger.setLevel(level)

@@ -105,3 +105,34 @@ def test_min_lesion_voxels_follows_the_voxel_volume():
     assert min_lesion_voxels(np.diag([1.0, 1.0, 1.0, 1.0]), 3.0) == 3
     assert min_lesion_voxels(np.diag([1.2, 0.5, 0.5, 1.0]), 3.0) == 10  # 0.3 mm³ voxels
     assert min_lesion_voxels(np.diag([-2.0, 2.0, 2.0, 1.0]), 3.0) == 1
+
+
+def test_an_empty_truth_is_never_a_perfect_score_and_every_cell_says_its_n(msseg_root, tmp_path,
+                                                                           capsys):
+    """Centre 07: one scan missed entirely (Dice 0) and one without lesions, predicted empty.
+    The lesion-free scan must not add a Dice of 1.0 to the centre's mean (it used to make it
+    0.500); it is left out, named in a warning, and the cell says it rests on one scan."""
+    flair = np.random.default_rng(5).uniform(100, 200, SHAPE).astype(np.float32)
+    affine = oriented_affine("RAS", shape=SHAPE)
+    save(msseg_root / "07003SATH" / "3DFLAIR.nii.gz", flair, affine)
+    save(msseg_root / "07003SATH" / "Consensus.nii.gz", np.zeros(SHAPE, np.uint8), affine)
+    pred = tmp_path / "pred"
+    for patient in ("01016SACH", "07001MOEL", "07003SATH"):
+        truth, affine = _truth(msseg_root, patient)
+        save(pred / f"{patient}_mask.nii.gz", truth if patient == "01016SACH" else 0 * truth,
+             affine)
+    assert main(["evaluate", "--pred", str(pred), "--truth", str(msseg_root)]) == 0
+    table = (pred / "table.md").read_text().splitlines()
+    assert table[0] == "| Metric | 01 (n=1) | 07 (n=2) | Overall (n=3) |"
+    assert table[2] == "| Dice | 1.000 | 0.000 (n=1) | 0.500 ± 0.500 (n=2) |"
+    assert table[3] == "| Sensitivity | 1.000 | 0.000 (n=1) | 0.500 ± 0.500 (n=2) |"
+    assert table[5] == "| Lesion FPR | 0.000 | n/a | 0.000 (n=1) |"  # nothing predicted in 07
+    assert table[-1].startswith("(n=k): the mean over the k scans where the metric is defined")
+    csv_rows = (pred / "table.csv").read_text().splitlines()
+    assert csv_rows[1].split(",")[4:7] == ["0.000000", "0.000000", "1"]  # 07 Dice: mean, std, n
+    rows = _rows(pred / "per_scan.csv")
+    assert (rows[2]["patient_id"], rows[2]["dice"], rows[2]["sensitivity"]) == (
+        "07003SATH", "nan", "nan")
+    out, err = capsys.readouterr()
+    assert "warning: 1 scan(s) without ground-truth lesions: ['07003SATH']" in err
+    assert "07003SATH   07      n/a    n/a" in out

@@ -1,6 +1,11 @@
 """``predict``: masks on the input's own grid that overlay it, named by patient, both
 recompositions, no overwriting by accident, and bad input that writes nothing."""
 
+import errno
+import os
+import shutil
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -106,7 +111,7 @@ def test_bad_input_is_named_and_nothing_is_written(checkpoint, tmp_path, capsys)
     assert "nope.nii: input not found" in capsys.readouterr().err
     assert main(["predict", "--model", str(tmp_path / "missing.pt"), "--input",
                  str(tmp_path / "in" / "good.nii.gz"), "--out", str(tmp_path / "out")]) == 1
-    assert "missing.pt' does not exist" in capsys.readouterr().err
+    assert "missing.pt: checkpoint not found" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
@@ -157,3 +162,83 @@ def test_existing_outputs_are_kept_unless_overwrite_and_no_stale_probability_map
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing touched
     assert main([*args, "--overwrite"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["scan_mask.nii.gz"]  # no stale _prob
+
+
+def _one_line_error(capsys):
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+def test_two_inputs_with_one_id_are_refused_before_anything(checkpoint, tmp_path, capsys):
+    flair, _ = blob_flair()
+    first = save(tmp_path / "in" / "x.nii", flair, np.eye(4))
+    second = save(tmp_path / "in" / "x.nii.gz", flair + 1, np.eye(4))
+    assert main(["predict", "-m", str(checkpoint), "-i", str(tmp_path / "in"), "-o",
+                 str(tmp_path / "out")]) == 1
+    err = _one_line_error(capsys)
+    assert f"{first} and {second} would both be written as x_mask.nii.gz" in err
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "scans.csv").write_text("patient_id,flair\nx,in/x.nii\nx,in/x.nii.gz\n")
+    assert main(["predict", "-m", str(checkpoint), "-i", str(tmp_path / "scans.csv"), "-o",
+                 str(tmp_path / "out")]) == 1
+    assert "scans.csv, line 3: patient_id 'x' appears twice" in _one_line_error(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_without_room_is_refused_before_inference(checkpoint, tmp_path, capsys,
+                                                           monkeypatch):
+    flair, _ = blob_flair()
+    path = save(tmp_path / "in" / "scan.nii.gz", flair, np.eye(4))
+    usage = shutil.disk_usage(tmp_path)._replace(free=1000)
+    monkeypatch.setattr("msseg.io.atomic.shutil.disk_usage", lambda folder: usage)
+    monkeypatch.setattr("msseg.inference.predict.predict_scan", pytest.fail)  # no inference
+    assert main(["predict", "-m", str(checkpoint), "-i", str(path), "-o", str(tmp_path / "out"),
+                 "--probabilities"]) == 1
+    voxels = flair.size
+    assert _one_line_error(capsys) == (
+        f"error: {tmp_path / 'out'}: {1000 / 2**20:.1f} MiB free on its disk, the outputs need "
+        f"about {5 * voxels / 2**20:.1f} MiB; free space there or choose another output folder\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_mask_that_cannot_be_written_leaves_the_earlier_pair_and_no_probability_map(
+        checkpoint, tmp_path, capsys, monkeypatch):
+    flair, _ = blob_flair()
+    path = save(tmp_path / "in" / "scan.nii.gz", flair, np.eye(4))
+    out = tmp_path / "out"
+    args = ["predict", "-m", str(checkpoint), "-i", str(path), "-o", str(out), "--probabilities"]
+    assert main([*args, "--threshold", "0.9"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_save = nib.save
+
+    def full_disk(image, filename):
+        if "scan_mask" in str(filename):  # the probability map was written, the mask fails
+            Path(filename).write_bytes(b"half a mask")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(filename))
+        real_save(image, filename)
+
+    monkeypatch.setattr("msseg.inference.outputs.nib.save", full_disk)
+    capsys.readouterr()
+    assert main([*args, "--overwrite"]) == 1
+    assert _one_line_error(capsys) == (
+        f"error: {out / 'scan_mask.nii.gz'}: cannot write it (No space left on device); the disk "
+        f"(or your quota) is full: free space there or choose another folder\n")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the earlier pair, whole
+    monkeypatch.setattr("msseg.inference.outputs.nib.save", real_save)
+    (tmp_path / "fresh").mkdir()
+    monkeypatch.setattr("msseg.inference.outputs.nib.save", full_disk)
+    assert main([*args[:-3], "-o", str(tmp_path / "fresh"), "--probabilities"]) == 1
+    assert list((tmp_path / "fresh").iterdir()) == []  # no _prob without its _mask
+
+
+def test_degenerate_intensities_are_warned_about_in_one_line(checkpoint, tmp_path, capsys):
+    flair, _ = blob_flair()
+    flair[0, 0, 0] = 1e38
+    path = save(tmp_path / "in" / "hot.nii.gz", flair, np.eye(4))
+    assert main(["predict", "-m", str(checkpoint), "-i", str(path), "-o",
+                 str(tmp_path / "out")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines()
+                if line.startswith("warning: ")]
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: {path}: after scaling, 98%")
+    assert warnings[0].endswith("the predicted mask cannot be trusted")

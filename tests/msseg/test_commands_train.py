@@ -69,6 +69,26 @@ def test_train_command_saves_its_config_and_resumes_to_the_same_weights(phantom_
     assert len(list((tmp_path / "cache").iterdir())) == 12  # 11 training + 1 validation
 
 
+def test_train_into_a_finished_run_refuses_before_any_work(phantom_dir, tmp_path, capsys):
+    """Without --resume or --overwrite nothing of the earlier run changes, config.json included,
+    and the refusal comes before preprocessing (the cache stays empty)."""
+    run = tmp_path / "run"
+    common = ["train", "--data", str(phantom_dir), "--out", str(run), "--exclude", *TEST_SCANS,
+              "--val", "08037ROGU", *TINY_FLAGS]
+    assert main([*common, "--cache", str(tmp_path / "cache"), "--epochs", "1"]) == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    capsys.readouterr()
+    assert main([*common, "--cache", str(tmp_path / "other"), "--epochs", "2"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {run}: holds a training run already")
+    assert f"pass --resume {run / 'last.pt'} to continue it, --overwrite to replace it" in err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert not (tmp_path / "other").exists()
+    assert main([*common, "--cache", str(tmp_path / "cache"), "--epochs", "1",
+                 "--overwrite"]) == 0
+    assert load_checkpoint(run / "last.pt")["epoch"] == 1
+
+
 def test_train_refuses_an_unknown_validation_scan(phantom_dir, tmp_path, capsys):
     assert main(["train", "--data", str(phantom_dir), "--out", str(tmp_path / "o"),
                  "--val", "01999XXXX", *TINY_FLAGS]) == 1

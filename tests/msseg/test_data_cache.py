@@ -2,14 +2,17 @@
 
 import io
 import json
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from msseg.config import PipelineConfig
 from msseg.data import cache as cache_module
-from msseg.data.cache import cache_key, fill_cache
+from msseg.data.cache import CacheError, cache_key, fill_cache
 from msseg.data.preprocess import preprocess_scan
+from msseg.io.atomic import partial_path
 from msseg.io.discovery import find_msseg_scans
 from msseg.io.nifti import load_scan
 
@@ -96,3 +99,54 @@ def test_progress_bar_only_on_a_terminal(msseg_root, tmp_path, capsys, monkeypat
     sys.stderr = Terminal()
     fill_cache(find_msseg_scans(msseg_root), SMALL, tmp_path / "cache", progress=False)
     assert sys.stderr.getvalue() == ""
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _flip(path):
+    data = bytearray(path.read_bytes())
+    data[-100:] = bytes(255 - b for b in data[-100:])
+    path.write_bytes(bytes(data))
+
+
+def _edit_geometry(path):
+    meta = json.loads(path.read_text())
+    meta["geometry"]["affine"][0][3] += 5.0  # predictions would map back 5 mm off
+    path.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(("name", "damage"), [("flair.npy", _truncate), ("mask.npy", _flip),
+                                              ("meta.json", _edit_geometry),
+                                              ("flair.npy", Path.unlink)])
+def test_a_damaged_entry_is_refused_on_load_and_rebuilt_by_fill(msseg_root, tmp_path, msseg_log,
+                                                                name, damage):
+    records = find_msseg_scans(msseg_root)
+    entry = fill_cache(records, SMALL, tmp_path / "cache", progress=False)[0]
+    fresh = {p.name: p.read_bytes() for p in entry.path.iterdir()}
+    damage(entry.path / name)
+    with pytest.raises(CacheError) as caught:
+        entry.load()
+    message = str(caught.value)
+    assert message.startswith(f"{entry.path / name}: cache file ") and "\n" not in message
+    assert f"delete {entry.path} or run `msseg preprocess`" in message
+    again = fill_cache(records, SMALL, tmp_path / "cache", progress=False)[0]
+    assert again.path == entry.path and f"{entry.path / name}: cache file" in msseg_log.text
+    assert {p.name: p.read_bytes() for p in again.path.iterdir()} == fresh  # rebuilt the same
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
+        e.path.name for e in fill_cache(records, SMALL, tmp_path / "cache", progress=False))
+
+
+def test_a_killed_writers_entry_goes_even_when_everything_is_cached(msseg_root, tmp_path):
+    records = find_msseg_scans(msseg_root)
+    entries = fill_cache(records, SMALL, tmp_path / "cache", progress=False)
+    finished = subprocess.Popen(["true"])  # a process that no longer runs
+    finished.wait()
+    stale = partial_path(tmp_path / "cache" / entries[0].path.name, pid=finished.pid)
+    (stale / "flair.npy").parent.mkdir()
+    (stale / "flair.npy").write_bytes(b"half an array")
+    fill_cache(records, SMALL, tmp_path / "cache", progress=False)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
+        e.path.name for e in entries)

@@ -30,3 +30,9 @@ def test_unusable_choices_say_what_to_do():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available; use device 'cpu' or 'auto'"):
             resolve_compute("cuda:1", "auto")
+
+
+@pytest.mark.parametrize("name", ["foo", "cuda:x", "meta", "cpu:0:1"])
+def test_a_device_that_is_not_one_is_a_clear_error(name):
+    with pytest.raises(ValueError, match=rf"device '{name}'.*'cpu'"):
+        resolve_compute(name, "auto")

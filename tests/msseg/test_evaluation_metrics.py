@@ -34,16 +34,21 @@ def test_voxel_dice_and_sensitivity():
 
 
 def test_empty_mask_cases():
+    """Without ground-truth lesions, what measures finding them is undefined (never a perfect
+    1.0); false positives there still show as a lesion FPR of 1.0."""
     empty, full = np.zeros((3, 3, 3), bool), np.ones((3, 3, 3), bool)
-    assert dice(empty, empty) == 1.0 and math.isnan(sensitivity(empty, empty))
+    assert math.isnan(dice(empty, empty)) and math.isnan(sensitivity(empty, empty))
     assert dice(empty, full) == 0.0 and sensitivity(empty, full) == 0.0
-    assert dice(full, empty) == 0.0 and math.isnan(sensitivity(full, empty))
+    assert math.isnan(dice(full, empty)) and math.isnan(sensitivity(full, empty))
     both = scan_metrics(empty, empty)
-    assert (both.lesion_f1, both.lesion_fpr) == (1.0, 0.0) and math.isnan(both.lesion_tpr)
+    assert all(math.isnan(v) for v in (both.dice, both.lesion_f1, both.lesion_fpr,
+                                       both.lesion_tpr))
     only_pred = scan_metrics(full, empty)
-    assert (only_pred.lesion_f1, only_pred.lesion_fpr) == (0.0, 1.0)
+    assert math.isnan(only_pred.lesion_f1) and only_pred.lesion_fpr == 1.0
+    assert only_pred.predicted_lesions == 1
     only_truth = scan_metrics(empty, full)
-    assert (only_truth.lesion_f1, only_truth.lesion_tpr, only_truth.lesion_fpr) == (0.0, 0.0, 0.0)
+    assert (only_truth.lesion_f1, only_truth.lesion_tpr) == (0.0, 0.0)
+    assert math.isnan(only_truth.lesion_fpr)
 
 
 def test_lesion_wise_detection_with_26_connectivity():

@@ -83,3 +83,14 @@ def test_outputs_are_replaced_only_on_request_and_never_leave_a_stale_probabilit
                      overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["A_mask.nii.gz"]  # old prob gone
     assert np.asarray(nib.load(first).dataobj).max() == 0
+
+
+def test_a_probability_map_left_without_its_mask_is_replaced_without_overwrite(tmp_path, msseg_log):
+    """A _prob without its _mask is the leftover of an interrupted write: the mask marks a scan's
+    outputs complete, so the leftover is no earlier result and is replaced (and said so)."""
+    geometry = Geometry.from_affine((3, 4, 5), np.eye(4))
+    (tmp_path / "A_prob.nii.gz").write_bytes(b"left by a killed run")
+    assert existing_outputs(tmp_path, ["A"]) == []
+    write_prediction(_prediction(), geometry, tmp_path, "A")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["A_mask.nii.gz"]
+    assert "A_prob.nii.gz: replacing a probability map left without its mask" in msseg_log.text

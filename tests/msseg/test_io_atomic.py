@@ -1,13 +1,22 @@
 """The one atomic writer: complete files or none, and no partial left behind by a killed writer."""
 
+import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 
 import pytest
-from msseg.io.atomic import atomic_path, atomic_write_text, partial_path, remove_stale_partials
+from msseg.io.atomic import (
+    atomic_path,
+    atomic_paths,
+    atomic_write_text,
+    check_writable,
+    partial_path,
+    remove_stale_partials,
+)
 
 
 def test_partial_names_keep_the_suffixes_and_name_the_process(tmp_path):
@@ -62,3 +71,52 @@ def test_the_partial_of_a_killed_writer_is_removed_by_the_next_write(tmp_path):
     atomic_write_text(tmp_path / "history.csv", "epoch\n")
     assert sorted(os.listdir(tmp_path)) == [".busy.1.partial.pt", "history.csv"]
     assert remove_stale_partials(tmp_path / "missing") == []
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_keeps_the_old_one(tmp_path):
+    target = atomic_write_text(tmp_path / "pred" / "scan_mask.nii.gz", "old")
+    with pytest.raises(OSError) as caught, atomic_path(target) as temporary:
+        temporary.write_bytes(b"half a mask")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(temporary))
+    message = str(caught.value)
+    assert caught.value.errno == errno.ENOSPC and "\n" not in message
+    assert message.startswith(f"{target}: cannot write it (No space left on device)")
+    assert "free space there or choose another folder" in message
+    assert target.read_text() == "old" and os.listdir(target.parent) == ["scan_mask.nii.gz"]
+
+
+def test_an_error_about_another_file_is_not_blamed_on_the_target(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"input\.nii"), atomic_path(tmp_path / "out.txt"):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", "input.nii")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_group_keeps_its_old_files_until_every_new_one_is_written(tmp_path):
+    prob, mask = tmp_path / "x_prob.nii.gz", tmp_path / "x_mask.nii.gz"
+    for path in (prob, mask):
+        path.write_text("old")
+    with pytest.raises(OSError, match=r"x_mask\.nii\.gz: cannot write it"), \
+            atomic_paths([prob, mask]) as (prob_tmp, mask_tmp):
+        prob_tmp.write_text("new")
+        raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT), str(mask_tmp))
+    assert (prob.read_text(), mask.read_text()) == ("old", "old")
+    assert sorted(os.listdir(tmp_path)) == ["x_mask.nii.gz", "x_prob.nii.gz"]
+    with atomic_paths([mask], remove=[prob]) as (mask_tmp,):
+        mask_tmp.write_text("new")
+    assert os.listdir(tmp_path) == ["x_mask.nii.gz"] and mask.read_text() == "new"
+
+
+def test_check_writable_before_long_work(tmp_path, monkeypatch):
+    check_writable(tmp_path / "not" / "yet")  # checked at the nearest existing folder
+    assert os.listdir(tmp_path) == []  # the probe is gone, nothing created
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OSError, match="is a file, expected a folder"):
+        check_writable(tmp_path / "file" / "out")
+    usage = shutil.disk_usage(tmp_path)._replace(free=3 * 2**20)
+    monkeypatch.setattr("msseg.io.atomic.shutil.disk_usage", lambda path: usage)
+    with pytest.raises(OSError) as caught:
+        check_writable(tmp_path / "out", need_bytes=5 * 2**20)
+    assert caught.value.errno == errno.ENOSPC
+    assert str(caught.value) == (f"{tmp_path / 'out'}: 3.0 MiB free on its disk, the outputs "
+                                 "need about 5.0 MiB; free space there or choose another output "
+                                 "folder")

@@ -2,6 +2,8 @@
 nothing half-written in the cache or the output folder."""
 
 import gzip
+import tracemalloc
+import warnings
 
 import nibabel as nib
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 from msseg.data.cache import fill_cache
 from msseg.data.preprocess import PipelineConfig
 from msseg.io.discovery import ScanRecord
-from msseg.io.nifti import ScanError, load_scan, save_nifti
+from msseg.io.nifti import ScanError, ScanWarning, load_scan, save_nifti
 from msseg.io.orientation import Geometry
 from msseg_helpers import blob_scan, oriented_affine, save
 
@@ -168,3 +170,101 @@ def test_save_keeps_dtype_and_header_transforms(tmp_path):
     np.testing.assert_allclose(written.affine, affine, atol=1e-6)
     with pytest.raises(ValueError, match=r"volume shape \(3, 4\) does not match"):
         save_nifti(np.zeros((3, 4)), geometry, tmp_path / "y.nii.gz")
+
+
+def _bomb(path, shape, dtype=np.uint8, data_bytes=16 * 2**20):
+    """A .nii.gz whose header declares `shape` and whose gzip stream holds `data_bytes` of zeros
+    (a few kB on disk: gzip shrinks zeros about 1000-fold)."""
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(dtype)
+    header.set_qform(np.eye(4), code=1)
+    header.set_sform(np.eye(4), code=1)
+    header["vox_offset"] = 352
+    with gzip.open(path, "wb", compresslevel=9) as handle:
+        handle.write(header.binaryblock + b"\0" * 4)
+        zeros = b"\0" * 2**20
+        for _ in range(data_bytes // len(zeros)):
+            handle.write(zeros)
+    return path
+
+
+@pytest.mark.parametrize("shape", [(2000, 2000, 2000), (1200, 1200, 1200)])
+def test_a_header_claiming_a_huge_volume_is_refused_before_decompressing(tmp_path, shape):
+    path = _bomb(tmp_path / "bomb.nii.gz", shape)
+    assert path.stat().st_size < 2**20
+    voxels = int(np.prod(shape))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ScanError) as caught:
+            load_scan(ScanRecord("X", None, path, None))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20  # nothing of the declared voxels was read, let alone decompressed
+    assert str(caught.value) == (
+        f"{path}: FLAIR header declares {'x'.join(map(str, shape))} = {voxels:,} voxels "
+        f"({voxels / 2**30:.1f} GiB of uint8), more than the limit of 268,435,456: a damaged "
+        f"header, or not a head scan. If the scan is real, raise the limit, e.g. "
+        f"MSSEG_MAX_VOXELS={voxels} msseg ...")
+
+
+def test_the_size_limit_is_the_users_to_change(tmp_path, monkeypatch):
+    record = _good(tmp_path)
+    monkeypatch.setenv("MSSEG_MAX_VOXELS", "1000")
+    with pytest.raises(ScanError, match=r"= 1,680 voxels .* more than the limit of 1,000"):
+        load_scan(record)
+    monkeypatch.setenv("MSSEG_MAX_VOXELS", "1680")
+    assert load_scan(record).flair.size == 1680
+    monkeypatch.setenv("MSSEG_MAX_VOXELS", "lots")
+    with pytest.raises(ValueError, match="MSSEG_MAX_VOXELS='lots': expected a positive whole"):
+        load_scan(record)
+
+
+@pytest.mark.parametrize(("shape", "problem"), [((64, 64, 1), "1 voxel(s) along array axis 2"),
+                                                ((2, 2, 2), "2 voxel(s) along array axis 0")])
+def test_a_slice_or_a_few_voxels_are_not_a_scan(tmp_path, shape, problem):
+    flair = np.random.default_rng(0).uniform(0, 100, shape).astype(np.float32)
+    path = save(tmp_path / "thin.nii.gz", flair, np.eye(4))
+    with pytest.raises(ScanError) as caught:
+        load_scan(ScanRecord("X", None, path, None))
+    assert f"{path}: FLAIR has shape {shape}, {problem}; expected a 3-D scan with at least 4 " \
+           "along every axis" in str(caught.value)
+
+
+def test_complex_voxels_are_refused_not_silently_made_real(tmp_path):
+    flair = (np.random.default_rng(0).uniform(1, 2, (8, 8, 8)) * (1 + 1j)).astype(np.complex64)
+    path = save(tmp_path / "complex.nii.gz", flair, np.eye(4))
+    with pytest.raises(ScanError, match=r"complex.nii.gz: FLAIR holds complex voxels \(complex64"
+                                        r"\); expected real intensities"):
+        load_scan(ScanRecord("X", None, path, None))
+
+
+def _rotated(degrees):
+    angle = np.radians(degrees)
+    affine = np.eye(4)
+    affine[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    return affine
+
+
+def _sheared(degrees):
+    affine = np.eye(4)
+    affine[0, 1] = np.tan(np.radians(degrees))  # axis 1 leans towards axis 0
+    return affine
+
+
+@pytest.mark.parametrize(("affine", "expected"), [
+    (_rotated(10), []),
+    (_rotated(30), ["its voxel axes are up to 30 degrees off the scanner axes"]),
+    (_sheared(10), ["its voxel axes are sheared (80.0 degrees apart instead of 90)"]),
+])
+def test_oblique_and_sheared_grids_are_named_in_a_warning(tmp_path, affine, expected):
+    flair, _ = blob_scan()
+    path = save(tmp_path / "scan.nii.gz", flair, affine)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_scan(ScanRecord("X", None, path, None))
+    found = [str(w.message) for w in caught if issubclass(w.category, ScanWarning)]
+    assert len(found) == len(expected)
+    for message, text in zip(found, expected):
+        assert message.startswith(f"{path}: {text}")

@@ -57,12 +57,27 @@ def test_weights_file_that_does_not_fit_is_refused(tmp_path):
         create_encoder_2d("resnet18", stages=2, weights=tmp_path / "missing.pth")
 
 
-def test_pretrained_without_a_reachable_hub_fails_clearly(monkeypatch):
-    import huggingface_hub.constants
+def test_pretrained_without_a_reachable_hub_fails_at_once(monkeypatch):
+    """No network: one ConnectionError saying to pass --weights FILE, before timm is asked
+    (timm would retry the hub for about a minute)."""
+    import socket
 
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(RuntimeError, match=r"weights=FILE"):
+    import timm
+
+    def unreachable(*args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    monkeypatch.setattr("msseg.model.hub._cached", lambda name: False)
+    monkeypatch.setattr(timm, "create_model", lambda *a, **k: pytest.fail("timm was asked"))
+    for variable in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    with pytest.raises(ConnectionError) as caught:
         create_encoder_2d("resnet18", stages=2, pretrained=True)
+    assert str(caught.value) == (
+        "--pretrained: timm's ImageNet weights for 'resnet18' are not on this machine and the "
+        "model hub (huggingface.co) cannot be reached; download the 2D checkpoint where there "
+        "is a network and pass it with --weights FILE (weights=FILE)")
 
 
 def test_unknown_encoder_and_too_many_stages_are_refused():

@@ -155,3 +155,37 @@ def test_invalid_runs_are_refused(tmp_path, data):
         train(tiny_config(tmp_path, device="cuda:0"), *data)
     with pytest.raises(ValueError, match="nothing to train"):
         make_optimizer(torch.nn.Conv3d(1, 1, 1).requires_grad_(False), tiny_config(tmp_path))
+
+
+def test_a_folder_with_a_run_is_trained_into_only_when_asked(tmp_path, data):
+    train(tiny_config(tmp_path, epochs=1), *data)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(FileExistsError) as caught:
+        train(tiny_config(tmp_path, epochs=2), *data)
+    assert str(caught.value) == (
+        f"{tmp_path}: holds a training run already (last.pt, best.pt, history.csv, curves.png); "
+        f"pass --resume {tmp_path / 'last.pt'} to continue it, --overwrite to replace it, or "
+        f"choose another --out")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing touched
+    with pytest.raises(ValueError, match=r"--overwrite would delete .*last\.pt, the checkpoint"):
+        train(tiny_config(tmp_path, epochs=2), *data, resume=tmp_path / "last.pt",
+              overwrite=True)
+    replaced = train(tiny_config(tmp_path, epochs=1, seed=8), *data, overwrite=True)
+    assert load_checkpoint(tmp_path / "best.pt")["config"]["seed"] == 8
+    assert load_checkpoint(tmp_path / "last.pt")["history"] == replaced.history
+    with open(tmp_path / "history.csv") as handle:
+        assert [float(r["val_loss"]) for r in csv.DictReader(handle)] == [
+            replaced.history[0]["val_loss"]]
+
+
+def test_resuming_a_run_that_stopped_early_trains_no_further_epoch(tmp_path, data):
+    """A run killed after the save of the epoch that exhausted its patience (or a cv round whose
+    predictions were interrupted) resumes to the same end: no epoch beyond the stop."""
+    config = tiny_config(tmp_path, epochs=10, patience=2, lr=1e-30)
+    stopped = train(config, *data)
+    assert stopped.stopped_early and len(stopped.history) == 3
+    again = train(config, *data, resume=tmp_path / "last.pt")
+    assert again.history == stopped.history and again.stopped_early
+    assert state_equal(again.model.state_dict(), stopped.model.state_dict())
+    more_patience = train(config.replace(patience=3), *data, resume=tmp_path / "last.pt")
+    assert len(more_patience.history) == 4  # asked for: one more epoch without improvement

@@ -49,16 +49,27 @@ def resolve_compute(device: str = "auto", precision: str = "auto", *,
     Returns:
         The `Compute`.
     Raises:
-        ValueError: an unknown precision, or a CUDA device where CUDA is not available.
+        ValueError: an unknown precision or device name, another device type, or a CUDA device
+            that this machine does not have.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    resolved = torch.device(f"cuda:{local_rank}" if device == "cuda" else device)
+    try:
+        resolved = torch.device(f"cuda:{local_rank}" if device == "cuda" else device)
+    except RuntimeError:
+        raise ValueError(f"device {device!r} is not a device name; use 'auto', 'cpu', 'cuda' "
+                         f"or 'cuda:N'") from None
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: msseg runs on 'cpu' or 'cuda' ('auto' picks); "
+                         f"found a {resolved.type!r} device")
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available; use "
                          f"device 'cpu' or 'auto'")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} "
+                         f"GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     if precision == "auto":
         bf16 = resolved.type == "cuda" and torch.cuda.is_bf16_supported()
         precision = "bf16" if bf16 else "fp32"

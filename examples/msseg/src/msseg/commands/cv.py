@@ -6,7 +6,8 @@
 The protocol is `msseg.data.splits.cv_rounds`, a round `msseg.evaluation.cross_validation`. At
 the end, in the output folder: ``per_scan.csv`` and the Table 2 layout (``table.md``,
 ``table.csv``) for ``--recompose``, and ``recompose.md`` comparing both recompositions on the
-same test scans. Rerunning the same command continues after the last finished round.
+same test scans. Rerunning the same command continues where it stopped: finished rounds are
+read back, an interrupted one continues from its ``train/last.pt``.
 
 cv runs in one process (one GPU, or the CPU); for several GPUs run ``train`` under torchrun
 with ``--exclude`` set to a round's test scans.
@@ -48,15 +49,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run (or continue) the cross-validation; log and write Table 2."""
+    from msseg.device import resolve_compute
     from msseg.evaluation.cross_validation import RECOMPOSE_NAMES, cross_validate
     from msseg.evaluation.reports import format_results, overall_table, write_report
     from msseg.io.atomic import atomic_write_text
     from msseg.io.discovery import discover_scans
+    from msseg.model.hub import check_pretrained_available
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("cv runs in one process; under torchrun use `train` per round "
                          "(--exclude <the round's test scans>)")
     config = train_config(args)
+    resolve_compute(config.device, config.precision)  # a bad --device fails before any work
+    if config.pretrained:
+        check_pretrained_available(config.encoder)
     methods = (args.recompose, *(m for m in RECOMPOSE_METHODS if m != args.recompose))
     results = cross_validate(discover_scans(args.data), config, args.out, cache=args.cache,
                              rounds=args.rounds, methods=methods,

@@ -6,7 +6,9 @@
 Scores every scan of the ground truth that has a prediction (``<pred>/<id>_mask.nii.gz``, what
 ``predict`` writes) on its native grid (`msseg.evaluation.scoring`), lists the scans it skipped
 for want of a prediction, and writes ``per_scan.csv`` and the paper's Table 2 layout (rows:
-metrics; columns: centres and Overall) as ``table.md`` and ``table.csv``.
+metrics; columns: centres and Overall) as ``table.md`` and ``table.csv``. A scan whose ground
+truth has no lesion has no Dice, sensitivity, lesion TPR or F1 (`msseg.evaluation.metrics`): it
+is named in a warning, left out of those means, and every cell says on how many scans it rests.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Score the predicted scans, log the per-scan lines and the table, write the files."""
-    from msseg.evaluation.reports import format_results, write_report
+    from msseg.evaluation.reports import format_results, without_lesions, write_report
     from msseg.evaluation.scoring import score_predictions
     from msseg.io.discovery import discover_scans
 
@@ -46,6 +48,11 @@ def run(args: argparse.Namespace) -> int:
     table = write_report(results, out)
     log.info("%s\n", format_results(results))
     log.info("%s", table.to_markdown().rstrip())
+    empty = without_lesions(results)
+    if empty:
+        log.warning("%d scan(s) without ground-truth lesions: %s; Dice, sensitivity, lesion TPR "
+                    "and F1 are undefined there and left out of their means (see n in the "
+                    "table); their false positives show in lesion FPR", len(empty), empty)
     if skipped:
         log.warning("skipped %d of %d scans without a prediction in %s: %s", len(skipped),
                     len(records), args.pred, skipped)

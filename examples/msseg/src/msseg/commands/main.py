@@ -10,8 +10,12 @@ library (torch, timm, scipy, nibabel) inside `run` only, so ``msseg <command> --
 at once. To add a command, append one `Command` line to `COMMANDS`.
 
 Messages go through `logging` (logger "msseg"): information to stdout, warnings and errors to
-stderr as ``warning: ...`` / ``error: ...``; ``--quiet`` keeps only warnings and errors,
-``--verbose`` adds debugging detail.
+stderr as ``warning: ...`` / ``error: ...``, one line each; ``--quiet`` keeps only warnings and
+errors, ``--verbose`` adds debugging detail. Python warnings (a random encoder, a scan that
+breaks an assumption) are logged the same way. Bad input and failed writes (`OSError`,
+`ValueError`, whose messages name the file, the problem and the fix) and running out of memory
+end in one ``error:`` line and exit code 1; SIGTERM (a scheduler preempting the job) ends the
+command like Ctrl-C, so temporary files are removed on the way out.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 __all__ = ["COMMANDS", "Command", "build_parser", "configure_logging", "main"]
@@ -97,8 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse `argv` (default: sys.argv[1:]) and run the chosen command.
 
     Returns:
-        The command's exit code; 1 after logging ``error: <message>`` for bad input
-        (OSError or ValueError, whose messages name the file and the fix).
+        The command's exit code; 1 after logging ``error: <message>`` for bad input (OSError
+        or ValueError, whose messages name the file and the fix) or a lack of memory.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     names = {c.name: c for c in COMMANDS}
@@ -106,11 +112,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(chosen if chosen in names else None).parse_args(argv)
     configure_logging(logging.WARNING if args.quiet else
                       logging.DEBUG if args.verbose else logging.INFO)
+    with warnings.catch_warnings():
+        warnings.showwarning = _log_warning
+        previous = _end_on_sigterm()
+        try:
+            return importlib.import_module(names[args.command].module).run(args)
+        except (OSError, ValueError) as error:
+            log.error("%s", error)
+            return 1
+        except MemoryError:
+            log.error("out of memory running `msseg %s`; free memory, use smaller inputs or a "
+                      "smaller --batch-size", args.command)
+            return 1
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _log_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: object = None, line: str | None = None) -> None:
+    """A Python warning as one ``warning: ...`` line of the "msseg" logger."""
+    log.warning("%s", message)
+
+
+def _end_on_sigterm() -> Callable | int | None:
+    """Make SIGTERM raise SystemExit(143) in the main thread, so `finally` blocks (temporary
+    files) run; returns the previous handler, or None where signals cannot be set here."""
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
     try:
-        return importlib.import_module(names[args.command].module).run(args)
-    except (OSError, ValueError) as error:
-        log.error("%s", error)
-        return 1
+        return signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread
+        return None
 
 
 class _Prefixed(logging.Formatter):

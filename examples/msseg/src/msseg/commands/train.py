@@ -4,6 +4,7 @@
     msseg train -i data/phantom -o runs/demo --config demo --epochs 3
     torchrun --nproc_per_node=4 -m msseg train -i data/msseg -o runs/ddp ...     # DDP
     msseg train -i data/msseg -o runs/paper --resume runs/paper/last.pt
+    msseg train -i data/msseg -o runs/paper --overwrite                         # start again
 
 Steps: the preset (``--config``) with the flags applied on top (or, with ``--resume``, the
 checkpoint's config with the flags on top) -> every scan preprocessed into the cube cache
@@ -11,7 +12,9 @@ checkpoint's config with the flags on top) -> every scan preprocessed into the c
 scans split into training and validation (``--val``, default: the last scan in alphabetical
 order of those not excluded with ``--exclude``) -> `msseg.training.engine.train`, which writes
 last.pt, best.pt, history.csv and curves.png into the output folder. The resolved config is
-logged and saved as ``<out>/config.json``; every checkpoint holds it too.
+logged and saved as ``<out>/config.json``; every checkpoint holds it too. An output folder that
+holds a run is refused before any work unless ``--resume`` continues it or ``--overwrite``
+replaces it.
 
 Any TrainConfig field without a flag of its own can be set with ``--set FIELD=VALUE``
 (``--set decoder_filters=32,16,8,4 volume_size=128``).
@@ -42,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="scans to leave out entirely (e.g. your test scans)")
     data.add_argument("--resume", type=Path, metavar="CKPT",
                       help="continue a run from its last.pt (its config, then these flags)")
+    data.add_argument("--overwrite", action="store_true",
+                      help="replace the run the output folder holds (default: refuse)")
     add_config_arguments(parser)
 
 
@@ -51,20 +56,26 @@ def run(args: argparse.Namespace) -> int:
 
     import torch.distributed as dist
 
-    from msseg.config import TrainConfig
     from msseg.data.cache import fill_cache
     from msseg.data.slab_dataset import SlabDataset
     from msseg.data.splits import split_scans
+    from msseg.device import resolve_compute
     from msseg.io.atomic import atomic_write_text
     from msseg.io.discovery import discover_scans
-    from msseg.training.checkpoint import load_checkpoint
+    from msseg.model.hub import check_pretrained_available
+    from msseg.training.checkpoint import checkpoint_config, load_checkpoint
     from msseg.training.engine import train
+    from msseg.training.logbook import check_run_folder
     from msseg.training.runtime import distributed_session
 
+    check_run_folder(args.out, resume=args.resume, overwrite=args.overwrite)
     base = None
     if args.resume is not None:
-        base = TrainConfig.from_dict(load_checkpoint(args.resume)["config"])
+        base = checkpoint_config(load_checkpoint(args.resume), args.resume)
     config = train_config(args, base=base, out_dir=str(args.out))
+    resolve_compute(config.device, config.precision)  # a bad --device fails before any work
+    if config.pretrained:
+        check_pretrained_available(config.encoder)
     records = discover_scans(args.data, mask_pattern=args.mask_pattern)
     training, validation = split_scans(records, val=args.val, exclude=args.exclude)
 
@@ -84,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
             SlabDataset.from_cache([entries[r.patient_id] for r in split], slab=config.slab,
                                    step=config.slab_step)
             for split in (training, validation))
-        result = train(config, train_set, val_set, resume=args.resume)
+        result = train(config, train_set, val_set, resume=args.resume,
+                       overwrite=args.overwrite)
     if main:
         stop = "stopped early" if result.stopped_early else f"{len(result.history)} epochs"
         log.info("done (%s); best validation loss %.4f at epoch %d: %s", stop,

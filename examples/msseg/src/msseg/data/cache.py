@@ -4,13 +4,17 @@
 
 One folder per scan, ``<cache>/<patient_id>-<key>/`` with ``flair.npy`` (S, S, S) float32,
 ``mask.npy`` (S, S, S) uint8 (when the scan has a mask) and ``meta.json`` (geometry, settings,
-source files). The key hashes the FLAIR's and mask's *content* (sha256), the settings that shape
-the cube (`PipelineConfig.cube_settings`: size, orders, normalisation) and the cache format, so
-editing a file or a setting makes a new entry and slab/step changes reuse the old one. Entries
-are written as one folder through `msseg.io.atomic`: a crash leaves no partial entry.
+source files, the sha256 of each array file, and a checksum of itself). The key hashes the
+FLAIR's and mask's *content* (sha256), the settings that shape the cube
+(`PipelineConfig.cube_settings`: size, orders, normalisation) and the cache format, so editing a
+file or a setting makes a new entry and slab/step changes reuse the old one. Entries are written
+as one folder through `msseg.io.atomic`: a crash leaves no partial entry. An entry edited,
+truncated or damaged after it was written fails its checksums: `fill_cache` rebuilds it (with a
+warning naming the file), `CacheEntry.load` refuses it (`CacheError`, naming the file).
 
 Public API:
-    CacheEntry(record, path)      .load(*, mmap=True) -> Preprocessed
+    CacheError
+    CacheEntry(record, path)      .load(*, mmap=True) -> Preprocessed, .verify()
     cache_key(record, config) -> str
     fill_cache(records, config, cache_dir, *, progress=True) -> list[CacheEntry]
 """
@@ -19,6 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,14 +33,20 @@ import numpy as np
 
 from msseg.config import PipelineConfig
 from msseg.data.preprocess import Preprocessed, preprocess_scan
-from msseg.io.atomic import atomic_path
+from msseg.io.atomic import atomic_path, partial_path, remove_stale_partials
+from msseg.io.checksum import file_digest, values_digest
 from msseg.io.discovery import ScanRecord
 from msseg.io.nifti import load_scan
 from msseg.io.orientation import Geometry
 from msseg.progress import progress_bar
 
-CACHE_FORMAT = 1
-_CHUNK = 1 << 22
+CACHE_FORMAT = 2  # 2: meta.json holds checksums of the arrays and of itself
+
+log = logging.getLogger(__name__)
+
+
+class CacheError(ValueError):
+    """A cache entry was changed or damaged after it was written; the message names the file."""
 
 
 @dataclass(frozen=True)
@@ -43,20 +56,53 @@ class CacheEntry:
     record: ScanRecord
     path: Path
 
+    def verify(self) -> dict:
+        """Check the entry against the checksums written with it; returns its meta.json.
+
+        Raises:
+            CacheError: a file of the entry is missing, unreadable, truncated or changed.
+        """
+        meta_file = self.path / "meta.json"
+        try:
+            meta = json.loads(meta_file.read_text())
+            saved = meta.pop("checksum")
+            files = meta["files"]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise self._damaged(meta_file, f"unreadable ({type(error).__name__}: {error})"
+                                ) from None
+        if values_digest(meta) != saved:
+            raise self._damaged(meta_file, "changed after it was written (checksum mismatch)")
+        for name, digest in files.items():
+            try:
+                found = file_digest(self.path / name)
+            except OSError:
+                raise self._damaged(self.path / name, "missing") from None
+            if found != digest:
+                raise self._damaged(self.path / name, "truncated or changed after it was "
+                                    "written (checksum mismatch)")
+        return meta
+
     def load(self, *, mmap: bool = True) -> Preprocessed:
-        """Read the cube back; with mmap=True the arrays are read-only memory maps.
+        """Verify the entry (`verify`) and read the cube back; with mmap=True the arrays are
+        read-only memory maps.
 
         Returns:
             `Preprocessed` with flair (S, S, S) float32, mask (S, S, S) uint8 or None.
+        Raises:
+            CacheError: as `verify`.
         """
         mode = "r" if mmap else None
-        meta = json.loads((self.path / "meta.json").read_text())
-        mask_file = self.path / "mask.npy"
+        meta = self.verify()
+        arrays = {name: np.load(self.path / name, mmap_mode=mode) for name in meta["files"]}
         return Preprocessed(
-            flair=np.load(self.path / "flair.npy", mmap_mode=mode),
-            mask=np.load(mask_file, mmap_mode=mode) if mask_file.exists() else None,
+            flair=arrays["flair.npy"],
+            mask=arrays.get("mask.npy"),
             geometry=Geometry.from_json(meta["geometry"]),
         )
+
+    def _damaged(self, file: Path, problem: str) -> CacheError:
+        return CacheError(f"{file}: cache file {problem}; delete {self.path} or run `msseg "
+                          f"preprocess` (or train) again, which rebuilds it")
 
 
 def cache_key(record: ScanRecord, config: PipelineConfig) -> str:
@@ -69,7 +115,7 @@ def cache_key(record: ScanRecord, config: PipelineConfig) -> str:
     settings = {"format": CACHE_FORMAT, **config.cube_settings()}
     digest.update(json.dumps(settings, sort_keys=True).encode())
     for path, role in ((record.flair, "FLAIR"), (record.mask, "mask")):
-        digest.update(b"none" if path is None else _file_digest(path, role).encode())
+        digest.update(b"none" if path is None else file_digest(path, role=role).encode())
     return digest.hexdigest()
 
 
@@ -97,12 +143,19 @@ def fill_cache(
     """
     root = Path(cache_dir)
     root.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(root)  # a killed writer's entry, even when nothing is written now
     entries = []
     for record in progress_bar(records, desc="preprocess", unit="scan", enabled=progress):
-        path = root / f"{record.patient_id}-{cache_key(record, config)[:20]}"
-        if not path.is_dir():
-            _write_entry(path, record, preprocess_scan(load_scan(record), config), config)
-        entries.append(CacheEntry(record, path))
+        entry = CacheEntry(record, root / f"{record.patient_id}-{cache_key(record, config)[:20]}")
+        if entry.path.is_dir():
+            try:
+                entry.verify()
+            except CacheError as error:
+                log.warning("%s; rebuilding it", error)
+                _remove_entry(entry.path)
+        if not entry.path.is_dir():
+            _write_entry(entry.path, record, preprocess_scan(load_scan(record), config), config)
+        entries.append(entry)
     return entries
 
 
@@ -117,23 +170,25 @@ def _write_entry(
         "settings": config.cube_settings(),
         "geometry": cube.geometry.to_json(),
     }
+    arrays = {"flair.npy": cube.flair, "mask.npy": cube.mask}
     try:
         with atomic_path(path) as temporary:
             temporary.mkdir()
-            np.save(temporary / "flair.npy", cube.flair)
-            if cube.mask is not None:
-                np.save(temporary / "mask.npy", cube.mask)
+            for name, array in arrays.items():
+                if array is not None:
+                    np.save(temporary / name, array)
+            meta["files"] = {name: file_digest(temporary / name)
+                             for name, array in arrays.items() if array is not None}
+            meta = json.loads(json.dumps(meta))  # the values as meta.json gives them back
+            meta["checksum"] = values_digest(meta)
             (temporary / "meta.json").write_text(json.dumps(meta, indent=2))
     except OSError:
         if not path.is_dir():  # not a concurrent writer finishing first: a real failure
             raise
 
 
-def _file_digest(path: Path, role: str) -> str:
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: {role} file not found; check the data folder.")
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _remove_entry(path: Path) -> None:
+    """Take a damaged entry out of the way in one step, then delete it."""
+    doomed = partial_path(path.with_name(f"{path.name}-damaged"))
+    os.replace(path, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)

@@ -10,7 +10,8 @@ predicts its test scans with the best checkpoint through the one prediction path
 rule and the average of the overlaps), and scores both on the native grids; the first method's
 masks are written (``<out>/round<k>/pred/<id>_mask.nii.gz``) and drawn
 (``<out>/overlays/<id>.png``). ``<out>/round<k>/results.json`` records the round; a finished
-round is read back instead of run again, so rerunning continues after an interruption.
+round is read back instead of run again, and an interrupted one continues from its
+``train/last.pt``, so rerunning continues after an interruption where it stopped.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from msseg.inference.predict import load_predictor, predict_scan
 from msseg.io.atomic import atomic_write_text
 from msseg.io.discovery import ScanRecord, prediction_path
 from msseg.io.nifti import load_scan, save_nifti
+from msseg.training.checkpoint import checkpoint_config, load_checkpoint
 from msseg.training.engine import train
 
 __all__ = ["RECOMPOSE_NAMES", "cross_validate", "finished_round", "run_round"]
@@ -63,13 +65,16 @@ def run_round(
         min_lesion_mm3: see `msseg.evaluation.scoring`.
     Returns:
         Per method, one `ScanResult` per test scan (also saved in ``<folder>/results.json``).
+    Raises:
+        ValueError: the round's ``train/last.pt`` comes from a run with another config.
     """
     config = config.replace(out_dir=str(folder / "train"))
+    resume = _interrupted(folder / "train" / "last.pt", config, cv_round.number)
     train_set = SlabDataset.from_cache([entries[r.patient_id] for r in cv_round.train],
                                        slab=config.slab, step=config.slab_step)
     val_set = SlabDataset.from_cache([entries[cv_round.val.patient_id]], slab=config.slab,
                                      step=config.slab_step)
-    trained = train(config, train_set, val_set)
+    trained = train(config, train_set, val_set, resume=resume)
     predictor, _ = load_predictor(trained.best_path or trained.last_path, device=config.device,
                                   precision=config.precision)
     results: dict[str, list[ScanResult]] = {method: [] for method in methods}
@@ -161,6 +166,19 @@ def cross_validate(
         for method in methods:
             results[method] += done[method]
     return results
+
+
+def _interrupted(last: Path, config: TrainConfig, number: int) -> Path | None:
+    """The checkpoint an interrupted round continues from, or None for a round not started."""
+    if not last.is_file():
+        return None
+    checkpoint = load_checkpoint(last)
+    if _comparable(checkpoint_config(checkpoint, last)) != _comparable(config):
+        raise ValueError(f"{last} comes from a run with another config; use a new output folder "
+                         f"(or delete {last.parent.parent} to redo that round)")
+    log.info("round %d: continuing from %s (epoch %d of %d)", number, last, checkpoint["epoch"],
+             config.epochs)
+    return last
 
 
 def _comparable(config: TrainConfig) -> dict:

@@ -1,8 +1,16 @@
 """Segmentation metrics of one scan, voxel-wise and lesion-wise (tables: `evaluation.reports`).
 
+Convention for scans without lesions (Metrics Reloaded's; MSSEG-2 scored its lesion-free patients
+by their false positives alone): a metric that says how well the ground truth's lesions were
+found is undefined (nan) on a scan whose ground truth has none, whatever was predicted, and a
+rate of predicted lesions is undefined where none was predicted. Summaries leave nan out of the
+mean and say on how many scans each cell rests (`msseg.evaluation.reports`); an empty truth with
+an empty prediction never counts as a perfect 1.0, and false positives on a lesion-free scan
+stay visible in its lesion FPR (1.0) and its predicted-lesion count.
+
 Voxel-wise, as the paper (Eqs. 4 and 6), for a binary prediction X and ground truth Y:
-    Dice = 2 TP / (|X| + |Y|)            both masks empty -> 1.0 (nothing to find, nothing found)
-    sensitivity = TP / (TP + FN)          empty ground truth -> nan (undefined; summaries skip it)
+    Dice = 2 TP / (|X| + |Y|)            empty ground truth -> nan
+    sensitivity = TP / (TP + FN)          empty ground truth -> nan
 
 Lesion-wise, as the MSSEG challenge's detection scores: lesions are the connected components of
 each mask (26-connectivity in 3D, `scipy.ndimage.label`). Components smaller than `min_size`
@@ -12,9 +20,9 @@ voxel count that matches your spacing). A ground-truth lesion is *detected* when
 `min_overlap` of its voxels are ground truth. (The challenge adds overlap-fraction rules for
 split and merged lesions; with the default `min_overlap=1` this is the common any-overlap rule.)
     lesion TPR = detected / ground-truth lesions          no ground-truth lesion -> nan
-    lesion FPR = false / predicted lesions                no predicted lesion -> 0.0
-    lesion F1 = 2 TPR (1 - FPR) / (TPR + 1 - FPR)         both masks lesion-free -> 1.0;
-                                                          exactly one lesion-free -> 0.0
+    lesion FPR = false / predicted lesions                no predicted lesion -> nan
+    lesion F1 = 2 TPR (1 - FPR) / (TPR + 1 - FPR)         no ground-truth lesion -> nan;
+                                                          none predicted -> 0.0
 """
 
 from __future__ import annotations
@@ -66,18 +74,20 @@ def _pair(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Dice = 2 TP / (|pred| + |truth|); 1.0 when both masks are empty.
+    """Dice = 2 TP / (|pred| + |truth|); nan when `truth` is empty (see the module docstring).
 
     Args:
         pred, truth: binary masks of the same shape (bool or 0/1).
     Returns:
-        Dice in [0, 1].
+        Dice in [0, 1], or nan.
     Raises:
         ValueError: for non-binary masks or different shapes.
     """
     pred, truth = _pair(pred, truth)
-    total = int(pred.sum()) + int(truth.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.logical_and(pred, truth).sum()) / total
+    positives = int(truth.sum())
+    if positives == 0:
+        return math.nan
+    return 2.0 * int(np.logical_and(pred, truth).sum()) / (int(pred.sum()) + positives)
 
 
 def sensitivity(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -180,9 +190,9 @@ def scan_metrics(
     counts = lesion_detection(pred, truth, min_size=min_size, min_overlap=min_overlap)
     n_true, n_pred = counts.true_lesions, counts.predicted_lesions
     tpr = counts.detected / n_true if n_true else math.nan
-    fpr = counts.false / n_pred if n_pred else 0.0
+    fpr = counts.false / n_pred if n_pred else math.nan
     if n_true == 0 or n_pred == 0:
-        f1 = 1.0 if n_true == n_pred else 0.0
+        f1 = math.nan if n_true == 0 else 0.0
     else:
         ppv = 1.0 - fpr
         f1 = 0.0 if tpr + ppv == 0 else 2 * tpr * ppv / (tpr + ppv)

@@ -2,7 +2,10 @@
 
 Cells are mean ± std over the scans of a column; a column heading says how many scans it has,
 a cell with a single value shows just that value (a std of one scan says nothing), and a cell
-whose metric is undefined for some scans (sensitivity without lesions) says on how many it rests.
+whose metric is undefined for some scans (`msseg.evaluation.metrics`: e.g. Dice and sensitivity
+on a scan without ground-truth lesions) says on how many it rests, ``(n=k)``, with a note under
+the table; a metric undefined on every scan of a column is ``n/a``. Nothing undefined is counted
+as a value.
 
     table = write_report(results, "pred/")     # per_scan.csv, table.md, table.csv
     print(table.to_markdown())
@@ -25,15 +28,20 @@ from msseg.io.atomic import atomic_write_text
 
 __all__ = [
     "TABLE_METRICS",
+    "UNDEFINED_NOTE",
     "SummaryTable",
     "format_results",
     "mean_std",
     "overall_table",
     "summarize",
+    "without_lesions",
     "write_report",
 ]
 
 TABLE_METRICS = ("dice", "sensitivity", "lesion_tpr", "lesion_fpr", "lesion_f1")
+UNDEFINED_NOTE = ("(n=k): the mean over the k scans where the metric is defined; n/a: defined on "
+                  "none. Dice, sensitivity, lesion TPR and F1 are undefined on a scan without "
+                  "ground-truth lesions, lesion FPR on one without predicted lesions.")
 
 
 @dataclass(frozen=True)
@@ -60,7 +68,13 @@ class SummaryTable:
         for metric in self.metrics:
             cells = [self.cell(metric, column, digits=digits) for column in self.columns]
             lines.append(f"| {METRIC_NAMES.get(metric, metric)} | " + " | ".join(cells) + " |")
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + self.note()
+
+    def note(self) -> str:
+        """`UNDEFINED_NOTE` as a paragraph when a cell rests on fewer scans than its column has;
+        otherwise empty."""
+        partial = any(n < self.scans[column] for (_, column), (_, _, n) in self.cells.items())
+        return f"\n{UNDEFINED_NOTE}\n" if partial else ""
 
     def to_csv(self) -> str:
         """CSV text: one row per metric, `<column> mean`, `<column> std`, `<column> n` columns."""
@@ -143,11 +157,13 @@ def overall_table(rows: dict[str, Sequence[ScanResult]], *, first: str = "Method
     overall mean ± std over them of each metric of TABLE_METRICS; `first` heads the name column."""
     lines = [f"| {first} | n | " + " | ".join(METRIC_NAMES[m] for m in TABLE_METRICS) + " |",
              "|---" * (len(TABLE_METRICS) + 2) + "|"]
+    note = ""
     for name, results in rows.items():
         table = summarize([("all", r.metrics) for r in results], metrics=TABLE_METRICS)
         cells = [table.cell(m, "Overall") for m in TABLE_METRICS]
         lines.append(f"| {name} | {len(results)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        note = note or table.note()
+    return "\n".join(lines) + "\n" + note
 
 
 def format_results(results: Sequence[ScanResult]) -> str:
@@ -155,16 +171,27 @@ def format_results(results: Sequence[ScanResult]) -> str:
     lines = ["patient     centre  Dice   sens   lesion TPR  FPR    F1     lesions (true/pred)"]
     for r in results:
         m = r.metrics
-        lines.append(f"{r.patient_id:<11} {r.centre:<7} {m.dice:.3f}  {m.sensitivity:.3f}  "
-                     f"{m.lesion_tpr:.3f}       {m.lesion_fpr:.3f}  {m.lesion_f1:.3f}  "
+        d, s, tpr, fpr, f1 = (_value(v) for v in (m.dice, m.sensitivity, m.lesion_tpr,
+                                                   m.lesion_fpr, m.lesion_f1))
+        lines.append(f"{r.patient_id:<11} {r.centre:<7} {d}  {s}  {tpr}       {fpr}  {f1}  "
                      f"{m.true_lesions}/{m.predicted_lesions}")
     return "\n".join(lines)
+
+
+def without_lesions(results: Sequence[ScanResult]) -> list[str]:
+    """The patient ids whose ground truth has no lesion (their lesion-finding metrics are
+    undefined and left out of the means)."""
+    return [r.patient_id for r in results if math.isnan(r.metrics.dice)]
 
 
 def mean_std(values: Sequence[float], *, digits: int = 3) -> str:
     """``mean ± std`` of `values`, or the value alone for one (see the module docstring)."""
     array = np.asarray(values, dtype=float)
     return _cell(float(array.mean()), float(array.std()), len(array), len(array), digits=digits)
+
+
+def _value(value: float) -> str:
+    return "n/a  " if math.isnan(value) else f"{value:.3f}"
 
 
 def _cell(mean: float, std: float, n: int, scans: int, *, digits: int) -> str:

@@ -1,29 +1,77 @@
 """The files `predict` writes: ``<out>/<id>_mask.nii.gz`` and ``<out>/<id>_prob.nii.gz``.
 
 The mask is uint8 {0, 1}, the probability map float32, both on the FLAIR's grid with its
-affine, qform and sform. Earlier outputs of a scan are only replaced on request (`overwrite`),
-and then all of them: the old probability map goes even when no new one is written, so a mask
-never sits next to a probability map of another run. The mask is written last: where it exists,
-the scan's prediction is complete.
+affine, qform and sform. A scan's files are written as one group whose mask comes last
+(`msseg.io.atomic.atomic_paths`): where a mask exists, the scan's prediction is complete and the
+probability map beside it (if any) is of the same run; a probability map without its mask is
+the leftover of an interrupted write and is replaced. Earlier complete outputs are only
+replaced on request (`overwrite`), and then all of them: the old probability map goes even when
+no new one is written. `check_outputs` refuses, before any inference, what would overwrite by
+accident (an earlier run, two inputs with one id) and an output folder that cannot take the
+files.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import nibabel as nib
+
 from msseg.data.native import NativePrediction
-from msseg.io.discovery import PREDICTION_KINDS, prediction_path
-from msseg.io.nifti import save_nifti
+from msseg.io.atomic import atomic_paths, check_writable
+from msseg.io.discovery import PREDICTION_KINDS, ScanRecord, prediction_path
+from msseg.io.nifti import nifti_image
 from msseg.io.orientation import Geometry
 
-__all__ = ["existing_outputs", "write_prediction"]
+__all__ = ["check_outputs", "existing_outputs", "write_prediction"]
+
+log = logging.getLogger(__name__)
+
+_BYTES_PER_VOXEL = {"mask": 1, "prob": 4}  # uint8 mask, float32 probability map (uncompressed)
 
 
 def existing_outputs(out_dir: str | Path, patient_ids: Sequence[str]) -> list[Path]:
-    """The output files of these scans that exist in `out_dir` already."""
-    return [path for patient_id in patient_ids for kind in PREDICTION_KINDS
+    """The complete outputs of these scans in `out_dir`: each mask that exists, and the
+    probability map beside it."""
+    return [path for patient_id in patient_ids
+            if prediction_path(out_dir, patient_id).exists() for kind in PREDICTION_KINDS
             if (path := prediction_path(out_dir, patient_id, kind)).exists()]
+
+
+def check_outputs(records: Sequence[ScanRecord], shapes: Sequence[tuple[int, ...]],
+                  out_dir: str | Path, *, probabilities: bool, overwrite: bool) -> None:
+    """Refuse, before any inference, outputs that would overwrite something by accident or
+    could not be written.
+
+    Args:
+        records: the scans to predict.
+        shapes: their native grids (for the space the largest scan's files need).
+        out_dir: the output folder (need not exist).
+        probabilities, overwrite: as `write_prediction`.
+    Raises:
+        ValueError: two records with one patient id (e.g. ``x.nii`` and ``x.nii.gz``).
+        FileExistsError: outputs of an earlier run exist and `overwrite` is False.
+        msseg.io.atomic.WriteError: the folder is not writable or its disk lacks the space.
+    """
+    first: dict[str, ScanRecord] = {}
+    for record in records:
+        other = first.setdefault(record.patient_id, record)
+        if other is not record:
+            raise ValueError(
+                f"{other.flair} and {record.flair} would both be written as "
+                f"{prediction_path(out_dir, record.patient_id).name}; rename one of them or "
+                f"predict them into different output folders")
+    found = existing_outputs(out_dir, list(first))
+    if found and not overwrite:
+        raise FileExistsError(
+            f"{len(found)} output file(s) exist already, e.g. {found[0]}; pass --overwrite to "
+            f"replace them (overwrite=True) or write to another output folder")
+    kinds = PREDICTION_KINDS if probabilities else ("mask",)
+    per_voxel = sum(_BYTES_PER_VOXEL[kind] for kind in kinds)
+    check_writable(out_dir, need_bytes=max((math.prod(s) for s in shapes), default=0) * per_voxel)
 
 
 def write_prediction(
@@ -35,7 +83,7 @@ def write_prediction(
     probabilities: bool = False,
     overwrite: bool = False,
 ) -> Path:
-    """Write one scan's mask (and probability map) into `out_dir`.
+    """Write one scan's mask (and probability map) into `out_dir`, as one group.
 
     Args:
         prediction: the native-grid prediction (`msseg.inference.predict.predict_scan`).
@@ -47,14 +95,22 @@ def write_prediction(
     Returns:
         The mask path.
     Raises:
-        FileExistsError: an output of this scan exists and `overwrite` is False.
+        FileExistsError: a complete output of this scan exists and `overwrite` is False.
+        msseg.io.atomic.WriteError: a file could not be written; the scan's earlier files are
+            then unchanged.
     """
     found = existing_outputs(out_dir, [patient_id])
     if found and not overwrite:
         raise FileExistsError(f"{found[0]} exists already; pass --overwrite to replace it "
                               f"(overwrite=True) or write to another output folder")
-    for path in found:
-        path.unlink()
+    mask, prob = (prediction_path(out_dir, patient_id, kind) for kind in ("mask", "prob"))
+    if prob.exists() and not found:
+        log.info("%s: replacing a probability map left without its mask by an interrupted run",
+                 prob)
+    arrays = {mask: prediction.mask}
     if probabilities:
-        save_nifti(prediction.probability, geometry, prediction_path(out_dir, patient_id, "prob"))
-    return save_nifti(prediction.mask, geometry, prediction_path(out_dir, patient_id))
+        arrays = {prob: prediction.probability, **arrays}
+    with atomic_paths(list(arrays), remove=[] if probabilities else [prob]) as temporaries:
+        for array, temporary in zip(arrays.values(), temporaries):
+            nib.save(nifti_image(array, geometry), temporary)
+    return mask

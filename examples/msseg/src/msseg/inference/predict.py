@@ -28,11 +28,12 @@ import torch
 from torch import nn
 
 from msseg.config import TrainConfig
+from msseg.data.intensity_checks import warn_if_degenerate
 from msseg.data.native import NativePrediction, to_native
 from msseg.data.preprocess import preprocess_scan
 from msseg.data.slabs import RecomposeMethod, make_slabs, recompose_slabs
 from msseg.device import Compute, resolve_compute
-from msseg.inference.outputs import existing_outputs, write_prediction
+from msseg.inference.outputs import check_outputs, write_prediction
 from msseg.io.discovery import ScanRecord
 from msseg.io.nifti import Scan, load_scan
 from msseg.training.checkpoint import load_model
@@ -151,6 +152,7 @@ def predict_scan(
     """
     if cube is None:
         cube = preprocess_scan(scan, config.pipeline).flair
+    warn_if_degenerate(scan, cube)
     probability = predict_cube(cube, predictor, slab=config.slab, step=config.slab_step,
                                batch_size=batch_size, recompose=recompose)
     level = config.threshold if threshold is None else threshold
@@ -172,7 +174,8 @@ def predict_files(
     """Predict every scan and write ``<out>/<id>_mask.nii.gz`` (and ``<id>_prob.nii.gz``).
 
     Every FLAIR is loaded and checked, and the output folder is checked for earlier results,
-    before the first file is written, so bad input or a forgotten ``--overwrite`` writes nothing.
+    for two scans with one id, and for room to write (`check_outputs`), before any inference,
+    so bad input, a forgotten ``--overwrite`` or a read-only folder writes nothing.
 
     Args:
         records: the scans (`msseg.io.discovery.find_inputs`).
@@ -185,14 +188,10 @@ def predict_files(
     Raises:
         FileExistsError: outputs exist and `overwrite` is False (the message lists them).
         FileNotFoundError, msseg.io.nifti.ScanError: an input is missing or unusable.
+        ValueError, msseg.io.atomic.WriteError: as `check_outputs`.
     """
-    for record in records:
-        load_scan(record)
-    found = existing_outputs(out_dir, [r.patient_id for r in records])
-    if found and not overwrite:
-        raise FileExistsError(
-            f"{len(found)} output file(s) exist already, e.g. {found[0]}; pass --overwrite to "
-            f"replace them (overwrite=True) or write to another output folder")
+    shapes = [load_scan(record).geometry.shape for record in records]
+    check_outputs(records, shapes, out_dir, probabilities=probabilities, overwrite=overwrite)
     masks, seconds = [], []
     for record in records:
         start = time.perf_counter()

@@ -2,20 +2,29 @@
 
 Every problem with an input file raises an error whose message starts with the file's path and
 says what was found, what was expected and how to fix it: a missing file (`FileNotFoundError`),
-or an unreadable file, a volume that is not 3-D, a non-finite or singular affine, NaN/inf
-voxels, a constant FLAIR, a FLAIR/mask grid mismatch (shape or affine), a non-binary or empty
-mask (`ScanError`, a `ValueError`). Writes go through `msseg.io.atomic`, so a failure never leaves
-a half-written file under the final name.
+or an unreadable file, a header declaring more voxels than `max_voxels` (checked from the header,
+before any voxel is decompressed), complex voxels, a volume that is not 3-D or has fewer than
+`MIN_AXIS_VOXELS` along an axis, a non-finite or singular affine, NaN/inf voxels, a constant
+FLAIR, a FLAIR/mask grid mismatch (shape or affine), a non-binary or empty mask (`ScanError`, a
+`ValueError`). A FLAIR that loads but breaks an assumption of the pipeline (axes oblique or
+sheared: the pipeline takes the closest axis as sagittal and never reslices) gives a
+`ScanWarning`. Writes go through `msseg.io.atomic`, so a failure never leaves a half-written file
+under the final name.
 
 Public API:
-    ScanError
+    ScanError, ScanWarning
     Scan(record, flair, mask, geometry)
     load_scan(record, *, allow_empty_mask=False) -> Scan
+    max_voxels() -> int                the size limit (environment variable MSSEG_MAX_VOXELS)
+    nifti_image(volume, geometry) -> nibabel.Nifti1Image
     save_nifti(volume, geometry, path) -> Path
 """
 
 from __future__ import annotations
 
+import math
+import os
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +39,34 @@ from msseg.io.orientation import Geometry, canonical_ornt
 
 _AFFINE_ATOL_MM = 1e-3
 _READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, ImageFileError)
+MAX_VOXELS_VARIABLE = "MSSEG_MAX_VOXELS"
+DEFAULT_MAX_VOXELS = 2**28  # 268,435,456 voxels: 1 GiB as float32 (a 640³ scan fits)
+MIN_AXIS_VOXELS = 4  # fewer along an axis (a 2-D image, 2x2x2): resampling only copies
+OBLIQUE_WARN_DEGREES = 20.0  # axes further than this from the scanner axes: slabs tilt with them
+SHEAR_WARN_DEGREES = 1.0  # axes further than this from perpendicular: not a rectangular grid
 
 
 class ScanError(ValueError):
     """An input scan exists but cannot be used; the message names the file and the problem."""
+
+
+class ScanWarning(UserWarning):
+    """A scan loads but breaks an assumption of the pipeline; the message names the file."""
+
+
+def max_voxels() -> int:
+    """The largest scan (in voxels) msseg reads: ``$MSSEG_MAX_VOXELS``, default 2**28.
+
+    Raises:
+        ValueError: the variable is set but not a positive integer.
+    """
+    text = os.environ.get(MAX_VOXELS_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_MAX_VOXELS
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{MAX_VOXELS_VARIABLE}={text!r}: expected a positive whole number of "
+                         f"voxels (default {DEFAULT_MAX_VOXELS:,}); fix or unset it")
+    return int(text)
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,6 +102,7 @@ def load_scan(record: ScanRecord, *, allow_empty_mask: bool = False) -> Scan:
         ScanError: the file is unreadable or invalid (see module docstring).
     """
     image = _open(record.flair, "FLAIR")
+    _warn_geometry(record.flair, image.affine)
     flair = _read(record.flair, image, np.float32)
     _check_finite(record.flair, flair)
     if float(flair.max()) == float(flair.min()):
@@ -103,6 +137,21 @@ def save_nifti(volume: np.ndarray, geometry: Geometry, path: str | Path) -> Path
     Raises:
         ValueError: shape mismatch with the geometry.
     """
+    image = nifti_image(volume, geometry)
+    with atomic_path(path) as temporary:
+        nib.save(image, temporary)
+    return Path(path)
+
+
+def nifti_image(volume: np.ndarray, geometry: Geometry) -> nib.Nifti1Image:
+    """A native-grid array as a NIfTI-1 image with the scan's affine and header transforms.
+
+    Args:
+        volume: (X, Y, Z) array in the scan's storage order; its dtype is kept.
+        geometry: the scan's geometry (shape must match `volume`).
+    Raises:
+        ValueError: shape mismatch with the geometry.
+    """
     volume = np.asarray(volume)
     if volume.shape != geometry.shape:
         raise ValueError(f"volume shape {volume.shape} does not match the scan grid "
@@ -111,9 +160,7 @@ def save_nifti(volume: np.ndarray, geometry: Geometry, path: str | Path) -> Path
     image.set_qform(geometry.qform, code=geometry.qform_code)
     image.set_sform(geometry.sform, code=geometry.sform_code)
     image.header.set_data_dtype(volume.dtype)
-    with atomic_path(path) as temporary:
-        nib.save(image, temporary)
-    return Path(path)
+    return image
 
 
 def _open(path: Path, role: str) -> nib.Nifti1Image:
@@ -128,15 +175,40 @@ def _open(path: Path, role: str) -> nib.Nifti1Image:
     if not isinstance(image, nib.Nifti1Image):
         raise ScanError(f"{path}: {role} is a {type(image).__name__}, expected NIfTI "
                         "(.nii/.nii.gz); convert it, e.g. with dcm2niix or nibabel.")
+    _check_size(path, role, image)
     if len(image.shape) != 3:
         raise ScanError(f"{path}: {role} has shape {image.shape} ({len(image.shape)}-D); "
                         "expected one 3-D volume. Extract a single volume first "
                         "(e.g. nibabel.funcs.four_to_three).")
+    if min(image.shape) < MIN_AXIS_VOXELS:
+        axis = int(np.argmin(image.shape))
+        raise ScanError(f"{path}: {role} has shape {image.shape}, {image.shape[axis]} voxel(s) "
+                        f"along array axis {axis}; expected a 3-D scan with at least "
+                        f"{MIN_AXIS_VOXELS} along every axis (resampling to a cube would copy "
+                        "those few slices many times). Use a 3-D acquisition of the head.")
+    dtype = image.get_data_dtype()
+    if np.issubdtype(dtype, np.complexfloating):
+        raise ScanError(f"{path}: {role} holds complex voxels ({dtype}); expected real "
+                        "intensities. Save the magnitude image (e.g. numpy.abs of the data) and "
+                        "use that file.")
     try:
         canonical_ornt(image.affine)
     except ValueError as error:
         raise ScanError(f"{path}: {role} header is unusable: {error}") from error
     return image
+
+
+def _check_size(path: Path, role: str, image: nib.Nifti1Image) -> None:
+    """Refuse a header that declares more voxels than `max_voxels`, before reading them."""
+    voxels, limit = math.prod(image.shape), max_voxels()
+    if voxels <= limit:
+        return
+    size = voxels * image.get_data_dtype().itemsize
+    raise ScanError(f"{path}: {role} header declares {'x'.join(map(str, image.shape))} = "
+                    f"{voxels:,} voxels ({size / 2**30:.1f} GiB of "
+                    f"{image.get_data_dtype()}), more than the limit of {limit:,}: a damaged "
+                    f"header, or not a head scan. If the scan is real, raise the limit, e.g. "
+                    f"{MAX_VOXELS_VARIABLE}={voxels} msseg ...")
 
 
 def _read(path: Path, image: nib.Nifti1Image, dtype: type) -> np.ndarray:
@@ -145,6 +217,30 @@ def _read(path: Path, image: nib.Nifti1Image, dtype: type) -> np.ndarray:
     except _READ_ERRORS as error:
         raise ScanError(f"{path}: voxel data unreadable ({type(error).__name__}: {error}); "
                         "the file is truncated or corrupt. Re-copy it.") from error
+    except MemoryError:
+        raise ScanError(f"{path}: not enough memory to read {math.prod(image.shape):,} voxels; "
+                        f"free memory, or lower {MAX_VOXELS_VARIABLE} to refuse such files "
+                        "at once") from None
+
+
+def _warn_geometry(path: Path, affine: np.ndarray) -> None:
+    """Warn when the voxel axes are oblique or sheared (the pipeline assumes neither)."""
+    axes = np.asarray(affine, dtype=np.float64)[:3, :3]
+    oblique = float(np.degrees(np.max(nib.affines.obliquity(affine))))
+    if oblique > OBLIQUE_WARN_DEGREES:
+        warnings.warn(f"{path}: its voxel axes are up to {oblique:.0f} degrees off the scanner "
+                      "axes; the pipeline takes the closest axis as sagittal without reslicing, "
+                      "so its slabs are tilted that much (the model saw near-sagittal slabs). "
+                      "Reslice the scan onto axis-aligned voxels for reliable results.",
+                      ScanWarning, stacklevel=1)  # one location: shown once per text
+    unit = axes / np.linalg.norm(axes, axis=0)
+    cosines = np.abs(unit.T @ unit)[np.triu_indices(3, k=1)]
+    shear = float(np.degrees(np.arcsin(np.clip(cosines.max(), 0.0, 1.0))))
+    if shear > SHEAR_WARN_DEGREES:
+        warnings.warn(f"{path}: its voxel axes are sheared ({90 - shear:.1f} degrees apart "
+                      "instead of 90); the pipeline treats the voxels as a rectangular grid, so "
+                      "shapes are distorted. Reslice the scan onto a rectangular grid.",
+                      ScanWarning, stacklevel=1)  # one location: shown once per text
 
 
 def _check_finite(path: Path, volume: np.ndarray) -> None:

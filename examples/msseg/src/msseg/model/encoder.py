@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 import planar3d
+from msseg.model.hub import check_pretrained_available
 
 __all__ = [
     "PlanarEncoder",
@@ -86,6 +87,8 @@ def create_encoder_2d(
         timm's `features_only` module; `.feature_info` describes its taps.
     Raises:
         ValueError: unknown model, too many stages, or a weights file that does not fit.
+        ConnectionError: `pretrained=True`, the weights are not cached and the hub is out of
+            reach (`msseg.model.hub`, at once).
         RuntimeError: `pretrained=True` but the weights cannot be downloaded.
         FileNotFoundError: `weights` does not exist.
     Warns:
@@ -97,6 +100,8 @@ def create_encoder_2d(
             f"(timm.list_models() lists them all)"
         )
     kwargs = dict(features_only=True, out_indices=tuple(range(stages)))
+    if pretrained:
+        check_pretrained_available(name)  # at once, not after a minute of retries
     try:
         features = timm.create_model(name, pretrained=pretrained, **kwargs)
     except (IndexError, AssertionError) as error:

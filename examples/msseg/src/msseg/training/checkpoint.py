@@ -1,14 +1,27 @@
-"""Checkpoints: written atomically, loaded safely, and models rebuilt from them.
+"""Checkpoints: written atomically with a checksum of their contents, loaded safely, and models
+rebuilt from them.
 
 A training checkpoint is a dict of plain values and tensors (loadable with
 `torch.load(weights_only=True)`):
     format, config (TrainConfig.to_dict()), model, optimizer, scheduler, scaler (state_dicts),
     epoch (completed epochs), step (optimizer steps), best_val_loss, best_epoch, bad_epochs
-    (the early-stopping counter), history (one dict per epoch), rng (python, numpy, torch, cuda).
+    (the early-stopping counter), history (one dict per epoch), rng (python, numpy, torch, cuda),
+    checksum (`msseg.io.checksum.values_digest` of everything else, checked on every load).
+
+Each epoch `save_epoch` writes ``last.pt`` first: it is the run's commit point, holding the
+epoch, the best epoch and the whole history. ``best.pt`` (the same bytes, when the epoch
+improved), ``history.csv`` and ``curves.png`` follow from it. A crash at any point therefore
+leaves a complete ``last.pt`` and the other files at most one save behind it: `load_model` refuses
+a ``best.pt`` that the ``last.pt`` beside it says is superseded, and `finish_best` (called when a
+run resumes) completes it. Every problem with a file raises `CheckpointError`, one line naming
+the file, what is wrong and what to do.
 """
 
 from __future__ import annotations
 
+import io
+import logging
+import pickle
 import random
 import warnings
 from pathlib import Path
@@ -18,56 +31,132 @@ import numpy as np
 import torch
 
 from msseg.config import TrainConfig
-from msseg.io.atomic import atomic_path
+from msseg.io.atomic import atomic_write_bytes
+from msseg.io.checksum import values_digest
 from msseg.model.encoder import RandomEncoderWarning
 from msseg.model.resunet import PlanarResUNet, build_model
 
 __all__ = [
     "FORMAT",
+    "RESUME_KEYS",
+    "CheckpointError",
     "build_model_for_checkpoint",
+    "checkpoint_config",
+    "finish_best",
     "get_rng_state",
     "load_checkpoint",
     "load_model",
+    "load_weights",
     "save_checkpoint",
+    "save_epoch",
     "set_rng_state",
 ]
 
-FORMAT = 1
+log = logging.getLogger(__name__)
+
+FORMAT = 2  # 2: with a checksum of the contents; 1 (no checksum) still loads, with a warning
+# What `train(..., resume=...)` reads from a checkpoint.
+RESUME_KEYS = ("config", "model", "optimizer", "scheduler", "scaler", "epoch", "step",
+               "best_val_loss", "best_epoch", "bad_epochs", "history", "rng")
+_FROM_TRAIN = "use a last.pt or best.pt written by `msseg train`"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used; the message names the file, the problem and the fix."""
 
 
 def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:
-    """Write `checkpoint` to `path` through `msseg.io.atomic`, so a crash never leaves a
-    truncated checkpoint behind.
+    """Write `checkpoint` (with `format` and `checksum` set) to `path`, atomically.
 
     Args:
         path: destination file (its folder is created).
-        checkpoint: the dict to `torch.save`.
+        checkpoint: tensors and plain values (see the module docstring); not modified.
     Returns:
         The path written.
-    """
-    with atomic_path(path) as temporary:
-        torch.save(checkpoint, temporary)
-    return Path(path)
-
-
-def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint written by `save_checkpoint` (tensors and plain values only).
-
     Raises:
-        FileNotFoundError: if `path` does not exist.
-        ValueError: if the file is not an msseg training checkpoint of a known format.
+        msseg.io.atomic.WriteError: the disk is full or the folder not writable (the old file
+            stays).
+    """
+    return atomic_write_bytes(path, _serialise(checkpoint))
+
+
+def save_epoch(out_dir: str | Path, checkpoint: dict[str, Any], *, improved: bool) -> Path:
+    """Save one epoch of a run: ``last.pt``, then ``best.pt`` (the same bytes) if `improved`.
+
+    Returns:
+        The path of ``last.pt``.
+    Raises:
+        msseg.io.atomic.WriteError: as `save_checkpoint`.
+    """
+    out_dir = Path(out_dir)
+    data = _serialise(checkpoint)
+    atomic_write_bytes(out_dir / "last.pt", data)
+    if improved:
+        atomic_write_bytes(out_dir / "best.pt", data)
+    return out_dir / "last.pt"
+
+
+def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu",
+                    keys: tuple[str, ...] = RESUME_KEYS) -> dict:
+    """Load and verify a checkpoint written by `save_checkpoint` (tensors and plain values only:
+    a pickle that would run code is refused).
+
+    Args:
+        path: the file.
+        map_location: where tensors go.
+        keys: entries the checkpoint must have.
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        CheckpointError: empty, truncated, not a torch file, a pickle with code in it, not an
+            msseg checkpoint, missing `keys`, or a checksum that does not match the contents.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
-        found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint)
-        raise ValueError(
-            f"{path} is not an msseg checkpoint of format {FORMAT} (found format {found!r}); "
-            f"it must come from msseg's train()"
-        )
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: checkpoint not found; {_FROM_TRAIN}")
+    if not path.is_file() or path.stat().st_size == 0:
+        what = "a folder" if path.is_dir() else "empty (0 bytes)"
+        raise CheckpointError(f"{path}: checkpoint is {what}; {_FROM_TRAIN}")
+    try:
+        with warnings.catch_warnings():  # torch's notes on odd files: the errors below say more
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights only" not in str(error).lower():
+            raise _unreadable(path, error) from None
+        raise CheckpointError(
+            f"{path}: refused: it holds Python objects other than tensors and plain values, "
+            f"which could run code when loaded, so it was not loaded; {_FROM_TRAIN}") from None
+    except Exception as error:  # torch.load's errors for a damaged file are of many types
+        raise _unreadable(path, error) from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") not in (1, FORMAT):
+        found = (f"format {checkpoint.get('format')!r}" if isinstance(checkpoint, dict)
+                 else f"a {type(checkpoint).__name__}")
+        raise CheckpointError(f"{path}: not an msseg checkpoint of format {FORMAT} (found "
+                              f"{found}, e.g. a 2D weights file); {_FROM_TRAIN}")
+    missing = [key for key in keys if key not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {missing}; it was edited or written by "
+                              f"other code; {_FROM_TRAIN}")
+    _verify(path, checkpoint)
     return checkpoint
+
+
+def checkpoint_config(checkpoint: dict, path: str | Path) -> TrainConfig:
+    """The `TrainConfig` saved in a checkpoint.
+
+    Raises:
+        CheckpointError: the saved config has fields this msseg does not know, or invalid values.
+    """
+    values = checkpoint.get("config")
+    try:
+        if not isinstance(values, dict):
+            raise TypeError(f"config is a {type(values).__name__}, expected a dict")
+        return TrainConfig.from_dict(values)
+    except TypeError as error:
+        raise CheckpointError(f"{path}: its config does not fit this version of msseg ({error}); "
+                              f"use the msseg version that wrote it, or retrain") from None
+    except ValueError as error:
+        raise CheckpointError(f"{path}: its config is invalid ({error}); {_FROM_TRAIN}") from None
 
 
 def get_rng_state() -> dict[str, Any]:
@@ -111,10 +200,124 @@ def load_model(
     Returns:
         (model, config): the model (float32, eval mode) and the run's configuration.
     Raises:
-        FileNotFoundError, ValueError: see `load_checkpoint`.
+        FileNotFoundError: see `load_checkpoint`.
+        CheckpointError: as `load_checkpoint`; a config or weights that do not make a model; a
+            ``best.pt`` superseded by the ``last.pt`` beside it (an interrupted save).
     """
-    checkpoint = load_checkpoint(path)
-    config = TrainConfig.from_dict(checkpoint["config"])
-    model = build_model_for_checkpoint(config)
-    model.load_state_dict(checkpoint["model"])
+    checkpoint = load_checkpoint(path, keys=("config", "model", "epoch"))
+    config = checkpoint_config(checkpoint, path)
+    _check_not_superseded(Path(path), checkpoint)
+    try:
+        model = build_model_for_checkpoint(config)
+    except (ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path}: its config does not build a model ({error}); "
+                              f"{_FROM_TRAIN}") from None
+    load_weights(model, checkpoint, path)
     return model.to(device).eval(), config
+
+
+def load_weights(model: torch.nn.Module, checkpoint: dict, path: str | Path) -> None:
+    """Load a checkpoint's weights into `model` (built from its config), in place.
+
+    Raises:
+        CheckpointError: the weights do not fit the model (missing, unexpected or misshapen
+            tensors), with the first of them named.
+    """
+    expected, state = model.state_dict(), checkpoint["model"]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: its model entry is a {type(state).__name__}, expected a "
+                              f"state_dict; {_FROM_TRAIN}")
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    misshapen = [k for k in state if k in expected
+                 and tuple(getattr(state[k], "shape", ())) != tuple(expected[k].shape)]
+    if missing or unexpected or misshapen:
+        encoder = checkpoint.get("config", {}).get("encoder")
+        raise CheckpointError(
+            f"{path}: its weights do not fit the model its config describes (encoder "
+            f"{encoder}): {len(missing)} missing, {len(unexpected)} unexpected, "
+            f"{len(misshapen)} of another shape (first: {(missing + unexpected + misshapen)[0]});"
+            f" it was edited or assembled from two runs; {_FROM_TRAIN}")
+    model.load_state_dict(state)
+
+
+def finish_best(out_dir: str | Path, checkpoint: dict, source: str | Path) -> None:
+    """Complete a ``best.pt`` that an interrupted save left behind `checkpoint` (the state a run
+    resumes from, read from `source`): when that state is its own best epoch, ``best.pt`` gets
+    its bytes; when an earlier epoch was best and ``best.pt`` does not hold it, a warning says
+    so (it is written again at the next improvement).
+    """
+    best = Path(out_dir) / "best.pt"
+    epoch, best_epoch = checkpoint["epoch"], checkpoint["best_epoch"]
+    if best_epoch == 0:
+        return
+    held = _saved_epoch(best)
+    if held == best_epoch:
+        return
+    if best_epoch == epoch:
+        atomic_write_bytes(best, Path(source).read_bytes())
+        log.info("%s: completed from %s (epoch %d; a save had been interrupted)", best, source,
+                 epoch)
+        return
+    log.warning("%s: holds %s, but the run's best epoch is %d; it is written again when the "
+                "validation loss next improves", best,
+                "nothing readable" if held is None else f"epoch {held}", best_epoch)
+
+
+def _serialise(checkpoint: dict[str, Any]) -> bytes:
+    values = {key: value for key, value in checkpoint.items() if key != "checksum"}
+    values["format"] = FORMAT
+    buffer = io.BytesIO()
+    torch.save({**values, "checksum": values_digest(values)}, buffer)
+    return buffer.getvalue()
+
+
+def _verify(path: Path, checkpoint: dict) -> None:
+    if checkpoint["format"] == 1:
+        warnings.warn(f"{path}: written by an older msseg without a checksum, so its contents "
+                      f"cannot be verified; retrain or resave it to get one", stacklevel=3)
+        return
+    values = {key: value for key, value in checkpoint.items() if key != "checksum"}
+    try:
+        found = values_digest(values)
+    except TypeError as error:
+        raise CheckpointError(f"{path}: {error}; {_FROM_TRAIN}") from None
+    if found != checkpoint.get("checksum"):
+        raise CheckpointError(
+            f"{path}: checksum mismatch: the contents changed after they were written (bit rot, "
+            f"a bad copy or an edit), so it cannot be trusted; copy it again from a good source, "
+            f"or use the run's other checkpoint (last.pt / best.pt)")
+
+
+def _unreadable(path: Path, error: BaseException) -> CheckpointError:
+    reason = (str(error).strip().splitlines() or [""])[0].split(". ")[0][:200]  # 1st sentence
+    return CheckpointError(f"{path}: cannot be read as a checkpoint ({type(error).__name__}: "
+                           f"{reason}): truncated, damaged or not a torch file; {_FROM_TRAIN}")
+
+
+def _saved_epoch(path: Path) -> int | None:
+    """The epoch a checkpoint file holds, or None when it is missing or unusable."""
+    try:
+        return int(load_checkpoint(path, keys=("epoch",))["epoch"])
+    except (OSError, CheckpointError):
+        return None
+
+
+def _check_not_superseded(path: Path, checkpoint: dict) -> None:
+    """Refuse a best.pt whose run's last.pt names a later best epoch (a save interrupted
+    between the two files)."""
+    last = path.with_name("last.pt")
+    if path.name != "best.pt" or not last.is_file():
+        return
+    try:
+        record = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
+        last_epoch, best_epoch = int(record["epoch"]), int(record["best_epoch"])
+    except Exception:  # an unreadable last.pt says nothing about best.pt
+        return
+    if best_epoch > checkpoint["epoch"]:
+        instead = (f"predict with {last} (it holds epoch {best_epoch}), or "
+                   if last_epoch == best_epoch else "")
+        raise CheckpointError(
+            f"{path}: holds epoch {checkpoint['epoch']}, but {last} names epoch {best_epoch} "
+            f"as the run's best: a save was interrupted; {instead}complete the run with "
+            f"`msseg train ... --resume {last}`")

@@ -13,10 +13,11 @@ seed + epoch), so N ranks train like one process with the same global batch (whe
 of slabs is a multiple of the number of ranks; otherwise the sampler repeats a few slabs).
 The same order also lets a run be resumed on a different number of ranks.
 
-Each epoch: train on every slab once -> validation loss and Dice -> a row in history.csv
-(TensorBoard, curves.png) -> `last.pt` (and `best.pt` when the validation loss improved) ->
-early stopping after `patience` epochs without improvement. `train(..., resume="last.pt")`
-continues a run exactly where it stopped.
+Each epoch: train on every slab once -> validation loss and Dice -> `last.pt` (and `best.pt`
+when the validation loss improved) -> a row in history.csv (TensorBoard, curves.png) -> early
+stopping after `patience` epochs without improvement. `train(..., resume="last.pt")` continues a
+run exactly where it stopped; a folder that holds a run is not trained into otherwise
+(`overwrite=True` replaces it).
 """
 
 from __future__ import annotations
@@ -41,12 +42,15 @@ from msseg.progress import progress_bar
 from msseg.training.checkpoint import (
     FORMAT,
     build_model_for_checkpoint,
+    checkpoint_config,
+    finish_best,
     get_rng_state,
     load_checkpoint,
-    save_checkpoint,
+    load_weights,
+    save_epoch,
     set_rng_state,
 )
-from msseg.training.logbook import TrainingLog
+from msseg.training.logbook import TrainingLog, check_run_folder, clear_run
 from msseg.training.runtime import Runtime, make_runtime, seed_everything
 
 __all__ = ["RESUME_FIXED", "TrainResult", "keras_decay", "make_optimizer", "train", "validate"]
@@ -151,7 +155,7 @@ def validate(
 
 
 def _check_resumable(config: TrainConfig, checkpoint: dict, path: Path) -> None:
-    saved = TrainConfig.from_dict(checkpoint["config"])
+    saved = checkpoint_config(checkpoint, path)
     changed = {f: (getattr(saved, f), getattr(config, f)) for f in RESUME_FIXED
                if getattr(saved, f) != getattr(config, f)}
     if changed:
@@ -168,6 +172,7 @@ def train(
     val_set: Dataset,
     *,
     resume: str | Path | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train the planar res-u-net of `config` on slabs (see the module docstring).
 
@@ -176,13 +181,16 @@ def train(
         train_set, val_set: datasets of (image (3, slab, S, S), mask (1, slab, S, S)) float32
             pairs, e.g. `SlabDataset`.
         resume: a `last.pt` to continue from (epochs, optimizer, schedule, early stopping, RNG).
+        overwrite: replace a run that `config.out_dir` holds (default: refuse to start).
     Returns:
         A `TrainResult`. Files in `config.out_dir` (rank 0 writes them): last.pt, best.pt,
         history.csv, curves.png, tensorboard/ (if installed).
     Raises:
         ValueError: empty datasets, a global batch not divisible by the number of ranks, or a
             checkpoint whose model fields differ from `config`.
+        FileExistsError: `config.out_dir` holds a run, and neither `resume` nor `overwrite`.
     """
+    check_run_folder(config.out_dir, resume=resume, overwrite=overwrite)
     rt = make_runtime(config)
     if len(train_set) == 0 or len(val_set) == 0:
         raise ValueError(f"need training and validation slabs, got {len(train_set)} and "
@@ -204,7 +212,7 @@ def train(
     if resume is not None:
         checkpoint = load_checkpoint(resume, map_location=rt.device)
         _check_resumable(config, checkpoint, Path(resume))
-        model.load_state_dict(checkpoint["model"])
+        load_weights(model, checkpoint, resume)
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         scaler.load_state_dict(checkpoint["scaler"])
@@ -227,11 +235,18 @@ def train(
     train_loader = DataLoader(train_set, sampler=sampler, **loader_args)
     val_loader = DataLoader(Subset(val_set, range(rt.rank, len(val_set), rt.world_size)),
                             **loader_args)
-    log = (TrainingLog(out, history=state["history"], tensorboard=config.tensorboard)
-           if rt.is_main else None)
+    log = None
+    if rt.is_main:
+        if overwrite:
+            clear_run(out)
+        if resume is not None:
+            finish_best(out, checkpoint, resume)
+        log = TrainingLog(out, history=state["history"], tensorboard=config.tensorboard)
 
-    stopped_early = False
-    for epoch in range(state["epoch"], config.epochs):
+    # a resumed run that early stopping had ended stays ended (unless more patience is given)
+    stopped_early = (state["bad_epochs"] > 0 and state["bad_epochs"] >= config.patience
+                     and state["epoch"] < config.epochs)
+    for epoch in range(config.epochs if stopped_early else state["epoch"], config.epochs):
         start = time.perf_counter()
         sampler.set_epoch(epoch)
         train_loss = _train_epoch(net, train_loader, optimizer, scheduler, scaler, rt, config,
@@ -250,15 +265,13 @@ def train(
                "seconds": time.perf_counter() - start}
         state["history"] = [*state["history"], row]
         if rt.is_main:
-            log.write(row)
             checkpoint = {
                 "format": FORMAT, "config": config.to_dict(), "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(), **state, "rng": get_rng_state(),
             }
-            save_checkpoint(out / "last.pt", checkpoint)
-            if improved:
-                save_checkpoint(out / "best.pt", checkpoint)
+            save_epoch(out, checkpoint, improved=improved)  # last.pt (the commit), best.pt
+            log.write(row)
             logger.info("epoch %d: train %.4f  val %.4f  Dice %.3f  (%.1f s)", epoch + 1,
                      train_loss, val_loss, val_dice, row["seconds"])
         if not improved and state["bad_epochs"] >= config.patience:

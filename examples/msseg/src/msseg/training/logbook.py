@@ -1,22 +1,76 @@
-"""Per-epoch training records: history.csv, TensorBoard scalars (if installed), curves.png.
+"""A run folder's record: history.csv, TensorBoard scalars (if installed), curves.png, and the
+rule that a run never overwrites another one by accident.
 
-The history lives in every checkpoint; on resume the CSV starts again from it (dropping rows of
-epochs the checkpoint never saw). After every epoch history.csv and curves.png are rewritten
-whole through `msseg.io.atomic`, so a killed run never leaves a torn row or a half-drawn figure.
+The history lives in every checkpoint, and ``last.pt`` is written before the record each epoch
+(`msseg.training.checkpoint.save_epoch`): history.csv and curves.png follow from it. On resume
+both are rewritten from the checkpoint (dropping rows of epochs it never saw). After every epoch
+they are rewritten whole through `msseg.io.atomic`, so a killed run never leaves a torn row or a
+half-drawn figure.
+
+A folder that holds a run (any of `RUN_FILES`) is only trained into again when asked:
+`check_run_folder` refuses otherwise, before any work, and `clear_run` removes the old run when
+it is to be replaced.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import shutil
 from pathlib import Path
 from typing import Any
 
 from msseg.io.atomic import atomic_path, atomic_write_text
 
-__all__ = ["COLUMNS", "TrainingLog"]
+__all__ = ["COLUMNS", "RUN_FILES", "TrainingLog", "check_run_folder", "clear_run"]
 
 COLUMNS = ("epoch", "step", "train_loss", "val_loss", "val_dice", "lr", "seconds")
+# The files of a run, in the order `clear_run` removes them (the commit point first).
+RUN_FILES = ("last.pt", "best.pt", "history.csv", "curves.png", "tensorboard")
+
+
+def check_run_folder(out_dir: str | Path, *, resume: str | Path | None = None,
+                     overwrite: bool = False) -> None:
+    """Refuse to train into a folder that holds a run, unless continuing it or replacing it.
+
+    Args:
+        out_dir: the run folder (need not exist).
+        resume: the checkpoint a resumed run starts from; one inside `out_dir` continues that
+            run there.
+        overwrite: replace the run in `out_dir` (then `clear_run` it before writing).
+    Raises:
+        FileExistsError: `out_dir` holds a run and neither applies (the message lists its files
+            and the flags).
+        ValueError: `overwrite` together with a `resume` checkpoint inside `out_dir`.
+    """
+    out_dir = Path(out_dir)
+    inside = resume is not None and Path(resume).resolve().parent == out_dir.resolve()
+    if overwrite and inside:
+        raise ValueError(f"--overwrite would delete {resume}, the checkpoint to resume from; "
+                         f"pass --resume to continue the run in {out_dir}, or --overwrite "
+                         f"without --resume to start it again")
+    found = [name for name in RUN_FILES if (out_dir / name).exists()]
+    if not found or overwrite or inside:
+        return
+    raise FileExistsError(
+        f"{out_dir}: holds a training run already ({', '.join(found)}); pass --resume "
+        f"{out_dir / 'last.pt'} to continue it, --overwrite to replace it, or choose another "
+        f"--out")
+
+
+def clear_run(out_dir: str | Path) -> list[Path]:
+    """Remove the run files of `out_dir` (`RUN_FILES`), the checkpoint first; returns them."""
+    removed = []
+    for name in RUN_FILES:
+        path = Path(out_dir) / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        else:
+            continue
+        removed.append(path)
+    return removed
 
 
 class TrainingLog:
@@ -25,7 +79,8 @@ class TrainingLog:
 
     Args:
         out_dir: the run folder (created).
-        history: rows already recorded (from a checkpoint when resuming).
+        history: rows already recorded (from a checkpoint when resuming); history.csv and
+            curves.png are rewritten from them at once.
         tensorboard: also log to TensorBoard when the `tensorboard` package is importable.
     """
 
@@ -37,6 +92,8 @@ class TrainingLog:
         self.png_path = self.out_dir / "curves.png"
         self.history = [dict(row) for row in history]
         self._write_csv()
+        if self.history:
+            self._plot()
         self.writer = None
         if tensorboard:
             try:
