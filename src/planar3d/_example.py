@@ -82,11 +82,14 @@ def _default_size(model: nn.Module, channels: int, dtype, device) -> tuple[int, 
     MIN_SIZE up, in steps of doubling, the configured size at most) at which the model runs and
     the same modules return maps larger than 1x1 as at twice that size."""
     full = _configured_size(model)
+    seen: dict[tuple[int, int], list[bool] | None] = {}
 
     def maps(scale: float):
         size = (max(1, round(full[0] * scale)), max(1, round(full[1] * scale)))
-        images = torch.zeros(1, channels, *size, dtype=dtype, device=device)
-        return size, _map_sizes(model, images)
+        if size not in seen:
+            images = torch.zeros(1, channels, *size, dtype=dtype, device=device)
+            seen[size] = _map_sizes(model, images)
+        return size, seen[size]
 
     scale = MIN_SIZE / max(full)
     while scale < 1:
