@@ -38,28 +38,26 @@ class MeanGatedEmbedding(nn.Module):
         return pooled * pooled.sigmoid().mean()
 
 
-class MeanGatedClassifier(nn.Module):
-    """A classifier whose logits are gated by its features' x.mean((2, 3)).sigmoid().mean()."""
+class _SmallClassifier(nn.Module):
+    """Two convolutions, an adaptive pool and a linear layer; subclasses write the forward."""
 
     def __init__(self, c: int = 3, classes: int = 5):
         super().__init__()
         self.body = nn.Sequential(conv_bn(c, 8), nn.Conv2d(8, 8, 3, padding=1))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(8, classes)
+
+
+class MeanGatedClassifier(_SmallClassifier):
+    """A classifier whose logits are gated by its features' x.mean((2, 3)).sigmoid().mean()."""
 
     def forward(self, x):
         f = self.body(x)
         return self.fc(self.pool(f).flatten(1)) * f.mean((2, 3)).sigmoid().mean()
 
 
-class ItemScaledHead(nn.Module):
+class ItemScaledHead(_SmallClassifier):
     """A classifier that normalises its features by the first image's mean magnitude (.item())."""
-
-    def __init__(self, c: int = 3, classes: int = 5):
-        super().__init__()
-        self.body = nn.Sequential(conv_bn(c, 8), nn.Conv2d(8, 8, 3, padding=1))
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(8, classes)
 
     def forward(self, x):
         f = self.body(x)
