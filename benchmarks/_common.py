@@ -164,7 +164,7 @@ def make_step(model: nn.Module, x: torch.Tensor, *, train: bool, amp: bool,
     with `compile`, of `torch.compile(model)` (the warm-up runs compile it)."""
     model.train(train)
     if compile:
-        model = torch.compile(model)
+        model = torch.compile(model, dynamic=False)
     ctx = autocast(x.device, amp)
     if not train:
         def forward() -> None:

@@ -20,7 +20,7 @@ OUT=${OUT:-gpu-results.md}
 if [[ "${1:-}" == "--dry-run" ]]; then
     device=cpu
     planar=(--models tv/resnet18 --shape 1 3 2 32 32 --repeats 5 --warmup 1 --threads 1)
-    msseg=(--quick --steps 1)
+    msseg=(--tiny)
     OUT=${OUT_DRY:-/dev/null}
 else
     device=cuda

@@ -1,6 +1,6 @@
 """msseg at the paper's full size: seconds per training step and epoch, per-scan inference, memory.
 
-Run:  python benchmarks/msseg_speed.py [--device cpu|cuda] [--quick]
+Run:  python benchmarks/msseg_speed.py [--device cpu|cuda] [--quick] [--tiny]
 
 The model is the paper's planar res-u-net (VGG-16 encoder and bottleneck frozen, 22,870,881
 parameters; random weights: the speed does not depend on them), batch (2, 3, 16, 256, 256).
@@ -17,7 +17,8 @@ parameters; random weights: the speed does not depend on them), batch (2, 3, 16,
   which is what must fit on an 11 GB card; it leaves out the backward pass' transient buffers.
 Every configuration runs in the same process; the ratio column compares it with the first
 (fp32, contiguous memory), and the paper's figures (GTX 1080 Ti / RTX 2080 Ti, 11 GB) stand
-beside the results.
+beside the results. `--tiny` runs every step on a tiny network and 16³ cubes: a dry run whose
+figures mean nothing (the test suite runs it).
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ PAPER_GPU_GIB = 11
 STEPS_PER_EPOCH = -(-11 * 31 // 2)  # 11 training scans x 31 slabs, batch 2 -> 171
 VAL_BATCHES = -(-31 // 2)  # one validation scan
 NATIVE_SHAPE = (144, 512, 512)  # centre 01
+# --tiny: a dry run of every step (the test suite's settings for a network that trains in
+# seconds on a CPU)
+TINY = dict(encoder="test_resnet", encoder_stages=2, bottleneck_filters=8,
+            decoder_filters=(8, 8), volume_size=16, slab=8, slab_step=4, train_bottleneck=True)
+TINY_NATIVE_SHAPE = (12, 20, 20)
 
 
 def sync(device: torch.device) -> None:
@@ -59,9 +65,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def train_step_seconds(model, batch, target, device, amp_dtype, steps: int) -> tuple[float, int]:
+def train_step_seconds(model, batch, target, device, amp_dtype, steps: int, config
+                       ) -> tuple[float, int]:
     """Median seconds of `steps` training steps after one warm-up; peak CUDA bytes (0 on CPU)."""
-    config = preset("paper")
     optimizer, _ = make_optimizer(model, config)
     autocast = torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
     times = []
@@ -101,17 +107,17 @@ def forward_seconds(model, batch, device, amp_dtype, repeats: int) -> float:
     return float(np.median(times))
 
 
-def pipeline_seconds() -> float:
+def pipeline_seconds(config, shape: tuple[int, int, int]) -> float:
     """The per-scan work around the network, on the CPU: the one prediction path
     (`msseg.inference.predict.predict_scan`: scan -> 256³ cube -> 31 slabs -> recomposed cube ->
     native grid -> mask) with a stand-in network (a sigmoid) that costs nothing."""
     rng = np.random.default_rng(0)
-    flair = rng.random(NATIVE_SHAPE, dtype=np.float32)
-    geometry = Geometry.from_affine(NATIVE_SHAPE, np.diag([1.2, 0.5, 0.5, 1.0]))
+    flair = rng.random(shape, dtype=np.float32)
+    geometry = Geometry.from_affine(shape, np.diag([1.2, 0.5, 0.5, 1.0]))
     record = ScanRecord("bench", None, Path("bench.nii.gz"), None)
     scan = Scan(record=record, flair=flair, mask=None, geometry=geometry)
     start = time.perf_counter()
-    predict_scan(scan, torch.sigmoid, config=preset("paper"))
+    predict_scan(scan, torch.sigmoid, config=config)
     return time.perf_counter() - start
 
 
@@ -123,11 +129,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed training steps (default 3)")
     parser.add_argument("--compile", action="store_true",
                         help="also time the last configuration under torch.compile")
+    parser.add_argument("--tiny", action="store_true",
+                        help="a dry run of every step on a tiny network (figures mean nothing)")
     args = parser.parse_args(argv)
+    config = preset("paper", **TINY) if args.tiny else preset("paper")
+    native = TINY_NATIVE_SHAPE if args.tiny else NATIVE_SHAPE
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda but CUDA is not available; use --device cpu")
-    steps = 1 if args.quick else args.steps
+    steps = 1 if args.quick or args.tiny else args.steps
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -143,9 +153,10 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomEncoderWarning)
-        model = build_model(preset("paper")).to(device)
-    batch = torch.randn(2, 3, 16, 256, 256, device=device)
-    target = (torch.rand(2, 1, 16, 256, 256, device=device) > 0.998).float()
+        model = build_model(config).to(device)
+    shape = (2, 3, config.slab, config.volume_size, config.volume_size)
+    batch = torch.randn(*shape, device=device)
+    target = (torch.rand(2, 1, *shape[2:], device=device) > 0.998).float()
     print(f"paper model on {device} ({torch.get_num_threads()} CPU threads, torch "
           f"{torch.__version__}); batch {tuple(batch.shape)}; "
           f"{'quick: 1 timed step' if args.quick else f'{steps} timed steps'}")
@@ -155,13 +166,14 @@ def main(argv: list[str] | None = None) -> None:
         fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
         model = model.to(memory_format=fmt)
         x, y = batch.to(memory_format=fmt), target.to(memory_format=fmt)
-        net = torch.compile(model) if compiled else model  # the first step compiles (warm-up)
-        step, peak = train_step_seconds(net, x, y, device, amp_dtype, steps)
+        # the first step compiles (warm-up)
+        net = torch.compile(model, dynamic=False) if compiled else model
+        step, peak = train_step_seconds(net, x, y, device, amp_dtype, steps, config)
         forward = forward_seconds(net, x, device, amp_dtype, steps)
         epoch = STEPS_PER_EPOCH * step + VAL_BATCHES * forward
         rows.append((name, step, epoch, VAL_BATCHES * forward, peak))
         print(f"  {name}: {step:.2f} s/step, forward {forward:.2f} s/batch")
-    around = pipeline_seconds()
+    around = pipeline_seconds(config, native)
 
     base = rows[0]
     print(f"\nepoch = {STEPS_PER_EPOCH} training steps + {VAL_BATCHES} validation forwards, "
@@ -183,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
           f"`msseg.model.memory`, measured on {device}):")
     model = model.to(memory_format=torch.channels_last_3d)
     for name, amp_dtype in (("fp32", None), ("bf16", torch.bfloat16)):
-        estimate = measure_training_memory(model, (2, 3, 16, 256, 256), amp_dtype=amp_dtype)
+        estimate = measure_training_memory(model, shape, amp_dtype=amp_dtype)
         verdict = "fits" if estimate.total < PAPER_GPU_GIB * 1e9 else "does NOT fit"
         print(f"  {name}: {estimate.total / GiB:.2f} GiB ({verdict} in {PAPER_GPU_GIB} GB, "
               f"plus the backward pass' transient buffers)")
