@@ -140,6 +140,28 @@ def _one_thread():
 
 def _convert(model: nn.Module, *, example_input, inplace: bool, registry, ctx
              ) -> nn.Module:
+    # the network's buffers as they are now: conversion runs it, and a module that updates a
+    # buffer in its forward must not leave the caller's model (or the result) changed
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
+    try:
+        root = _convert_model(model, example_input=example_input, inplace=inplace,
+                              registry=registry, ctx=ctx)
+    finally:
+        _put_back(model, buffers)
+    _put_back(root, buffers)
+    return root
+
+
+def _put_back(model: nn.Module, buffers: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for name, buffer in model.named_buffers():
+            saved = buffers.get(name)
+            if saved is not None and saved.shape == buffer.shape and not buffer.is_inference():
+                buffer.copy_(saved)
+
+
+def _convert_model(model: nn.Module, *, example_input, inplace: bool, registry, ctx
+                   ) -> nn.Module:
     example = example_batch(model, example_input)
     pristine = deepcopy_module(model) if inplace else model
     work = model if inplace else deepcopy_module(model)

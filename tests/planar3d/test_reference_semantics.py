@@ -273,3 +273,22 @@ def test_a_one_channel_timm_model_converts_without_an_example():
     model = timm.create_model("resnet10t", in_chans=1, num_classes=3).eval()
     model3d = planar3d.convert(model)
     assert model3d(volume(1, 1, 2, 64, 64)).shape == (1, 3)
+
+
+class CountsCalls(nn.Module):
+    """Updates a buffer in every forward, in eval mode too (a call counter, an EMA)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x):
+        self.calls += 1
+        return self.conv(x)
+
+
+def test_conversion_leaves_the_buffers_of_the_model_and_the_result_as_they_were():
+    model = CountsCalls().eval()
+    model3d = planar3d.convert(model, example_input=torch.randn(4, 3, 8, 8))
+    assert model.calls.item() == 0 and model3d.calls.item() == 0
