@@ -26,7 +26,7 @@ from ._fx import is_rewritten, unrewrite
 from ._head_rewrite import rewrite_head_forward
 from ._modes import eval_mode, train_mode
 from ._probe import is_standard, probe_constant, probe_slices, watch_own_code
-from ._record import CallRecord
+from ._record import CallRecord, record_train_only
 from ._verify import Divergence, localize, type_name
 from ._walk import replace_children
 from .context import ConversionContext
@@ -90,10 +90,13 @@ def _computes_its_weights(module: nn.Module) -> bool:
 
 
 class Planner:
-    def __init__(self, *, ctx, registry, records, batch, volumes, pristine, report):
+    def __init__(self, *, ctx, registry, records, batch, volumes, pristine, report, example):
         self.ctx: ConversionContext = ctx
         self.registry: dict[type, Converter] = registry
         self.records: dict[int, CallRecord] = records
+        self.example = example
+        # modules only a train-mode run reaches, by path: recorded when first needed
+        self.train_records: dict[str, CallRecord] | None = None
         self.batch: int = batch
         self.volumes: int = volumes
         self.pristine: nn.Module = pristine
@@ -113,6 +116,24 @@ class Planner:
             self.done[key] = self._visit(module, path, parent_region)
         return self.done[key]
 
+    def _record(self, module: nn.Module, path: str) -> CallRecord | None:
+        """The module's first call in eval mode or, for a module (with weights) that eval mode
+        does not reach, in train mode."""
+        record = self.records.get(id(module))
+        if record is not None or not any(True for _ in module.parameters()):
+            return record
+        if self.train_records is None:
+            recorded = {r.path for r in self.records.values()}
+            self.train_records = record_train_only(self.pristine, self.example, recorded)
+        return self.train_records.get(path)
+
+    def _reached(self, module: nn.Module, path: str) -> bool:
+        """Whether the example run called the module or one inside it."""
+        if any(id(m) in self.records for m in module.modules()):
+            return True
+        prefix = f"{path}." if path else ""
+        return any(p == path or p.startswith(prefix) for p in self.train_records or {})
+
     def _region(self, record: CallRecord | None, parent_region: str) -> str:
         if record is None:
             return "head" if parent_region == "head" else "body"
@@ -122,7 +143,7 @@ class Planner:
         return "mixed" if spatial and flat else "body"
 
     def _visit(self, module: nn.Module, path: str, parent_region: str) -> nn.Module:
-        record = self.records.get(id(module))
+        record = self._record(module, path)
         region = self._region(record, parent_region)
         self.regions[path] = region
         if record is not None:
@@ -136,7 +157,7 @@ class Planner:
             in_head = parent_region == "head" or (parent_region == "mixed" and region == "head")
             return self._convert_leaf(module, path, "head" if region == "head" else "body",
                                       in_head, converter, record)
-        if record is None and not any(id(m) in self.records for m in module.modules()):
+        if record is None and not self._reached(module, path):
             if any(True for _ in module.parameters()):
                 self.report.add(path, type(module).__name__, "not reached")
             return module

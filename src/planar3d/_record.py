@@ -17,7 +17,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from ._modes import eval_mode, train_mode
 
-__all__ = ["CallRecord", "record_calls"]
+__all__ = ["CallRecord", "record_calls", "record_train_only"]
 
 
 @dataclass
@@ -115,29 +115,40 @@ def _run(model: nn.Module, example: torch.Tensor, records: dict[int, CallRecord]
 
 
 def record_calls(model: nn.Module, example: torch.Tensor) -> dict[int, CallRecord]:
-    """Run `model` on `example` and record each module's first call, keyed by id(module).
-
-    The run is in eval mode; modules only reached in train mode (auxiliary heads) are recorded
-    by a second, train-mode run (derandomized) whose effect on buffers (BatchNorm statistics)
-    is undone. Train/eval flags are restored.
+    """Run `model` on `example` in eval mode and record each module's first call, keyed by
+    id(module). Train/eval flags are restored.
 
     Raises:
         RuntimeError: if the 2D model cannot run on the example.
     """
-    paths: dict[int, str] = {}
-    for name, module in model.named_modules(remove_duplicate=False):
-        paths.setdefault(id(module), name)
     records: dict[int, CallRecord] = {}
     with eval_mode(model):
         try:
-            _run(model, example, records, paths, training=False)
+            _run(model, example, records, _paths(model), training=False)
         except Exception as error:
             raise RuntimeError(
                 f"the 2D model does not run on the example batch of shape "
                 f"{tuple(example.shape)} ({type(error).__name__}: {error}); pass "
                 f"example_input=<a (B, C, H, W) batch the 2D model accepts> to convert()"
             ) from error
-    if any(id(m) not in records for m in model.modules()):
-        with contextlib.suppress(Exception), train_mode(model):
-            _run(model, example, records, paths, training=True)
     return records
+
+
+def record_train_only(model: nn.Module, example: torch.Tensor, skip: set[str]
+                      ) -> dict[str, CallRecord]:
+    """Records of the modules only a train-mode run reaches (auxiliary heads), keyed by path:
+    one derandomized train-mode run whose effect on buffers (BatchNorm statistics) is undone;
+    modules at the `skip` paths (recorded in eval mode) are left out. Empty if the 2D network
+    does not run in train mode on the example."""
+    records: dict[int, CallRecord] = {}
+    paths = _paths(model)
+    with contextlib.suppress(Exception), train_mode(model):
+        _run(model, example, records, paths, training=True)
+    return {record.path: record for record in records.values() if record.path not in skip}
+
+
+def _paths(model: nn.Module) -> dict[int, str]:
+    paths: dict[int, str] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        paths.setdefault(id(module), name)
+    return paths

@@ -173,14 +173,15 @@ def _convert_model(model: nn.Module, *, example_input, inplace: bool, registry, 
     with hooks_paused(pristine, work):
         planner = Planner(ctx=ctx, registry=registry, records=record_calls(work, example),
                           batch=example.shape[0], volumes=PROBE_VOLUMES, pristine=pristine,
-                          report=report)
+                          report=report, example=example)
         work.eval()
         # the root's recorded output is the eval reference unless hooks (paused while
         # recording) change what the network returns
         root_record = planner.records.get(id(work))
         recorded = None if root_record is None or has_hooks(pristine) else root_record.output
         root = planner.visit(work, "", "head")
-        planner.records, planner.record_at = {}, {}  # the records are released here
+        # the records are released here
+        planner.records, planner.record_at, planner.train_records = {}, {}, {}
         restore_flags([(m, flags[name]) for name, m in root.named_modules() if name in flags])
         with hooks_running():
             root = _verified(root, pristine, example, planner, recorded)
