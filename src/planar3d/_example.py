@@ -40,14 +40,19 @@ def refuse_unconvertible(model: nn.Module) -> None:
             )
 
 
-def _stem_channels(model: nn.Module) -> int | None:
-    """Input channels of the first convolution defined in the model (its stem, as a rule)."""
+def _channel_candidates(model: nn.Module) -> list[int]:
+    """Input channel counts to try, most likely first: the first convolution defined in the
+    model (its stem, as a rule; timm's `in_chans=1` models), the configured count, 3, 1."""
+    first = None
     for module in model.modules():
         weight = getattr(module, "weight", None)
         channels = getattr(module, "in_channels", None)
         if isinstance(channels, int) and isinstance(weight, torch.Tensor) and weight.dim() == 4:
-            return channels
-    return None
+            first = channels
+            break
+    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
+    configured = next(iter(cfg.get("input_size", (3,))))
+    return list(dict.fromkeys(c for c in (first, configured, 3, 1) if isinstance(c, int)))
 
 
 def _configured_size(model: nn.Module) -> tuple[int, int]:
@@ -77,10 +82,11 @@ def _map_sizes(model: nn.Module, images: torch.Tensor) -> list[bool] | None:
     return found
 
 
-def _default_size(model: nn.Module, channels: int, dtype, device) -> tuple[int, int]:
+def _default_size(model: nn.Module, channels: int, dtype, device) -> tuple[int, int] | None:
     """The smallest input that keeps every feature map informative: the first size (from
     MIN_SIZE up, in steps of doubling, the configured size at most) at which the model runs and
-    the same modules return maps larger than 1x1 as at twice that size."""
+    the same modules return maps larger than 1x1 as at twice that size; None if the model does
+    not run on `channels` channels at any of those sizes."""
     full = _configured_size(model)
     seen: dict[tuple[int, int], list[bool] | None] = {}
 
@@ -99,7 +105,7 @@ def _default_size(model: nn.Module, channels: int, dtype, device) -> tuple[int, 
             if twice == found:
                 return size
         scale *= 2
-    return full
+    return full if maps(1.0)[1] is not None else None
 def _with_distinct_volumes(images: torch.Tensor) -> torch.Tensor:
     """At least 2 * PROBE_VOLUMES images, a multiple of PROBE_VOLUMES: mirrored copies are
     appended to a smaller or odd batch."""
@@ -127,8 +133,10 @@ def example_batch(model: nn.Module, example_input: torch.Tensor | None) -> torch
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     device = param.device if param is not None else torch.device("cpu")
     if example_input is None:
-        channels = _stem_channels(model) or 3
-        size = _default_size(model, channels, dtype, device)
+        candidates = _channel_candidates(model)
+        found = ((c, _default_size(model, c, dtype, device)) for c in candidates)
+        channels, size = next(((c, s) for c, s in found if s is not None),
+                              (candidates[0], _configured_size(model)))
         generator = torch.Generator().manual_seed(0)
         images = torch.randn(2 * PROBE_VOLUMES, channels, *size, generator=generator)
         return images.to(device=device, dtype=dtype)

@@ -292,3 +292,21 @@ def test_conversion_leaves_the_buffers_of_the_model_and_the_result_as_they_were(
     model = CountsCalls().eval()
     model3d = planar3d.convert(model, example_input=torch.randn(4, 3, 8, 8))
     assert model.calls.item() == 0 and model3d.calls.item() == 0
+
+
+class LateStem(nn.Module):
+    """Defines a deeper convolution before its stem (module order is not call order)."""
+
+    def __init__(self):
+        super().__init__()
+        self.deep = nn.Conv2d(8, 8, 3, padding=1)
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+
+    def forward(self, x):
+        return self.deep(self.stem(x))
+
+
+def test_the_default_example_finds_the_channels_the_network_takes():
+    model3d = planar3d.convert(LateStem().eval())
+    assert planar3d.conversion_report(model3d).example_shape[1] == 3
+    assert model3d(volume(1, 3, 2, 16, 16)).shape == (1, 8, 2, 16, 16)
