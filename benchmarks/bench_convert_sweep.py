@@ -84,6 +84,8 @@ def convert_seconds(model: torch.nn.Module, repeats: int) -> tuple[float, float,
             shape = planar3d.conversion_report(converted).example_shape
         except UnsupportedModuleError:
             outcome = "refused"
+        except Exception as error:  # reported in the table, not raised
+            outcome = f"error: {type(error).__name__}"
         if i:  # the first run warms up allocators and caches
             walls.append(time.perf_counter() - start)
             cpus.append(time.process_time() - cpu)
