@@ -2,12 +2,13 @@
 
     entries = fill_cache(records, PipelineConfig(size=64), "runs/cache")   # `msseg preprocess`
 
-One folder per scan, ``<cache>/<patient_id>-<key>/`` with ``flair.npy`` (S, S, S) float32,
-``mask.npy`` (S, S, S) uint8 (when the scan has a mask) and ``meta.json`` (geometry, settings,
-source files). The key hashes the FLAIR's and mask's *content* (sha256), the settings that shape
-the cube (`PipelineConfig.cube_settings`: size, orders, normalisation) and the cache format, so
-editing a file or a setting makes a new entry and slab/step changes reuse the old one. Entries
-are written as one folder through `msseg.io.atomic`: a crash leaves no partial entry.
+One folder per scan, ``<cache>/<patient_id>-<key>/`` with ``flair.npy`` (D, H, W) float32,
+``mask.npy`` (D, H, W) uint8 (when the scan has a mask) and ``meta.json`` (the working grid with
+the native geometry, settings, source files). The key hashes the FLAIR's and mask's *content*
+(sha256), the mask labels taken as lesion, the settings that shape the working volume
+(`PipelineConfig.settings`: recipe, size or spacing, orders, normalisation) and the cache format,
+so editing a file or a setting makes a new entry and slab/window changes reuse the old one.
+Entries are written as one folder through `msseg.io.atomic`: a crash leaves no partial entry.
 
 Public API:
     CacheEntry(record, path)      .load(*, mmap=True) -> Preprocessed
@@ -26,13 +27,13 @@ import numpy as np
 
 from msseg.config import PipelineConfig
 from msseg.data.preprocess import Preprocessed, preprocess_scan
+from msseg.data.working import grid_from_json
 from msseg.io.atomic import atomic_path
 from msseg.io.discovery import ScanRecord
 from msseg.io.nifti import load_scan
-from msseg.io.orientation import Geometry
 from msseg.progress import progress_bar
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 _CHUNK = 1 << 22
 
 
@@ -44,10 +45,10 @@ class CacheEntry:
     path: Path
 
     def load(self, *, mmap: bool = True) -> Preprocessed:
-        """Read the cube back; with mmap=True the arrays are read-only memory maps.
+        """Read the working volume back; with mmap=True the arrays are read-only memory maps.
 
         Returns:
-            `Preprocessed` with flair (S, S, S) float32, mask (S, S, S) uint8 or None.
+            `Preprocessed` with flair (D, H, W) float32, mask (D, H, W) uint8 or None.
         """
         mode = "r" if mmap else None
         meta = json.loads((self.path / "meta.json").read_text())
@@ -55,18 +56,19 @@ class CacheEntry:
         return Preprocessed(
             flair=np.load(self.path / "flair.npy", mmap_mode=mode),
             mask=np.load(mask_file, mmap_mode=mode) if mask_file.exists() else None,
-            geometry=Geometry.from_json(meta["geometry"]),
+            grid=grid_from_json(meta["grid"]),
         )
 
 
 def cache_key(record: ScanRecord, config: PipelineConfig) -> str:
-    """Hex sha256 of the cache format, the cube settings and the input files' content.
+    """Hex sha256 of the cache format, the settings, the mask labels and the files' content.
 
     Raises:
         FileNotFoundError: the FLAIR or the mask does not exist.
     """
     digest = hashlib.sha256()
-    settings = {"format": CACHE_FORMAT, **config.cube_settings()}
+    settings = {"format": CACHE_FORMAT, **config.settings(),
+                "mask_labels": _labels_json(record.mask_labels)}
     digest.update(json.dumps(settings, sort_keys=True).encode())
     for path, role in ((record.flair, "FLAIR"), (record.mask, "mask")):
         digest.update(b"none" if path is None else _file_digest(path, role).encode())
@@ -84,7 +86,7 @@ def fill_cache(
 
     Args:
         records: scans to cache.
-        config: pipeline settings (only `cube_settings` matter here).
+        config: pipeline settings (only `settings` matter here).
         cache_dir: cache root, created if needed.
         progress: show a progress bar while filling (on a terminal).
 
@@ -114,8 +116,9 @@ def _write_entry(
         "centre": record.centre,
         "flair": str(record.flair),
         "mask": None if record.mask is None else str(record.mask),
-        "settings": config.cube_settings(),
-        "geometry": cube.geometry.to_json(),
+        "mask_labels": _labels_json(record.mask_labels),
+        "settings": config.settings(),
+        "grid": cube.grid.to_json(),
     }
     try:
         with atomic_path(path) as temporary:
@@ -127,6 +130,10 @@ def _write_entry(
     except OSError:
         if not path.is_dir():  # not a concurrent writer finishing first: a real failure
             raise
+
+
+def _labels_json(labels: tuple[int, ...] | str | None) -> list[int] | str | None:
+    return list(labels) if isinstance(labels, tuple) else labels
 
 
 def _file_digest(path: Path, role: str) -> str:

@@ -42,14 +42,12 @@ import numpy as np
 
 from msseg.config import DEMO_PHANTOM_SCALE, DEMO_PHANTOM_SEED, PRESETS, TrainConfig, preset
 from msseg.data.cache import fill_cache
-from msseg.data.preprocess import normalise
 from msseg.data.splits import CvRound, cv_rounds
-from msseg.evaluation.baseline import threshold_baseline
+from msseg.evaluation.baseline import apply_threshold, threshold_baseline
 from msseg.evaluation.cross_validation import RECOMPOSE_NAMES, run_round
 from msseg.evaluation.reports import format_results, overall_table, write_report
-from msseg.evaluation.scoring import ScanResult, score_scan
+from msseg.evaluation.scoring import ScanResult
 from msseg.io.atomic import atomic_write_text
-from msseg.io.nifti import load_scan
 from msseg.model.encoder import offline_mobilenet_v2
 from msseg.phantom.generate import write_phantom
 
@@ -83,15 +81,12 @@ class DemoResult:
                 **{f"planar res-u-net, {RECOMPOSE_NAMES[m]}": self.model[m] for m in METHODS}}
 
 
-def baseline_results(cv_round: CvRound) -> tuple[float, list[ScanResult]]:
+def baseline_results(cv_round: CvRound, config: TrainConfig) -> tuple[float, list[ScanResult]]:
     """The best global threshold on the round's training and validation scans, scored on its
-    test scans (native grids, FLAIR min-max scaled to [-1, 1] as in `threshold_baseline`)."""
-    chosen = threshold_baseline([*cv_round.train, cv_round.val], progress=False).threshold
-    results = []
-    for record in cv_round.test:
-        scan = load_scan(record)
-        results.append(score_scan(normalise(scan.flair) >= chosen, scan))
-    return chosen, results
+    test scans (native grids, FLAIR scaled to [-1, 1] as `config` scales it)."""
+    fitted = threshold_baseline([*cv_round.train, cv_round.val],
+                                normalisation=config.normalisation, progress=False)
+    return fitted.threshold, apply_threshold(fitted, list(cv_round.test))
 
 
 def run_demo(out: str | Path, *, rounds: Sequence[int] = (1,), encoder: str | None = None,
@@ -139,7 +134,7 @@ def run_demo(out: str | Path, *, rounds: Sequence[int] = (1,), encoder: str | No
                  [r.patient_id for r in cv_round.test], cv_round.val.patient_id,
                  len(cv_round.train))
         tick = time.perf_counter()
-        threshold, results = baseline_results(cv_round)
+        threshold, results = baseline_results(cv_round, config)
         result.thresholds.append(threshold)
         result.baseline += results
         _add(seconds, "threshold baseline", tick)

@@ -1,5 +1,9 @@
 """Per-epoch training records: history.csv, TensorBoard scalars (if installed), curves.png.
 
+``val_dice_working`` is the validation Dice over the validation slabs or windows, decided in the
+working space (resampled, overlapping windows counted once each); the Dice on the scans' own
+grids is measured for the best checkpoint (`msseg.evaluation.validation`).
+
 The history lives in every checkpoint; on resume the CSV starts again from it (dropping rows of
 epochs the checkpoint never saw). After every epoch history.csv and curves.png are rewritten
 whole through `msseg.io.atomic`, so a killed run never leaves a torn row or a half-drawn figure.
@@ -16,7 +20,7 @@ from msseg.io.atomic import atomic_path, atomic_write_text
 
 __all__ = ["COLUMNS", "TrainingLog"]
 
-COLUMNS = ("epoch", "step", "train_loss", "val_loss", "val_dice", "lr", "seconds")
+COLUMNS = ("epoch", "step", "train_loss", "val_loss", "val_dice_working", "lr", "seconds")
 
 
 class TrainingLog:
@@ -51,7 +55,7 @@ class TrainingLog:
         self.history.append(dict(row))
         self._write_csv()
         if self.writer is not None:
-            for key in ("train_loss", "val_loss", "val_dice", "lr", "seconds"):
+            for key in ("train_loss", "val_loss", "val_dice_working", "lr", "seconds"):
                 self.writer.add_scalar(key, row[key], row["epoch"])
             self.writer.flush()
         self._plot()
@@ -74,8 +78,10 @@ class TrainingLog:
         ax_loss.plot(epochs, [r["val_loss"] for r in self.history], "o-", label="validation")
         ax_loss.set(xlabel="epoch", ylabel="BCE − Dice + 1", title="loss")
         ax_loss.legend()
-        ax_dice.plot(epochs, [r["val_dice"] for r in self.history], "o-", color="tab:green")
-        ax_dice.set(xlabel="epoch", ylabel="Dice", title="validation Dice", ylim=(0, 1))
+        ax_dice.plot(epochs, [r["val_dice_working"] for r in self.history], "o-",
+                     color="tab:green")
+        ax_dice.set(xlabel="epoch", ylabel="Dice", title="validation Dice (working space)",
+                    ylim=(0, 1))
         for ax in (ax_loss, ax_dice):
             ax.grid(alpha=0.3)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs only
