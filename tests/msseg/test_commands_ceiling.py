@@ -87,7 +87,8 @@ def test_surface_distances_in_mm():
 
 
 def test_multi_label_masks_need_a_label(tmp_path, capsys):
-    """A tumour-class mask (labels 0, 1, 2): refused with the fix named, taken with --label."""
+    """A tumour-class mask (labels 0, 1, 2): refused with the fix named, taken with --label
+    (ceiling, and evaluate against it)."""
     flair = np.random.default_rng(0).uniform(10, 20, (12, 12, 12)).astype(np.float32)
     labels = np.zeros(flair.shape, np.uint8)
     labels[2:5, 2:5, 2:5], labels[7:10, 7:10, 7:10] = 1, 2
@@ -104,3 +105,7 @@ def test_multi_label_masks_need_a_label(tmp_path, capsys):
     assert (int(two["lesion_voxels"]), int(every["lesion_voxels"])) == (27, 54)
     assert main(["ceiling", *data, "--label", "two"]) == 1
     assert "expected integer labels" in capsys.readouterr().err
+    save(tmp_path / "pred" / "a_mask.nii.gz", (labels == 2).astype(np.uint8), np.eye(4))
+    assert main(["evaluate", "-p", str(tmp_path / "pred"), "-t", data[1], "--mask-pattern",
+                 data[3], "--label", "2"]) == 0
+    assert "a           -       1.000" in capsys.readouterr().out

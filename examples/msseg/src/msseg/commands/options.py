@@ -19,6 +19,7 @@ __all__ = [
     "add_config_arguments",
     "add_data_arguments",
     "add_device_arguments",
+    "add_label_argument",
     "add_recipe_arguments",
     "add_threads_argument",
     "by_preset",
@@ -44,6 +45,11 @@ def add_data_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup
     """``-i/--data``, ``--mask-pattern`` and ``--label``: where the scans are, what is lesion."""
     parser.add_argument("-i", "--data", required=True, help=help)
     parser.add_argument("--mask-pattern", help="mask pattern with {id} (pattern layout only)")
+    add_label_argument(parser)
+
+
+def add_label_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--label``: which labels of a multi-label mask are lesion (`mask_labels` reads it)."""
     parser.add_argument("--label", nargs="+", metavar="N",
                         help="lesion label(s) of multi-label masks (e.g. tumour classes), or "
                              "'nonzero' for every label but 0 (default: masks must be 0/1)")
