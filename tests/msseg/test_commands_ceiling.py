@@ -22,8 +22,8 @@ PATIENT07 = ["-i", str(REAL / "{id}" / "FLAIR.nii.gz"),
 def test_the_real_data_recipe_keeps_every_lesion_voxel_of_the_1mm_scan(tmp_path, capsys):
     assert main(["ceiling", *PATIENT07, "-o", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "recipe spacing (1 mm in-plane, slices kept), 1 scans" in out
-    assert "mean Dice ceiling 1.000 over 1 scans (recipe spacing)" in out
+    assert "recipe spacing (1 mm in-plane, slices kept), 1 scan(s)" in out
+    assert "mean Dice ceiling 1.000 over 1 scan(s) (recipe spacing)" in out
     rows = list(csv.DictReader((tmp_path / "ceiling.csv").open()))
     assert rows[0]["patient_id"] == "patient07" and rows[0]["working_shape"] == "182x218x182"
     assert float(rows[0]["dice"]) == 1.0 and int(rows[0]["round_trip_voxels"]) == 1300
@@ -35,7 +35,7 @@ def test_the_papers_64_cube_caps_the_1mm_scan(capsys):
     voxels wide; about as many voxels come back (1,282 of 1,300), half of them misplaced."""
     assert main(["ceiling", *PATIENT07, "--config", "paper", "--set", "volume_size=64"]) == 0
     out = capsys.readouterr().out
-    assert "recipe paper (64³ cube), 1 scans" in out
+    assert "recipe paper (64³ cube), 1 scan(s)" in out
     line = next(x for x in out.splitlines() if x.startswith("patient07"))
     assert "64x64x64" in line and "1300 (   1282)" in line and " 0.477 " in line
     assert "17.42     1.91" in line  # HD95 and ASSD in mm
@@ -56,6 +56,7 @@ def thick_slices(tmp_path_factory):
     (PipelineConfig(recipe="spacing", spacing_mm=0.71875), (36, 320, 320), 1.0),
     (PipelineConfig(recipe="spacing", spacing_mm=1.0), (36, 230, 230), 0.816),
     (PipelineConfig(size=64), (64, 64, 64), 0.503),
+    (PipelineConfig(size=128), (128, 128, 128), 0.683),
 ])
 def test_thick_slices_keep_their_slices_and_lose_only_in_plane(thick_slices, config, shape,
                                                               expected):

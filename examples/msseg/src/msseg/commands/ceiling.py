@@ -52,14 +52,14 @@ def run(args: argparse.Namespace) -> int:
     config = with_data_spacing(config, records)
     where = (f"{config.volume_size}³ cube" if config.recipe == "paper" else
              f"{config.spacing_mm:g} mm in-plane, slices kept")
-    log.info("recipe %s (%s), %d scans", config.recipe, where, len(records))
+    log.info("recipe %s (%s), %d scan(s)", config.recipe, where, len(records))
     results = recipe_ceiling(records, config.pipeline)
     log.info("patient        working shape     lesion voxels (after)   Dice   HD95 mm  ASSD mm")
     for r in results:
         log.info("%-13s  %-16s  %7d (%7d)        %.3f  %7.2f  %7.2f", r.patient_id,
                  "x".join(map(str, r.working_shape)), r.lesion_voxels, r.round_trip_voxels,
                  r.dice, r.hd95_mm, r.assd_mm)
-    log.info("mean Dice ceiling %.3f over %d scans (recipe %s)",
+    log.info("mean Dice ceiling %.3f over %d scan(s) (recipe %s)",
              float(np.mean([r.dice for r in results])), len(results), config.recipe)
     if args.out is not None:
         text = io.StringIO()
