@@ -195,8 +195,8 @@ class SpacingGrid(WorkingGrid):
         affine: (4, 4) working voxel -> mm in the permuted canonical frame (from `Spacing`).
     """
 
-    axes: tuple[int, int, int] = (0, 1, 2)
-    affine: tuple[tuple[float, ...], ...] = ()
+    axes: tuple[int, int, int]
+    affine: tuple[tuple[float, ...], ...]
 
     @property
     def source_affine(self) -> np.ndarray:
