@@ -49,6 +49,7 @@ from msseg.evaluation.reports import format_results, overall_table, write_report
 from msseg.evaluation.scoring import ScanResult
 from msseg.io.atomic import atomic_write_text
 from msseg.model.encoder import offline_mobilenet_v2
+from msseg.model.keras_vgg16 import offline_vgg16
 from msseg.phantom.generate import write_phantom
 
 __all__ = ["DemoResult", "baseline_results", "run_demo"]
@@ -97,11 +98,12 @@ def run_demo(out: str | Path, *, rounds: Sequence[int] = (1,), encoder: str | No
         out: the output folder.
         rounds: cross-validation rounds (1-based).
         encoder: timm encoder (default: the demo preset's MobileNetV2 with its offline ImageNet
-            weights; any other starts from random weights).
+            weights; "vgg16" gets Keras' ImageNet weights, the paper's; any other starts from
+            random weights).
         epochs: maximum epochs (default: the demo preset's).
     Raises:
         ValueError: rounds the phantom does not have (1..5).
-        FileNotFoundError: the offline MobileNetV2 weights are not installed.
+        FileNotFoundError: the offline weights of the encoder are not installed.
     """
     start = time.perf_counter()
     out = Path(out)
@@ -112,8 +114,9 @@ def run_demo(out: str | Path, *, rounds: Sequence[int] = (1,), encoder: str | No
     seconds["phantom"] = time.perf_counter() - tick
     encoder = encoder or PRESETS["demo"].encoder
     changes = {"encoder": encoder, "out_dir": str(out / "train")}
-    if encoder == PRESETS["demo"].encoder:
-        changes["weights"] = str(offline_mobilenet_v2())
+    offline = {PRESETS["demo"].encoder: offline_mobilenet_v2, "vgg16": offline_vgg16}
+    if encoder in offline:
+        changes["weights"] = str(offline[encoder]())
     if epochs is not None:
         changes["epochs"] = epochs
     config = preset("demo", **changes)
