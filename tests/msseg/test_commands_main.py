@@ -9,8 +9,8 @@ from pathlib import Path
 import msseg
 import pytest
 from msseg.commands.main import COMMANDS, main
-from msseg.commands.options import add_pipeline_arguments, pipeline_config
-from msseg.config import DEMO_PHANTOM_SCALE, PRESETS, PipelineConfig
+from msseg.commands.options import add_recipe_arguments, recipe_config
+from msseg.config import DEMO_PHANTOM_SCALE, PRESETS
 
 EXAMPLE = Path(msseg.__file__).resolve().parents[2]  # examples/msseg
 
@@ -51,8 +51,11 @@ def test_help_texts_come_from_the_presets(capsys):
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     demo = PRESETS["demo"]
     assert f"uses {DEMO_PHANTOM_SCALE}" in out and DEMO_PHANTOM_SCALE == 0.125
-    assert f"paper {PRESETS['paper'].epochs}, demo {demo.epochs}" in out and demo.epochs == 20
-    assert "paper vgg16, demo mobilenetv2_100" in out
+    assert f"paper {PRESETS['paper'].epochs}, real {PRESETS['real'].epochs}, demo {demo.epochs}" \
+        in out and demo.epochs == 20
+    assert "paper vgg16, real vgg16, demo mobilenetv2_100" in out
+    assert "'minmax' (the paper) or 'percentile' (robust: percentiles of the head" in out
+    assert "(paper minmax, real percentile, demo minmax)" in out
     assert f"default {demo.epochs}, the demo preset's" in out
 
 
@@ -60,23 +63,36 @@ def test_phantom_preprocess_baseline_end_to_end(tmp_path, capsys):
     data, cache = tmp_path / "data", tmp_path / "cache"
     assert main(["phantom", "-o", str(data), "--scale", "0.12", "--seed", "3"]) == 0
     assert "wrote 15 scans" in capsys.readouterr().out
-    assert main(["preprocess", "-i", str(data), "-c", str(cache), "--size", "24"]) == 0
+    assert main(["preprocess", "-i", str(data), "-c", str(cache), "--config", "demo",
+                 "--set", "volume_size=24"]) == 0
     out = capsys.readouterr().out
-    assert "15 scans cached at S=24" in out and len(list(cache.iterdir())) == 15
+    assert "15 scans cached (recipe paper, S=24)" in out and "24x24x24" in out
+    assert len(list(cache.iterdir())) == 15
+    assert main(["preprocess", "-i", str(data), "-c", str(cache), "--set", "spacing_mm=3"]) == 0
+    out = capsys.readouterr().out
+    assert "15 scans cached (recipe spacing, 3 mm in-plane)" in out
+    assert len(list(cache.iterdir())) == 30
     assert main(["baseline", "-i", str(data)]) == 0
     out = capsys.readouterr().out
     assert "best global threshold" in out and "centre 07 (n=5):" in out and "overall (n=15)" in out
+    assert "fitted on 15 scans" in out and "optimistic" in out
     assert main(["baseline", "-i", str(data), "--quiet"]) == 0
     assert capsys.readouterr() == ("", "")
 
 
-def test_pipeline_flags_build_the_pipeline_config():
+def test_recipe_flags_take_a_preset_or_a_checkpoint_and_set_fields(tmp_path):
     parser = argparse.ArgumentParser()
-    add_pipeline_arguments(parser)
-    config = pipeline_config(parser.parse_args(
-        ["--size", "64", "--normalisation", "percentile", "--percentiles", "1", "99"]))
-    assert config == PipelineConfig(size=64, normalisation="percentile", percentiles=(1.0, 99.0))
-    assert pipeline_config(parser.parse_args([])) == PipelineConfig()
+    add_recipe_arguments(parser)
+    config = recipe_config(parser.parse_args(["--set", "spacing_mm=0.8", "window=128"]))
+    assert (config.recipe, config.spacing_mm, config.window) == ("spacing", 0.8, 128)
+    assert config.normalisation == "percentile"
+    assert recipe_config(parser.parse_args([])).spacing_mm is None  # the data's finest
+    paper = recipe_config(parser.parse_args(["--config", "paper", "--set", "volume_size=64"]))
+    assert paper.pipeline.settings() == {
+        "recipe": "paper", "size": 64, "flair_order": 2, "mask_order": 0,
+        "normalisation": "minmax", "percentiles": None}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--config", "paper", "-m", "best.pt"])  # one source of the recipe
 
 
 def test_bad_input_prints_one_clear_line(tmp_path, capsys):
@@ -84,8 +100,8 @@ def test_bad_input_prints_one_clear_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "missing: MSSEG data folder not found" in err
     assert main(["preprocess", "-i", str(tmp_path), "-c", str(tmp_path / "c"),
-                 "--size", "0"]) == 1
-    assert "size must be a positive integer" in capsys.readouterr().err
+                 "--config", "paper", "--set", "volume_size=0"]) == 1
+    assert "volume_size must be a positive integer" in capsys.readouterr().err
 
 
 def test_unknown_command_is_an_argparse_error(capsys):

@@ -29,6 +29,8 @@ def test_flags_and_set_override_the_preset():
     assert config.weights == "w.pth"  # the --weights flag wins over --set weights=None
     paper = train_config(_args("--precision", "fp32", "--trainable-bottleneck"))
     assert paper.precision == "fp32" and paper.train_bottleneck and paper.lr == 5e-5
+    twice = train_config(_args("--set", "epochs=3", "--set", "lr=0.1"))
+    assert (twice.epochs, twice.lr) == (3, 0.1)  # a second --set adds to the first
     with pytest.raises(ValueError, match="expected FIELD=VALUE with FIELD one of"):
         train_config(_args("--set", "learning_rate=1"))
     with pytest.raises(ValueError, match=r"--set epochs=many: expected a value like 100"):

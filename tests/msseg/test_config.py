@@ -27,7 +27,8 @@ def test_config_presets_round_trip_and_validation():
 
 def test_a_config_knows_its_slabs_preprocessing_and_threshold():
     paper = PRESETS["paper"]
-    assert paper.slabs.starts[-1] == 240 and paper.pipeline == PipelineConfig(size=256)
+    assert paper.slabs.starts[-1] == 240
+    assert paper.pipeline == PipelineConfig(size=256, percentiles=(0.5, 99.5))
     assert preset("demo").pipeline.size == 64 and paper.threshold == PAPER_THRESHOLD == 16 / 256
     assert "  volume_size        = 256" in paper.describe().splitlines()
 
@@ -36,10 +37,35 @@ def test_pipeline_paper_defaults():
     config = PipelineConfig()
     assert config.size == 256
     assert (config.flair_order, config.mask_order, config.normalisation) == (2, 0, "minmax")
-    assert config.cube_settings() == {"size": 256, "flair_order": 2, "mask_order": 0,
-                                      "normalisation": "minmax", "percentiles": None}
+    assert config.settings() == {"recipe": "paper", "size": 256, "flair_order": 2,
+                                 "mask_order": 0, "normalisation": "minmax", "percentiles": None}
     robust = PipelineConfig(normalisation="percentile")
-    assert robust.cube_settings()["percentiles"] == [0.5, 99.5]
+    assert robust.settings()["percentiles"] == [0.5, 99.5]
+    spacing = PipelineConfig(recipe="spacing", spacing_mm=0.8)
+    assert spacing.settings() == {"recipe": "spacing", "spacing_mm": 0.8, "flair_order": 2,
+                                  "mask_order": 0, "normalisation": "minmax",
+                                  "percentiles": None}
+
+
+def test_the_real_preset_is_the_paper_network_with_the_real_data_recipe():
+    real, paper = PRESETS["real"], PRESETS["paper"]
+    assert (real.recipe, real.normalisation, real.spacing_mm, real.window) == (
+        "spacing", "percentile", None, 256)
+    same = {k: v for k, v in real.to_dict().items()
+            if k not in ("recipe", "normalisation")}
+    assert same == {k: v for k, v in paper.to_dict().items()
+                    if k not in ("recipe", "normalisation")}
+    with pytest.raises(ValueError, match="needs spacing_mm"):
+        real.pipeline  # noqa: B018 (the median of the training scans is fixed first)
+    assert real.replace(spacing_mm=0.9).pipeline.spacing_mm == 0.9
+    with pytest.raises(ValueError, match=r"slab_step=20 is larger than slab=16"):
+        real.replace(slab_step=20)
+    with pytest.raises(ValueError, match=r"window_overlap must be in \[0, 1\)"):
+        real.replace(window_overlap=1.0)
+    with pytest.raises(ValueError, match="spacing_mm must be a positive voxel size"):
+        real.replace(spacing_mm=0.0)
+    with pytest.raises(ValueError, match="recipe must be one of"):
+        real.replace(recipe="nnunet")
 
 
 @pytest.mark.parametrize(
@@ -49,7 +75,8 @@ def test_pipeline_paper_defaults():
         ({"flair_order": 6}, "flair_order must be a spline order 0..5"),
         ({"mask_order": True}, "mask_order must be a spline order"),
         ({"normalisation": "zscore"}, "normalisation must be one of"),
-        ({"percentiles": (1, 99)}, "only apply to normalisation='percentile'"),
+        ({"recipe": "spacing"}, "recipe 'spacing' needs spacing_mm"),
+        ({"recipe": "cube"}, "recipe must be one of"),
         ({"normalisation": "percentile", "percentiles": (90, 10)}, "0 <= low < high <= 100"),
     ],
 )

@@ -1,5 +1,6 @@
 """The preprocessing cache: content + settings keys, reuse, atomic entries, memory maps."""
 
+import dataclasses
 import io
 import json
 import subprocess
@@ -30,6 +31,7 @@ def test_entries_hold_the_preprocessed_cube(msseg_root, tmp_path):
         np.testing.assert_array_equal(cached.flair, fresh.flair)
         np.testing.assert_array_equal(cached.mask, fresh.mask)
         assert cached.geometry.same_as(fresh.geometry)
+        assert cached.grid.to_json() == fresh.grid.to_json()
         meta = json.loads((entry.path / "meta.json").read_text())
         assert meta["patient_id"] == entry.record.patient_id and meta["settings"]["size"] == 16
         assert type(entry.load(mmap=False).flair) is np.ndarray
@@ -52,6 +54,8 @@ def test_key_follows_content_and_cube_settings(msseg_root):
     assert cache_key(record, PipelineConfig(size=16, mask_order=1)) != key
     assert cache_key(record, PipelineConfig(size=16,
                                             normalisation="percentile")) != key
+    assert cache_key(record, PipelineConfig(recipe="spacing", spacing_mm=1.0)) != key
+    assert cache_key(dataclasses.replace(record, mask_labels=(2,)), SMALL) != key
     data = record.mask.read_bytes()
     record.mask.write_bytes(data + b"\0")  # same file names, different content
     assert cache_key(record, SMALL) != key

@@ -1,36 +1,16 @@
-"""Resampling, normalisation and preprocessing into the cube."""
+"""Preprocessing into the working space: the paper's cube (axes, labels, corners) and the
+spacing recipe (planar axis along the thickest, slices kept), on synthetic and real scans."""
 
 import nibabel as nib
 import numpy as np
 import pytest
 from msseg.config import PipelineConfig
-from msseg.data.preprocess import normalise, preprocess_scan, resample_to_cube
+from msseg.data.preprocess import preprocess_scan
+from msseg.data.working import resample_to_cube
 from msseg.io.discovery import ScanRecord
 from msseg.io.nifti import Scan
 from msseg.io.orientation import Geometry
 from msseg_helpers import oriented_affine
-
-
-def test_minmax_maps_range_to_minus_one_one():
-    volume = np.array([2.0, 4.0, 6.0, 5.0])
-    np.testing.assert_array_equal(normalise(volume), [-1, 0, 1, 0.5])
-    assert normalise(volume).dtype == np.float32
-    assert volume.tolist() == [2.0, 4.0, 6.0, 5.0]
-
-
-def test_percentile_clips_extremes():
-    volume = np.arange(101.0)
-    out = normalise(volume, method="percentile", percentiles=(10, 90))
-    np.testing.assert_allclose(out[[0, 10, 50, 90, 100]], [-1, -1, 0, 1, 1], atol=1e-6)
-    spiky = np.r_[np.linspace(0, 1, 999), 1000.0]
-    robust = normalise(spiky, method="percentile")  # (0.5, 99.5): the spike is clipped
-    assert robust[499] == pytest.approx(0, abs=0.01) and robust[-1] == 1
-    assert normalise(spiky)[499] == pytest.approx(-0.999, abs=1e-3)  # minmax: crushed
-
-
-def test_constant_volume_cannot_be_normalised():
-    with pytest.raises(ValueError, match=r"intensity range \[3.0, 3.0\] is empty"):
-        normalise(np.full((3, 3), 3.0))
 
 
 def test_resample_keeps_corners_and_label_values():
@@ -89,3 +69,39 @@ def test_linear_mask_resampling_stays_binary():
     scan = _scan_with_landmark("LPS", "right")
     cube = preprocess_scan(scan, PipelineConfig(size=32, mask_order=1))
     assert cube.mask.dtype == np.uint8 and set(np.unique(cube.mask)) == {0, 1}
+
+
+def _anisotropic_scan(axcodes: str) -> Scan:
+    """A 0.8 x 0.8 x 3 mm scan (10 thick axial slices) with a blob at the patient's right,
+    stored with the given axis codes."""
+    shape, voxel = (20, 24, 10), (0.8, 0.8, 3.0)
+    flair = np.zeros(shape, np.float32)
+    flair[14:17, 10:13, 4:6] = 5.0
+    reference = nib.Nifti1Image(flair, oriented_affine("RAS", voxel, shape))
+    change = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt("RAS"),
+                                             nib.orientations.axcodes2ornt(tuple(axcodes)))
+    image = reference.as_reoriented(change)
+    data = image.get_fdata(dtype=np.float32)
+    return Scan(ScanRecord(axcodes, None, None, None), data, (data > 0).astype(np.uint8),
+                Geometry.from_affine(image.shape, image.affine))
+
+
+@pytest.mark.parametrize("axcodes", ["RAS", "LPS", "SPL", "IRA"])
+def test_the_spacing_recipe_slices_along_the_thickest_axis_and_keeps_its_slices(axcodes):
+    scan = _anisotropic_scan(axcodes)
+    working = preprocess_scan(scan, PipelineConfig(recipe="spacing", spacing_mm=0.8))
+    assert working.flair.shape == (10, 20, 24)  # S (10 slices of 3 mm), then R, then A
+    assert working.grid.axes == (2, 0, 1)
+    blob = np.argwhere(working.mask).mean(axis=0)
+    np.testing.assert_allclose(blob, [4.5, 15, 11])
+    coarse = preprocess_scan(scan, PipelineConfig(recipe="spacing", spacing_mm=1.6))
+    assert coarse.flair.shape == (10, 10, 12)  # slices never interpolated, planes halved
+    finer = preprocess_scan(scan, PipelineConfig(recipe="spacing", spacing_mm=4.0))
+    assert finer.flair.shape[0] == 8  # slices finer than the target (3 < 4 mm) are resampled
+
+
+def test_an_isotropic_scan_keeps_the_papers_sagittal_axis_first():
+    scan = _scan_with_landmark("LPS", "right")
+    working = preprocess_scan(scan, PipelineConfig(recipe="spacing", spacing_mm=1.0))
+    assert working.grid.axes == (0, 1, 2) and working.flair.shape == (10, 12, 14)
+    np.testing.assert_array_equal(working.mask, scan.geometry.to_canonical(scan.mask))

@@ -4,13 +4,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from msseg.config import PipelineConfig
-from msseg.data.native import NativePrediction
+from msseg.data.native import NativePrediction, mask_to_native
 from msseg.data.preprocess import preprocess_scan
 from msseg.data.slabs import make_slabs, recompose_slabs
 from msseg.device import resolve_compute
 from msseg.inference.outputs import existing_outputs, write_prediction
-from msseg.inference.predict import model_predictor, predict_cube, predict_scan
+from msseg.inference.predict import model_predictor, predict_cube, predict_scan, predict_volume
+from msseg.inference.windows import predict_windows
 from msseg.io.discovery import find_msseg_scans
 from msseg.io.nifti import load_scan
 from msseg.io.orientation import Geometry
@@ -49,21 +49,62 @@ def test_predict_cube_cuts_batches_and_blends_like_the_slab_functions(method):
         predict_cube(cube, predictor, slab=8, step=4, batch_size=0)
 
 
-def test_predict_scan_uses_the_training_cube_and_cuts_on_the_native_grid(msseg_root, tmp_path):
+def test_predict_scan_decides_in_the_working_space_and_maps_the_mask_back(msseg_root,
+                                                                         tmp_path):
     config = tiny_config(tmp_path, threshold=0.4)
     scan = load_scan(find_msseg_scans(msseg_root)[1])
 
     def bright(batch):
-        return (batch > 0.5).float()
+        return (batch > 0.5).float() * 0.6
 
     prediction = predict_scan(scan, bright, config=config)
-    cube = preprocess_scan(scan, PipelineConfig(size=16)).flair
-    again = predict_scan(scan, bright, config=config, cube=cube)
+    working = preprocess_scan(scan, config.pipeline)
+    again = predict_scan(scan, bright, config=config, working=working)
     np.testing.assert_array_equal(prediction.probability, again.probability)
     assert prediction.probability.shape == scan.flair.shape
-    np.testing.assert_array_equal(prediction.mask, prediction.probability >= 0.4)
-    lower = predict_scan(scan, bright, config=config, threshold=0.01)
-    assert lower.mask.sum() >= prediction.mask.sum() > 0
+    probability = predict_volume(working.flair, bright, config=config)
+    np.testing.assert_array_equal(prediction.mask,
+                                  mask_to_native(probability >= 0.4, working.grid))
+    assert prediction.mask.sum() > 0
+    assert predict_scan(scan, bright, config=config, threshold=0.7).mask.sum() == 0
+    with pytest.raises(ValueError, match=r"recompose='gaussian' does not apply to recipe 'paper'"):
+        predict_volume(working.flair, bright, config=config, recompose="gaussian")
+
+
+@pytest.mark.parametrize("blend", ["gaussian", "average"])
+def test_sliding_windows_cover_any_shape_in_batches(blend):
+    """A voxel-wise predictor gives the same value in every window that covers a voxel, so any
+    blend must return it exactly: windows reach every voxel once padding is cropped away."""
+    volume = np.random.default_rng(0).uniform(-1, 1, (20, 13, 9)).astype(np.float32)
+    calls = []
+
+    def predictor(batch):
+        calls.append(tuple(batch.shape))
+        return (batch + 1) / 2
+
+    out = predict_windows(volume, predictor, slab=8, step=4, window=8, overlap=0.5,
+                          batch_size=3, blend=blend)
+    assert out.shape == volume.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out, (volume + 1) / 2, rtol=1e-5, atol=1e-6)
+    # depth starts 0, 4, 8, 12; rows 0, 4, 5; columns 0, 1: 24 windows, 3 at a time
+    assert calls == [(3, 8, 8, 8)] * 8
+    with pytest.raises(ValueError, match="blend must be one of"):
+        predict_windows(volume, predictor, slab=8, step=4, window=8, overlap=0.5, blend="max")
+
+
+def test_the_spacing_recipe_predicts_through_windows(msseg_root, tmp_path):
+    config = tiny_config(tmp_path, recipe="spacing", spacing_mm=1.5, window=8, threshold=0.5)
+    scan = load_scan(find_msseg_scans(msseg_root)[0])
+    working = preprocess_scan(scan, config.pipeline)
+    assert working.flair.shape == (8, 10, 7)  # 12 x 14 x 10 voxels of 1 mm at 1.5 mm
+
+    def bright(batch):
+        return (batch > 0.0).float()
+
+    prediction = predict_scan(scan, bright, config=config, working=working)
+    expected = mask_to_native(working.flair > 0.0, working.grid)
+    np.testing.assert_array_equal(prediction.mask, expected)
+    assert 0 < prediction.mask.sum() < prediction.mask.size
 
 
 def _prediction(shape=(3, 4, 5)):

@@ -26,7 +26,7 @@ def test_two_ranks_match_single_process_training(tmp_path):
     assert changed > 0  # training moved the weights, so the comparison means something
     for ddp_row, row in zip(ranks[0]["history"], single.history):
         assert ddp_row["step"] == row["step"] == 3 * ddp_row["epoch"]
-        for column in ("train_loss", "val_loss", "val_dice"):
+        for column in ("train_loss", "val_loss", "val_dice_working"):
             assert ddp_row[column] == pytest.approx(row[column], rel=1e-5, abs=1e-7)
 
 

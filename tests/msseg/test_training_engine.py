@@ -32,7 +32,7 @@ def test_training_writes_history_checkpoints_and_curves(tmp_path, data):
         rows = list(csv.DictReader(handle))
     assert [int(r["epoch"]) for r in rows] == [1, 2] and [int(r["step"]) for r in rows] == [3, 6]
     assert [float(r["val_loss"]) for r in rows] == [h["val_loss"] for h in result.history]
-    assert all(0.0 <= float(r["val_dice"]) <= 1.0 and float(r["seconds"]) > 0 for r in rows)
+    assert all(0.0 <= float(r["val_dice_working"]) <= 1.0 and float(r["seconds"]) > 0 for r in rows)
     assert (tmp_path / "curves.png").stat().st_size > 1000
     assert not (tmp_path / "tensorboard").exists()  # tensorboard=False
     checkpoint = load_checkpoint(result.last_path)
@@ -68,8 +68,9 @@ def test_tensorboard_scalars_when_tensorboard_is_importable(tmp_path, data, monk
                         types.SimpleNamespace(SummaryWriter=Writer))
     result = train(tiny_config(tmp_path, epochs=1, tensorboard=True), *data)
     assert calls[0] == ("dir", str(tmp_path / "tensorboard")) and calls[-1] == ("close",)
-    assert ("val_dice", 1, result.history[0]["val_dice"]) in calls
-    assert {c[0] for c in calls[1:-1]} == {"train_loss", "val_loss", "val_dice", "lr", "seconds"}
+    assert ("val_dice_working", 1, result.history[0]["val_dice_working"]) in calls
+    assert {c[0] for c in calls[1:-1]} == {"train_loss", "val_loss", "val_dice_working", "lr",
+                                           "seconds"}
 
 
 def test_resume_continues_bit_for_bit(tmp_path, data):
@@ -78,7 +79,7 @@ def test_resume_continues_bit_for_bit(tmp_path, data):
     resumed = train(tiny_config(tmp_path / "cut", epochs=3), *data,
                     resume=tmp_path / "cut" / "last.pt")
     assert state_equal(straight.model.state_dict(), resumed.model.state_dict())
-    keys = ("epoch", "step", "train_loss", "val_loss", "val_dice", "lr")
+    keys = ("epoch", "step", "train_loss", "val_loss", "val_dice_working", "lr")
     assert [[h[k] for k in keys] for h in straight.history] == [
         [h[k] for k in keys] for h in resumed.history]
     with open(tmp_path / "cut" / "history.csv") as handle:

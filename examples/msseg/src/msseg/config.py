@@ -2,20 +2,32 @@
 
 `TrainConfig` holds every choice of a run (model, data geometry, optimisation, runtime); it is
 saved inside every checkpoint (`to_dict`) and rebuilt from one (`from_dict`), so prediction uses
-exactly the cube size, slabs and threshold the model was trained with (`pipeline`, `slabs`).
+exactly the recipe, windows and threshold the model was trained with (`pipeline`, `slabs`).
+
+Two recipes take a scan to the working space the network sees (`msseg.data.working`):
+- "paper": the ICPR 2020 pipeline, exactly: every scan resampled to a `volume_size`³ cube with
+  sagittal slices first, slabs of whole planes, recomposed by the paper's Eq. 1 (or averaged).
+- "spacing": for real scans of any size and voxel size: the planar axis along the scan's thickest
+  axis (the acquisition's slice direction), in-plane resampling to `spacing_mm`, no
+  interpolation across thick slices, and windows of `slab` x `window`² slid over the volume
+  with overlap and Gaussian blending.
+
 Presets:
 
 - `paper`: the ICPR 2020 setting (VGG-16 encoder and bottleneck frozen, Adam 5e-5 with Keras
-  decay, batch 2, 100 epochs, patience 40, 16-slice slabs of 256³ volumes).
-- `demo`: the same res-u-net at a size a 2-core CPU trains in minutes (64³ volumes, decoder and
-  bottleneck a quarter as wide, bottleneck trainable, lr 1e-3, 20 epochs) on a MobileNetV2
-  encoder: its genuine ImageNet weights install offline (`encoder.offline_mobilenet_v2`),
-  VGG-16's do not, and a frozen random VGG-16 stays at the all-negative minimum (see the
-  example's README). The demo's phantom is `DEMO_PHANTOM_SCALE` and `DEMO_PHANTOM_SEED`.
+  decay, batch 2, 100 epochs, patience 40, 16-slice slabs of 256³ volumes, min-max scaling).
+- `real`: the same network and optimisation with the real-data recipe: "spacing" (target
+  in-plane spacing: the finest of the training scans, so none loses resolution), 16 x 256²
+  windows, intensities scaled by robust percentiles of the head. The command line's default.
+- `demo`: the paper's recipe and res-u-net at a size a 2-core CPU trains in minutes (64³
+  volumes, decoder and bottleneck a quarter as wide, bottleneck trainable, lr 1e-3, 20 epochs) on
+  a MobileNetV2 encoder with genuine ImageNet weights (`encoder.offline_mobilenet_v2`; see the
+  example's README for VGG-16 on the demo). The demo's phantom is `DEMO_PHANTOM_SCALE` and
+  `DEMO_PHANTOM_SEED`.
 
-`PipelineConfig` holds the preprocessing settings that shape the canonical cube. The vocabulary
-of these settings (precisions, depth policies, normalisations) and the paper's constants live
-here, so that command-line help can show them without importing torch.
+`PipelineConfig` holds the preprocessing settings that shape the working volume. The vocabulary
+of these settings (recipes, precisions, depth policies, normalisations, recompositions) and the
+paper's constants live here, so that command-line help can show them without importing torch.
 
     cfg = preset("demo", epochs=3, out_dir="runs/try")   # preset + overrides, validated
 """
@@ -36,6 +48,8 @@ __all__ = [
     "PAPER_THRESHOLD",
     "PRECISIONS",
     "PRESETS",
+    "RECIPES",
+    "RECOMPOSITIONS",
     "PipelineConfig",
     "TrainConfig",
     "check_percentiles",
@@ -48,8 +62,16 @@ MIN_LESION_MM3 = 3.0  # the MSSEG challenge ignores smaller lesions in the lesio
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEPTH_POLICIES = ("pool", "keep")
 Normalisation = Literal["minmax", "percentile"]
+# "minmax": the scan's range to [-1, 1] (the paper); "percentile": the percentiles of the head
+# (the non-zero voxels) to [-1, 1], clipped. Both are taken on the scan before resampling.
 NORMALISATIONS: tuple[str, ...] = ("minmax", "percentile")
 DEFAULT_PERCENTILES = (0.5, 99.5)
+RECIPES = ("paper", "spacing")
+# Ways to blend overlapping windows into one volume, per recipe (the first is the default):
+# "paper" = Eq. 1 (each slice from one slab), "average" = mean of the overlaps, "gaussian" =
+# MONAI's Gaussian importance weights (windows weigh most at their centre).
+RECOMPOSITIONS: dict[str, tuple[str, ...]] = {"paper": ("average", "paper"),
+                                              "spacing": ("gaussian", "average")}
 DEMO_PHANTOM_SCALE = 0.125  # centre 01: 18 x 64 x 64 voxels, so the 64³ cube never shrinks a scan
 DEMO_PHANTOM_SEED = 0
 
@@ -67,10 +89,16 @@ class TrainConfig:
     bottleneck_filters: int = 512  # the two planar (1,3,3) bottleneck convs
     decoder_filters: tuple[int, ...] = (256, 128, 64, 32)  # per decoder level, deepest first
     # --- data geometry -------------------------------------------------------------------------
-    volume_size: int = 256  # S: scans are resampled to S³ cubes (sagittal slices first)
-    slab: int = 16  # slices per network input (N, 3, slab, S, S)
+    recipe: str = "paper"  # "paper": S³ cubes, whole sagittal planes; "spacing": see the docstring
+    volume_size: int = 256  # "paper": S, scans are resampled to S³ cubes (sagittal slices first)
+    spacing_mm: float | None = None  # "spacing": in-plane voxel size; None = the scans' finest
+    window: int = 256  # "spacing": in-plane edge of a window (voxels); inputs (N, 3, slab, w, w)
+    window_overlap: float = 0.5  # "spacing": in-plane overlap of neighbouring windows (0 to < 1)
+    slab: int = 16  # slices per network input, along the planar axis
     slab_step: int = 8  # stride between consecutive slabs (overlap = slab - slab_step)
-    threshold: float = PAPER_THRESHOLD  # probability -> binary lesion mask
+    normalisation: str = "minmax"  # FLAIR to [-1, 1]: "minmax" (paper) or "percentile" (robust)
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES  # "percentile": (low, high) of the head
+    threshold: float = PAPER_THRESHOLD  # probability -> binary lesion mask, in the working space
     # --- optimisation ----------------------------------------------------------------------------
     batch_size: int = 2  # global batch (split evenly across DDP ranks)
     lr: float = 5e-5  # Adam learning rate
@@ -95,6 +123,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "decoder_filters", tuple(self.decoder_filters))
         object.__setattr__(self, "betas", tuple(self.betas))
+        object.__setattr__(self, "percentiles", tuple(float(p) for p in self.percentiles))
         if self.weights is not None:  # a Path would not load back with weights_only=True
             object.__setattr__(self, "weights", str(self.weights))
         self.validate()
@@ -105,8 +134,8 @@ class TrainConfig:
         Raises:
             ValueError: naming the field, the value found, what is expected and how to fix it.
         """
-        positive = ("encoder_stages", "bottleneck_filters", "volume_size", "slab", "slab_step",
-                    "batch_size", "epochs")
+        positive = ("encoder_stages", "bottleneck_filters", "volume_size", "window", "slab",
+                    "slab_step", "batch_size", "epochs")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -130,10 +159,26 @@ class TrainConfig:
                 "pretrained=True (timm hub) and weights=FILE (local) both give encoder weights; "
                 "choose one"
             )
-        try:
-            SlabGeometry(self.volume_size, self.slab, self.slab_step)
-        except ValueError as error:
-            raise ValueError(f"volume_size, slab, slab_step: {error}") from None
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {RECIPES}, got {self.recipe!r}")
+        if self.recipe == "paper":
+            try:
+                SlabGeometry(self.volume_size, self.slab, self.slab_step)
+            except ValueError as error:
+                raise ValueError(f"volume_size, slab, slab_step: {error}") from None
+        elif self.slab_step > self.slab:
+            raise ValueError(f"slab_step={self.slab_step} is larger than slab={self.slab}, so "
+                             f"slices between slabs would never be seen; use slab_step <= "
+                             f"{self.slab}")
+        if not 0.0 <= self.window_overlap < 1.0:
+            raise ValueError(f"window_overlap must be in [0, 1), got {self.window_overlap}")
+        if self.spacing_mm is not None and not self.spacing_mm > 0:
+            raise ValueError(f"spacing_mm must be a positive voxel size in mm (or None for the "
+                             f"finest of the training scans), got {self.spacing_mm}")
+        if self.normalisation not in NORMALISATIONS:
+            raise ValueError(f"normalisation must be one of {NORMALISATIONS}, got "
+                             f"{self.normalisation!r}")
+        check_percentiles(self.percentiles)
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be a probability in (0, 1), got {self.threshold}")
         if self.lr <= 0 or self.lr_decay < 0 or self.adam_eps <= 0 or self.dice_smooth < 0:
@@ -155,8 +200,15 @@ class TrainConfig:
 
     @property
     def pipeline(self) -> PipelineConfig:
-        """The preprocessing a model of this config was trained on (cube edge `volume_size`)."""
-        return PipelineConfig(size=self.volume_size)
+        """The preprocessing a model of this config was trained on.
+
+        Raises:
+            ValueError: recipe "spacing" with `spacing_mm` still None (fix it from the data
+                first: `msseg.data.working.with_data_spacing`).
+        """
+        return PipelineConfig(recipe=self.recipe, size=self.volume_size,
+                              spacing_mm=self.spacing_mm, normalisation=self.normalisation,
+                              percentiles=self.percentiles)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with `changes` applied and validated.
@@ -196,18 +248,26 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """Settings that shape the canonical cube; invalid combinations raise ValueError."""
+    """Settings that shape the working volume; invalid combinations raise ValueError."""
 
-    size: int = 256  # edge S of the canonical cube (paper: 256)
+    recipe: str = "paper"  # "paper" (S³ cube) or "spacing" (see the module docstring)
+    size: int = 256  # "paper": edge S of the canonical cube (paper: 256)
+    spacing_mm: float | None = None  # "spacing": in-plane voxel size of the working grid
     flair_order: int = 2  # spline order resampling FLAIR (paper: 2)
-    mask_order: int = 0  # spline order resampling the mask; > 0 is binarised at 0.5 (paper: 0)
+    mask_order: int = 0  # spline order resampling the mask, both ways; > 0 cut at 0.5 (paper: 0)
     normalisation: Normalisation = "minmax"  # "minmax" (paper) or "percentile"
     percentiles: tuple[float, float] | None = None  # "percentile" only; None = (0.5, 99.5)
 
     def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {RECIPES}; found {self.recipe!r}")
         if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1:
             raise ValueError(f"size must be a positive integer (the cube edge); found "
                              f"{self.size!r}")
+        if self.recipe == "spacing" and (self.spacing_mm is None or not self.spacing_mm > 0):
+            raise ValueError(f"recipe 'spacing' needs spacing_mm, a positive in-plane voxel size "
+                             f"in mm; found {self.spacing_mm!r} (the finest of the training "
+                             f"scans: msseg.data.working.finest_spacing)")
         for name in ("flair_order", "mask_order"):
             order = getattr(self, name)
             if isinstance(order, bool) or not isinstance(order, int) or not 0 <= order <= 5:
@@ -217,17 +277,16 @@ class PipelineConfig:
             raise ValueError(f"normalisation must be one of {NORMALISATIONS}; found "
                              f"{self.normalisation!r}")
         if self.percentiles is not None:
-            if self.normalisation != "percentile":
-                raise ValueError(f"percentiles={self.percentiles} only apply to "
-                                 "normalisation='percentile'; drop them or switch method.")
             check_percentiles(self.percentiles)
             object.__setattr__(self, "percentiles", tuple(float(p) for p in self.percentiles))
 
-    def cube_settings(self) -> dict[str, Any]:
-        """Every field, with the percentiles "percentile" uses spelled out (the cache key)."""
+    def settings(self) -> dict[str, Any]:
+        """The fields that shape this recipe's working volume (the cache key): the other
+        recipe's geometry and, for "minmax", the percentiles are left out."""
         values = dataclasses.asdict(self)
-        if self.normalisation == "percentile":
-            values["percentiles"] = list(self.percentiles or DEFAULT_PERCENTILES)
+        del values["spacing_mm" if self.recipe == "paper" else "size"]
+        values["percentiles"] = (list(self.percentiles or DEFAULT_PERCENTILES)
+                                 if self.normalisation == "percentile" else None)
         return values
 
 
@@ -240,6 +299,7 @@ def check_percentiles(bounds: tuple[float, float]) -> None:
 
 PRESETS: dict[str, TrainConfig] = {
     "paper": TrainConfig(),
+    "real": TrainConfig(recipe="spacing", normalisation="percentile"),
     "demo": TrainConfig(
         encoder="mobilenetv2_100",
         volume_size=64,
@@ -255,7 +315,7 @@ PRESETS: dict[str, TrainConfig] = {
 
 
 def preset(name: str, **overrides: Any) -> TrainConfig:
-    """The preset `name` ("paper" or "demo") with `overrides` applied.
+    """The preset `name` ("paper", "real" or "demo") with `overrides` applied.
 
     Raises:
         ValueError: for an unknown preset name or an invalid override value.

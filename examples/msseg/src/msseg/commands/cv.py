@@ -1,6 +1,6 @@
 """``msseg cv``: the paper's cross-validation, with its Table 2 and overlays.
 
-    msseg cv -i data/msseg -o runs/cv --config paper --weights vgg16.pth
+    msseg cv -i data/msseg -o runs/cv --config paper --weights vgg16.onnx
     msseg cv -i data/phantom -o runs/cv-demo --config demo --rounds 1 --weights mobilenet_v2.pth
 
 The protocol is `msseg.data.splits.cv_rounds`, a round `msseg.evaluation.cross_validation`. At
@@ -20,9 +20,14 @@ import logging
 import os
 from pathlib import Path
 
-from msseg.commands.options import add_config_arguments, train_config
-from msseg.config import MIN_LESION_MM3
-from msseg.data.slabs import RECOMPOSE_METHODS
+from msseg.commands.options import (
+    add_config_arguments,
+    add_data_arguments,
+    mask_labels,
+    set_threads,
+    train_config,
+)
+from msseg.config import MIN_LESION_MM3, RECOMPOSITIONS
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +35,19 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``msseg cv``."""
     data = parser.add_argument_group("data")
-    data.add_argument("-i", "--data", required=True,
-                      help="MSSEG folder or scan CSV with mask and centre columns")
+    add_data_arguments(data, help="MSSEG folder or scan CSV with mask and centre columns")
     data.add_argument("-o", "--out", type=Path, required=True,
                       help="folder for rounds, overlays, per_scan.csv and table.md/csv")
-    data.add_argument("--cache", type=Path, default=Path("runs/cache"),
-                      help="preprocessed-cube cache, shared by runs (default runs/cache)")
+    data.add_argument("--cache", type=Path,
+                      help="preprocessing cache; runs may share one (default <out>/cache)")
     data.add_argument("--rounds", type=int, nargs="+", metavar="K",
                       help="run only these rounds (1-based; default all)")
-    data.add_argument("--recompose", choices=RECOMPOSE_METHODS, default="average",
-                      help="recomposition of the written masks and of table.md (default "
-                           "average; both are scored, see recompose.md)")
+    data.add_argument("--recompose", choices=sorted({m for ms in RECOMPOSITIONS.values()
+                                                     for m in ms}),
+                      help="recomposition of the written masks and of table.md (default: the "
+                           "recipe's, " + ", ".join(f"{r} {m[0]}" for r, m in
+                                                    RECOMPOSITIONS.items())
+                           + "; the recipe's others are scored too, see recompose.md)")
     data.add_argument("--min-lesion-mm3", type=float, default=MIN_LESION_MM3,
                       help=f"lesion-wise scores ignore smaller lesions (default "
                            f"{MIN_LESION_MM3:g} mm³)")
@@ -59,20 +66,28 @@ def run(args: argparse.Namespace) -> int:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("cv runs in one process; under torchrun use `train` per round "
                          "(--exclude <the round's test scans>)")
+    set_threads(args)
     config = train_config(args)
     resolve_compute(config.device, config.precision)  # a bad --device fails before any work
     if config.pretrained:
         check_pretrained_available(config.encoder)
-    methods = (args.recompose, *(m for m in RECOMPOSE_METHODS if m != args.recompose))
-    results = cross_validate(discover_scans(args.data), config, args.out, cache=args.cache,
+    allowed = RECOMPOSITIONS[config.recipe]
+    chosen = args.recompose or allowed[0]
+    if chosen not in allowed:
+        raise ValueError(f"--recompose {chosen} does not apply to recipe {config.recipe!r}; "
+                         f"choose one of {allowed}")
+    methods = (chosen, *(m for m in allowed if m != chosen))
+    records = discover_scans(args.data, mask_pattern=args.mask_pattern,
+                             mask_labels=mask_labels(args))
+    results = cross_validate(records, config, args.out, cache=args.cache or args.out / "cache",
                              rounds=args.rounds, methods=methods,
                              min_lesion_mm3=args.min_lesion_mm3)
-    table = write_report(results[args.recompose], args.out)
+    table = write_report(results[chosen], args.out)
     comparison = overall_table({RECOMPOSE_NAMES[m]: results[m] for m in methods},
                                first="Recomposition")
     atomic_write_text(args.out / "recompose.md", comparison)
-    log.info("%s", format_results(results[args.recompose]))
-    log.info("\nTable 2 layout (%s):\n%s", RECOMPOSE_NAMES[args.recompose],
+    log.info("%s", format_results(results[chosen]))
+    log.info("\nTable 2 layout (%s):\n%s", RECOMPOSE_NAMES[chosen],
              table.to_markdown().rstrip())
     log.info("\nslab recomposition:\n%s", comparison.rstrip())
     log.info("wrote %s, table.csv, per_scan.csv, recompose.md and overlays/",

@@ -2,7 +2,7 @@
 
     msseg demo                                # everything under demo_out/
     msseg demo --rounds 1 2 3 4 5             # the full 5-round cross-validation
-    msseg demo --encoder vgg16 -o demo_vgg    # the paper's encoder, from random weights
+    msseg demo --encoder vgg16 -o demo_vgg    # the paper's encoder and weights (slower)
 
 What it runs and why is `msseg.evaluation.demo`. It runs torch on one thread by default
 (``--threads``): on a small shared machine, OpenMP threads that wait for each other cost more
@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cross-validation rounds to run (default 1; all: 1 2 3 4 5)")
     parser.add_argument("--encoder", default=demo.encoder,
                         help=f"timm encoder (default {demo.encoder} with offline ImageNet "
-                             f"weights; any other starts from random weights)")
+                             f"weights; vgg16 with Keras' ImageNet weights, the paper's; any "
+                             f"other starts from random weights)")
     parser.add_argument("--epochs", type=int, default=demo.epochs,
                         help=f"maximum epochs (default {demo.epochs}, the demo preset's)")
     parser.add_argument("--threads", type=int, default=1,

@@ -17,6 +17,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from msseg.commands.options import add_label_argument, mask_labels
 from msseg.config import MIN_LESION_MM3
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-t", "--truth", required=True,
                         help="MSSEG folder, scan CSV with masks, or FLAIR pattern with {id}")
     parser.add_argument("--mask-pattern", help="mask pattern with {id} (pattern layout only)")
+    add_label_argument(parser)
     parser.add_argument("-o", "--out", type=Path,
                         help="folder for per_scan.csv, table.md, table.csv (default: --pred)")
     parser.add_argument("--min-lesion-mm3", type=float, default=MIN_LESION_MM3,
@@ -42,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from msseg.evaluation.scoring import score_predictions
     from msseg.io.discovery import discover_scans
 
-    records = discover_scans(args.truth, mask_pattern=args.mask_pattern)
+    records = discover_scans(args.truth, mask_pattern=args.mask_pattern,
+                             mask_labels=mask_labels(args))
     results, skipped = score_predictions(records, args.pred, min_lesion_mm3=args.min_lesion_mm3)
     out = args.out or args.pred
     table = write_report(results, out)

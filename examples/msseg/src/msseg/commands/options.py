@@ -12,17 +12,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from msseg.config import NORMALISATIONS, PRECISIONS, PRESETS, PipelineConfig, TrainConfig, preset
+from msseg.config import NORMALISATIONS, PRECISIONS, PRESETS, TrainConfig, preset
 
 __all__ = [
+    "DEFAULT_PRESET",
     "add_config_arguments",
     "add_data_arguments",
     "add_device_arguments",
-    "add_pipeline_arguments",
+    "add_label_argument",
+    "add_recipe_arguments",
+    "add_threads_argument",
     "by_preset",
-    "pipeline_config",
+    "mask_labels",
+    "recipe_config",
+    "set_threads",
     "train_config",
 ]
+
+DEFAULT_PRESET = "real"  # the command line's preset: the real-data recipe
 
 DATA_HELP = "MSSEG folder (<PATIENT>/3DFLAIR.nii.gz + Consensus.nii.gz), scan CSV " \
             "(patient_id,flair,mask[,centre]) or FLAIR pattern with {id}"
@@ -33,10 +40,58 @@ def by_preset(field: str) -> str:
     return ", ".join(f"{name} {getattr(config, field)}" for name, config in PRESETS.items())
 
 
-def add_data_arguments(parser: argparse.ArgumentParser, *, help: str = DATA_HELP) -> None:
-    """``-i/--data`` and ``--mask-pattern``: where the scans are."""
+def add_data_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *,
+                       help: str = DATA_HELP) -> None:
+    """``-i/--data``, ``--mask-pattern`` and ``--label``: where the scans are, what is lesion."""
     parser.add_argument("-i", "--data", required=True, help=help)
     parser.add_argument("--mask-pattern", help="mask pattern with {id} (pattern layout only)")
+    add_label_argument(parser)
+
+
+def add_label_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--label``: which labels of a multi-label mask are lesion (`mask_labels` reads it)."""
+    parser.add_argument("--label", nargs="+", metavar="N",
+                        help="lesion label(s) of multi-label masks (e.g. tumour classes), or "
+                             "'nonzero' for every label but 0 (default: masks must be 0/1)")
+
+
+def mask_labels(args: argparse.Namespace) -> tuple[int, ...] | str | None:
+    """The ``--label`` values as `ScanRecord.mask_labels`.
+
+    Raises:
+        ValueError: values that are neither integers nor the single word "nonzero".
+    """
+    if not args.label:
+        return None
+    if args.label == ["nonzero"]:
+        return "nonzero"
+    try:
+        return tuple(int(value) for value in args.label)
+    except ValueError:
+        raise ValueError(f"--label {' '.join(args.label)}: expected integer labels (e.g. "
+                         f"--label 2 3) or the word 'nonzero'") from None
+
+
+def add_threads_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--threads``: torch's CPU threads for this process."""
+    parser.add_argument("--threads", type=int,
+                        help="torch CPU threads (default: torch's, one per core; on a loaded "
+                             "machine 1 can be many times faster)")
+
+
+def set_threads(args: argparse.Namespace) -> None:
+    """Apply ``--threads`` (nothing when it is not given).
+
+    Raises:
+        ValueError: a thread count below 1.
+    """
+    if args.threads is None:
+        return
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1; got {args.threads}")
+    import torch
+
+    torch.set_num_threads(args.threads)
 
 
 def add_device_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *,
@@ -54,9 +109,14 @@ def add_device_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGro
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags that build a `TrainConfig` (``train`` and ``cv``); unset flags keep the preset."""
     model = parser.add_argument_group("model")
-    model.add_argument("--config", choices=sorted(PRESETS), default="paper",
-                       help="preset: 'paper' (ICPR 2020, 256³, needs a GPU) or 'demo' (64³, "
-                            "CPU) (default paper)")
+    model.add_argument("--config", choices=sorted(PRESETS), default=DEFAULT_PRESET,
+                       help=f"preset: 'real' (the real-data recipe: target spacing, windows, "
+                            f"robust intensities), 'paper' (ICPR 2020 exactly: 256³ cubes) or "
+                            f"'demo' (the paper's recipe at 64³ on a CPU) (default "
+                            f"{DEFAULT_PRESET})")
+    model.add_argument("--normalisation", choices=NORMALISATIONS,
+                       help=f"FLAIR to [-1, 1]: 'minmax' (the paper) or 'percentile' (robust: "
+                            f"percentiles of the head, clipped) ({by_preset('normalisation')})")
     model.add_argument("--encoder", help=f"timm CNN for the encoder (default: the preset's: "
                                          f"{by_preset('encoder')})")
     weights = model.add_mutually_exclusive_group()
@@ -79,11 +139,12 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"seed of the initialisation and data order ({by_preset('seed')})")
     runtime = parser.add_argument_group("runtime")
     add_device_arguments(runtime, default=None)
+    add_threads_argument(runtime)
     runtime.add_argument("--compile", action="store_true", help="torch.compile the model")
     runtime.add_argument("--workers", type=int,
                          help=f"DataLoader worker processes ({by_preset('num_workers')})")
     runtime.add_argument("--no-progress", action="store_true", help="no progress bars")
-    runtime.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
+    runtime.add_argument("--set", nargs="+", action="extend", default=[], metavar="FIELD=VALUE",
                          help="any other TrainConfig field, e.g. volume_size=128 "
                               "decoder_filters=64,32,16,8")
 
@@ -99,6 +160,7 @@ def train_config(args: argparse.Namespace, *, base: TrainConfig | None = None,
     flags = {"encoder": args.encoder, "epochs": args.epochs, "patience": args.patience,
              "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
              "device": args.device, "precision": args.precision, "num_workers": args.workers,
+             "normalisation": args.normalisation,
              "weights": str(args.weights) if args.weights else None}
     changes.update({k: v for k, v in flags.items() if v is not None})
     for flag, field in (("pretrained", "pretrained"), ("trainable_bottleneck", "train_bottleneck"),
@@ -116,27 +178,35 @@ def train_config(args: argparse.Namespace, *, base: TrainConfig | None = None,
         raise ValueError(str(error)) from error
 
 
-def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--size``, ``--normalisation``, ``--percentiles``, with `PipelineConfig`'s defaults."""
-    default = PipelineConfig()
-    group = parser.add_argument_group("preprocessing (defaults = paper)")
-    group.add_argument("--size", type=int, default=default.size,
-                       help=f"cube edge S (default {default.size})")
-    group.add_argument("--normalisation", choices=NORMALISATIONS, default=default.normalisation,
-                       help=f"FLAIR scaling to [-1, 1] (default {default.normalisation})")
-    group.add_argument("--percentiles", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                       help="clip percentiles for --normalisation percentile (0.5 99.5)")
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config``, ``-m/--model`` and ``--set``: the preprocessing of a preset, or of a
+    trained model, as ``train`` and ``predict`` run it."""
+    group = parser.add_argument_group("recipe (the preprocessing of a preset or of a model)")
+    source = group.add_mutually_exclusive_group()
+    source.add_argument("--config", choices=sorted(PRESETS), default=DEFAULT_PRESET,
+                        help=f"preset whose recipe to use (default {DEFAULT_PRESET}: "
+                             f"{PRESETS[DEFAULT_PRESET].recipe}; paper: {PRESETS['paper'].recipe} "
+                             f"at {PRESETS['paper'].volume_size}³)")
+    source.add_argument("-m", "--model", type=Path, metavar="CKPT",
+                        help="use the recipe a checkpoint was trained with instead")
+    group.add_argument("--set", nargs="+", action="extend", default=[], metavar="FIELD=VALUE",
+                       help="change a TrainConfig field, e.g. volume_size=64, spacing_mm=0.8, "
+                            "recipe=paper, normalisation=minmax")
 
 
-def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
-    """The `PipelineConfig` of `add_pipeline_arguments` flags.
+def recipe_config(args: argparse.Namespace) -> TrainConfig:
+    """The `TrainConfig` whose `pipeline` the `add_recipe_arguments` flags ask for.
 
     Raises:
-        ValueError: an invalid combination (see PipelineConfig).
+        ValueError: an unknown or invalid field; FileNotFoundError: a missing checkpoint.
     """
-    percentiles = tuple(args.percentiles) if args.percentiles is not None else None
-    return PipelineConfig(size=args.size, normalisation=args.normalisation,
-                          percentiles=percentiles)
+    changes = _parse_set(args.set)
+    if args.model is not None:
+        from msseg.training.checkpoint import load_checkpoint
+
+        base = TrainConfig.from_dict(load_checkpoint(args.model)["config"])
+        return base.replace(**changes)
+    return preset(args.config, **changes)
 
 
 def _parse_set(items: Sequence[str]) -> dict[str, Any]:
@@ -147,7 +217,10 @@ def _parse_set(items: Sequence[str]) -> dict[str, Any]:
         if not sep or name not in defaults:
             raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of "
                              f"{sorted(defaults)}")
-        values[name] = _parse_value(name, text, getattr(PRESETS["paper"], name))
+        example = getattr(PRESETS["paper"], name)
+        if example is None and "float" in str(defaults[name].type) and text.lower() != "none":
+            example = 0.0  # an optional number (spacing_mm)
+        values[name] = _parse_value(name, text, example)
     return values
 
 

@@ -1,15 +1,16 @@
 """``msseg predict``: FLAIR NIfTI in, lesion mask NIfTI out on the scan's own grid.
 
     msseg predict -m runs/paper/best.pt -i scan.nii.gz -o pred/
-    msseg predict -m best.pt -i data/msseg -o pred/ --probabilities --recompose paper
+    msseg predict -m best.pt -i data/msseg -o pred/ --probabilities --threads 4
 
 Inputs: one FLAIR file, a folder of them, one MSSEG patient folder, an MSSEG folder or a scan
 CSV; outputs are named by patient: ``<out>/<id>_mask.nii.gz`` (uint8 0/1) and, with
 ``--probabilities``, ``<out>/<id>_prob.nii.gz`` (float32), both with the FLAIR's affine, qform
 and sform so they overlay it in any viewer. The path from scan to mask is
-`msseg.inference.predict` (the training cube, overlapping slabs, recomposition, back to the
-native grid, threshold there). Every input is validated and the output folder checked before
-anything is written; existing outputs are replaced only with ``--overwrite``.
+`msseg.inference.predict` (the model's recipe, overlapping slabs or windows blended into one
+volume, the threshold there, the mask back to the native grid as labels). Every input is
+validated and the output folder checked before anything is written; existing outputs are
+replaced only with ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from msseg.commands.options import add_device_arguments
-from msseg.config import PAPER_THRESHOLD
-from msseg.data.slabs import RECOMPOSE_METHODS
+from msseg.commands.options import add_device_arguments, add_threads_argument, set_threads
+from msseg.config import PAPER_THRESHOLD, RECOMPOSITIONS
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +38,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the probability map <id>_prob.nii.gz")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace outputs of an earlier run (default: refuse)")
-    parser.add_argument("--recompose", choices=RECOMPOSE_METHODS, default="average",
-                        help="overlapping slabs -> volume: 'average' (default, beyond the "
-                             "paper) or 'paper' (middle-8 rule, Eq. 1)")
+    parser.add_argument("--recompose", choices=sorted({m for ms in RECOMPOSITIONS.values()
+                                                       for m in ms}),
+                        help="overlapping slabs or windows -> volume; recipe paper: 'average' "
+                             "(default, beyond the paper) or 'paper' (middle-8 rule, Eq. 1); "
+                             "recipe spacing: 'gaussian' (default) or 'average'")
     parser.add_argument("--threshold", type=float,
-                        help=f"probability cut for the mask (default: the model's; the paper's "
-                             f"is {PAPER_THRESHOLD:g} = 16/256)")
+                        help=f"probability cut for the mask, in the working space (default: the "
+                             f"model's; the paper's is {PAPER_THRESHOLD:g} = 16/256)")
     add_device_arguments(parser)
-    parser.add_argument("--batch-size", type=int, default=2, help="slabs per forward pass (2)")
+    add_threads_argument(parser)
+    parser.add_argument("--batch-size", type=int, default=2,
+                        help="slabs or windows per forward pass (2)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,10 +59,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threshold is not None and not 0 < args.threshold < 1:
         raise ValueError(f"--threshold must be a probability in (0, 1); got {args.threshold}")
+    set_threads(args)
     records = find_inputs(args.input)
     predictor, config = load_predictor(args.model, device=args.device, precision=args.precision)
-    log.info("%d scan(s), model %s (S=%d, %s), recompose=%s, threshold=%.4f", len(records),
-             args.model, config.volume_size, config.encoder, args.recompose,
+    recipe = (f"S={config.volume_size}" if config.recipe == "paper" else
+              f"{config.spacing_mm:g} mm in-plane, windows {config.window}")
+    log.info("%d scan(s), model %s (recipe %s: %s, %s), recompose=%s, threshold=%.4f",
+             len(records), args.model, config.recipe, recipe, config.encoder,
+             args.recompose or RECOMPOSITIONS[config.recipe][0],
              config.threshold if args.threshold is None else args.threshold)
     predict_files(records, args.out, predictor, config=config, recompose=args.recompose,
                   batch_size=args.batch_size, threshold=args.threshold,

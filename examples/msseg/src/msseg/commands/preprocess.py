@@ -1,6 +1,12 @@
-"""``msseg preprocess``: fill the cube cache that training reads (`msseg.data.cache`).
+"""``msseg preprocess``: fill the cache that training reads (`msseg.data.cache`).
 
-    msseg preprocess -i data/phantom -c runs/cache --size 64
+    msseg preprocess -i data/msseg -c runs/cache                      # the real-data recipe
+    msseg preprocess -i data/phantom -c runs/cache --config demo      # the paper's, at 64³
+    msseg preprocess -i data/msseg -c runs/cache -m runs/real/best.pt # as a model was trained
+
+The recipe is a preset's (``--config``, with ``--set`` changes) or a checkpoint's (``-m``), so
+the entries are the ones ``train`` with the same settings reads. Recipe "spacing" without a
+``spacing_mm`` takes the finest in-plane voxel size of the scans given here.
 """
 
 from __future__ import annotations
@@ -10,7 +16,12 @@ import logging
 import time
 from pathlib import Path
 
-from msseg.commands.options import add_data_arguments, add_pipeline_arguments, pipeline_config
+from msseg.commands.options import (
+    add_data_arguments,
+    add_recipe_arguments,
+    mask_labels,
+    recipe_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -21,21 +32,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-masks", action="store_true",
                         help="accept scans without masks (prediction-only input)")
     parser.add_argument("-c", "--cache", type=Path, required=True, help="cache folder")
-    add_pipeline_arguments(parser)
+    add_recipe_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Fill the cache; log where each scan's cube is."""
+    """Fill the cache; log where each scan's working volume is."""
     from msseg.data.cache import fill_cache
+    from msseg.data.working import with_data_spacing
     from msseg.io.discovery import discover_scans
 
-    config = pipeline_config(args)
+    config = recipe_config(args)
     records = discover_scans(args.data, mask_pattern=args.mask_pattern,
-                             require_masks=not args.no_masks)
+                             require_masks=not args.no_masks, mask_labels=mask_labels(args))
+    config = with_data_spacing(config, records)
     start = time.perf_counter()
-    entries = fill_cache(records, config, args.cache)
+    entries = fill_cache(records, config.pipeline, args.cache)
     for entry in entries:
-        log.info("%s  %s", entry.record.patient_id, entry.path)
-    log.info("%d scans cached at S=%d in %.1f s", len(entries), config.size,
+        log.info("%s  %s  %s", entry.record.patient_id, entry.path,
+                 "x".join(map(str, entry.load().flair.shape)))
+    where = (f"S={config.volume_size}" if config.recipe == "paper" else
+             f"{config.spacing_mm:g} mm in-plane")
+    log.info("%d scans cached (recipe %s, %s) in %.1f s", len(entries), config.recipe, where,
              time.perf_counter() - start)
     return 0

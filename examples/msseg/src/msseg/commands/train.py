@@ -1,20 +1,24 @@
 """``msseg train``: preprocess (cached), split, and train the planar res-u-net.
 
-    msseg train -i data/msseg -o runs/paper --weights vgg16.pth
+    msseg train -i data/msseg -o runs/real --weights vgg16.onnx          # the real-data recipe
+    msseg train -i data/msseg -o runs/paper --config paper --weights vgg16.onnx
     msseg train -i data/phantom -o runs/demo --config demo --epochs 3
     torchrun --nproc_per_node=4 -m msseg train -i data/msseg -o runs/ddp ...     # DDP
     msseg train -i data/msseg -o runs/paper --resume runs/paper/last.pt
     msseg train -i data/msseg -o runs/paper --overwrite                         # start again
 
-Steps: the preset (``--config``) with the flags applied on top (or, with ``--resume``, the
-checkpoint's config with the flags on top) -> every scan preprocessed into the cube cache
-(``--cache``, shared between runs: entries are keyed by file content and cube settings) -> the
-scans split into training and validation (``--val``, default: the last scan in alphabetical
-order of those not excluded with ``--exclude``) -> `msseg.training.engine.train`, which writes
-last.pt, best.pt, history.csv and curves.png into the output folder. The resolved config is
-logged and saved as ``<out>/config.json``; every checkpoint holds it too. An output folder that
-holds a run is refused before any work unless ``--resume`` continues it or ``--overwrite``
-replaces it.
+Steps: the preset (``--config``, default ``real``) with the flags applied on top (or, with
+``--resume``, the checkpoint's config with the flags on top) -> the scans split into training
+and validation (``--val``, default: the last scan in alphabetical order of those not excluded
+with ``--exclude``) -> recipe "spacing" without a ``spacing_mm``: the finest in-plane voxel size
+of the training scans -> every scan preprocessed into the cache (``--cache``, default
+``<out>/cache``; entries are keyed by file content and settings, so runs can share one) ->
+`msseg.training.engine.train`, which writes last.pt, best.pt, history.csv (validation Dice in
+the working space) and curves.png into the output folder -> the best checkpoint's Dice on the
+validation scans' own grids (`msseg.evaluation.validation`), logged and saved as
+``<out>/validation.json``. The resolved config is logged and saved as ``<out>/config.json``;
+every checkpoint holds it too. An output folder that holds a run is refused before any work
+unless ``--resume`` continues it or ``--overwrite`` replaces it.
 
 Any TrainConfig field without a flag of its own can be set with ``--set FIELD=VALUE``
 (``--set decoder_filters=32,16,8,4 volume_size=128``).
@@ -26,7 +30,13 @@ import argparse
 import logging
 from pathlib import Path
 
-from msseg.commands.options import add_config_arguments, add_data_arguments, train_config
+from msseg.commands.options import (
+    add_config_arguments,
+    add_data_arguments,
+    mask_labels,
+    set_threads,
+    train_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(data)
     data.add_argument("-o", "--out", type=Path, required=True,
                       help="run folder: checkpoints, history.csv, curves.png, config.json")
-    data.add_argument("--cache", type=Path, default=Path("runs/cache"),
-                      help="preprocessed-cube cache, shared by runs (default runs/cache)")
+    data.add_argument("--cache", type=Path,
+                      help="preprocessing cache; runs may share one (default <out>/cache)")
     data.add_argument("--val", nargs="+", default=[], metavar="PATIENT",
                       help="validation scans (default: the last remaining one alphabetically)")
     data.add_argument("--exclude", nargs="+", default=[], metavar="PATIENT",
@@ -59,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
     from msseg.data.cache import fill_cache
     from msseg.data.slab_dataset import SlabDataset
     from msseg.data.splits import split_scans
+    from msseg.data.working import with_data_spacing
     from msseg.device import resolve_compute
+    from msseg.evaluation.validation import native_validation
     from msseg.io.atomic import atomic_write_text
     from msseg.io.discovery import discover_scans
     from msseg.model.hub import check_pretrained_available
@@ -69,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from msseg.training.runtime import distributed_session
 
     check_run_folder(args.out, resume=args.resume, overwrite=args.overwrite)
+    set_threads(args)
     base = None
     if args.resume is not None:
         base = checkpoint_config(load_checkpoint(args.resume), args.resume)
@@ -76,8 +89,11 @@ def run(args: argparse.Namespace) -> int:
     resolve_compute(config.device, config.precision)  # a bad --device fails before any work
     if config.pretrained:
         check_pretrained_available(config.encoder)
-    records = discover_scans(args.data, mask_pattern=args.mask_pattern)
+    records = discover_scans(args.data, mask_pattern=args.mask_pattern,
+                             mask_labels=mask_labels(args))
     training, validation = split_scans(records, val=args.val, exclude=args.exclude)
+    config = with_data_spacing(config, training)
+    cache = args.cache or args.out / "cache"
 
     with distributed_session():
         main = not dist.is_initialized() or dist.get_rank() == 0
@@ -89,11 +105,10 @@ def run(args: argparse.Namespace) -> int:
             log.info("validating on %s", [r.patient_id for r in validation])
             atomic_write_text(args.out / "config.json", json.dumps(config.to_dict(), indent=2))
         entries = {e.record.patient_id: e for e in
-                   fill_cache([*training, *validation], config.pipeline, args.cache,
+                   fill_cache([*training, *validation], config.pipeline, cache,
                               progress=main and config.progress)}
         train_set, val_set = (
-            SlabDataset.from_cache([entries[r.patient_id] for r in split], slab=config.slab,
-                                   step=config.slab_step)
+            SlabDataset.for_config([entries[r.patient_id] for r in split], config)
             for split in (training, validation))
         result = train(config, train_set, val_set, resume=args.resume,
                        overwrite=args.overwrite)
@@ -101,4 +116,12 @@ def run(args: argparse.Namespace) -> int:
         stop = "stopped early" if result.stopped_early else f"{len(result.history)} epochs"
         log.info("done (%s); best validation loss %.4f at epoch %d: %s", stop,
                  result.best_val_loss, result.best_epoch, result.best_path)
+        if result.best_path is not None:
+            scores = native_validation(result.best_path, [entries[r.patient_id]
+                                                          for r in validation])
+            atomic_write_text(args.out / "validation.json", json.dumps(scores, indent=2))
+            log.info("best checkpoint (epoch %d), validation Dice on the scans' own grids: %s "
+                     "(mean %.3f)", result.best_epoch,
+                     ", ".join(f"{k} {v:.3f}" for k, v in scores["dice"].items()),
+                     scores["mean_dice"])
     return 0

@@ -2,15 +2,16 @@
 
     entries = fill_cache(records, PipelineConfig(size=64), "runs/cache")   # `msseg preprocess`
 
-One folder per scan, ``<cache>/<patient_id>-<key>/`` with ``flair.npy`` (S, S, S) float32,
-``mask.npy`` (S, S, S) uint8 (when the scan has a mask) and ``meta.json`` (geometry, settings,
-source files, the sha256 of each array file, and a checksum of itself). The key hashes the
-FLAIR's and mask's *content* (sha256), the settings that shape the cube
-(`PipelineConfig.cube_settings`: size, orders, normalisation) and the cache format, so editing a
-file or a setting makes a new entry and slab/step changes reuse the old one. Entries are written
-as one folder through `msseg.io.atomic`: a crash leaves no partial entry. An entry edited,
-truncated or damaged after it was written fails its checksums: `fill_cache` rebuilds it (with a
-warning naming the file), `CacheEntry.load` refuses it (`CacheError`, naming the file).
+One folder per scan, ``<cache>/<patient_id>-<key>/`` with ``flair.npy`` (D, H, W) float32,
+``mask.npy`` (D, H, W) uint8 (when the scan has a mask) and ``meta.json`` (the working grid with
+the native geometry, settings, source files, the sha256 of each array file, and a checksum of
+itself). The key hashes the FLAIR's and mask's *content* (sha256), the mask labels taken as
+lesion, the settings that shape the working volume (`PipelineConfig.settings`: recipe, size or
+spacing, orders, normalisation) and the cache format, so editing a file or a setting makes a new
+entry and slab/window changes reuse the old one. Entries are written as one folder through
+`msseg.io.atomic`: a crash leaves no partial entry. An entry edited, truncated or damaged after
+it was written fails its checksums: `fill_cache` rebuilds it (with a warning naming the file),
+`CacheEntry.load` refuses it (`CacheError`, naming the file).
 
 Public API:
     CacheError
@@ -33,14 +34,15 @@ import numpy as np
 
 from msseg.config import PipelineConfig
 from msseg.data.preprocess import Preprocessed, preprocess_scan
+from msseg.data.working import grid_from_json
 from msseg.io.atomic import atomic_path, partial_path, remove_stale_partials
 from msseg.io.checksum import file_digest, values_digest
 from msseg.io.discovery import ScanRecord
 from msseg.io.nifti import load_scan
-from msseg.io.orientation import Geometry
 from msseg.progress import progress_bar
 
-CACHE_FORMAT = 2  # 2: meta.json holds checksums of the arrays and of itself
+# 2: meta.json holds checksums of the arrays and of itself; 3: the working grid of either recipe
+CACHE_FORMAT = 3
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +85,11 @@ class CacheEntry:
         return meta
 
     def load(self, *, mmap: bool = True) -> Preprocessed:
-        """Verify the entry (`verify`) and read the cube back; with mmap=True the arrays are
-        read-only memory maps.
+        """Verify the entry (`verify`) and read the working volume back; with mmap=True the
+        arrays are read-only memory maps.
 
         Returns:
-            `Preprocessed` with flair (S, S, S) float32, mask (S, S, S) uint8 or None.
+            `Preprocessed` with flair (D, H, W) float32, mask (D, H, W) uint8 or None.
         Raises:
             CacheError: as `verify`.
         """
@@ -97,7 +99,7 @@ class CacheEntry:
         return Preprocessed(
             flair=arrays["flair.npy"],
             mask=arrays.get("mask.npy"),
-            geometry=Geometry.from_json(meta["geometry"]),
+            grid=grid_from_json(meta["grid"]),
         )
 
     def _damaged(self, file: Path, problem: str) -> CacheError:
@@ -106,13 +108,14 @@ class CacheEntry:
 
 
 def cache_key(record: ScanRecord, config: PipelineConfig) -> str:
-    """Hex sha256 of the cache format, the cube settings and the input files' content.
+    """Hex sha256 of the cache format, the settings, the mask labels and the files' content.
 
     Raises:
         FileNotFoundError: the FLAIR or the mask does not exist.
     """
     digest = hashlib.sha256()
-    settings = {"format": CACHE_FORMAT, **config.cube_settings()}
+    settings = {"format": CACHE_FORMAT, **config.settings(),
+                "mask_labels": _labels_json(record.mask_labels)}
     digest.update(json.dumps(settings, sort_keys=True).encode())
     for path, role in ((record.flair, "FLAIR"), (record.mask, "mask")):
         digest.update(b"none" if path is None else file_digest(path, role=role).encode())
@@ -130,7 +133,7 @@ def fill_cache(
 
     Args:
         records: scans to cache.
-        config: pipeline settings (only `cube_settings` matter here).
+        config: pipeline settings (only `settings` matter here).
         cache_dir: cache root, created if needed.
         progress: show a progress bar while filling (on a terminal).
 
@@ -167,8 +170,9 @@ def _write_entry(
         "centre": record.centre,
         "flair": str(record.flair),
         "mask": None if record.mask is None else str(record.mask),
-        "settings": config.cube_settings(),
-        "geometry": cube.geometry.to_json(),
+        "mask_labels": _labels_json(record.mask_labels),
+        "settings": config.settings(),
+        "grid": cube.grid.to_json(),
     }
     arrays = {"flair.npy": cube.flair, "mask.npy": cube.mask}
     try:
@@ -192,3 +196,7 @@ def _remove_entry(path: Path) -> None:
     doomed = partial_path(path.with_name(f"{path.name}-damaged"))
     os.replace(path, doomed)
     shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _labels_json(labels: tuple[int, ...] | str | None) -> list[int] | str | None:
+    return list(labels) if isinstance(labels, tuple) else labels

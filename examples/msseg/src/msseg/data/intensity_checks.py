@@ -32,7 +32,7 @@ def intensity_problems(flair: np.ndarray, cube: np.ndarray) -> list[str]:
 
     Args:
         flair: (X, Y, Z) the file's intensities (finite, real).
-        cube: (S, S, S) the same scan scaled for the model (`preprocess_scan`).
+        cube: (D, H, W) the same scan scaled for the model (`preprocess_scan`).
     Returns:
         [the finding, saying what was found and what to do], or [] for a usable scan.
     """

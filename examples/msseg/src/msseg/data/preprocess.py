@@ -1,18 +1,20 @@
-"""Preprocessing a scan into the paper's canonical cube (settings: `msseg.config.PipelineConfig`).
+"""Preprocessing a scan into its working volume (settings: `msseg.config.PipelineConfig`).
 
-Steps (paper §3.2), for FLAIR and mask alike unless noted:
-1. reorient by the affine so axis 0 is left → right (sagittal slices; `msseg.io.orientation`);
-2. resample the whole array to S³ with `scipy.ndimage.zoom` (voxel size ignored, as in the
-   paper): spline order 2 for FLAIR, order 0 (nearest) for the mask;
-3. scale FLAIR to [-1, 1]: "minmax" (paper) or "percentile" (clip to robust percentiles first);
-4. the model sees slabs (`msseg.data.slabs`) with the FLAIR copied to its 3 input channels.
+Steps, for FLAIR and mask alike unless noted:
+1. the scan's working grid under the recipe (`msseg.data.working`): reorientation by the affine
+   and resampling (recipe "paper": the S³ cube, sagittal slices first, as the paper §3.2;
+   recipe "spacing": thickest axis first, target in-plane voxel size); FLAIR with spline order
+   `flair_order`, the mask with `mask_order` and cut at 0.5;
+2. FLAIR to [-1, 1] by the range measured on the scan itself before resampling ("minmax" or
+   robust "percentile" of the head, `msseg.data.intensity`), clipping spline overshoot;
+3. the model sees slabs or windows of it (`msseg.data.slab_dataset`, `msseg.inference`) with the
+   FLAIR copied to its 3 input channels.
 
-The way back to the scan's own grid is `msseg.data.native`; the cube cache is `msseg.data.cache`.
+The way back to the scan's own grid is `Preprocessed.grid` (`msseg.data.native`); the cache of
+preprocessed scans is `msseg.data.cache`.
 
 Public API:
-    resample_to_cube(volume, *, size, order) -> (S, S, S) float32
-    normalise(volume, *, method="minmax", percentiles=None) -> float32 in [-1, 1]
-    Preprocessed(flair, mask, geometry)
+    Preprocessed(flair, mask, grid)          .geometry
     preprocess_scan(scan, config) -> Preprocessed
 """
 
@@ -21,113 +23,49 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
-from msseg.config import (
-    DEFAULT_PERCENTILES,
-    NORMALISATIONS,
-    Normalisation,
-    PipelineConfig,
-    check_percentiles,
-)
+from msseg.config import PipelineConfig
+from msseg.data.intensity import intensity_range, scale
+from msseg.data.working import WorkingGrid, plan_grid
 from msseg.io.nifti import Scan
 from msseg.io.orientation import Geometry
 
 
 @dataclass(frozen=True, eq=False)
 class Preprocessed:
-    """A scan in the canonical cube.
+    """A scan in its working space.
 
     Attributes:
-        flair: (S, S, S) float32 in [-1, 1]; axis 0 = sagittal slices (left → right).
-        mask: (S, S, S) uint8 {0, 1}, or None for prediction-only scans.
-        geometry: the native grid, for `msseg.data.native` to map predictions back.
+        flair: (D, H, W) float32 in [-1, 1]; axis 0 = the planar axis (recipe "paper": an
+            (S, S, S) cube of sagittal slices, left -> right).
+        mask: (D, H, W) uint8 {0, 1}, or None for prediction-only scans.
+        grid: the scan's native grid and the way there and back (`msseg.data.working`).
     """
 
     flair: np.ndarray
     mask: np.ndarray | None
-    geometry: Geometry
+    grid: WorkingGrid
 
-
-def resample_to_cube(volume: np.ndarray, *, size: int, order: int) -> np.ndarray:
-    """Resample a 3-D array to (size, size, size) with `scipy.ndimage.zoom`.
-
-    Corner voxel centres map onto corner voxel centres (zoom's default grid), per axis
-    independently, so the voxel size is ignored as in the paper.
-
-    Args:
-        volume: (X, Y, Z) array; not modified.
-        size: output edge S.
-        order: spline order (0 nearest, 1 linear, 2 the paper's FLAIR order, ...).
-
-    Returns:
-        (S, S, S) float32.
-
-    Raises:
-        ValueError: volume is not 3-D.
-    """
-    volume = np.asarray(volume)
-    if volume.ndim != 3:
-        raise ValueError(f"expected a 3-D volume; found shape {volume.shape}")
-    factors = [size / n for n in volume.shape]
-    source = volume if order == 0 else volume.astype(np.float32, copy=False)
-    out = ndimage.zoom(source, factors, order=order, output=source.dtype)
-    return out.astype(np.float32, copy=False)
-
-
-def normalise(
-    volume: np.ndarray,
-    *,
-    method: Normalisation = "minmax",
-    percentiles: tuple[float, float] | None = None,
-) -> np.ndarray:
-    """Scale intensities to [-1, 1].
-
-    Args:
-        volume: any-shape real array; not modified.
-        method: "minmax" maps [min, max] to [-1, 1] (paper); "percentile" first clips to the
-            given percentiles, which ignores a few extreme voxels (fat, artefacts, noise spikes).
-        percentiles: (low, high) in [0, 100] for "percentile"; None = (0.5, 99.5).
-
-    Returns:
-        float32 array, same shape, values in [-1, 1].
-
-    Raises:
-        ValueError: unknown method, bad percentiles, or a constant volume (nothing to scale).
-    """
-    if method not in NORMALISATIONS:
-        raise ValueError(f"method must be one of {NORMALISATIONS}; found {method!r}")
-    volume = np.asarray(volume, dtype=np.float32)
-    if method == "minmax":
-        low, high = float(volume.min()), float(volume.max())
-    else:
-        bounds = percentiles or DEFAULT_PERCENTILES
-        check_percentiles(bounds)
-        low, high = (float(v) for v in np.percentile(volume, bounds))
-    low32, high32 = np.float32(low), np.float32(high)
-    if not high32 > low32:
-        raise ValueError(f"cannot normalise: intensity range [{low}, {high}] is empty "
-                         f"(method={method!r}); the volume is constant over that range.")
-    scaled = (np.clip(volume, low32, high32) - low32) / (high32 - low32)  # exactly 0 and 1 at ends
-    return scaled * np.float32(2) - np.float32(1)
+    @property
+    def geometry(self) -> Geometry:
+        """The scan's native grid."""
+        return self.grid.geometry
 
 
 def preprocess_scan(scan: Scan, config: PipelineConfig) -> Preprocessed:
-    """Reorient, resample and normalise one scan into the canonical cube.
+    """Resample and scale one scan into its working space.
 
     Args:
         scan: a validated scan (`msseg.io.nifti.load_scan`); not modified.
-        config: pipeline settings (size, orders, normalisation).
-
+        config: pipeline settings (recipe, its geometry, orders, normalisation).
     Returns:
-        `Preprocessed` with flair (S, S, S) float32 in [-1, 1], mask (S, S, S) uint8 or None.
+        `Preprocessed` with flair (D, H, W) float32 in [-1, 1], mask (D, H, W) uint8 or None.
+    Raises:
+        ValueError: a FLAIR whose intensity range is empty under the normalisation.
     """
-    canonical = scan.geometry.to_canonical(scan.flair)
-    flair = resample_to_cube(canonical, size=config.size, order=config.flair_order)
-    flair = normalise(flair, method=config.normalisation, percentiles=config.percentiles)
-    mask = None
-    if scan.mask is not None:
-        canonical_mask = scan.geometry.to_canonical(scan.mask)
-        cube = resample_to_cube(canonical_mask, size=config.size, order=config.mask_order)
-        mask = (cube >= 0.5).astype(np.uint8)
-    return Preprocessed(flair=flair, mask=mask, geometry=scan.geometry)
+    grid = plan_grid(scan.geometry, config)
+    low, high = intensity_range(scan.flair, method=config.normalisation,
+                                percentiles=config.percentiles)
+    flair = scale(grid.to_working(scan.flair, labels=False), low, high)
+    mask = None if scan.mask is None else grid.to_working(scan.mask, labels=True)
+    return Preprocessed(flair=flair, mask=mask, grid=grid)

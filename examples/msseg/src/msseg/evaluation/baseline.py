@@ -1,16 +1,19 @@
 """The baseline a trained model must beat: the best single global intensity threshold.
 
-    result = threshold_baseline(discover_scans("data/phantom"))      # `msseg baseline`
+    fitted = threshold_baseline(training_records)                 # `msseg baseline --test ...`
+    results = apply_threshold(fitted, test_records)               # scored on the native grids
 
 Every scan's FLAIR is scaled to [-1, 1] in its own grid (the pipeline's normalisation, so one
-threshold means the same thing on every scan); then one threshold t is chosen for *all* scans
-to maximise the mean per-scan Dice of "lesion = FLAIR >= t" against the consensus mask. This is
-what thresholding can do without a model. The per-scan oracle (each scan with its own best
-threshold, which needs the answer to pick) is reported as a ceiling for thresholding.
+threshold means the same thing on every scan); then one threshold t is chosen for *all* the
+fitting scans to maximise their mean per-scan Dice of "lesion = FLAIR >= t" against the
+consensus mask. Applied to scans it was not fitted on, this is what thresholding can do without
+a model; on its own fitting scans it is optimistic. The per-scan oracle (each scan with its own
+best threshold, which needs the answer to pick) is reported as a ceiling for thresholding.
 
 Public API:
-    ThresholdBaseline(threshold, dice, oracle_dice)   dice/oracle per patient id
+    ThresholdBaseline(threshold, normalisation, dice, oracle_dice)   per fitting scan
     threshold_baseline(records, *, normalisation="minmax", bins=1000, progress=True)
+    apply_threshold(baseline, records) -> list[ScanResult]
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from msseg.config import NORMALISATIONS, Normalisation
-from msseg.data.preprocess import normalise
+from msseg.data.intensity import normalise
+from msseg.evaluation.scoring import ScanResult, score_scan
 from msseg.io.discovery import ScanRecord
 from msseg.io.nifti import load_scan
 from msseg.progress import progress_bar
@@ -32,11 +36,13 @@ class ThresholdBaseline:
 
     Attributes:
         threshold: the global threshold on [-1, 1]-scaled FLAIR.
-        dice: per patient id, Dice at that threshold.
-        oracle_dice: per patient id, Dice at the scan's own best threshold.
+        normalisation: how the FLAIR was scaled to [-1, 1].
+        dice: per fitting scan's patient id, Dice at that threshold.
+        oracle_dice: per fitting scan's patient id, Dice at the scan's own best threshold.
     """
 
     threshold: float
+    normalisation: str
     dice: dict[str, float]
     oracle_dice: dict[str, float]
 
@@ -82,10 +88,32 @@ def threshold_baseline(
     best = int(np.argmax(curves.mean(axis=0)))
     ids = [r.patient_id for r in records]
     return ThresholdBaseline(
-        threshold=float(edges[best]),
+        threshold=float(edges[best]), normalisation=normalisation,
         dice=dict(zip(ids, curves[:, best].tolist(), strict=True)),
         oracle_dice=dict(zip(ids, curves.max(axis=1).tolist(), strict=True)),
     )
+
+
+def apply_threshold(baseline: ThresholdBaseline, records: list[ScanRecord]) -> list[ScanResult]:
+    """Score a fitted threshold on scans (e.g. test scans it was not fitted on).
+
+    Args:
+        baseline: from `threshold_baseline` (threshold and normalisation).
+        records: scans with masks.
+    Returns:
+        One `ScanResult` per record (native grid: Dice, sensitivity, lesion-wise scores).
+    Raises:
+        ValueError: a record without mask; FileNotFoundError, msseg.io.nifti.ScanError: as
+            `load_scan`.
+    """
+    results = []
+    for record in records:
+        if record.mask is None:
+            raise ValueError(f"{record.patient_id}: scoring the baseline needs a lesion mask")
+        scan = load_scan(record, allow_empty_mask=True)
+        lesion = normalise(scan.flair, method=baseline.normalisation) >= baseline.threshold
+        results.append(score_scan(lesion, scan))
+    return results
 
 
 def _dice_per_threshold(lesion: np.ndarray, other: np.ndarray, edges: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ and drawn, and the Table 2 layout over all test scans.
                              cache="runs/cache")
 
 The rounds are `msseg.data.splits.cv_rounds`. Each round trains in ``<out>/round<k>/train/``,
+scores the best checkpoint on its validation scan's own grid (`msseg.evaluation.validation`),
 predicts its test scans with the best checkpoint through the one prediction path
 (`msseg.inference.predict.predict_scan`) with both slab recompositions (the paper's middle-8
 rule and the average of the overlaps), and scores both on the native grids; the first method's
@@ -22,14 +23,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from msseg.config import MIN_LESION_MM3, TrainConfig
+from msseg.config import MIN_LESION_MM3, RECOMPOSITIONS, TrainConfig
 from msseg.data.cache import CacheEntry, fill_cache
 from msseg.data.slab_dataset import SlabDataset
-from msseg.data.slabs import RECOMPOSE_METHODS, RecomposeMethod
 from msseg.data.splits import CvRound, cv_rounds
+from msseg.data.working import with_data_spacing
 from msseg.evaluation.metrics import ScanMetrics
 from msseg.evaluation.overlay import save_overlay
 from msseg.evaluation.scoring import ScanResult, score_scan
+from msseg.evaluation.validation import native_validation
 from msseg.inference.predict import load_predictor, predict_scan
 from msseg.io.atomic import atomic_write_text
 from msseg.io.discovery import ScanRecord, prediction_path
@@ -41,7 +43,8 @@ __all__ = ["RECOMPOSE_NAMES", "cross_validate", "finished_round", "run_round"]
 
 log = logging.getLogger(__name__)
 
-RECOMPOSE_NAMES = {"paper": "middle-8 (paper, Eq. 1)", "average": "average of overlaps"}
+RECOMPOSE_NAMES = {"paper": "middle-8 (paper, Eq. 1)", "average": "average of overlaps",
+                   "gaussian": "Gaussian-weighted windows"}
 
 
 def run_round(
@@ -51,7 +54,7 @@ def run_round(
     folder: Path,
     overlays: Path,
     *,
-    methods: Sequence[RecomposeMethod] = RECOMPOSE_METHODS,
+    methods: Sequence[str] | None = None,
     min_lesion_mm3: float = MIN_LESION_MM3,
 ) -> dict[str, list[ScanResult]]:
     """Train on the round's scans, predict and score its test scans (see the module docstring).
@@ -61,7 +64,8 @@ def run_round(
         config: the run's config (its out_dir is replaced by ``<folder>/train``).
         entries: patient id -> `CacheEntry` of the preprocessed cubes.
         folder: the round's folder; overlays: where the overlay PNGs go.
-        methods: slab recompositions to score; the first one's masks are written and drawn.
+        methods: recompositions to score (default: the recipe's, `RECOMPOSITIONS`); the first
+            one's masks are written and drawn.
         min_lesion_mm3: see `msseg.evaluation.scoring`.
     Returns:
         Per method, one `ScanResult` per test scan (also saved in ``<folder>/results.json``).
@@ -69,21 +73,24 @@ def run_round(
         ValueError: the round's ``train/last.pt`` comes from a run with another config.
     """
     config = config.replace(out_dir=str(folder / "train"))
+    methods = methods or RECOMPOSITIONS[config.recipe]
     resume = _interrupted(folder / "train" / "last.pt", config, cv_round.number)
-    train_set = SlabDataset.from_cache([entries[r.patient_id] for r in cv_round.train],
-                                       slab=config.slab, step=config.slab_step)
-    val_set = SlabDataset.from_cache([entries[cv_round.val.patient_id]], slab=config.slab,
-                                     step=config.slab_step)
+    train_set = SlabDataset.for_config([entries[r.patient_id] for r in cv_round.train], config)
+    val_set = SlabDataset.for_config([entries[cv_round.val.patient_id]], config)
     trained = train(config, train_set, val_set, resume=resume)
-    predictor, _ = load_predictor(trained.best_path or trained.last_path, device=config.device,
-                                  precision=config.precision)
+    best = trained.best_path or trained.last_path
+    validation = native_validation(best, [entries[cv_round.val.patient_id]])
+    log.info("round %d: best checkpoint (epoch %d), validation Dice on %s's own grid %.3f",
+             cv_round.number, trained.best_epoch, cv_round.val.patient_id,
+             validation["mean_dice"])
+    predictor, _ = load_predictor(best, device=config.device, precision=config.precision)
     results: dict[str, list[ScanResult]] = {method: [] for method in methods}
     for record in cv_round.test:
         scan = load_scan(record)
-        cube = entries[record.patient_id].load().flair
+        working = entries[record.patient_id].load()
         for method in methods:
             predicted = predict_scan(scan, predictor, config=config, recompose=method,
-                                     batch_size=config.batch_size, cube=cube).mask
+                                     batch_size=config.batch_size, working=working).mask
             results[method].append(score_scan(predicted, scan, min_lesion_mm3=min_lesion_mm3))
             if method == methods[0]:
                 save_nifti(predicted, scan.geometry,
@@ -94,7 +101,7 @@ def run_round(
                                    f"{RECOMPOSE_NAMES[method]}): Dice "
                                    f"{results[method][-1].metrics.dice:.3f}")
     saved = {"config": _comparable(config), "best_epoch": trained.best_epoch,
-             "epochs": len(trained.history),
+             "epochs": len(trained.history), "validation": validation,
              "results": {method: [{"patient_id": r.patient_id, "centre": r.centre,
                                    **r.metrics.as_dict()} for r in scans]
                          for method, scans in results.items()}}
@@ -126,14 +133,15 @@ def cross_validate(
     *,
     cache: str | Path,
     rounds: Sequence[int] | None = None,
-    methods: Sequence[RecomposeMethod] = RECOMPOSE_METHODS,
+    methods: Sequence[str] | None = None,
     min_lesion_mm3: float = MIN_LESION_MM3,
 ) -> dict[str, list[ScanResult]]:
     """Run (or continue) the chosen rounds; return every test scan's results per method.
 
     Args:
         records: scans with masks and centres.
-        config: the training config of every round.
+        config: the training config of every round (recipe "spacing" without `spacing_mm`:
+            the finest in-plane voxel size of all `records`, read from their headers).
         out: the cross-validation folder (rounds, overlays).
         cache: the preprocessed-cube cache (`msseg.data.cache`).
         rounds: 1-based round numbers (default: all).
@@ -147,6 +155,8 @@ def cross_validate(
     chosen = list(rounds or [r.number for r in all_rounds])
     if not set(chosen) <= {r.number for r in all_rounds}:
         raise ValueError(f"rounds {chosen}: this data has rounds 1..{len(all_rounds)}")
+    config = with_data_spacing(config, records)  # headers only: every round, one working grid
+    methods = methods or RECOMPOSITIONS[config.recipe]
     entries = {e.record.patient_id: e for e in
                fill_cache(list(records), config.pipeline, cache, progress=config.progress)}
     results: dict[str, list[ScanResult]] = {method: [] for method in methods}

@@ -42,15 +42,14 @@ import numpy as np
 
 from msseg.config import DEMO_PHANTOM_SCALE, DEMO_PHANTOM_SEED, PRESETS, TrainConfig, preset
 from msseg.data.cache import fill_cache
-from msseg.data.preprocess import normalise
 from msseg.data.splits import CvRound, cv_rounds
-from msseg.evaluation.baseline import threshold_baseline
+from msseg.evaluation.baseline import apply_threshold, threshold_baseline
 from msseg.evaluation.cross_validation import RECOMPOSE_NAMES, run_round
 from msseg.evaluation.reports import format_results, overall_table, write_report
-from msseg.evaluation.scoring import ScanResult, score_scan
+from msseg.evaluation.scoring import ScanResult
 from msseg.io.atomic import atomic_write_text
-from msseg.io.nifti import load_scan
 from msseg.model.encoder import offline_mobilenet_v2
+from msseg.model.keras_vgg16 import offline_vgg16
 from msseg.phantom.generate import write_phantom
 
 __all__ = ["DemoResult", "baseline_results", "run_demo"]
@@ -83,15 +82,12 @@ class DemoResult:
                 **{f"planar res-u-net, {RECOMPOSE_NAMES[m]}": self.model[m] for m in METHODS}}
 
 
-def baseline_results(cv_round: CvRound) -> tuple[float, list[ScanResult]]:
+def baseline_results(cv_round: CvRound, config: TrainConfig) -> tuple[float, list[ScanResult]]:
     """The best global threshold on the round's training and validation scans, scored on its
-    test scans (native grids, FLAIR min-max scaled to [-1, 1] as in `threshold_baseline`)."""
-    chosen = threshold_baseline([*cv_round.train, cv_round.val], progress=False).threshold
-    results = []
-    for record in cv_round.test:
-        scan = load_scan(record)
-        results.append(score_scan(normalise(scan.flair) >= chosen, scan))
-    return chosen, results
+    test scans (native grids, FLAIR scaled to [-1, 1] as `config` scales it)."""
+    fitted = threshold_baseline([*cv_round.train, cv_round.val],
+                                normalisation=config.normalisation, progress=False)
+    return fitted.threshold, apply_threshold(fitted, list(cv_round.test))
 
 
 def run_demo(out: str | Path, *, rounds: Sequence[int] = (1,), encoder: str | None = None,
@@ -102,11 +98,12 @@ def run_demo(out: str | Path, *, rounds: Sequence[int] = (1,), encoder: str | No
         out: the output folder.
         rounds: cross-validation rounds (1-based).
         encoder: timm encoder (default: the demo preset's MobileNetV2 with its offline ImageNet
-            weights; any other starts from random weights).
+            weights; "vgg16" gets Keras' ImageNet weights, the paper's; any other starts from
+            random weights).
         epochs: maximum epochs (default: the demo preset's).
     Raises:
         ValueError: rounds the phantom does not have (1..5).
-        FileNotFoundError: the offline MobileNetV2 weights are not installed.
+        FileNotFoundError: the offline weights of the encoder are not installed.
     """
     start = time.perf_counter()
     out = Path(out)
@@ -117,8 +114,9 @@ def run_demo(out: str | Path, *, rounds: Sequence[int] = (1,), encoder: str | No
     seconds["phantom"] = time.perf_counter() - tick
     encoder = encoder or PRESETS["demo"].encoder
     changes = {"encoder": encoder, "out_dir": str(out / "train")}
-    if encoder == PRESETS["demo"].encoder:
-        changes["weights"] = str(offline_mobilenet_v2())
+    offline = {PRESETS["demo"].encoder: offline_mobilenet_v2, "vgg16": offline_vgg16}
+    if encoder in offline:
+        changes["weights"] = str(offline[encoder]())
     if epochs is not None:
         changes["epochs"] = epochs
     config = preset("demo", **changes)
@@ -139,7 +137,7 @@ def run_demo(out: str | Path, *, rounds: Sequence[int] = (1,), encoder: str | No
                  [r.patient_id for r in cv_round.test], cv_round.val.patient_id,
                  len(cv_round.train))
         tick = time.perf_counter()
-        threshold, results = baseline_results(cv_round)
+        threshold, results = baseline_results(cv_round, config)
         result.thresholds.append(threshold)
         result.baseline += results
         _add(seconds, "threshold baseline", tick)

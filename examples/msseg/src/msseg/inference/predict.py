@@ -5,14 +5,18 @@
     prediction.mask                                                   # (X, Y, Z) uint8, FLAIR grid
 
 Every caller (the `predict` command, cross-validation, the demo) goes through `predict_scan`:
-1. the scan is preprocessed exactly as for training (`config.pipeline`: reorient to sagittal,
-   resample to S³, scale to [-1, 1]), unless the caller passes that cube (e.g. from the cache);
-2. `predict_cube` cuts the cube into the config's overlapping slabs, runs the predictor
-   `batch_size` slabs at a time and blends the slabs into one probability cube: "average" (the
-   mean of the overlapping predictions, the paper's stated future work) or "paper" (its middle-8
-   rule, Eq. 1). As MONAI's inferers, it owns cutting, batching and blending and takes the network
-   as a callable, so a stand-in (a test, a benchmark) uses the same path;
-3. the cube goes back onto the scan's grid and is cut at the threshold there (`msseg.data.native`).
+1. the scan is preprocessed exactly as for training (`config.pipeline`: the recipe's working
+   space, FLAIR scaled to [-1, 1]), unless the caller passes it (e.g. from the cache);
+2. `predict_volume` runs the network over the working volume and blends the overlaps into one
+   probability volume. Recipe "paper": `predict_cube` cuts the cube into the config's
+   overlapping slabs of whole planes and blends them by "average" (the mean of the overlapping
+   predictions, the paper's stated future work) or "paper" (its middle-8 rule, Eq. 1). Recipe
+   "spacing": `msseg.inference.windows` slides (slab, window, window) windows over a volume of
+   any size and blends them ("gaussian" or "average"). Both own cutting, batching and blending
+   and take the network as a callable (as MONAI's inferers), so a stand-in (a test, a
+   benchmark) uses the same path;
+3. the decision is taken in the working space at the threshold and mapped back to the scan's
+   grid as labels, with the probability map interpolated for viewing (`msseg.data.native`).
 `predict_files` runs this over many scans and writes the files (`msseg.inference.outputs`).
 """
 
@@ -27,13 +31,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from msseg.config import TrainConfig
+from msseg.config import RECOMPOSITIONS, TrainConfig
 from msseg.data.intensity_checks import warn_if_degenerate
 from msseg.data.native import NativePrediction, to_native
-from msseg.data.preprocess import preprocess_scan
+from msseg.data.preprocess import Preprocessed, preprocess_scan
 from msseg.data.slabs import RecomposeMethod, make_slabs, recompose_slabs
 from msseg.device import Compute, resolve_compute
 from msseg.inference.outputs import check_outputs, write_prediction
+from msseg.inference.windows import predict_windows
 from msseg.io.discovery import ScanRecord
 from msseg.io.nifti import Scan, load_scan
 from msseg.training.checkpoint import load_model
@@ -45,11 +50,12 @@ __all__ = [
     "predict_cube",
     "predict_files",
     "predict_scan",
+    "predict_volume",
 ]
 
 log = logging.getLogger(__name__)
 
-# (B, slab, H, W) float32 FLAIR slabs in [-1, 1] on the CPU -> (B, slab, H, W) probabilities.
+# (B, slab, h, w) float32 FLAIR slabs in [-1, 1] on the CPU -> (B, slab, h, w) probabilities.
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -126,37 +132,74 @@ def predict_cube(
     return recompose_slabs(probabilities, step=step, method=recompose).astype(np.float32)
 
 
+def predict_volume(
+    volume: np.ndarray,
+    predictor: Predictor,
+    *,
+    config: TrainConfig,
+    recompose: str | None = None,
+    batch_size: int = 2,
+) -> np.ndarray:
+    """Lesion probabilities of a working volume under the config's recipe.
+
+    Args:
+        volume: (D, H, W) FLAIR in [-1, 1] (`preprocess_scan`, the cache).
+        predictor: slabs -> probabilities.
+        config: the model's training config (recipe, slabs, windows).
+        recompose: how overlaps are blended: "average" or "paper" (recipe "paper"), "gaussian"
+            or "average" (recipe "spacing"); None = the recipe's default (the first of
+            `msseg.config.RECOMPOSITIONS`).
+        batch_size: slabs or windows per predictor call.
+    Returns:
+        (D, H, W) float32 probabilities in the working space.
+    Raises:
+        ValueError: a recomposition the recipe does not have, or the errors of `predict_cube`
+            and `predict_windows`.
+    """
+    allowed = RECOMPOSITIONS[config.recipe]
+    method = recompose or allowed[0]
+    if method not in allowed:
+        raise ValueError(f"recompose={method!r} does not apply to recipe {config.recipe!r}; "
+                         f"choose one of {allowed}")
+    if config.recipe == "paper":
+        return predict_cube(volume, predictor, slab=config.slab, step=config.slab_step,
+                            batch_size=batch_size, recompose=method)
+    return predict_windows(volume, predictor, slab=config.slab, step=config.slab_step,
+                           window=config.window, overlap=config.window_overlap,
+                           batch_size=batch_size, blend=method)
+
+
 def predict_scan(
     scan: Scan,
     predictor: Predictor,
     *,
     config: TrainConfig,
-    recompose: RecomposeMethod = "average",
+    recompose: str | None = None,
     batch_size: int = 2,
     threshold: float | None = None,
-    cube: np.ndarray | None = None,
+    working: Preprocessed | None = None,
 ) -> NativePrediction:
     """Probabilities and mask of one scan on its own grid (see the module docstring).
 
     Args:
         scan: a loaded FLAIR (`load_scan`).
         predictor: slabs -> probabilities.
-        config: the model's training config (preprocessing, slabs, threshold).
-        recompose, batch_size: as `predict_cube`.
-        threshold: the probability cut on the native grid (default: `config.threshold`).
-        cube: the scan's preprocessed cube, when the caller has it already (the cache).
+        config: the model's training config (preprocessing, slabs, windows, threshold).
+        recompose, batch_size: as `predict_volume`.
+        threshold: the probability cut in the working space (default: `config.threshold`).
+        working: the scan's preprocessed volume, when the caller has it already (the cache).
     Returns:
         A `NativePrediction` (probability float32 and mask uint8, both (X, Y, Z)).
     Raises:
-        ValueError: a threshold outside (0, 1], or the errors of `predict_cube`.
+        ValueError: a threshold outside (0, 1], or the errors of `predict_volume`.
     """
-    if cube is None:
-        cube = preprocess_scan(scan, config.pipeline).flair
-    warn_if_degenerate(scan, cube)
-    probability = predict_cube(cube, predictor, slab=config.slab, step=config.slab_step,
-                               batch_size=batch_size, recompose=recompose)
+    if working is None:
+        working = preprocess_scan(scan, config.pipeline)
+    warn_if_degenerate(scan, working.flair)
+    probability = predict_volume(working.flair, predictor, config=config, recompose=recompose,
+                                 batch_size=batch_size)
     level = config.threshold if threshold is None else threshold
-    return to_native(probability, scan.geometry, threshold=level)
+    return to_native(probability, working.grid, threshold=level)
 
 
 def predict_files(
@@ -165,7 +208,7 @@ def predict_files(
     predictor: Predictor,
     *,
     config: TrainConfig,
-    recompose: RecomposeMethod = "average",
+    recompose: str | None = None,
     batch_size: int = 2,
     threshold: float | None = None,
     probabilities: bool = False,

@@ -53,12 +53,15 @@ class ScanRecord:
         centre: acquisition centre ("01", "07", "08" for MSSEG), or None when unknown.
         flair: path of the FLAIR NIfTI file.
         mask: path of the binary lesion mask, or None for prediction-only inputs.
+        mask_labels: the mask's labels that mark lesion (a multi-label mask), or "nonzero" for
+            all but 0; None: the mask must hold only 0 and 1.
     """
 
     patient_id: str
     centre: str | None
     flair: Path
     mask: Path | None
+    mask_labels: tuple[int, ...] | str | None = None
 
 
 def msseg_centre(patient_id: str) -> str:
@@ -195,7 +198,8 @@ def read_scan_csv(path: str | Path, *, require_masks: bool = True) -> list[ScanR
 
 
 def discover_scans(
-    source: str | Path, *, mask_pattern: str | None = None, require_masks: bool = True
+    source: str | Path, *, mask_pattern: str | None = None, require_masks: bool = True,
+    mask_labels: tuple[int, ...] | str | None = None,
 ) -> list[ScanRecord]:
     """Pick the layout from `source`: a ``.csv`` file, a pattern with ``{id}``, else MSSEG.
 
@@ -203,6 +207,7 @@ def discover_scans(
         source: CSV path, FLAIR pattern, or MSSEG root folder.
         mask_pattern: mask pattern for the pattern layout (ignored otherwise).
         require_masks: whether every scan needs a mask (training) or not (prediction).
+        mask_labels: set on every record (see `ScanRecord`).
 
     Returns:
         Records sorted by patient id.
@@ -215,10 +220,12 @@ def discover_scans(
         if require_masks and mask_pattern is None:
             raise ValueError(f"the FLAIR pattern {text!r} needs a mask pattern with {_ID_FIELD} "
                              "(--mask-pattern), or require_masks=False for prediction-only.")
-        return find_pattern_scans(text, mask_pattern=mask_pattern)
-    if text.lower().endswith(".csv"):
-        return read_scan_csv(text, require_masks=require_masks)
-    return find_msseg_scans(text, require_masks=require_masks)
+        records = find_pattern_scans(text, mask_pattern=mask_pattern)
+    elif text.lower().endswith(".csv"):
+        records = read_scan_csv(text, require_masks=require_masks)
+    else:
+        records = find_msseg_scans(text, require_masks=require_masks)
+    return [dataclasses.replace(r, mask_labels=mask_labels) for r in records]
 
 
 def find_inputs(source: str | Path) -> list[ScanRecord]:

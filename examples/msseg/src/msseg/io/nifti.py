@@ -119,7 +119,8 @@ def load_scan(record: ScanRecord, *, allow_empty_mask: bool = False) -> Scan:
     )
     mask = None
     if record.mask is not None:
-        mask = _load_mask(record.mask, geometry, record.flair, allow_empty_mask)
+        mask = _load_mask(record.mask, geometry, record.flair, allow_empty_mask,
+                          record.mask_labels)
     return Scan(record=record, flair=flair, mask=mask, geometry=geometry)
 
 
@@ -251,7 +252,8 @@ def _check_finite(path: Path, volume: np.ndarray) -> None:
                         f"{first}); expected finite intensities. Fix or re-export the file.")
 
 
-def _load_mask(path: Path, geometry: Geometry, flair_path: Path, allow_empty: bool) -> np.ndarray:
+def _load_mask(path: Path, geometry: Geometry, flair_path: Path, allow_empty: bool,
+               labels: tuple[int, ...] | str | None = None) -> np.ndarray:
     image = _open(path, "mask")
     if image.shape != geometry.shape:
         raise ScanError(f"{path}: mask grid {image.shape} differs from the FLAIR grid "
@@ -264,12 +266,15 @@ def _load_mask(path: Path, geometry: Geometry, flair_path: Path, allow_empty: bo
                         "Resample the mask onto the FLAIR.")
     mask = _read(path, image, np.float32)
     _check_finite(path, mask)
+    if labels is not None:
+        mask = (mask != 0) if labels == "nonzero" else np.isin(mask, labels)
     binary = (mask == 0) | (mask == 1)
     if not binary.all():
         values = np.unique(mask[~binary])
         raise ScanError(f"{path}: mask is not binary: {int((~binary).sum())} voxels with values "
-                        f"such as {values[:5].tolist()}; expected only 0 and 1. Binarise it "
-                        "(e.g. mask > 0.5).")
+                        f"such as {values[:5].tolist()}; expected only 0 and 1. Name the lesion "
+                        "label(s) with --label N [N ...] or take every non-zero label with "
+                        "--label nonzero.")
     if not allow_empty and not mask.any():
         raise ScanError(f"{path}: mask is empty (no lesion voxel); expected a lesion mask. Check "
                         "the file, or pass allow_empty_mask=True for a lesion-free scan.")

