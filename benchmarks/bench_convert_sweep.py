@@ -92,6 +92,26 @@ def convert_seconds(model: torch.nn.Module, repeats: int) -> tuple[float, float,
     return statistics.median(walls), statistics.median(cpus), outcome, shape
 
 
+def forward_seconds(model: torch.nn.Module, shape: tuple, repeats: int) -> float:
+    """Median CPU seconds of one 2D forward (no grad, one thread, as `convert` runs) on a batch
+    of convert's example shape: the unit `convert`'s own cost is counted in (it runs the network
+    in eval and train mode, 2D and converted, on that example)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        batch = torch.randn(shape)
+        times = []
+        with torch.no_grad():
+            for i in range(repeats + 1):
+                cpu = time.process_time()
+                model(batch)
+                if i:
+                    times.append(time.process_time() - cpu)
+    finally:
+        torch.set_num_threads(threads)
+    return statistics.median(times)
+
+
 def peak_mb(source: str, name: str, kwargs: dict, what: str) -> float:
     """Peak resident memory (MiB) of a fresh process building the model, then running `what`
     ("convert", or "forward": the 2D network on convert's default example)."""
@@ -141,15 +161,20 @@ def main(argv: list[str] | None = None) -> str:
                                                    "modules": sum(1 for _ in model.modules())})
                 entry["busy" if busy else "idle"] = wall
                 entry.setdefault("cpu", cpu)
+                if shape and "forward" not in entry:
+                    entry["forward"] = forward_seconds(model, shape, args.repeats)
                 print(label, entry, flush=True)
         finally:
             if neighbour is not None:
                 neighbour.kill()
     headers = ["family", "model", "modules", "example", "outcome", "convert CPU (s)",
-               "convert wall (s)", "wall, busy neighbour (s)"]
+               "convert wall (s)", "wall, busy neighbour (s)", "2D forward (s)",
+               "convert / forward"]
     rows = [[label, e["model"], e["modules"], "x".join(map(str, e["example"])) or "-",
              e["outcome"], f"{e['cpu']:.2f}", f"{e['idle']:.2f}",
-             f"{e['busy']:.2f}" if "busy" in e else "-"]
+             f"{e['busy']:.2f}" if "busy" in e else "-",
+             f"{e['forward']:.3f}" if "forward" in e else "-",
+             f"{e['cpu'] / e['forward']:.0f}" if e.get("forward") else "-"]
             for label, e in results.items()]
     cpu = [e["cpu"] for e in results.values()]
     summary = (f"{len(cpu)} networks, CPU seconds (one thread: the wall-clock time on an idle "

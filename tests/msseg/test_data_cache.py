@@ -118,7 +118,7 @@ def _flip(path):
 
 def _edit_geometry(path):
     meta = json.loads(path.read_text())
-    meta["geometry"]["affine"][0][3] += 5.0  # predictions would map back 5 mm off
+    meta["grid"]["geometry"]["affine"][0][3] += 5.0  # predictions would map back 5 mm off
     path.write_text(json.dumps(meta))
 
 

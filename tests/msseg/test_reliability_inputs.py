@@ -224,7 +224,8 @@ def test_pretrained_offline_is_one_line_before_preprocessing(phantom_dir, tmp_pa
 
 
 def test_a_damaged_cache_file_is_named_and_rebuilt(phantom_dir, tmp_path, capsys):
-    args = ["preprocess", "-i", str(phantom_dir), "-c", str(tmp_path / "cache"), "--size", "16"]
+    args = ["preprocess", "-i", str(phantom_dir), "-c", str(tmp_path / "cache"), "--config", "demo",
+            "--set", "volume_size=16"]
     assert main(args) == 0
     flair = sorted((tmp_path / "cache").glob("*/flair.npy"))[3]
     fresh = flair.read_bytes()
