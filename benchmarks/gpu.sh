@@ -9,7 +9,8 @@
 # 1. planar against the 2D network on the N*D slices (bench_planar.py): time and memory ratios,
 #    fp32 and bf16 autocast, contiguous and channels_last_3d, and under torch.compile;
 # 2. the paper's configuration of msseg (msseg_speed.py): a training step, an epoch, the
-#    prediction of one scan at 256^3, peak GPU memory; fp32, bf16, torch.compile.
+#    prediction of one scan at 256^3, peak GPU memory; fp32, bf16, torch.compile; then the same
+#    with the real-data recipe (16 x 256^2 windows of a 0.5 mm grid).
 # Targets: planar <= 1.10x the 2D time and <= 1.05x its memory; an epoch <= 10 s and a scan
 # <= 1.5 s on one H200 (>= 10x the paper's 1080 Ti).
 set -euo pipefail
@@ -37,4 +38,5 @@ fi
     $PY bench_planar.py --device "$device" "${planar[@]}" --compile
     $PY msseg_speed.py --device "$device" "${msseg[@]}"
     $PY msseg_speed.py --device "$device" "${msseg[@]}" --compile
+    $PY msseg_speed.py --device "$device" "${msseg[@]}" --recipe real
 } | tee "$OUT"

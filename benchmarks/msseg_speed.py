@@ -1,16 +1,20 @@
 """msseg at the paper's full size: seconds per training step and epoch, per-scan inference, memory.
 
-Run:  python benchmarks/msseg_speed.py [--device cpu|cuda] [--quick] [--tiny]
+Run:  python benchmarks/msseg_speed.py [--device cpu|cuda] [--recipe paper|real] [--quick] [--tiny]
 
 The model is the paper's planar res-u-net (VGG-16 encoder and bottleneck frozen, 22,870,881
-parameters; random weights: the speed does not depend on them), batch (2, 3, 16, 256, 256).
+parameters; random weights: the speed does not depend on them), batch (2, 3, 16, 256, 256): the
+paper's 16-slice slabs of 256³ cubes, or the real-data recipe's 16 x 256² windows (`--recipe
+real`, the same input shape).
 - Training: `--steps` optimizer steps (BCE − Dice + 1, Adam) after one warm-up step; an epoch is
-  extrapolated as the paper's: 11 training scans x 31 slabs / batch 2 = 171 steps, plus the
-  forward passes over one validation scan (31 slabs). On the CPU this extrapolation is the only
-  way to get an epoch figure in minutes; the script says so in its output.
-- Inference per scan: the forward passes over the 31 slabs of one 256³ scan (batch 2), plus the
-  pipeline around them on a scan of centre 01's size (144 x 512 x 512): resampling to 256³,
-  slab recomposition, resampling the probabilities back and thresholding.
+  extrapolated as the paper's: 11 training scans of centre 01's size (144 x 512 x 512 voxels of
+  1.2 x 0.5 x 0.5 mm) cut by the recipe (paper: 31 slabs of the 256³ cube each, so 171 steps of
+  batch 2; real: the windows of its 0.5 mm working grid), plus the forward passes over one
+  validation scan. On the CPU this extrapolation is the only way to get an epoch figure in
+  minutes; the script says so in its output.
+- Inference per scan: the forward passes over one such scan's slabs or windows (batch 2), plus
+  the pipeline around them (`predict_scan` with a stand-in network): resampling to the working
+  grid, recomposition or window blending, the way back to the scan's grid.
 - `--compile`: the last configuration again under `torch.compile` (its warm-up step compiles).
 - Memory: CUDA: `torch.cuda.max_memory_allocated` over a training step. CPU: the estimate of
   `msseg.model.memory` (parameters, gradients, Adam moments and the tensors autograd saves),
@@ -37,6 +41,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from msseg.config import preset
+from msseg.data.slab_dataset import samples_per_volume
+from msseg.data.working import plan_grid
 from msseg.inference.predict import predict_scan
 from msseg.io.discovery import ScanRecord
 from msseg.io.nifti import Scan
@@ -50,9 +56,9 @@ from msseg.training.engine import make_optimizer
 PAPER_EPOCH_S = (100, 120)  # paper §3.6, 11 GB GTX 1080 Ti / RTX 2080 Ti
 PAPER_SCAN_S = 15
 PAPER_GPU_GIB = 11
-STEPS_PER_EPOCH = -(-11 * 31 // 2)  # 11 training scans x 31 slabs, batch 2 -> 171
-VAL_BATCHES = -(-31 // 2)  # one validation scan
+TRAINING_SCANS = 11  # the paper's cross-validation rounds train on 11 scans
 NATIVE_SHAPE = (144, 512, 512)  # centre 01
+NATIVE_VOXEL_MM = (1.2, 0.5, 0.5)
 # --tiny: a dry run of every step (the test suite's settings for a network that trains in
 # seconds on a CPU)
 TINY = dict(encoder="test_resnet", encoder_stages=2, bottleneck_filters=8,
@@ -107,13 +113,19 @@ def forward_seconds(model, batch, device, amp_dtype, repeats: int) -> float:
     return float(np.median(times))
 
 
+def native_geometry(shape: tuple[int, int, int]) -> Geometry:
+    """A scan of `shape` with centre 01's voxel size."""
+    return Geometry.from_affine(shape, np.diag([*NATIVE_VOXEL_MM, 1.0]))
+
+
 def pipeline_seconds(config, shape: tuple[int, int, int]) -> float:
     """The per-scan work around the network, on the CPU: the one prediction path
-    (`msseg.inference.predict.predict_scan`: scan -> 256³ cube -> 31 slabs -> recomposed cube ->
-    native grid -> mask) with a stand-in network (a sigmoid) that costs nothing."""
+    (`msseg.inference.predict.predict_scan`: scan -> working volume -> slabs or windows ->
+    recomposed volume -> native grid -> mask) with a stand-in network (a sigmoid) that costs
+    nothing."""
     rng = np.random.default_rng(0)
     flair = rng.random(shape, dtype=np.float32)
-    geometry = Geometry.from_affine(shape, np.diag([1.2, 0.5, 0.5, 1.0]))
+    geometry = native_geometry(shape)
     record = ScanRecord("bench", None, Path("bench.nii.gz"), None)
     scan = Scan(record=record, flair=flair, mask=None, geometry=geometry)
     start = time.perf_counter()
@@ -131,9 +143,20 @@ def main(argv: list[str] | None = None) -> None:
                         help="also time the last configuration under torch.compile")
     parser.add_argument("--tiny", action="store_true",
                         help="a dry run of every step on a tiny network (figures mean nothing)")
+    parser.add_argument("--recipe", choices=("paper", "real"), default="paper",
+                        help="paper: 256³ cubes, whole-plane slabs (default); real: the "
+                             "real-data recipe, 16 x 256² windows of the 0.5 mm grid")
     args = parser.parse_args(argv)
-    config = preset("paper", **TINY) if args.tiny else preset("paper")
     native = TINY_NATIVE_SHAPE if args.tiny else NATIVE_SHAPE
+    if args.recipe == "paper":
+        config = preset("paper", **TINY) if args.tiny else preset("paper")
+    else:
+        tiny = {**TINY, "window": TINY["volume_size"]} if args.tiny else {}
+        config = preset("real", spacing_mm=min(NATIVE_VOXEL_MM), **tiny)
+    working = plan_grid(native_geometry(native), config.pipeline).shape
+    per_scan = samples_per_volume(working, config)
+    steps_per_epoch = -(-TRAINING_SCANS * per_scan // config.batch_size)
+    val_batches = -(-per_scan // config.batch_size)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda but CUDA is not available; use --device cpu")
@@ -154,11 +177,13 @@ def main(argv: list[str] | None = None) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomEncoderWarning)
         model = build_model(config).to(device)
-    shape = (2, 3, config.slab, config.volume_size, config.volume_size)
+    edge = config.volume_size if config.recipe == "paper" else config.window
+    shape = (2, 3, config.slab, edge, edge)
     batch = torch.randn(*shape, device=device)
     target = (torch.rand(2, 1, *shape[2:], device=device) > 0.998).float()
-    print(f"paper model on {device} ({torch.get_num_threads()} CPU threads, torch "
-          f"{torch.__version__}); batch {tuple(batch.shape)}; "
+    print(f"paper model, {args.recipe} recipe, on {device} ({torch.get_num_threads()} CPU "
+          f"threads, torch {torch.__version__}); batch {tuple(batch.shape)}; a scan of "
+          f"{native} voxels has a working volume of {working}: {per_scan} network inputs; "
           f"{'quick: 1 timed step' if args.quick else f'{steps} timed steps'}")
 
     rows = []
@@ -170,15 +195,15 @@ def main(argv: list[str] | None = None) -> None:
         net = torch.compile(model, dynamic=False) if compiled else model
         step, peak = train_step_seconds(net, x, y, device, amp_dtype, steps, config)
         forward = forward_seconds(net, x, device, amp_dtype, steps)
-        epoch = STEPS_PER_EPOCH * step + VAL_BATCHES * forward
-        rows.append((name, step, epoch, VAL_BATCHES * forward, peak))
+        epoch = steps_per_epoch * step + val_batches * forward
+        rows.append((name, step, epoch, val_batches * forward, peak))
         print(f"  {name}: {step:.2f} s/step, forward {forward:.2f} s/batch")
     around = pipeline_seconds(config, native)
 
     base = rows[0]
-    print(f"\nepoch = {STEPS_PER_EPOCH} training steps + {VAL_BATCHES} validation forwards, "
+    print(f"\nepoch = {steps_per_epoch} training steps + {val_batches} validation forwards, "
           f"extrapolated from the measured step times (no epoch is run in full); per scan = "
-          f"{VAL_BATCHES} forwards of 2 slabs + {around:.1f} s of pipeline on the CPU.\n")
+          f"{val_batches} forwards of 2 inputs + {around:.1f} s of pipeline on the CPU.\n")
     print("| configuration | s / step | s / epoch | vs first | paper s / epoch | s / scan | "
           "paper s / scan | peak memory |")
     print("|---|---|---|---|---|---|---|---|")
@@ -189,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{PAPER_SCAN_S} | {memory} |")
     best = min(rows, key=lambda r: r[2])
     print(f"\nbest: {best[0]}: {sum(PAPER_EPOCH_S) / 2 / best[2]:.2f}x the paper's epoch speed, "
-          f"{PAPER_SCAN_S / (best[3] + around):.2f}x its per-scan speed (goal on an H100: 10x)")
+          f"{PAPER_SCAN_S / (best[3] + around):.2f}x its per-scan speed (goal on an H200: 10x)")
 
     print(f"\ntraining memory for batch 2 (what must fit in {PAPER_GPU_GIB} GB; "
           f"`msseg.model.memory`, measured on {device}):")

@@ -47,6 +47,10 @@ def main() -> int:
                         help="one real scan and its lesion mask")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--epochs", type=int, default=20, help="maximum epochs (20)")
+    parser.add_argument("--scan-seeds", type=int, nargs="+",
+                        help="seeds of the real-scan runs (default: --seeds)")
+    parser.add_argument("--scan-epochs", type=int,
+                        help="epochs of the real-scan runs (default: --epochs)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (2)")
     args = parser.parse_args()
     from msseg.model.keras_vgg16 import offline_vgg16
@@ -68,12 +72,13 @@ def main() -> int:
         flair, mask = (p.resolve() for p in args.scan)
         table.write_text("patient_id,flair,mask\n" + "".join(
             f"{name},{flair},{mask}\n" for name in ("scan", "scan_again")))
+        epochs = args.scan_epochs or args.epochs
         for arm in ARMS:
-            for seed in args.seeds:
+            for seed in args.scan_seeds or args.seeds:
                 folder = args.out / "scan" / f"{arm}-seed{seed}"
                 command = ["train", "-i", str(table), "-o", str(folder), "--val", "scan_again",
-                           *SCAN_CONFIG, "--epochs", str(args.epochs), "--patience",
-                           str(args.epochs), "--seed", str(seed), "--threads", "1",
+                           *SCAN_CONFIG, "--epochs", str(epochs), "--patience",
+                           str(epochs), "--seed", str(seed), "--threads", "1",
                            "--no-progress", *(["--weights", weights] if arm == "ImageNet"
                                               else [])]
                 runs[("scan", arm, seed)] = (folder, command)

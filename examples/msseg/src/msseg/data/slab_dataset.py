@@ -25,7 +25,7 @@ from msseg.config import TrainConfig
 from msseg.data.cache import CacheEntry
 from msseg.slab_geometry import SlabGeometry
 
-__all__ = ["SlabDataset", "window_interval"]
+__all__ = ["SlabDataset", "samples_per_volume", "window_interval"]
 
 
 def window_interval(window: int, overlap: float) -> int:
@@ -148,6 +148,15 @@ def _padded(image: np.ndarray, mask: np.ndarray, slab: int,
     if not any(after for _, after in pad):
         return image, mask
     return np.pad(image, pad, constant_values=-1.0), np.pad(mask, pad)
+
+
+def samples_per_volume(shape: tuple[int, int, int], config: TrainConfig) -> int:
+    """How many slabs ("paper") or windows ("spacing") `config` cuts from a working volume of
+    `shape` (D, H, W): the training samples of one scan, and the network inputs of its prediction.
+    """
+    window = config.window if config.recipe == "spacing" else None
+    return len(_windows(tuple(shape), config.slab, config.slab_step, window,
+                        config.window_overlap))
 
 
 def _windows(shape: tuple[int, ...], slab: int, step: int, window: int | None,

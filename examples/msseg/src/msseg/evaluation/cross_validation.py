@@ -80,6 +80,7 @@ def run_round(
     trained = train(config, train_set, val_set, resume=resume)
     best = trained.best_path or trained.last_path
     validation = native_validation(best, [entries[cv_round.val.patient_id]])
+    validation["checkpoint"] = str(best.relative_to(folder))  # results.json moves with its round
     log.info("round %d: best checkpoint (epoch %d), validation Dice on %s's own grid %.3f",
              cv_round.number, trained.best_epoch, cv_round.val.patient_id,
              validation["mean_dice"])
