@@ -231,7 +231,8 @@ class Planner:
             return record
         source = self.pristine.get_submodule(path)
         with eval_mode(source), torch.no_grad():
-            output = source(*record.args, **record.kwargs)
+            args, kwargs = record.inputs()
+            output = source(*args, **kwargs)
         return dataclasses.replace(record, output=output)
 
     # -- modules with their own forward -----------------------------------------------------
@@ -363,7 +364,8 @@ class Planner:
         if not result.ok or not _reads_training(type(module)):
             return result
         with train_mode(source), torch.no_grad():
-            output = source(*record.args, **record.kwargs)
+            args, kwargs = record.inputs()
+            output = source(*args, **kwargs)
         trained = dataclasses.replace(record, output=output)
         result = probe_slices(module, trained, axis=self.ctx.axis, volumes=self.volumes,
                               training=True, source=watched)
@@ -378,7 +380,7 @@ class Planner:
         for _ in range(MAX_MENDS):
             training = result.reason.startswith("in train mode")
             divergence = localize(self.pristine.get_submodule(path), module,
-                                  (record.args, record.kwargs), axis=self.ctx.axis,
+                                  record.inputs(), axis=self.ctx.axis,
                                   volumes=self.volumes, sites={}, training=training)
             if divergence is None or not divergence.path:
                 return result

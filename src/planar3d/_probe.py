@@ -150,6 +150,13 @@ def _training_flag(args, kwargs) -> bool:
     return bool(training) and p > 0
 
 
+def _lifted(record: CallRecord, up) -> tuple[tuple, dict]:
+    """The record's inputs, each tensor lifted to the probe by `up`, never the record's own
+    tensors (a module working in place would change them)."""
+    args, kwargs = record.inputs()
+    return tree_map(up, args), tree_map(up, kwargs)
+
+
 def _run(module: nn.Module, args, kwargs, training: bool = False, watch: bool = False):
     """`module(*args, **kwargs)` without gradients (in train mode with `training`), and the
     OwnCode watcher of its own code with `watch` (else None)."""
@@ -193,7 +200,7 @@ def probe_slices(
         return unfold(t, volumes, axis) if isinstance(t, torch.Tensor) else t
 
     try:
-        out, watcher = _run(module, tree_map(up, record.args), tree_map(up, record.kwargs),
+        out, watcher = _run(module, *_lifted(record, up),
                             training, source is not None)
     except Exception as error:
         return ProbeResult(False, f"{type(error).__name__}: {error}")
@@ -231,7 +238,7 @@ def watch_own_code(module: nn.Module, record: CallRecord, *, axis: int, volumes:
         return t
 
     try:
-        _, watcher = _run(module, tree_map(up, record.args), tree_map(up, record.kwargs),
+        _, watcher = _run(module, *_lifted(record, up),
                           watch=True)
     except Exception:
         return ""
@@ -256,7 +263,7 @@ def probe_constant(
         return t.unsqueeze(axis).expand(*t.shape[:axis], depth, *t.shape[axis:])
 
     try:
-        out, watcher = _run(module, tree_map(up, record.args), tree_map(up, record.kwargs),
+        out, watcher = _run(module, *_lifted(record, up),
                             watch=source is not None)
     except Exception as error:
         return ProbeResult(False, f"{type(error).__name__}: {error}")
@@ -306,8 +313,7 @@ def _own_shapes(source: nn.Module, record: CallRecord) -> list[tuple[int, ...]]:
     if not record.training:
         return record.shapes
     try:
-        return _run(source, tree_map(lambda t: t, record.args),
-                    tree_map(lambda t: t, record.kwargs), watch=True)[1].shapes
+        return _run(source, *record.inputs(), watch=True)[1].shapes
     except Exception:
         return []
 
@@ -321,8 +327,7 @@ def _sizes_differ(got: list[tuple[int, ...]], source: nn.Module, record: CallRec
         want = _own_shapes(source, record)
     else:
         try:
-            _, watcher = _run(source, tree_map(lambda t: t, record.args),
-                              tree_map(lambda t: t, record.kwargs), training, True)
+            _, watcher = _run(source, *record.inputs(), training, True)
         except Exception as error:
             return f"{type(error).__name__}: {error}"
         want = watcher.shapes

@@ -7,6 +7,7 @@ a classifier's head, and the reference outputs that each converted module is pro
 from __future__ import annotations
 
 import contextlib
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,11 @@ __all__ = ["CallRecord", "record_calls", "record_train_only"]
 class CallRecord:
     """The first call of one module during the example run (tensors cloned, detached).
 
+    One tensor passed from module to module (a block's output is the next block's input, a
+    parent's input its first child's) is cloned once and shared by the records that saw it
+    unchanged, so the records take about one copy of the run's activations, not three. Never
+    change them in place: run modules on `inputs()`, a private copy.
+
     `shapes`: the shape of each tensor the module's own code (not its children's) computed in
     that call, in order (see `_probe.OwnCode`).
     """
@@ -35,6 +41,11 @@ class CallRecord:
     order: int
     training: bool
     shapes: list[tuple[int, ...]] = field(default_factory=list)
+
+    def inputs(self) -> tuple[tuple, dict]:
+        """A private copy of the recorded (args, kwargs), for running a module on: a module that
+        works in place (ReLU(inplace=True), `x += ...`) then cannot change the records."""
+        return _copy(self.args), _copy(self.kwargs)
 
     def is_spatial(self, batch: int) -> bool:
         """Whether the output holds a per-image feature map (B, ..., h, w) with h*w > 1."""
@@ -55,8 +66,30 @@ def tensors(tree) -> list[torch.Tensor]:
     return [t for t in tree_flatten(tree)[0] if isinstance(t, torch.Tensor)]
 
 
-def _snapshot(tree):
+def _copy(tree):
     return tree_map(lambda t: t.detach().clone() if isinstance(t, torch.Tensor) else t, tree)
+
+
+class _Snapshots:
+    """Detached clones of the tensors a run passes around, one per tensor and version: a
+    tensor seen again unchanged (same object, no in-place change since) reuses its clone."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, tuple[weakref.ref, int, torch.Tensor]] = {}
+
+    def __call__(self, tree):
+        return tree_map(self._one, tree)
+
+    def _one(self, t):
+        if not isinstance(t, torch.Tensor):
+            return t
+        known = self.seen.get(id(t))
+        if known is not None and known[0]() is t and known[1] == t._version:
+            return known[2]
+        clone = t.detach().clone()
+        with contextlib.suppress(TypeError):  # a tensor type without weak references: unshared
+            self.seen[id(t)] = (weakref.ref(t), t._version, clone)
+        return clone
 
 
 class _OwnShapes(TorchFunctionMode):
@@ -80,12 +113,13 @@ def _run(model: nn.Module, example: torch.Tensor, records: dict[int, CallRecord]
     pending: dict[int, tuple] = {}
     counter = [len(records)]
     sizes = _OwnShapes()
+    snapshot = _Snapshots()
 
     def pre(module, args, kwargs):
         key = id(module)
         sizes.in_hook = True
         if key not in records and key not in pending:
-            pending[key] = (_snapshot(args), _snapshot(kwargs), counter[0], [])
+            pending[key] = (snapshot(args), snapshot(kwargs), counter[0], [])
             counter[0] += 1
             sizes.stack.append(pending[key][3])
         else:
@@ -99,7 +133,7 @@ def _run(model: nn.Module, example: torch.Tensor, records: dict[int, CallRecord]
             sizes.stack.pop()
         if key in pending and key not in records:
             a, k, order, own = pending.pop(key)
-            records[key] = CallRecord(paths[key], a, k, _snapshot(output), order, training, own)
+            records[key] = CallRecord(paths[key], a, k, snapshot(output), order, training, own)
         sizes.in_hook = False
 
     handles = []

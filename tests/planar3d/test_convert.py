@@ -397,3 +397,45 @@ def test_a_wrong_reduction_hidden_by_the_example_values_is_not_accepted_as_it_is
         got = model3d(x)
         for d, image in enumerate(slices(x, 2)):
             assert_close(got[:, :, d], model(image))
+
+
+def test_records_keep_one_copy_of_a_tensor_passed_on_unchanged():
+    # conversion memory: a block's output is the next block's input and the parent's input its
+    # first child's; the records clone such a tensor once, and again only after an in-place change
+    from planar3d._record import record_calls
+
+    class AddInPlace(nn.Module):
+        def forward(self, x):
+            x += 1.0
+            return x
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Identity(), AddInPlace(),
+                        nn.ReLU(inplace=True))
+    example = torch.randn(2, 3, 8, 8)
+    records = {r.path: r for r in record_calls(net, example).values()}
+    conv, identity, add, relu = (records[str(i)] for i in range(4))
+    assert records[""].args[0] is conv.args[0]  # the parent's input is its first child's
+    assert conv.output is identity.args[0] is identity.output is add.args[0]
+    # changed in place by AddInPlace: its output (and ReLU's input) is a new copy, and the
+    # records taken before the change still hold the values as they were then
+    assert add.output is not add.args[0] and add.output is relu.args[0]
+    torch.testing.assert_close(add.output, conv.output + 1.0)
+    torch.testing.assert_close(conv.output, net[0](example))
+
+
+def test_running_a_module_on_its_record_never_changes_the_records():
+    from planar3d._record import record_calls
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True))
+    records = {r.path: r for r in record_calls(net, torch.randn(2, 3, 8, 8)).values()}
+    before = records["0"].output.clone()
+    args, kwargs = records["1"].inputs()
+    net[1](*args, **kwargs)  # in place, on a private copy
+    torch.testing.assert_close(records["0"].output, before)
+    torch.testing.assert_close(records["1"].args[0], before)
+    # and the whole conversion of such a network stays exact
+    x = torch.randn(2, 3, 5, 8, 8)
+    model3d = planar3d.convert(net, example_input=torch.randn(4, 3, 8, 8))
+    slices = x.permute(0, 2, 1, 3, 4).reshape(10, 3, 8, 8)
+    want = net(slices).reshape(2, 5, 4, 8, 8).permute(0, 2, 1, 3, 4)
+    torch.testing.assert_close(model3d(x), want)
