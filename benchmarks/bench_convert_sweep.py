@@ -12,7 +12,7 @@ sets the thread count it needs itself). Conversion runs on one thread, so its pr
 is what it takes on an idle machine even when the machine is shared. Targets: at most 1 s for
 every family, 0.5 s for resnet50.
 
-Memory: peak resident memory (ru_maxrss) of a fresh process that builds the model and runs
+Memory: peak resident memory (VmHWM) of a fresh process that builds the model and runs
 `convert`, against a fresh process that builds it and runs one forward of the 2D network on the
 same example (target: at most 2x), for the --memory models.
 """
@@ -39,7 +39,8 @@ FAMILIES = ROOT / "tests" / "planar3d"
 # the registry's smallest model of a family, built smaller where the sweep builds it smaller
 SMALLER = {"deepseek_vit": {"depth": 2}}
 QUICK = ("resnet", "efficientnet", "convnext", "vgg", "tv/resnet", "tv/densenet")
-MEMORY = ("timm/resnet50", "timm/efficientnet_b0", "timm/convnext_tiny", "timm/nasnetalarge")
+MEMORY = ("timm/resnet50", "timm/efficientnet_b0", "timm/convnext_tiny", "timm/nasnetalarge",
+          "timm/swinv2_tiny_window8_256")
 BUSY = """
 import torch
 a = torch.randn(1024, 1024)
@@ -116,7 +117,7 @@ def peak_mb(source: str, name: str, kwargs: dict, what: str) -> float:
     """Peak resident memory (MiB) of a fresh process building the model, then running `what`
     ("convert", or "forward": the 2D network on convert's default example)."""
     code = f"""
-import resource, sys, torch, planar3d
+import sys, torch, planar3d
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 from bench_convert_sweep import build
 from planar3d._example import example_batch
@@ -127,7 +128,9 @@ if {what!r} == "convert":
 else:
     with torch.no_grad():
         model(example)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+# VmHWM: this process' own peak (ru_maxrss would carry the parent's peak over the exec)
+print(next(int(line.split()[1]) for line in open("/proc/self/status")
+           if line.startswith("VmHWM")) / 1024)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
@@ -141,6 +144,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--repeats", type=int, default=3, help="timed conversions per family")
     parser.add_argument("--no-busy", action="store_true", help="skip the busy-machine column")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON results")
+    parser.add_argument("--memory-only", action="store_true", help="only the memory table")
     args = parser.parse_args(argv)
     table = families()
     chosen = [f for f in args.families.split(",") if f] or (
@@ -149,7 +153,7 @@ def main(argv: list[str] | None = None) -> str:
              f"({torch.get_num_threads()}), median of {args.repeats} conversions")
     print(f"## conversion time of the sweep's networks\n{where}", flush=True)
     results = {}
-    for busy in (False,) if args.no_busy else (False, True):
+    for busy in () if args.memory_only else (False,) if args.no_busy else (False, True):
         neighbour = subprocess.Popen([sys.executable, "-c", BUSY]) if busy else None
         try:
             for label in chosen:
@@ -176,8 +180,9 @@ def main(argv: list[str] | None = None) -> str:
              f"{e['forward']:.3f}" if "forward" in e else "-",
              f"{e['cpu'] / e['forward']:.0f}" if e.get("forward") else "-"]
             for label, e in results.items()]
-    cpu = [e["cpu"] for e in results.values()]
-    summary = (f"{len(cpu)} networks, CPU seconds (one thread: the wall-clock time on an idle "
+    cpu = [e["cpu"] for e in results.values()] or [0.0]
+    summary = "" if not results else (
+               f"{len(cpu)} networks, CPU seconds (one thread: the wall-clock time on an idle "
                f"machine): median {statistics.median(cpu):.2f} s, {sum(t <= 1.0 for t in cpu)} "
                f"within 1 s, slowest {max(results, key=lambda k: results[k]['cpu'])} "
                f"({max(cpu):.2f} s)")
