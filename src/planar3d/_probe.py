@@ -157,6 +157,20 @@ def _lifted(record: CallRecord, up) -> tuple[tuple, dict]:
     return tree_map(up, args), tree_map(up, kwargs)
 
 
+def _outputs(out, watcher: OwnCode | None, record: CallRecord
+             ) -> tuple[ProbeResult | None, list, list]:
+    """A probe's outputs and the recorded 2D ones, flattened alike; or the failed result when
+    the module's own code did what a probe cannot accept, or returned another structure."""
+    problem, decides = _own_code_problem(watcher)
+    if problem:
+        return ProbeResult(False, problem, decides=decides), [], []
+    got, spec = tree_flatten(out)
+    want, want_spec = tree_flatten(record.output)
+    if spec != want_spec:
+        return ProbeResult(False, "returns a different structure than the 2D module"), [], []
+    return None, got, want
+
+
 def _run(module: nn.Module, args, kwargs, training: bool = False, watch: bool = False):
     """`module(*args, **kwargs)` without gradients (in train mode with `training`), and the
     OwnCode watcher of its own code with `watch` (else None)."""
@@ -200,17 +214,12 @@ def probe_slices(
         return unfold(t, volumes, axis) if isinstance(t, torch.Tensor) else t
 
     try:
-        out, watcher = _run(module, *_lifted(record, up),
-                            training, source is not None)
+        out, watcher = _run(module, *_lifted(record, up), training, source is not None)
     except Exception as error:
         return ProbeResult(False, f"{type(error).__name__}: {error}")
-    problem, decides = _own_code_problem(watcher)
-    if problem:
-        return ProbeResult(False, problem, decides=decides)
-    got, spec = tree_flatten(out)
-    want, want_spec = tree_flatten(record.output)
-    if spec != want_spec:
-        return ProbeResult(False, "returns a different structure than the 2D module")
+    failed, got, want = _outputs(out, watcher, record)
+    if failed is not None:
+        return failed
     for g, w in zip(got, want):
         if isinstance(w, torch.Tensor):
             if not isinstance(g, torch.Tensor) or g.dim() != 5:
@@ -238,8 +247,7 @@ def watch_own_code(module: nn.Module, record: CallRecord, *, axis: int, volumes:
         return t
 
     try:
-        _, watcher = _run(module, *_lifted(record, up),
-                          watch=True)
+        _, watcher = _run(module, *_lifted(record, up), watch=True)
     except Exception:
         return ""
     return _own_code_problem(watcher)[0]
@@ -263,17 +271,12 @@ def probe_constant(
         return t.unsqueeze(axis).expand(*t.shape[:axis], depth, *t.shape[axis:])
 
     try:
-        out, watcher = _run(module, *_lifted(record, up),
-                            watch=source is not None)
+        out, watcher = _run(module, *_lifted(record, up), watch=source is not None)
     except Exception as error:
         return ProbeResult(False, f"{type(error).__name__}: {error}")
-    problem, decides = _own_code_problem(watcher)
-    if problem:
-        return ProbeResult(False, problem, decides=decides)
-    got, spec = tree_flatten(out)
-    want, want_spec = tree_flatten(record.output)
-    if spec != want_spec:
-        return ProbeResult(False, "returns a different structure than the 2D module")
+    failed, got, want = _outputs(out, watcher, record)
+    if failed is not None:
+        return failed
     merged = False
     for g, w in zip(got, want):
         if not isinstance(w, torch.Tensor):

@@ -19,6 +19,9 @@ from msseg.model.encoder import RandomEncoderWarning
 
 # timm's 26k-parameter `test_resnet` (2 stages), 16³ cubes, 8-slice slabs: trains in well under
 # a second per epoch on a CPU. `tiny_config` and `TINY_FLAGS` are both made from it.
+# The real CC-BY scans the tests use, copied into the repository with their licence
+REAL_SCANS = Path(__file__).parents[1] / "data" / "open_ms_data"
+
 TINY = dict(
     encoder="test_resnet", encoder_stages=2, bottleneck_filters=8, decoder_filters=(8, 8),
     volume_size=16, slab=8, slab_step=4, train_bottleneck=True, lr=1e-3, seed=7,

@@ -2,7 +2,6 @@
 1 mm MNI scan with its consensus, and a raw thick-slice scan with a stand-in lesion mask."""
 
 import csv
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -12,11 +11,10 @@ from msseg.config import PipelineConfig
 from msseg.evaluation.ceiling import recipe_ceiling
 from msseg.evaluation.surface import surface_distances
 from msseg.io.discovery import ScanRecord
-from msseg_helpers import proxy_lesions, save
+from msseg_helpers import REAL_SCANS, proxy_lesions, save
 
-REAL = Path(__file__).parents[1] / "data" / "open_ms_data"
-PATIENT07 = ["-i", str(REAL / "{id}" / "FLAIR.nii.gz"),
-             "--mask-pattern", str(REAL / "{id}" / "Consensus.nii.gz")]
+PATIENT07 = ["-i", str(REAL_SCANS / "{id}" / "FLAIR.nii.gz"),
+             "--mask-pattern", str(REAL_SCANS / "{id}" / "Consensus.nii.gz")]
 
 
 def test_the_real_data_recipe_keeps_every_lesion_voxel_of_the_1mm_scan(tmp_path, capsys):
@@ -44,7 +42,7 @@ def test_the_papers_64_cube_caps_the_1mm_scan(capsys):
 @pytest.fixture(scope="module")
 def thick_slices(tmp_path_factory):
     """The raw scan (0.72 x 0.72 x 4 mm, LPS) with its proxy lesions as a mask file."""
-    flair = REAL / "raw" / "patient01_study1_FLAIR.nii.gz"
+    flair = REAL_SCANS / "raw" / "patient01_study1_FLAIR.nii.gz"
     image = nib.load(flair)
     mask = proxy_lesions(image.get_fdata(dtype=np.float32), image.header.get_zooms())
     assert (int(mask.sum()), int(mask.max())) == (1595, 1)

@@ -3,20 +3,18 @@ it and the raw thick-slice scan, and score the prediction, with the commands a u
 MNI scan trains and validates (listed twice in a CSV: one scan has no second to validate on);
 nothing here measures accuracy."""
 
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 from msseg.commands.main import main
-from msseg_helpers import TINY_FLAGS
-
-REAL = Path(__file__).parents[1] / "data" / "open_ms_data"
+from msseg_helpers import REAL_SCANS, TINY_FLAGS
 
 
 @pytest.fixture
 def scans_csv(tmp_path):
-    flair, mask = REAL / "patient07" / "FLAIR.nii.gz", REAL / "patient07" / "Consensus.nii.gz"
+    patient = REAL_SCANS / "patient07"
+    flair, mask = patient / "FLAIR.nii.gz", patient / "Consensus.nii.gz"
     path = tmp_path / "scans.csv"
     path.write_text("patient_id,flair,mask\n" + "".join(
         f"{name},{flair},{mask}\n" for name in ("patient07", "patient07copy")))
@@ -38,8 +36,8 @@ def test_train_predict_evaluate_on_real_scans(scans_csv, tmp_path, recipe, capsy
 
     inputs = tmp_path / "inputs"
     inputs.mkdir()
-    sources = {"patient07": REAL / "patient07" / "FLAIR.nii.gz",
-               "patient01": REAL / "raw" / "patient01_study1_FLAIR.nii.gz"}
+    sources = {"patient07": REAL_SCANS / "patient07" / "FLAIR.nii.gz",
+               "patient01": REAL_SCANS / "raw" / "patient01_study1_FLAIR.nii.gz"}
     for name, source in sources.items():
         (inputs / f"{name}.nii.gz").symlink_to(source)
     pred = tmp_path / "pred"

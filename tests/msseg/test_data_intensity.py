@@ -2,7 +2,6 @@
 the scan before resampling, spline overshoot clipped; on synthetic volumes and on the real
 skull-stripped (1 mm MNI) and raw (scanner space, zero-filled air) scans."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +10,7 @@ from msseg.data.intensity import foreground, intensity_range, normalise, scale
 from msseg.data.preprocess import preprocess_scan
 from msseg.io.discovery import ScanRecord
 from msseg.io.nifti import load_scan
-
-REAL = Path(__file__).parents[1] / "data" / "open_ms_data"
+from msseg_helpers import REAL_SCANS
 
 
 def test_minmax_maps_range_to_minus_one_one():
@@ -67,10 +65,10 @@ def test_constant_volume_cannot_be_normalised():
 def real_scans():
     return {
         "skull-stripped": load_scan(ScanRecord("patient07", None,
-                                               REAL / "patient07" / "FLAIR.nii.gz",
-                                               REAL / "patient07" / "Consensus.nii.gz")),
+                                               REAL_SCANS / "patient07" / "FLAIR.nii.gz",
+                                               REAL_SCANS / "patient07" / "Consensus.nii.gz")),
         "raw": load_scan(ScanRecord("patient01", None,
-                                    REAL / "raw" / "patient01_study1_FLAIR.nii.gz", None)),
+                                    REAL_SCANS / "raw" / "patient01_study1_FLAIR.nii.gz", None)),
     }
 
 

@@ -3,7 +3,6 @@ working-space prediction scores what the label round trip scores), round-trip Di
 geometry (property 2), storage-order invariance (property 3), and the arrays that get written."""
 
 import dataclasses
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -19,10 +18,8 @@ from msseg.phantom.anatomy import sample_head
 from msseg.phantom.generate import CENTRES, make_patient, scaled_grid
 from msseg.phantom.grid import VoxelGrid
 from msseg.phantom.lesions import add_lesions
-from msseg_helpers import blob_scan, oriented_affine, save
+from msseg_helpers import REAL_SCANS, blob_scan, oriented_affine, save
 from nibabel.orientations import axcodes2ornt, ornt_transform
-
-REAL = Path(__file__).parents[1] / "data" / "open_ms_data"
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -32,7 +29,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def patient07():
-    folder = REAL / "patient07"
+    folder = REAL_SCANS / "patient07"
     return load_scan(ScanRecord("patient07", None, folder / "FLAIR.nii.gz",
                                 folder / "Consensus.nii.gz"))
 
