@@ -30,7 +30,7 @@ from ._axis import axis_name, parse_axis, require_volume
 from ._example import PROBE_VOLUMES, example_batch, refuse_unconvertible
 from ._finalize import check_runs, finalize
 from ._hooks import has_hooks, hooks_paused, hooks_running, restore_hooks
-from ._modes import restore_flags, training_flags
+from ._modes import restore_flags
 from ._planner import Planner
 from ._record import record_calls
 from ._verify import check_network
@@ -166,8 +166,7 @@ def _convert_model(model: nn.Module, *, example_input, inplace: bool, registry, 
     pristine = deepcopy_module(model) if inplace else model
     work = model if inplace else deepcopy_module(model)
     # read from the caller's model: some copies (torch.fx graphs) come back in train mode
-    flags = dict(zip((name for name, _ in model.named_modules()),
-                     (flag for _, flag in training_flags(model))))
+    flags = {name: module.training for name, module in model.named_modules()}
     report = ConversionReport(ctx.mode, axis_name(ctx.axis), ctx.depth, tuple(example.shape))
     originals = list(work.modules())  # keeps every original alive: ids stay unique while in use
     with hooks_paused(pristine, work):
