@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from msseg.config import TrainConfig
 from msseg.data.cache import CacheEntry
+from msseg.device import resolve_compute
 from msseg.evaluation.metrics import dice
-from msseg.inference.predict import load_predictor, predict_scan
+from msseg.inference.predict import model_predictor, predict_scan
 from msseg.io.nifti import load_scan
-from msseg.training.checkpoint import load_checkpoint
+from msseg.training.checkpoint import load_model
 
 __all__ = ["native_validation"]
 
@@ -38,9 +38,9 @@ def native_validation(checkpoint: str | Path, entries: Sequence[CacheEntry]) -> 
     Raises:
         FileNotFoundError, ValueError: an unreadable checkpoint or scan, or a scan without mask.
     """
-    config = TrainConfig.from_dict(load_checkpoint(checkpoint)["config"])
-    predictor, config = load_predictor(checkpoint, device=config.device,
-                                       precision=config.precision)
+    model, config = load_model(checkpoint)  # read once: the config gives device and precision
+    predictor = model_predictor(model, compute=resolve_compute(config.device, config.precision),
+                                channels_last=config.channels_last)
     scores = {}
     for entry in entries:
         scan = load_scan(entry.record, allow_empty_mask=True)
