@@ -19,7 +19,10 @@ Checks on a converted model (converted in float32 as users do), on N=2 volumes o
    afterwards against the 2D network on the stacked slices;
 5. each random layer alone on (rate 0.5), train mode, depth-constant volume: where the 2D
    network on the stacked slices draws one mask per slice (its slices differ), so must the
-   converted one.
+   converted one;
+6. a second slice size (`second_size`: odd and a multiple of no stride where the 2D network
+   accepts it, else the next size it accepts): checks 2 and 4 again there. A network must be
+   exact at every slice size its 2D network accepts, not only at the example's.
 Results go to build/networks/<id>.json for scripts/network_table.py.
 """
 
@@ -35,9 +38,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from p3d_oracle import NoPlanarMeaning, slice_mismatches, stacked_reference
-from torch.utils._pytree import tree_flatten_with_path, tree_map
-from zoo import random_rate, random_sites, set_random_rates
+from p3d_oracle import (
+    NoPlanarMeaning,
+    map_outputs,
+    output_leaves,
+    slice_mismatches,
+    stacked_reference,
+)
+from zoo import hw, random_rate, random_sites, second_size, set_random_rates
 
 import planar3d
 from planar3d import UnsupportedModuleError
@@ -58,17 +66,17 @@ class Mismatch(AssertionError):
     """The converted network computes something else than the reference."""
 
 
-def volumes(channels: int, size: int) -> dict[str, torch.Tensor]:
-    """Distinct slices, and a depth-constant volume of the first slices."""
+def volumes(channels: int, size: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+    """Distinct slices, and a depth-constant volume of the first slices (slices of `size`:
+    one int for square slices, or (H, W))."""
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(N, channels, D, size, size, generator=g, dtype=torch.float64)
+    x = torch.randn(N, channels, D, *hw(size), generator=g, dtype=torch.float64)
     constant = x[:, :, :1].expand(-1, -1, D, -1, -1).contiguous()
     return {"distinct": x, "constant": constant}
 
 
 def _leaves(tree) -> dict[str, object]:
-    return {"output" + "".join(str(k) for k in path): leaf
-            for path, leaf in tree_flatten_with_path(tree)[0]}
+    return output_leaves(tree)
 
 
 def compare(got, want, what: str, rtol: float = RTOL) -> float:
@@ -140,8 +148,8 @@ def check_eval(model2d, model3d, xs: dict[str, torch.Tensor], head: Head, *,
         if kind == "constant" and not batch_coupled:
             with torch.no_grad():
                 images = model2d(x[:, :, 0])
-            layout = tree_map(lambda t: t.unsqueeze(-3).expand(*t.shape[:-2], D, *t.shape[-2:])
-                              if isinstance(t, torch.Tensor) and t.dim() >= 4 else t, images)
+            layout = map_outputs(lambda t: t.unsqueeze(-3).expand(*t.shape[:-2], D, *t.shape[-2:])
+                                 if isinstance(t, torch.Tensor) and t.dim() >= 3 else t, images)
             worst = max(worst, compare(got, layout, "eval, depth-constant volume against the "
                                                     "2D network on its images (P2)"))
     return worst
@@ -187,8 +195,8 @@ def check_train_step(model2d, model3d, x, head: Head) -> float:
     set_random_rates(model3d, 0.0)
     got = model3d(x)
     want = stacked_reference(model2d, x, head, grad=True)
-    worst = compare(tree_map(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, got),
-                    tree_map(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, want),
+    worst = compare(map_outputs(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, got),
+                    map_outputs(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, want),
                     "train mode")
     weights = _loss_weights(want)
     loss2, loss3 = _loss(want, weights), _loss(got, weights)
@@ -283,10 +291,24 @@ def _run_checks(case: Case, model2d, model3d, record: dict) -> None:
         nonlocal model2d, model3d
         model2d, model3d = model2d.double(), model3d.double()
 
+    def at_second_size():
+        size = second_size(model2d, case.channels, case.size)
+        record["second_size"] = "x".join(map(str, size)) if size else None
+        if size is None:
+            record["notes"].append("the 2D network runs at no second size: checked at one size")
+            return 0.0
+        other = volumes(case.channels, size)
+        worst = check_eval(model2d, model3d.eval(), other, head,
+                           batch_coupled=case.batch_coupled)
+        # on a copy: a train step changes the converted network's buffers
+        return max(worst, check_train_step(model2d, copy.deepcopy(model3d), other["distinct"],
+                                           head))
+
     steps = (("copies", copies),
              ("float64", in_float64),
              ("eval", lambda: check_eval(model2d, model3d, xs, head,
                                          batch_coupled=case.batch_coupled)),
+             ("second size", at_second_size),
              ("train step", lambda: check_train_step(model2d, model3d, xs["distinct"], head)),
              ("random layers", lambda: check_random_layers(model2d, model3d, xs["constant"],
                                                            head)))
@@ -307,8 +329,9 @@ def _run_checks(case: Case, model2d, model3d, record: dict) -> None:
         except Exception as error:
             record["problems"].append(("crash", step, f"{step}: {type(error).__name__}: "
                                                       f"{str(error)[:400]}"))
-    # the first symptom to report: eval outputs, then train mode, random layers, copies
-    first = ("eval", "train step", "random layers", "copies")
+    # the first symptom to report: eval outputs, then the second size, train mode, random
+    # layers, copies
+    first = ("eval", "second size", "train step", "random layers", "copies")
     record["problems"] = [(kind, text) for kind, step, text in sorted(
         record["problems"], key=lambda p: first.index(p[1]) if p[1] in first else len(order))]
     record["max_error"] = worst
@@ -340,3 +363,23 @@ def check_case(case: Case) -> dict:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{case.id}.json").write_text(json.dumps(record, indent=1))
     return record
+
+
+def explain(record: dict) -> str:
+    """A record's outcome, detail and first differing modules, for a failed assertion."""
+    lines = [f"{record['id']}: {record['outcome']} (expected {record['expected']})",
+             f"  {record['detail'][:1200]}"]
+    if record["modules"]:
+        lines.append(f"  first modules that differ: {record['modules']}")
+    return "\n".join(lines)
+
+
+def assert_as_expected(case: Case, record: dict) -> None:
+    """Exact, or refused with a fix where the case says why no exact 3D network exists."""
+    if case.refusal:
+        assert record["outcome"] == "refused", (
+            f"expected UnsupportedModuleError ({case.refusal}); update the case if it now "
+            f"converts exactly\n{explain(record)}")
+        assert "Fix:" in record["detail"], f"the refusal names no fix\n{explain(record)}"
+    else:
+        assert record["outcome"] == "exact", explain(record)

@@ -13,13 +13,56 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils._pytree import tree_flatten
+
+
+def map_outputs(fn: Callable, tree):
+    """`fn` applied to every leaf of a network's outputs: through tuples (namedtuples too),
+    lists, mappings (dicts, OrderedDicts, ModelOutput-style mapping classes) and dataclasses,
+    rebuilt as the same types."""
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
+        return type(tree)(*(map_outputs(fn, v) for v in tree))
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(map_outputs(fn, v) for v in tree)
+    if isinstance(tree, Mapping):
+        mapped = {k: map_outputs(fn, v) for k, v in tree.items()}
+        return mapped if type(tree) is dict else _rebuilt(tree, mapped)
+    if dataclasses.is_dataclass(tree) and not isinstance(tree, type):
+        return dataclasses.replace(tree, **{f.name: map_outputs(fn, getattr(tree, f.name))
+                                            for f in dataclasses.fields(tree) if f.init})
+    return fn(tree)
+
+
+def _rebuilt(mapping: Mapping, values: dict):
+    try:
+        return type(mapping)(**values) if dataclasses.is_dataclass(mapping) else (
+            type(mapping)(values))
+    except TypeError:
+        return values
+
+
+def output_leaves(tree, prefix: str = "output") -> dict[str, object]:
+    """Every leaf of a network's outputs by its path (see `map_outputs` for what is walked)."""
+    if isinstance(tree, (tuple, list)):
+        items = enumerate(tree)
+    elif isinstance(tree, Mapping):
+        items = tree.items()
+    elif dataclasses.is_dataclass(tree) and not isinstance(tree, type):
+        items = ((f.name, getattr(tree, f.name)) for f in dataclasses.fields(tree))
+    else:
+        return {prefix: tree}
+    leaves: dict[str, object] = {}
+    for key, value in items:
+        leaves.update(output_leaves(value, f"{prefix}[{key!r}]"))
+    return leaves
+
 
 _MEAN = {F.adaptive_avg_pool2d, torch.Tensor.mean, torch.mean, F.avg_pool2d}
 _MAX = {F.adaptive_max_pool2d, torch.Tensor.amax, torch.amax, torch.Tensor.max, torch.max,
@@ -38,7 +81,7 @@ def _capture(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, object], obje
     def keep_first(name):
         def hook(module, args, out):
             if name not in outputs:  # cloned: later in-place ops must not change the record
-                outputs[name] = tree_map(
+                outputs[name] = map_outputs(
                     lambda t: t.detach().clone() if isinstance(t, torch.Tensor) else t, out)
         return hook
 
@@ -182,9 +225,9 @@ class NoPlanarMeaning(ValueError):
 
 def unfold_output(t: torch.Tensor, n: int, d: int) -> torch.Tensor:
     """One output of the 2D network on N·D stacked slices, as the 3D network returns it:
-    (N·D, ..., H, W) -> (N, ..., D, H, W); an output already pooled over the slices, (N, ...),
-    as it is."""
-    if t.dim() >= 4 and t.shape[0] == n * d:
+    (N·D, ..., H, W) -> (N, ..., D, H, W), a per-slice map without channels (a label map or
+    mask (N·D, H, W)) included; an output already pooled over the slices, (N, ...), as it is."""
+    if t.dim() >= 3 and t.shape[0] == n * d:
         return t.reshape(n, d, *t.shape[1:]).movedim(1, -3)
     if t.dim() >= 1 and t.shape[0] == n:
         return t
@@ -206,7 +249,8 @@ def stacked_reference(model2d: nn.Module, volume: torch.Tensor,
     """
     n, d = volume.shape[0], volume.shape[2]
     out = head_reference(model2d, volume, head_path, grad=grad)
-    return tree_map(lambda t: unfold_output(t, n, d) if isinstance(t, torch.Tensor) else t, out)
+    return map_outputs(lambda t: unfold_output(t, n, d) if isinstance(t, torch.Tensor) else t,
+                       out)
 
 
 def head_paths(report, model2d: nn.Module, images: torch.Tensor) -> list[str]:

@@ -66,7 +66,9 @@ def random_sites(model: nn.Module) -> list[tuple[str, str]]:
     for path, m in model.named_modules():
         # by class name along the MRO: a folded module's class is Folded<Type>(<Type>)
         names = {cls.__name__ for cls in type(m).__mro__}
-        if isinstance(m, nn.modules.dropout._DropoutNd) or names & RANDOM_LAYERS:
+        # transformers names its drop paths per model (SegformerDropPath, ConvNextDropPath...)
+        if isinstance(m, nn.modules.dropout._DropoutNd) or names & RANDOM_LAYERS or any(
+                name.endswith("DropPath") for name in names):
             sites += [(path, attr) for attr in ("drop_prob", "p") if hasattr(m, attr)]
         sites += [(path, attr) for attr in RANDOM_RATES
                   if isinstance(getattr(m, attr, None), float)]
@@ -100,6 +102,39 @@ def set_random_rates(model: nn.Module, rate: float,
     for path, attr in sites:
         _set_rate(model.get_submodule(path), attr, rate)
     return len(sites)
+
+
+def hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    """(H, W) of a slice size given as one int (square) or (H, W)."""
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def size_candidates(size: int | tuple[int, int]) -> list[tuple[int, int]]:
+    """Second slice sizes to try after `size`, in order: odd and a multiple of no stride, then
+    even but a multiple of no stride above 4, then multiples of 16 and 32 (networks that accept
+    only those), none square."""
+    h, w = hw(size)
+    return [(h + 29, w + 13), (h + 28, w + 12), (h + h // 2, w), (2 * h, w)]
+
+
+def second_size(model2d: nn.Module, channels: int, size: int | tuple[int, int]
+                ) -> tuple[int, int] | None:
+    """The first of `size_candidates` the 2D network runs on in eval and in train mode, or None
+    when it runs on none of them (a network of one input size)."""
+    trainable = copy.deepcopy(model2d).train()
+    set_random_rates(trainable, 0.0)
+    for h, w in size_candidates(size):
+        x = torch.randn(6, channels, h, w, generator=torch.Generator().manual_seed(2),
+                        dtype=next(model2d.parameters()).dtype)
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model2d(x)
+                trainable(x)
+        except Exception:
+            continue
+        return (h, w)
+    return None
 
 
 def check_train_mode(model2d: nn.Module, model3d: nn.Module, size: int) -> list[str]:
@@ -136,6 +171,29 @@ def check_train_mode(model2d: nn.Module, model3d: nn.Module, size: int) -> list[
             if err > 1e-8:
                 problems.append(f"train mode: buffer {name} differs by {err:.2g}")
                 break
+    return problems
+
+
+def _check_second_size(model2d: nn.Module, model3d: nn.Module, size: int, heads: list[str],
+                       record: dict) -> list[str]:
+    """P1 and the head at a second slice size (`second_size`): exact at every size the 2D
+    network accepts, not only at the example's."""
+    other = second_size(model2d, 3, size)
+    record["second_size"] = "x".join(map(str, other)) if other else None
+    if other is None:
+        return []
+    x = torch.randn(2, 3, 3, *other, generator=torch.Generator().manual_seed(4))
+    where = f"at {other[0]}x{other[1]}"
+    try:
+        problems = [f"{where}: {p}" for p in slice_mismatches(model2d, model3d, x)]
+        if len(heads) == 1:
+            with torch.no_grad():
+                err = _close(model3d(x), head_reference(model2d, x, heads[0]))
+            if err > 1e-4:
+                problems.append(f"{where}: head differs from the 2D head on pooled slices by "
+                                f"{err:.2g}")
+    except Exception as error:
+        problems = [f"{where}: fails ({type(error).__name__}: {str(error)[:200]})"]
     return problems
 
 
@@ -190,6 +248,7 @@ def check_model(source: str, family: str, name: str, build) -> dict:
             else:
                 problems.append(f"expected one head pool, found {heads}")
             problems += check_train_mode(model, model3d, size)
+            problems += _check_second_size(model, model3d, size, heads, record)
         elif mode == "center" and "planar" in outputs:
             err = _close(outputs[mode], outputs["planar"])
             if err > 1e-4:
