@@ -2,7 +2,8 @@
 check cannot see through, or that return what a tensor-only walk misses.
 
 - size-dependent code: a U-Net that pads its upsampled map to the skip's size, a network that
-  pads to a multiple of 8 and crops back (both read `x.size(2)`, H in 2D and D on a volume);
+  pads to a multiple of 8 and crops back, one that crops to even sizes (all read `x.size(2)`,
+  H in 2D and D on a volume);
 - other calls: a keyword-only flag, an optional mask, two inputs, a keyword-only input;
 - output containers: a dataclass, a namedtuple, a mapping class, nested lists and dicts, and an
   opaque object no check can compare;
@@ -78,6 +79,22 @@ class PadToMultiple(nn.Module):
         h, w = x.size(2), x.size(3)
         x = F.pad(x, [0, (-w) % 8, 0, (-h) % 8])
         return self.out(self.up(self.down(x)))[:, :, :h, :w]
+
+
+class CropToEven(nn.Module):
+    """Crops odd slices to even sizes before a strided encoder-decoder."""
+
+    def __init__(self, c: int = 3, classes: int = 2):
+        super().__init__()
+        self.stem = conv_bn(c, 8)
+        self.down = conv_bn(8, 8, stride=2)
+        self.up = nn.ConvTranspose2d(8, 8, 2, stride=2)
+        self.out = nn.Conv2d(8, classes, 1)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x[:, :, : x.size(2) // 2 * 2, : x.size(3) // 2 * 2]
+        return self.out(self.up(self.down(x)))
 
 
 # -- other calls ---------------------------------------------------------------------------------
