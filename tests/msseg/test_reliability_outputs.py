@@ -75,6 +75,11 @@ def test_phantom_into_a_folder_holding_those_patients_refuses_unless_overwrite(t
     assert after["notes.txt"] == b"mine" and len([k for k in after if k.endswith(
         "3DFLAIR.nii.gz")]) == 15
     assert after["01016SACH/3DFLAIR.nii.gz"] != before["01016SACH/3DFLAIR.nii.gz"]
+    assert main(["phantom", "-o", str(data), "--scale", "0.1"]) == 0  # the same phantom again
+    assert _files(data) == after
+    assert main(["phantom", "-o", str(data), "--scale", "0.2"]) == 1  # another one
+    assert "holds scans of the phantom's patients already (01016SACH, 01038PAGU, 01039VITE " \
+           "and 12 more)" in _one_error(capsys)
 
 
 def test_phantom_into_a_folder_of_other_data_writes_beside_it(tmp_path):

@@ -39,6 +39,7 @@ from msseg.io.atomic import atomic_path, partial_path, remove_stale_partials
 from msseg.io.checksum import file_digest, values_digest
 from msseg.io.discovery import ScanRecord
 from msseg.io.nifti import load_scan
+from msseg.io.paths import output_path
 from msseg.progress import progress_bar
 
 # 2: meta.json holds checksums of the arrays and of itself; 3: the working grid of either recipe
@@ -149,7 +150,8 @@ def fill_cache(
     remove_stale_partials(root)  # a killed writer's entry, even when nothing is written now
     entries = []
     for record in progress_bar(records, desc="preprocess", unit="scan", enabled=progress):
-        entry = CacheEntry(record, root / f"{record.patient_id}-{cache_key(record, config)[:20]}")
+        name = f"{record.patient_id}-{cache_key(record, config)[:20]}"
+        entry = CacheEntry(record, output_path(root, name))
         if entry.path.is_dir():
             try:
                 entry.verify()
