@@ -235,7 +235,7 @@ def test_predicting_a_folder_into_itself_never_reads_its_outputs(model, tmp_path
     capsys.readouterr()
     assert main([*args, "--overwrite"]) == 0
     captured = capsys.readouterr()
-    assert captured.out.startswith("2 scan(s)")
+    assert "2 scan(s), model" in captured.out
     assert "_mask" not in captured.err and "_prob" not in captured.err  # no output as a scan
     assert sorted(p.name for p in folder.iterdir() if ".partial" not in p.name) == written
 

@@ -54,13 +54,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Predict every input scan; log where each mask went and the seconds per scan."""
+    from msseg.inference.outputs import without_outputs
     from msseg.inference.predict import load_predictor, predict_files
     from msseg.io.discovery import find_inputs
 
     if args.threshold is not None and not 0 < args.threshold < 1:
         raise ValueError(f"--threshold must be a probability in (0, 1); got {args.threshold}")
     set_threads(args)
-    records = find_inputs(args.input)
+    records = without_outputs(find_inputs(args.input), args.out)
     predictor, config = load_predictor(args.model, device=args.device, precision=args.precision)
     recipe = (f"S={config.volume_size}" if config.recipe == "paper" else
               f"{config.spacing_mm:g} mm in-plane, windows {config.window}")

@@ -35,7 +35,7 @@ import numpy as np
 from msseg.config import PipelineConfig
 from msseg.data.preprocess import Preprocessed, preprocess_scan
 from msseg.data.working import grid_from_json
-from msseg.io.atomic import atomic_path, partial_path, remove_stale_partials
+from msseg.io.atomic import atomic_path, check_writable, partial_path, remove_stale_partials
 from msseg.io.checksum import file_digest, values_digest
 from msseg.io.discovery import ScanRecord
 from msseg.io.nifti import load_scan
@@ -144,8 +144,10 @@ def fill_cache(
     Raises:
         FileNotFoundError, msseg.io.nifti.ScanError: a scan is missing or invalid; entries already
             complete stay, nothing partial is left behind.
+        msseg.io.atomic.WriteError: `cache_dir` is not a writable folder.
     """
     root = Path(cache_dir)
+    check_writable(root)
     root.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(root)  # a killed writer's entry, even when nothing is written now
     entries = []

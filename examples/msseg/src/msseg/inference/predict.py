@@ -40,6 +40,7 @@ from msseg.device import Compute, resolve_compute
 from msseg.inference.outputs import check_outputs, write_prediction
 from msseg.inference.windows import predict_windows
 from msseg.io.discovery import ScanRecord
+from msseg.io.lock import folder_lock
 from msseg.io.nifti import Scan, load_scan
 from msseg.training.checkpoint import load_model
 
@@ -218,7 +219,8 @@ def predict_files(
 
     Every FLAIR is loaded and checked, and the output folder is checked for earlier results,
     for two scans with one id, and for room to write (`check_outputs`), before any inference,
-    so bad input, a forgotten ``--overwrite`` or a read-only folder writes nothing.
+    so bad input, a forgotten ``--overwrite`` or a read-only folder writes nothing. The folder
+    is then locked (`msseg.io.lock.folder_lock`): a second run writing into it is refused.
 
     Args:
         records: the scans (`msseg.io.discovery.find_inputs`).
@@ -232,18 +234,20 @@ def predict_files(
         FileExistsError: outputs exist and `overwrite` is False (the message lists them).
         FileNotFoundError, msseg.io.nifti.ScanError: an input is missing or unusable.
         ValueError, msseg.io.atomic.WriteError: as `check_outputs`.
+        msseg.io.lock.FolderLockedError: another process writes into `out_dir`.
     """
     shapes = [load_scan(record).geometry.shape for record in records]
     check_outputs(records, shapes, out_dir, probabilities=probabilities, overwrite=overwrite)
     masks, seconds = [], []
-    for record in records:
-        start = time.perf_counter()
-        scan = load_scan(record)
-        prediction = predict_scan(scan, predictor, config=config, recompose=recompose,
-                                  batch_size=batch_size, threshold=threshold)
-        masks.append(write_prediction(prediction, scan.geometry, out_dir, record.patient_id,
-                                      probabilities=probabilities, overwrite=overwrite))
-        seconds.append(time.perf_counter() - start)
-        log.info("%s: %s  (%.1f s)", record.patient_id, masks[-1], seconds[-1])
+    with folder_lock(out_dir, command="msseg predict"):
+        for record in records:
+            start = time.perf_counter()
+            scan = load_scan(record)
+            prediction = predict_scan(scan, predictor, config=config, recompose=recompose,
+                                      batch_size=batch_size, threshold=threshold)
+            masks.append(write_prediction(prediction, scan.geometry, out_dir, record.patient_id,
+                                          probabilities=probabilities, overwrite=overwrite))
+            seconds.append(time.perf_counter() - start)
+            log.info("%s: %s  (%.1f s)", record.patient_id, masks[-1], seconds[-1])
     log.info("%.1f s per scan on average", float(np.mean(seconds)))
     return masks

@@ -123,7 +123,7 @@ def find_msseg_scans(root: str | Path, *, require_masks: bool = True) -> list[Sc
             raise FileNotFoundError(f"{flair}: FLAIR file missing for patient {folder.name}; "
                                     f"every patient folder needs {MSSEG_FLAIR}.")
         centre = msseg_centre(folder.name)
-        mask = _mask_or_none(folder / MSSEG_MASK, require_masks)
+        mask = _mask_or_none(folder / MSSEG_MASK, require_masks, folder.name)
         records.append(ScanRecord(folder.name, centre, flair, mask))
     return records
 
@@ -167,7 +167,8 @@ def find_pattern_scans(
         check_id(patient_id, where=f"{flair}: ")
         mask = None
         if mask_pattern is not None:
-            mask = _mask_or_none(Path(mask_pattern.replace(_ID_FIELD, patient_id)), True)
+            mask = _mask_or_none(Path(mask_pattern.replace(_ID_FIELD, patient_id)), True,
+                                 patient_id)
         records.append(ScanRecord(patient_id, None, flair, mask))
     return records
 
@@ -209,10 +210,11 @@ def read_scan_csv(path: str | Path, *, require_masks: bool = True) -> list[ScanR
             raise FileNotFoundError(f"{flair}: FLAIR file listed in {path} (line {line}) "
                                     "not found.")
         mask_text = (row.get("mask") or "").strip()
-        mask = _mask_or_none(path.parent / mask_text, True) if mask_text else None
+        mask = _mask_or_none(path.parent / mask_text, True, patient_id) if mask_text else None
         if mask is None and require_masks:
-            raise ValueError(f"{path}, line {line}: empty mask for {patient_id!r}; give one or "
-                             "use require_masks=False (--no-masks) for prediction-only input.")
+            raise ValueError(f"{path}, line {line}: empty mask for {patient_id!r}; training and "
+                             f"evaluation need one: give it, or leave the scan out of training "
+                             f"(--exclude {patient_id}); `msseg predict` needs no mask")
         centre = (row.get("centre") or "").strip() or None
         records[patient_id] = ScanRecord(patient_id, centre, flair, mask)
     return [records[k] for k in sorted(records)]
@@ -240,7 +242,7 @@ def discover_scans(
     if _ID_FIELD in text:
         if require_masks and mask_pattern is None:
             raise ValueError(f"the FLAIR pattern {text!r} needs a mask pattern with {_ID_FIELD} "
-                             "(--mask-pattern), or require_masks=False for prediction-only.")
+                             "(--mask-pattern); `msseg predict` takes FLAIRs alone")
         records = find_pattern_scans(text, mask_pattern=mask_pattern)
     elif text.lower().endswith(".csv"):
         records = read_scan_csv(text, require_masks=require_masks)
@@ -301,12 +303,13 @@ def _input_id(path: Path) -> str:
                     where=f"{path}: ")
 
 
-def _mask_or_none(path: Path, required: bool) -> Path | None:
+def _mask_or_none(path: Path, required: bool, patient_id: str) -> Path | None:
     if path.is_file():
         return path
     if required:
         raise FileNotFoundError(f"{path}: lesion mask missing; training and evaluation need "
-                                "it (use require_masks=False / --no-masks to predict only).")
+                                f"it: add it, or leave the scan out of training (--exclude "
+                                f"{patient_id}); `msseg predict` needs no mask")
     return None
 
 

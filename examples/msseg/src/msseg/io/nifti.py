@@ -4,20 +4,26 @@ Every problem with an input file raises an error whose message starts with the f
 says what was found, what was expected and how to fix it: a missing file (`FileNotFoundError`),
 or an unreadable file, a header declaring more voxels than `max_voxels` (checked from the header,
 before any voxel is decompressed), complex voxels, a volume that is not 3-D or has fewer than
-`MIN_AXIS_VOXELS` along an axis, a non-finite or singular affine, NaN/inf voxels, a constant
-FLAIR, a FLAIR/mask grid mismatch (shape or affine), a non-binary or empty mask (`ScanError`, a
-`ValueError`). A FLAIR that loads but breaks an assumption of the pipeline (axes oblique or
-sheared: the pipeline takes the closest axis as sagittal and never reslices) gives a
-`ScanWarning`. Writes go through `msseg.io.atomic`, so a failure never leaves a half-written file
-under the final name.
+`MIN_AXIS_VOXELS` along an axis, colour (RGB) or other non-numeric voxels, a non-finite or
+singular affine, NaN/inf voxels, a constant FLAIR, a file that `predict` wrote given as a FLAIR,
+a FLAIR/mask grid mismatch (shape or affine), a non-binary or empty mask (`ScanError`, a
+`ValueError`). A FLAIR that loads but whose grid cannot be trusted gives a `ScanWarning` naming
+the file (an error under ``msseg --strict``), never a silent guess: a header without qform and
+sform (nibabel then assumes an orientation), a zero or negative voxel size in the pixdim that
+the transform in use scales by (nibabel silently takes 1 mm), qform and sform that disagree on
+the voxel axes, axes oblique or sheared (the pipeline takes the closest axis as sagittal and
+never reslices). Writes go through `msseg.io.atomic`, so a failure never leaves a half-written
+file under the final name; `predict`'s outputs say so in their header (`PREDICTION_DESCRIPTIONS`).
 
 Public API:
     ScanError, ScanWarning
     Scan(record, flair, mask, geometry)
     load_scan(record, *, allow_empty_mask=False) -> Scan
     max_voxels() -> int                the size limit (environment variable MSSEG_MAX_VOXELS)
-    nifti_image(volume, geometry) -> nibabel.Nifti1Image
-    save_nifti(volume, geometry, path) -> Path
+    geometry_problems(header) -> list[str]   why a header's grid cannot be trusted
+    PREDICTION_DESCRIPTIONS            the header descrip of predict's outputs, by kind
+    nifti_image(volume, geometry, *, description=None) -> nibabel.Nifti1Image
+    save_nifti(volume, geometry, path, *, description=None) -> Path
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from nibabel.filebasedimages import ImageFileError
+from nibabel.imageglobals import LoggingOutputSuppressor
+from nibabel.openers import ImageOpener
+from nibabel.orientations import aff2axcodes
 
 from msseg.io.atomic import atomic_path
 from msseg.io.discovery import ScanRecord
@@ -44,6 +53,13 @@ DEFAULT_MAX_VOXELS = 2**28  # 268,435,456 voxels: 1 GiB as float32 (a 640³ scan
 MIN_AXIS_VOXELS = 4  # fewer along an axis (a 2-D image, 2x2x2): resampling only copies
 OBLIQUE_WARN_DEGREES = 20.0  # axes further than this from the scanner axes: slabs tilt with them
 SHEAR_WARN_DEGREES = 1.0  # axes further than this from perpendicular: not a rectangular grid
+TRANSFORMS_AGREE = 0.01  # qform and sform voxel sizes within 1 % of each other agree
+# The header `descrip` of the files `predict` writes, by kind (`discovery.PREDICTION_KINDS`):
+# such a file is an output, never a scan.
+PREDICTION_DESCRIPTIONS = {"mask": "msseg mask", "prob": "msseg probability map"}
+_UNTRUSTED = ("its voxel size and orientation cannot be trusted, so the mask may not overlay "
+              "the scan: fix the header (e.g. convert the DICOM series again), or pass --strict "
+              "to refuse such scans")
 
 
 class ScanError(ValueError):
@@ -102,7 +118,8 @@ def load_scan(record: ScanRecord, *, allow_empty_mask: bool = False) -> Scan:
         ScanError: the file is unreadable or invalid (see module docstring).
     """
     image = _open(record.flair, "FLAIR")
-    _warn_geometry(record.flair, image.affine)
+    _refuse_outputs(record.flair, image)
+    _warn_geometry(record.flair, image)
     flair = _read(record.flair, image, np.float32)
     _check_finite(record.flair, flair)
     if float(flair.max()) == float(flair.min()):
@@ -119,18 +136,19 @@ def load_scan(record: ScanRecord, *, allow_empty_mask: bool = False) -> Scan:
     )
     mask = None
     if record.mask is not None:
-        mask = _load_mask(record.mask, geometry, record.flair, allow_empty_mask,
-                          record.mask_labels)
+        mask = _load_mask(record.mask, geometry, record, allow_empty_mask, record.mask_labels)
     return Scan(record=record, flair=flair, mask=mask, geometry=geometry)
 
 
-def save_nifti(volume: np.ndarray, geometry: Geometry, path: str | Path) -> Path:
+def save_nifti(volume: np.ndarray, geometry: Geometry, path: str | Path, *,
+               description: str | None = None) -> Path:
     """Write a native-grid array as NIfTI-1 with the scan's affine and header transforms.
 
     Args:
         volume: (X, Y, Z) array in the scan's storage order; its dtype is kept.
         geometry: the scan's geometry (shape must match `volume`).
         path: destination (.nii or .nii.gz); parent folders are created.
+        description: the header's descrip (e.g. a `PREDICTION_DESCRIPTIONS` value).
 
     Returns:
         The written path.
@@ -138,18 +156,20 @@ def save_nifti(volume: np.ndarray, geometry: Geometry, path: str | Path) -> Path
     Raises:
         ValueError: shape mismatch with the geometry.
     """
-    image = nifti_image(volume, geometry)
+    image = nifti_image(volume, geometry, description=description)
     with atomic_path(path) as temporary:
         nib.save(image, temporary)
     return Path(path)
 
 
-def nifti_image(volume: np.ndarray, geometry: Geometry) -> nib.Nifti1Image:
+def nifti_image(volume: np.ndarray, geometry: Geometry, *,
+                description: str | None = None) -> nib.Nifti1Image:
     """A native-grid array as a NIfTI-1 image with the scan's affine and header transforms.
 
     Args:
         volume: (X, Y, Z) array in the scan's storage order; its dtype is kept.
         geometry: the scan's geometry (shape must match `volume`).
+        description: the header's descrip, at most 80 characters.
     Raises:
         ValueError: shape mismatch with the geometry.
     """
@@ -161,6 +181,8 @@ def nifti_image(volume: np.ndarray, geometry: Geometry) -> nib.Nifti1Image:
     image.set_qform(geometry.qform, code=geometry.qform_code)
     image.set_sform(geometry.sform, code=geometry.sform_code)
     image.header.set_data_dtype(volume.dtype)
+    if description is not None:
+        image.header["descrip"] = description
     return image
 
 
@@ -168,7 +190,8 @@ def _open(path: Path, role: str) -> nib.Nifti1Image:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {role} file not found; check the data folder.")
     try:
-        image = nib.load(path)
+        with LoggingOutputSuppressor():  # nibabel's own notes on fixed headers: see below
+            image = nib.load(path)
     except _READ_ERRORS as error:
         raise ScanError(f"{path}: cannot read {role} as NIfTI ({type(error).__name__}: "
                         f"{error}); expected a .nii or .nii.gz file. Re-export or re-copy "
@@ -188,6 +211,15 @@ def _open(path: Path, role: str) -> nib.Nifti1Image:
                         f"{MIN_AXIS_VOXELS} along every axis (resampling to a cube would copy "
                         "those few slices many times). Use a 3-D acquisition of the head.")
     dtype = image.get_data_dtype()
+    if dtype.names is not None:
+        kind = "".join(dtype.names)
+        what = f"{kind} colour" if kind in ("RGB", "RGBA") else "structured"
+        raise ScanError(f"{path}: {role} holds {what} voxels ({dtype}); expected one grey level "
+                        "per voxel. Convert it to a grey-level image (the FLAIR as exported by "
+                        "the scanner, e.g. with dcm2niix) and use that file.")
+    if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
+        raise ScanError(f"{path}: {role} holds voxels of type {dtype}, not numbers; expected a "
+                        "grey-level image. Re-export it.")
     if np.issubdtype(dtype, np.complexfloating):
         raise ScanError(f"{path}: {role} holds complex voxels ({dtype}); expected real "
                         "intensities. Save the magnitude image (e.g. numpy.abs of the data) and "
@@ -224,8 +256,68 @@ def _read(path: Path, image: nib.Nifti1Image, dtype: type) -> np.ndarray:
                         "at once") from None
 
 
-def _warn_geometry(path: Path, affine: np.ndarray) -> None:
-    """Warn when the voxel axes are oblique or sheared (the pipeline assumes neither)."""
+def geometry_problems(header: nib.Nifti1Header) -> list[str]:
+    """Why a NIfTI header's voxel grid cannot be trusted, as read from the file (nibabel fixes
+    a zero or negative pixdim on loading, silently).
+
+    Args:
+        header: the header as stored, e.g. ``Nifti1Header(binaryblock=..., check=False)``.
+    Returns:
+        The first problem found, as a phrase (e.g. "has no qform or sform ..."), or [].
+    """
+    qform_code, sform_code = int(header["qform_code"]), int(header["sform_code"])
+    zooms = [float(z) for z in header["pixdim"][1:4]]
+    if qform_code <= 0 and sform_code <= 0:
+        return ["has no qform or sform (both codes are 0), so nothing says where its voxels lie: "
+                "nibabel assumes an orientation and takes the pixdim voxel size"]
+    if sform_code <= 0:  # the affine comes from the qform, which scales by pixdim
+        bad = next((axis for axis, zoom in enumerate(zooms) if not zoom > 0), None)
+        if bad is not None:
+            return [f"pixdim gives {zooms[bad]:g} mm along array axis {bad}, and the qform (the "
+                    f"transform in use, there is no sform) scales by it: nibabel silently takes "
+                    f"{abs(zooms[bad]) or 1:g} mm"]
+    if qform_code > 0 and sform_code > 0:
+        grids = []
+        for name in ("qform", "sform"):
+            try:
+                affine = getattr(header, f"get_{name}")()
+            except (ValueError, nib.spatialimages.HeaderDataError):
+                return [f"its {name} is unusable (pixdim {zooms})"]
+            sizes = np.linalg.norm(affine[:3, :3], axis=0)
+            grids.append(("".join(aff2axcodes(affine)), sizes))
+        (q_codes, q_sizes), (s_codes, s_sizes) = grids
+        if q_codes != s_codes or not np.allclose(q_sizes, s_sizes, rtol=TRANSFORMS_AGREE,
+                                                 atol=0):
+            return [f"its qform and sform disagree on the voxel grid (qform {q_codes}, "
+                    f"{'x'.join(f'{v:.3g}' for v in q_sizes)} mm; sform {s_codes}, "
+                    f"{'x'.join(f'{v:.3g}' for v in s_sizes)} mm); msseg reads the sform, as "
+                    "nibabel does"]
+    return []
+
+
+def _stored_header(path: Path, image: nib.Nifti1Image) -> nib.Nifti1Header:
+    """The header as the file holds it, before nibabel's fixes."""
+    size = int(image.header["sizeof_hdr"])
+    with ImageOpener(path) as handle:
+        block = handle.read(size)
+    return type(image.header)(binaryblock=block, check=False)
+
+
+def _refuse_outputs(path: Path, image: nib.Nifti1Image) -> None:
+    """A file `predict` wrote is never a scan."""
+    text = image.header["descrip"].item().decode("latin-1").rstrip("\0")
+    for what in PREDICTION_DESCRIPTIONS.values():
+        if text == what:
+            raise ScanError(f"{path}: FLAIR is a {what.removeprefix('msseg ')} written by msseg "
+                            f"predict, not a scan; give the FLAIR it was predicted from")
+
+
+def _warn_geometry(path: Path, image: nib.Nifti1Image) -> None:
+    """Warn when the header does not define the grid (`geometry_problems`), or the voxel axes
+    are oblique or sheared (the pipeline assumes neither)."""
+    for problem in geometry_problems(_stored_header(path, image)):
+        warnings.warn(f"{path}: {problem}; {_UNTRUSTED}", ScanWarning, stacklevel=1)
+    affine = image.affine
     axes = np.asarray(affine, dtype=np.float64)[:3, :3]
     oblique = float(np.degrees(np.max(nib.affines.obliquity(affine))))
     if oblique > OBLIQUE_WARN_DEGREES:
@@ -252,8 +344,9 @@ def _check_finite(path: Path, volume: np.ndarray) -> None:
                         f"{first}); expected finite intensities. Fix or re-export the file.")
 
 
-def _load_mask(path: Path, geometry: Geometry, flair_path: Path, allow_empty: bool,
+def _load_mask(path: Path, geometry: Geometry, record: ScanRecord, allow_empty: bool,
                labels: tuple[int, ...] | str | None = None) -> np.ndarray:
+    flair_path = record.flair
     image = _open(path, "mask")
     if image.shape != geometry.shape:
         raise ScanError(f"{path}: mask grid {image.shape} differs from the FLAIR grid "
@@ -276,6 +369,7 @@ def _load_mask(path: Path, geometry: Geometry, flair_path: Path, allow_empty: bo
                         "label(s) with --label N [N ...] or take every non-zero label with "
                         "--label nonzero.")
     if not allow_empty and not mask.any():
-        raise ScanError(f"{path}: mask is empty (no lesion voxel); expected a lesion mask. Check "
-                        "the file, or pass allow_empty_mask=True for a lesion-free scan.")
+        raise ScanError(f"{path}: mask is empty (no lesion voxel); expected a lesion mask for "
+                        f"training. Check the file, or leave the scan out of training "
+                        f"(--exclude {record.patient_id}); evaluate accepts lesion-free scans")
     return mask.astype(np.uint8)
