@@ -7,20 +7,17 @@ before any voxel is decompressed), complex voxels, a volume that is not 3-D or h
 `MIN_AXIS_VOXELS` along an axis, colour (RGB) or other non-numeric voxels, a non-finite or
 singular affine, NaN/inf voxels, a constant FLAIR, a file that `predict` wrote given as a FLAIR,
 a FLAIR/mask grid mismatch (shape or affine), a non-binary or empty mask (`ScanError`, a
-`ValueError`). A FLAIR that loads but whose grid cannot be trusted gives a `ScanWarning` naming
-the file (an error under ``msseg --strict``), never a silent guess: a header without qform and
-sform (nibabel then assumes an orientation), a zero or negative voxel size in the pixdim that
-the transform in use scales by (nibabel silently takes 1 mm), qform and sform that disagree on
-the voxel axes, axes oblique or sheared (the pipeline takes the closest axis as sagittal and
-never reslices). Writes go through `msseg.io.atomic`, so a failure never leaves a half-written
-file under the final name; `predict`'s outputs say so in their header (`PREDICTION_DESCRIPTIONS`).
+`ValueError`). A FLAIR that loads but whose grid cannot be trusted, or breaks an assumption of
+the pipeline (`msseg.io.header_checks`), gives a `ScanWarning` naming the file (an error under
+``msseg --strict``), never a silent guess. Writes go through `msseg.io.atomic`, so a failure
+never leaves a half-written file under the final name; `predict`'s outputs say so in their
+header (`PREDICTION_DESCRIPTIONS`).
 
 Public API:
     ScanError, ScanWarning
     Scan(record, flair, mask, geometry)
     load_scan(record, *, allow_empty_mask=False) -> Scan
     max_voxels() -> int                the size limit (environment variable MSSEG_MAX_VOXELS)
-    geometry_problems(header) -> list[str]   why a header's grid cannot be trusted
     PREDICTION_DESCRIPTIONS            the header descrip of predict's outputs, by kind
     nifti_image(volume, geometry, *, description=None) -> nibabel.Nifti1Image
     save_nifti(volume, geometry, path, *, description=None) -> Path
@@ -28,22 +25,23 @@ Public API:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from nibabel.filebasedimages import ImageFileError
-from nibabel.imageglobals import LoggingOutputSuppressor
-from nibabel.openers import ImageOpener
-from nibabel.orientations import aff2axcodes
+from nibabel.imageglobals import logger as nibabel_logger
 
 from msseg.io.atomic import atomic_path
 from msseg.io.discovery import ScanRecord
+from msseg.io.header_checks import grid_problems, stored_header
 from msseg.io.orientation import Geometry, canonical_ornt
 
 _AFFINE_ATOL_MM = 1e-3
@@ -51,15 +49,9 @@ _READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, ImageFileError)
 MAX_VOXELS_VARIABLE = "MSSEG_MAX_VOXELS"
 DEFAULT_MAX_VOXELS = 2**28  # 268,435,456 voxels: 1 GiB as float32 (a 640³ scan fits)
 MIN_AXIS_VOXELS = 4  # fewer along an axis (a 2-D image, 2x2x2): resampling only copies
-OBLIQUE_WARN_DEGREES = 20.0  # axes further than this from the scanner axes: slabs tilt with them
-SHEAR_WARN_DEGREES = 1.0  # axes further than this from perpendicular: not a rectangular grid
-TRANSFORMS_AGREE = 0.01  # qform and sform voxel sizes within 1 % of each other agree
 # The header `descrip` of the files `predict` writes, by kind (`discovery.PREDICTION_KINDS`):
 # such a file is an output, never a scan.
 PREDICTION_DESCRIPTIONS = {"mask": "msseg mask", "prob": "msseg probability map"}
-_UNTRUSTED = ("its voxel size and orientation cannot be trusted, so the mask may not overlay "
-              "the scan: fix the header (e.g. convert the DICOM series again), or pass --strict "
-              "to refuse such scans")
 
 
 class ScanError(ValueError):
@@ -190,7 +182,7 @@ def _open(path: Path, role: str) -> nib.Nifti1Image:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {role} file not found; check the data folder.")
     try:
-        with LoggingOutputSuppressor():  # nibabel's own notes on fixed headers: see below
+        with _quiet_nibabel():  # its notes on headers it fixed: `grid_problems` says more
             image = nib.load(path)
     except _READ_ERRORS as error:
         raise ScanError(f"{path}: cannot read {role} as NIfTI ({type(error).__name__}: "
@@ -231,6 +223,18 @@ def _open(path: Path, role: str) -> nib.Nifti1Image:
     return image
 
 
+@contextlib.contextmanager
+def _quiet_nibabel() -> Iterator[None]:
+    """nibabel's logger says nothing while the block runs (without handlers, Python's last
+    resort would still print its warnings)."""
+    disabled = nibabel_logger.disabled
+    nibabel_logger.disabled = True
+    try:
+        yield
+    finally:
+        nibabel_logger.disabled = disabled
+
+
 def _check_size(path: Path, role: str, image: nib.Nifti1Image) -> None:
     """Refuse a header that declares more voxels than `max_voxels`, before reading them."""
     voxels, limit = math.prod(image.shape), max_voxels()
@@ -256,53 +260,6 @@ def _read(path: Path, image: nib.Nifti1Image, dtype: type) -> np.ndarray:
                         "at once") from None
 
 
-def geometry_problems(header: nib.Nifti1Header) -> list[str]:
-    """Why a NIfTI header's voxel grid cannot be trusted, as read from the file (nibabel fixes
-    a zero or negative pixdim on loading, silently).
-
-    Args:
-        header: the header as stored, e.g. ``Nifti1Header(binaryblock=..., check=False)``.
-    Returns:
-        The first problem found, as a phrase (e.g. "has no qform or sform ..."), or [].
-    """
-    qform_code, sform_code = int(header["qform_code"]), int(header["sform_code"])
-    zooms = [float(z) for z in header["pixdim"][1:4]]
-    if qform_code <= 0 and sform_code <= 0:
-        return ["has no qform or sform (both codes are 0), so nothing says where its voxels lie: "
-                "nibabel assumes an orientation and takes the pixdim voxel size"]
-    if sform_code <= 0:  # the affine comes from the qform, which scales by pixdim
-        bad = next((axis for axis, zoom in enumerate(zooms) if not zoom > 0), None)
-        if bad is not None:
-            return [f"pixdim gives {zooms[bad]:g} mm along array axis {bad}, and the qform (the "
-                    f"transform in use, there is no sform) scales by it: nibabel silently takes "
-                    f"{abs(zooms[bad]) or 1:g} mm"]
-    if qform_code > 0 and sform_code > 0:
-        grids = []
-        for name in ("qform", "sform"):
-            try:
-                affine = getattr(header, f"get_{name}")()
-            except (ValueError, nib.spatialimages.HeaderDataError):
-                return [f"its {name} is unusable (pixdim {zooms})"]
-            sizes = np.linalg.norm(affine[:3, :3], axis=0)
-            grids.append(("".join(aff2axcodes(affine)), sizes))
-        (q_codes, q_sizes), (s_codes, s_sizes) = grids
-        if q_codes != s_codes or not np.allclose(q_sizes, s_sizes, rtol=TRANSFORMS_AGREE,
-                                                 atol=0):
-            return [f"its qform and sform disagree on the voxel grid (qform {q_codes}, "
-                    f"{'x'.join(f'{v:.3g}' for v in q_sizes)} mm; sform {s_codes}, "
-                    f"{'x'.join(f'{v:.3g}' for v in s_sizes)} mm); msseg reads the sform, as "
-                    "nibabel does"]
-    return []
-
-
-def _stored_header(path: Path, image: nib.Nifti1Image) -> nib.Nifti1Header:
-    """The header as the file holds it, before nibabel's fixes."""
-    size = int(image.header["sizeof_hdr"])
-    with ImageOpener(path) as handle:
-        block = handle.read(size)
-    return type(image.header)(binaryblock=block, check=False)
-
-
 def _refuse_outputs(path: Path, image: nib.Nifti1Image) -> None:
     """A file `predict` wrote is never a scan."""
     text = image.header["descrip"].item().decode("latin-1").rstrip("\0")
@@ -313,27 +270,9 @@ def _refuse_outputs(path: Path, image: nib.Nifti1Image) -> None:
 
 
 def _warn_geometry(path: Path, image: nib.Nifti1Image) -> None:
-    """Warn when the header does not define the grid (`geometry_problems`), or the voxel axes
-    are oblique or sheared (the pipeline assumes neither)."""
-    for problem in geometry_problems(_stored_header(path, image)):
-        warnings.warn(f"{path}: {problem}; {_UNTRUSTED}", ScanWarning, stacklevel=1)
-    affine = image.affine
-    axes = np.asarray(affine, dtype=np.float64)[:3, :3]
-    oblique = float(np.degrees(np.max(nib.affines.obliquity(affine))))
-    if oblique > OBLIQUE_WARN_DEGREES:
-        warnings.warn(f"{path}: its voxel axes are up to {oblique:.0f} degrees off the scanner "
-                      "axes; the pipeline takes the closest axis as sagittal without reslicing, "
-                      "so its slabs are tilted that much (the model saw near-sagittal slabs). "
-                      "Reslice the scan onto axis-aligned voxels for reliable results.",
-                      ScanWarning, stacklevel=1)  # one location: shown once per text
-    unit = axes / np.linalg.norm(axes, axis=0)
-    cosines = np.abs(unit.T @ unit)[np.triu_indices(3, k=1)]
-    shear = float(np.degrees(np.arcsin(np.clip(cosines.max(), 0.0, 1.0))))
-    if shear > SHEAR_WARN_DEGREES:
-        warnings.warn(f"{path}: its voxel axes are sheared ({90 - shear:.1f} degrees apart "
-                      "instead of 90); the pipeline treats the voxels as a rectangular grid, so "
-                      "shapes are distorted. Reslice the scan onto a rectangular grid.",
-                      ScanWarning, stacklevel=1)  # one location: shown once per text
+    """Warn about each of `header_checks.grid_problems` (the header as the file holds it)."""
+    for problem in grid_problems(stored_header(path, image), image.affine):
+        warnings.warn(f"{path}: {problem}", ScanWarning, stacklevel=1)  # shown once per text
 
 
 def _check_finite(path: Path, volume: np.ndarray) -> None:
