@@ -326,3 +326,12 @@ def test_missing_and_empty_masks_name_what_to_do_on_the_command_line(msseg_root,
     assert message.startswith(f"{mask}: lesion mask missing") and "--exclude 07001MOEL" in \
         message
     assert "=True" not in message and "=False" not in message
+
+
+def test_ctrl_c_is_one_line(capsys, monkeypatch):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("msseg.commands.summary.run", interrupted)
+    assert main(["summary"]) == 130
+    assert _one_error(capsys).startswith("msseg summary stopped (Ctrl-C)")

@@ -162,3 +162,22 @@ def test_one_blob_over_the_head_detects_no_lesion(tmp_path, capsys):
             int(row["detected_lesions"]), int(row["false_lesions"])) == (4, 1, 0, 1)
     assert (float(row["lesion_tpr"]), float(row["lesion_fpr"]), float(row["lesion_f1"])) == (
         0.0, 1.0, 0.0)
+
+
+def test_a_volume_with_trailing_axes_of_one_voxel_is_a_scan(model, tmp_path, capsys):
+    flair, _ = blob_scan()
+    affine = oriented_affine("LPS", shape=flair.shape)
+    path = save(tmp_path / "scan.nii.gz", flair[..., None, None], affine)
+    assert nib.load(path).shape == (*flair.shape, 1, 1)
+    assert main(["predict", "-m", str(model), "-i", str(path), "-o", str(tmp_path / "out")]) == 0
+    mask = nib.load(tmp_path / "out" / "scan_mask.nii.gz")
+    assert mask.shape == flair.shape and np.allclose(mask.affine, affine)
+
+
+def test_a_spreadsheets_csv_with_a_byte_order_mark_is_read(model, tmp_path):
+    flair, _ = blob_scan()
+    save(tmp_path / "a.nii.gz", flair, oriented_affine("LPS", shape=flair.shape))
+    (tmp_path / "scans.csv").write_text("patient_id,flair\na,a.nii.gz\n", encoding="utf-8-sig")
+    assert main(["predict", "-m", str(model), "-i", str(tmp_path / "scans.csv"), "-o",
+                 str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "a_mask.nii.gz").is_file()

@@ -16,7 +16,8 @@ breaks an assumption) are logged the same way; ``--strict`` makes the warnings a
 (`msseg.io.nifti.ScanWarning`: a grid the header does not define, intensities the model cannot
 read) errors. Bad input and failed writes (`OSError`, `ValueError`, whose messages name the
 file, the problem and the fix; an operating-system error that names only a path is given its
-fix here) and running out of memory end in one ``error:`` line and exit code 1.
+fix here) and running out of memory end in one ``error:`` line and exit code 1; Ctrl-C ends in
+one line and exit code 130.
 
 SIGTERM (a scheduler preempting the job) is acknowledged at once by a ``warning:`` line (a
 thread watches for it, so even a long computation does not delay it) and ends the command like
@@ -153,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.error("out of memory running `msseg %s`; free memory, use smaller inputs or a "
                       "smaller --batch-size", args.command)
             return 1
+        except KeyboardInterrupt:
+            log.error("msseg %s stopped (Ctrl-C); complete files stay, a file being written is "
+                      "discarded", args.command)
+            return 128 + signal.SIGINT
 
 
 def _log_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,

@@ -121,7 +121,8 @@ def find_msseg_scans(root: str | Path, *, require_masks: bool = True) -> list[Sc
         flair = folder / MSSEG_FLAIR
         if not flair.is_file():
             raise FileNotFoundError(f"{flair}: FLAIR file missing for patient {folder.name}; "
-                                    f"every patient folder needs {MSSEG_FLAIR}.")
+                                    f"every patient folder needs {MSSEG_FLAIR} (runs, caches "
+                                    f"and predictions belong outside the data folder).")
         centre = msseg_centre(folder.name)
         mask = _mask_or_none(folder / MSSEG_MASK, require_masks, folder.name)
         records.append(ScanRecord(folder.name, centre, flair, mask))
@@ -185,7 +186,7 @@ def read_scan_csv(path: str | Path, *, require_masks: bool = True) -> list[ScanR
     if not path.is_file():
         raise FileNotFoundError(f"{path}: scan list CSV not found.")
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # a spreadsheet's BOM
             rows = list(csv.DictReader(handle))
     except (UnicodeDecodeError, csv.Error) as error:
         raise ValueError(f"{path}: cannot read it as a CSV of scans ({error}); expected UTF-8 "

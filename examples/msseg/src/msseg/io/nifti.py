@@ -4,7 +4,8 @@ Every problem with an input file raises an error whose message starts with the f
 says what was found, what was expected and how to fix it: a missing file (`FileNotFoundError`),
 or an unreadable file, a header declaring more voxels than `max_voxels` (checked from the header,
 before any voxel is decompressed), complex voxels, a volume that is not 3-D or has fewer than
-`MIN_AXIS_VOXELS` along an axis, colour (RGB) or other non-numeric voxels, a non-finite or
+`MIN_AXIS_VOXELS` along an axis (trailing axes of one voxel, as in (X, Y, Z, 1), are dropped),
+colour (RGB) or other non-numeric voxels, a non-finite or
 singular affine, NaN/inf voxels, a constant FLAIR, a file that `predict` wrote given as a FLAIR,
 a FLAIR/mask grid mismatch (shape or affine), a non-binary or empty mask (`ScanError`, a
 `ValueError`). A FLAIR that loads but whose grid cannot be trusted, or breaks an assumption of
@@ -192,6 +193,12 @@ def _open(path: Path, role: str) -> nib.Nifti1Image:
         raise ScanError(f"{path}: {role} is a {type(image).__name__}, expected NIfTI "
                         "(.nii/.nii.gz); convert it, e.g. with dcm2niix or nibabel.")
     _check_size(path, role, image)
+    try:
+        while len(image.shape) > 3 and image.shape[-1] == 1:  # (X, Y, Z, 1): one volume
+            image = image.slicer[..., 0]
+    except _READ_ERRORS as error:
+        raise ScanError(f"{path}: voxel data unreadable ({type(error).__name__}: {error}); the "
+                        "file is truncated or corrupt. Re-copy it.") from error
     if len(image.shape) != 3:
         raise ScanError(f"{path}: {role} has shape {image.shape} ({len(image.shape)}-D); "
                         "expected one 3-D volume. Extract a single volume first "
