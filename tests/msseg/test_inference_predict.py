@@ -6,15 +6,16 @@ import pytest
 import torch
 from msseg.data.native import NativePrediction, mask_to_native
 from msseg.data.preprocess import preprocess_scan
-from msseg.data.slabs import make_slabs, recompose_slabs
 from msseg.device import resolve_compute
 from msseg.inference.outputs import existing_outputs, write_prediction
-from msseg.inference.predict import model_predictor, predict_cube, predict_scan, predict_volume
-from msseg.inference.windows import predict_windows
+from msseg.inference.predict import predict_scan, predict_volume
+from msseg.inference.predictor import model_predictor
 from msseg.io.discovery import find_msseg_scans
 from msseg.io.nifti import load_scan
 from msseg.io.orientation import Geometry
 from msseg.model.resunet import build_model
+from msseg.recipes.paper import make_slabs, predict_cube, recompose_slabs
+from msseg.recipes.spacing import predict_windows
 from msseg_helpers import tiny_config
 
 

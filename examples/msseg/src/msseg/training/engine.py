@@ -14,7 +14,7 @@ of slabs is a multiple of the number of ranks; otherwise the sampler repeats a f
 The same order also lets a run be resumed on a different number of ranks.
 
 Each epoch: train on every slab once -> validation loss and Dice (over the validation slabs, in
-the working space: the native-grid Dice of the best checkpoint is `msseg.evaluation.validation`)
+the working space: the native-grid Dice of the best checkpoint is `msseg.workflows.validation`)
 -> `last.pt` (and `best.pt` when the validation loss improved) -> a row in history.csv
 (TensorBoard, curves.png) -> early stopping after `patience` epochs without improvement.
 `train(..., resume="last.pt")` continues a run exactly where it stopped; a folder that holds a
