@@ -37,6 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from msseg.config import TrainConfig
+from msseg.evaluation.metrics import dice_from_counts
 from msseg.model.losses import bce_dice_loss
 from msseg.model.resunet import PlanarResUNet, build_model
 from msseg.progress import progress_bar
@@ -135,7 +136,8 @@ def validate(
         rt: the runtime (device, precision, ranks).
         config: `dice_smooth`, `threshold`, `channels_last`.
     Returns:
-        (loss, dice); Dice is 1.0 when neither prediction nor ground truth has a lesion voxel.
+        (loss, dice); the Dice is `msseg.evaluation.metrics.dice_from_counts` of the voxels
+        counted over all slabs: nan when the validation slabs hold no lesion voxel.
     """
     model.eval()
     fmt = torch.channels_last_3d if config.channels_last else torch.contiguous_format
@@ -152,7 +154,7 @@ def validate(
         count += len(images)
     totals = rt.all_reduce_sum(torch.cat([sums, sums.new_tensor([count])]))
     loss_sum, tp, predicted, true, count = totals.tolist()
-    return loss_sum / max(count, 1.0), (2 * tp / (predicted + true) if predicted + true else 1.0)
+    return loss_sum / max(count, 1.0), dice_from_counts(tp, predicted, true)
 
 
 def _check_resumable(config: TrainConfig, checkpoint: dict, path: Path) -> None:
