@@ -34,7 +34,7 @@ from msseg.data.native import NativePrediction, to_native
 from msseg.data.preprocess import Preprocessed, preprocess_scan
 from msseg.inference.outputs import check_outputs, write_prediction
 from msseg.io.discovery import ScanRecord
-from msseg.io.nifti import Scan, load_scan
+from msseg.io.nifti import Scan, load_scan, read_geometry
 from msseg.recipes.recipe import Predictor
 
 __all__ = ["predict_files", "predict_scan", "predict_volume"]
@@ -115,9 +115,12 @@ def predict_files(
 ) -> list[Path]:
     """Predict every scan and write ``<out>/<id>_mask.nii.gz`` (and ``<id>_prob.nii.gz``).
 
-    Every FLAIR is loaded and checked, and the output folder is checked for earlier results,
-    for two scans with one id, and for room to write (`check_outputs`), before any inference,
-    so bad input, a forgotten ``--overwrite`` or a read-only folder writes nothing.
+    Every FLAIR's header is checked (`msseg.io.nifti.read_geometry`), and the output folder
+    for earlier results, for two scans with one id, and for room to write (`check_outputs`),
+    before any inference, so a missing or unreadable file, a forgotten ``--overwrite`` or a
+    read-only folder writes nothing. Each scan's voxels are read once, when it is predicted: a
+    scan whose voxels are unusable (non-finite, constant, truncated) stops the run there, with
+    the scans before it written.
 
     Args:
         records: the scans (`msseg.io.discovery.find_inputs`).
@@ -132,7 +135,7 @@ def predict_files(
         FileNotFoundError, msseg.io.nifti.ScanError: an input is missing or unusable.
         ValueError, msseg.io.atomic.WriteError: as `check_outputs`.
     """
-    shapes = [load_scan(record).geometry.shape for record in records]
+    shapes = [read_geometry(record.flair).shape for record in records]
     check_outputs(records, shapes, out_dir, probabilities=probabilities, overwrite=overwrite)
     masks, seconds = [], []
     for record in records:
