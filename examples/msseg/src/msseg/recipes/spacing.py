@@ -154,6 +154,12 @@ def plan_spacing_grid(geometry: ScanGeometry, spacing_mm: float, *, flair_order:
                        affine=tuple(tuple(row) for row in affine.tolist()))
 
 
+def _check_spacing(spacing_mm: float | None) -> None:
+    if spacing_mm is not None and not spacing_mm > 0:
+        raise ValueError(f"spacing_mm must be a positive voxel size in mm (or None for the "
+                         f"finest of the training scans), got {spacing_mm}")
+
+
 def finest_spacing(records: Sequence[ScanRecord]) -> float:
     """The finest in-plane voxel size of scans: the default `spacing_mm` of this recipe.
 
@@ -250,15 +256,14 @@ class SpacingRecipe(Recipe):
                              f"{config.slab}")
         if not 0.0 <= config.window_overlap < 1.0:
             raise ValueError(f"window_overlap must be in [0, 1), got {config.window_overlap}")
-        if config.spacing_mm is not None and not config.spacing_mm > 0:
-            raise ValueError(f"spacing_mm must be a positive voxel size in mm (or None for the "
-                             f"finest of the training scans), got {config.spacing_mm}")
+        _check_spacing(config.spacing_mm)
 
     def check_grid(self, pipeline: PipelineSettings) -> None:
-        if pipeline.spacing_mm is None or not pipeline.spacing_mm > 0:
+        if pipeline.spacing_mm is None:
             raise ValueError(f"recipe {NAME!r} needs spacing_mm, a positive in-plane voxel size "
-                             f"in mm; found {pipeline.spacing_mm!r} (the finest of the training "
-                             f"scans: TrainConfig.with_data)")
+                             f"in mm; found None (the finest of the training scans: "
+                             f"TrainConfig.with_data)")
+        _check_spacing(pipeline.spacing_mm)
 
     def grid_settings(self, pipeline: PipelineSettings) -> dict[str, Any]:
         return {"spacing_mm": pipeline.spacing_mm}
