@@ -112,9 +112,9 @@ def add_recompose_argument(parser: argparse.ArgumentParser | argparse._ArgumentG
                            help: str) -> None:
     """``--recompose``: a blend of overlapping predictions, one of the model's recipe's; `help`
     is followed by each recipe's blends."""
-    offered = ("; ".join(f"recipe {name}: " + ", ".join(f"'{m}' ({text})" for m, text in
-                                                        recipe.recompositions.items())
-                         for name, recipe in RECIPES.items()))
+    offered = "; ".join(f"recipe {name}: " + ", ".join(f"'{m}' = {text}" for m, text in
+                                                       recipe.recompositions.items())
+                        for name, recipe in RECIPES.items())
     parser.add_argument("--recompose", help=help + offered,
                         choices=sorted({m for r in RECIPES.values() for m in r.recompositions}))
 
