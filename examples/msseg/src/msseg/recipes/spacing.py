@@ -126,7 +126,7 @@ def _resample(volume: np.ndarray, source: Any, target: Any, shape: Sequence[int]
     return np.asarray(out.as_tensor()[0].numpy(), dtype=np.float32)
 
 
-def plan_spacing_grid(geometry: ScanGeometry, spacing_mm: float, *, flair_order: int,
+def _plan_grid(geometry: ScanGeometry, spacing_mm: float, *, flair_order: int,
                       mask_order: int) -> SpacingGrid:
     """The working grid of a scan at `spacing_mm` in-plane, planned by MONAI's `Spacing`
     without resampling anything."""
@@ -274,7 +274,7 @@ class SpacingRecipe(Recipe):
         return f"recipe {NAME} ({spacing} in-plane, slices kept)"
 
     def plan_grid(self, geometry: ScanGeometry, pipeline: PipelineSettings) -> SpacingGrid:
-        return plan_spacing_grid(geometry, pipeline.spacing_mm, flair_order=pipeline.flair_order,
+        return _plan_grid(geometry, pipeline.spacing_mm, flair_order=pipeline.flair_order,
                                  mask_order=pipeline.mask_order)
 
     def sampling(self, config: TrainSettings) -> Sampling:
