@@ -18,6 +18,7 @@ Public API:
     ScanError, ScanWarning
     Scan(record, flair, mask, geometry)
     load_scan(record, *, allow_empty_mask=False) -> Scan
+    read_geometry(path) -> Geometry    a scan's grid from its header, checked as load_scan does
     max_voxels() -> int                the size limit (environment variable MSSEG_MAX_VOXELS)
     PREDICTION_DESCRIPTIONS            the header descrip of predict's outputs, by kind
     nifti_image(volume, geometry, *, description=None) -> nibabel.Nifti1Image
@@ -110,16 +111,42 @@ def load_scan(record: ScanRecord, *, allow_empty_mask: bool = False) -> Scan:
         FileNotFoundError: a file does not exist.
         ScanError: the file is unreadable or invalid (see module docstring).
     """
-    image = _open(record.flair, "FLAIR")
-    _refuse_outputs(record.flair, image)
-    _warn_geometry(record.flair, image)
+    image = _open_flair(record.flair)
     flair = _read(record.flair, image, np.float32)
     _check_finite(record.flair, flair)
     if float(flair.max()) == float(flair.min()):
         raise ScanError(f"{record.flair}: FLAIR is constant (every voxel = {flair.flat[0]}); "
                         "expected an MRI volume. Check that the right file was exported.")
+    geometry = _geometry(image)
+    mask = None
+    if record.mask is not None:
+        mask = _load_mask(record.mask, geometry, record, allow_empty_mask, record.mask_labels)
+    return Scan(record=record, flair=flair, mask=mask, geometry=geometry)
+
+
+def read_geometry(path: str | Path) -> Geometry:
+    """A FLAIR's grid from its header alone: the header checks of `load_scan` (a readable 3-D
+    NIfTI within `max_voxels`, a usable orientation, not a prediction; the warnings about its
+    grid), no voxel read.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ScanError: as `load_scan`, for what the header shows.
+    """
+    return _geometry(_open_flair(Path(path)))
+
+
+def _open_flair(path: Path) -> nib.Nifti1Image:
+    """`_open` a FLAIR, refuse a prediction, warn about a grid that cannot be trusted."""
+    image = _open(path, "FLAIR")
+    _refuse_outputs(path, image)
+    _warn_geometry(path, image)
+    return image
+
+
+def _geometry(image: nib.Nifti1Image) -> Geometry:
     header = image.header
-    geometry = Geometry(
+    return Geometry(
         shape=image.shape,
         affine=image.affine,
         qform=header.get_qform(),
@@ -127,10 +154,6 @@ def load_scan(record: ScanRecord, *, allow_empty_mask: bool = False) -> Scan:
         sform=header.get_sform(),
         sform_code=int(header["sform_code"]),
     )
-    mask = None
-    if record.mask is not None:
-        mask = _load_mask(record.mask, geometry, record, allow_empty_mask, record.mask_labels)
-    return Scan(record=record, flair=flair, mask=mask, geometry=geometry)
 
 
 def save_nifti(volume: np.ndarray, geometry: Geometry, path: str | Path, *,
