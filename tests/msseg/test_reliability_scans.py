@@ -136,7 +136,7 @@ def test_a_scan_far_from_the_training_intensities_is_named_in_a_warning(phantom_
                        if "training scans" in line]
     assert found["same"] == [] and found["rescaled"] == []  # min-max scaling reads it the same
     assert len(found["negated"]) == 1
-    assert "intensities unlike the training scans'" in found["negated"][0]
+    assert "its intensities are unlike the training scans'" in found["negated"][0]
     assert found["negated"][0].endswith("the predicted mask cannot be trusted")
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "add_recompose_argument",
     "add_threads_argument",
     "by_preset",
+    "check_before_training",
     "mask_labels",
     "recipe_config",
     "set_threads",
@@ -160,6 +161,30 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     runtime.add_argument("--set", nargs="+", action="extend", default=[], metavar="FIELD=VALUE",
                          help="any other TrainConfig field, e.g. volume_size=128 "
                               "decoder_filters=64,32,16,8")
+
+
+def check_before_training(config: TrainConfig, out: Path) -> None:
+    """What ``train`` and ``cv`` check before any work: the device and precision, the encoder's
+    weights (the file read and fitted to the 2D encoder; the hub reachable), and the output
+    folder (writable, not a file).
+
+    Raises:
+        ValueError: an unusable device or precision, or a weights file that is not one or does
+            not fit (the message names the file and the fix).
+        ConnectionError: ``--pretrained`` with no reachable hub.
+        msseg.io.atomic.WriteError: the output folder cannot be written.
+    """
+    from msseg.device import resolve_compute
+    from msseg.io.atomic import check_writable
+    from msseg.model.encoder import create_encoder_2d
+    from msseg.model.hub import check_pretrained_available
+
+    resolve_compute(config.device, config.precision)
+    if config.pretrained:
+        check_pretrained_available(config.encoder)
+    if config.weights is not None:
+        create_encoder_2d(config.encoder, stages=config.encoder_stages, weights=config.weights)
+    check_writable(out)
 
 
 def train_config(args: argparse.Namespace, *, base: TrainConfig | None = None,

@@ -62,17 +62,20 @@ def run(args: argparse.Namespace) -> int:
     from msseg.inference.predictor import load_predictor
     from msseg.io.discovery import find_inputs
 
-    if args.threshold is not None and not 0 < args.threshold < 1:
-        raise ValueError(f"--threshold must be a probability in (0, 1); got {args.threshold}")
     set_threads(args)
     records = without_outputs(find_inputs(args.input), args.out)
-    predictor, config = load_predictor(args.model, device=args.device, precision=args.precision)
+    predictor, config, intensity = load_predictor(args.model, device=args.device,
+                                                  precision=args.precision)
+    if args.threshold is not None:  # checked as the config's own threshold is
+        try:
+            config = config.replace(threshold=args.threshold)
+        except ValueError as error:
+            raise ValueError(f"--threshold {args.threshold}: {error}") from None
     recipe = recipe_named(config.recipe)
     log.info("%d scan(s), model %s (%s, encoder %s), recompose=%s, threshold=%.4f",
              len(records), args.model, recipe.describe(config), config.encoder,
-             recipe.recomposition(args.recompose),
-             config.threshold if args.threshold is None else args.threshold)
+             recipe.recomposition(args.recompose), config.threshold)
     predict_files(records, args.out, predictor, config=config, recompose=args.recompose,
-                  batch_size=args.batch_size, threshold=args.threshold,
-                  probabilities=args.probabilities, overwrite=args.overwrite)
+                  batch_size=args.batch_size, probabilities=args.probabilities,
+                  overwrite=args.overwrite, training_intensity=intensity)
     return 0

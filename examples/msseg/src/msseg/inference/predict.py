@@ -1,7 +1,8 @@
 """The one prediction path: FLAIR scan in, lesion probabilities and mask on its own grid out.
 
-    predictor, config = load_predictor("runs/paper/best.pt")          # msseg.inference.predictor
-    prediction = predict_scan(load_scan(record), predictor, config=config)
+    predictor, config, intensity = load_predictor("runs/paper/best.pt")  # inference.predictor
+    prediction = predict_scan(load_scan(record), predictor, config=config,
+                              training_intensity=intensity)
     prediction.mask                                                   # (X, Y, Z) uint8, FLAIR grid
 
 Every caller (the `predict` command, cross-validation, the demo, validation) goes through
@@ -78,6 +79,7 @@ def predict_scan(
     batch_size: int = 2,
     threshold: float | None = None,
     working: Preprocessed | None = None,
+    training_intensity: Sequence[Sequence[float]] | None = None,
 ) -> NativePrediction:
     """Probabilities and mask of one scan on its own grid (see the module docstring).
 
@@ -88,6 +90,8 @@ def predict_scan(
         recompose, batch_size: as `predict_volume`.
         threshold: the probability cut in the working space (default: `config.threshold`).
         working: the scan's preprocessed volume, when the caller has it already (the cache).
+        training_intensity: the model's training scans' intensity profiles
+            (`load_predictor`); a scan far from all of them is warned about.
     Returns:
         A `NativePrediction` (probability float32 and mask uint8, both (X, Y, Z)).
     Raises:
@@ -95,7 +99,7 @@ def predict_scan(
     """
     if working is None:
         working = preprocess_scan(scan, config.pipeline)
-    warn_if_degenerate(scan, working.flair)
+    warn_if_degenerate(scan, working.flair, training=training_intensity)
     probability = predict_volume(working.flair, predictor, config=config, recompose=recompose,
                                  batch_size=batch_size)
     level = config.threshold if threshold is None else threshold
@@ -113,6 +117,7 @@ def predict_files(
     threshold: float | None = None,
     probabilities: bool = False,
     overwrite: bool = False,
+    training_intensity: Sequence[Sequence[float]] | None = None,
 ) -> list[Path]:
     """Predict every scan and write ``<out>/<id>_mask.nii.gz`` (and ``<id>_prob.nii.gz``).
 
@@ -127,7 +132,8 @@ def predict_files(
     Args:
         records: the scans (`msseg.io.discovery.find_inputs`).
         out_dir: the output folder (created).
-        predictor, config, recompose, batch_size, threshold: as `predict_scan`.
+        predictor, config, recompose, batch_size, threshold, training_intensity: as
+            `predict_scan`.
         probabilities: also write the probability maps.
         overwrite: replace the outputs of an earlier run (see `write_prediction`).
     Returns:
@@ -146,7 +152,8 @@ def predict_files(
             start = time.perf_counter()
             scan = load_scan(record)
             prediction = predict_scan(scan, predictor, config=config, recompose=recompose,
-                                      batch_size=batch_size, threshold=threshold)
+                                      batch_size=batch_size, threshold=threshold,
+                                      training_intensity=training_intensity)
             masks.append(write_prediction(prediction, scan.geometry, out_dir, record.patient_id,
                                           probabilities=probabilities, overwrite=overwrite))
             seconds.append(time.perf_counter() - start)
