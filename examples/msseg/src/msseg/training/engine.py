@@ -36,6 +36,7 @@ import contextlib
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +148,10 @@ def train(
     net = _wrapped(state.model, config, rt)
     sampler, train_loader, val_loader = _loaders(config, train_set, val_set, rt)
     with contextlib.ExitStack() as held:
+        held.enter_context(warnings.catch_warnings())
+        # DDP compares the strides of size-1 axes too (a (1, C, 1, 1, 1) head in channels_last):
+        # the same memory layout, three lines of noise on every run
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
         log = None
         if rt.is_main:
             held.enter_context(folder_lock(out, command="msseg train"))
