@@ -258,3 +258,23 @@ def test_a_prediction_given_as_a_flair_is_refused(model, tmp_path, capsys, kind)
     assert not (tmp_path / "q").exists()
     assert nib.load(output).header["descrip"].item().startswith(b"msseg ")
 
+
+
+def test_evaluate_refuses_predictions_still_being_written(model, tmp_path, capsys):
+    """A predict writing into the folder holds its lock: its masks are not all there yet."""
+    from msseg.io.lock import folder_lock
+
+    flair, mask = blob_scan()
+    affine = oriented_affine("LPS", shape=flair.shape)
+    save(tmp_path / "data" / "01016SACH" / "3DFLAIR.nii.gz", flair, affine)
+    save(tmp_path / "data" / "01016SACH" / "Consensus.nii.gz", mask, affine)
+    save(tmp_path / "pred" / "01016SACH_mask.nii.gz", mask, affine)
+    args = ["evaluate", "-p", str(tmp_path / "pred"), "-t", str(tmp_path / "data")]
+    with folder_lock(tmp_path / "pred", command="msseg predict"):
+        assert main(args) == 1
+        message = _one_error(capsys)
+        assert message.startswith(f"{tmp_path / 'pred'}: another msseg process (pid "
+                                  f"{os.getpid()}, `msseg predict`) is writing into it, so it "
+                                  "is not complete yet")
+    assert not (tmp_path / "pred" / "per_scan.csv").exists()
+    assert main(args) == 0 and (tmp_path / "pred" / "per_scan.csv").is_file()

@@ -44,12 +44,15 @@ def run(args: argparse.Namespace) -> int:
     from msseg.evaluation.reports import format_results, without_lesions, write_report
     from msseg.evaluation.scoring import score_predictions
     from msseg.io.discovery import discover_scans
+    from msseg.io.lock import check_unlocked, folder_lock
 
     records = discover_scans(args.truth, mask_pattern=args.mask_pattern,
                              mask_labels=mask_labels(args))
+    check_unlocked(args.pred)  # a predict still writing there: its masks are not all there
     results, skipped = score_predictions(records, args.pred, min_lesion_mm3=args.min_lesion_mm3)
     out = args.out or args.pred
-    table = write_report(results, out)
+    with folder_lock(out, command="msseg evaluate"):
+        table = write_report(results, out)
     log.info("%s\n", format_results(results))
     log.info("%s", table.to_markdown().rstrip())
     empty = without_lesions(results)
