@@ -239,9 +239,9 @@ def recipe_config(args: argparse.Namespace) -> TrainConfig:
     """
     changes = _parse_set(args.set)
     if args.model is not None:
-        from msseg.training.checkpoint import load_checkpoint
+        from msseg.training.checkpoint import checkpoint_config, load_checkpoint
 
-        base = TrainConfig.from_dict(load_checkpoint(args.model)["config"])
+        base = checkpoint_config(load_checkpoint(args.model, keys=("config",)), args.model)
         return base.replace(**changes)
     return preset(args.config, **changes)
 

@@ -163,8 +163,8 @@ def restore_training(checkpoint: dict, path: str | Path, config: TrainConfig,
     if changed:
         raise ValueError(
             f"cannot resume from {path}: {changed} (checkpoint value, requested value) changed; "
-            f"they define the model and optimizer. Resume with the checkpoint's config "
-            f"(TrainConfig.from_dict(checkpoint['config'])), changing e.g. epochs or patience.")
+            f"they define the model and optimizer, so a resumed run keeps the checkpoint's: "
+            f"drop those flags (or --set items), or start a new run in another --out")
     load_weights(state.model, checkpoint, path)
     for name in ("optimizer", "scheduler", "scaler"):
         getattr(state, name).load_state_dict(checkpoint[name])

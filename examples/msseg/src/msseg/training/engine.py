@@ -37,7 +37,7 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,18 +147,8 @@ def train(
                 else restore_training(checkpoint, resume, config, state))
     net = _wrapped(state.model, config, rt)
     sampler, train_loader, val_loader = _loaders(config, train_set, val_set, rt)
-    with contextlib.ExitStack() as held:
-        held.enter_context(warnings.catch_warnings())
-        # DDP compares the strides of size-1 axes too (a (1, C, 1, 1, 1) head in channels_last):
-        # the same memory layout, three lines of noise on every run
-        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
-        log = None
-        if rt.is_main:
-            held.enter_context(folder_lock(out, command="msseg train"))
-            log = _open_record(out, config, progress, overwrite=overwrite, resumed_from=resume,
-                               checkpoint=checkpoint, data=data)
-            held.callback(log.close)
-
+    with _run_folder(out, config, progress, rt, overwrite=overwrite, resumed_from=resume,
+                     checkpoint=checkpoint, data=data) as log:
         # a resumed run that early stopping had ended stays ended (unless more patience is given)
         stopped_early = progress.patience_spent(config.patience) and \
             progress.epoch < config.epochs
@@ -263,6 +253,26 @@ def _loaders(config: TrainConfig, train_set: Dataset, val_set: Dataset,
     val_loader = DataLoader(Subset(val_set, range(rt.rank, len(val_set), rt.world_size)),
                             **loader_args)
     return sampler, train_loader, val_loader
+
+
+@contextlib.contextmanager
+def _run_folder(out: Path, config: TrainConfig, progress: Progress, rt: Runtime, *,
+                overwrite: bool, resumed_from: str | Path | None, checkpoint: dict | None,
+                data: TrainingData | None) -> Iterator[TrainingLog | None]:
+    """While the epochs run: rank 0 holds the folder's lock and its record (`_open_record`,
+    yielded; None on the other ranks)."""
+    with contextlib.ExitStack() as held, warnings.catch_warnings():
+        # DDP compares the strides of size-1 axes too (a (1, C, 1, 1, 1) head in channels_last):
+        # the same memory layout, three lines of noise on every run
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
+        if not rt.is_main:
+            yield None
+            return
+        held.enter_context(folder_lock(out, command="msseg train"))
+        log = _open_record(out, config, progress, overwrite=overwrite,
+                           resumed_from=resumed_from, checkpoint=checkpoint, data=data)
+        held.callback(log.close)
+        yield log
 
 
 def _open_record(out: Path, config: TrainConfig, progress: Progress, *, overwrite: bool,
