@@ -278,3 +278,33 @@ def test_evaluate_refuses_predictions_still_being_written(model, tmp_path, capsy
                                   "is not complete yet")
     assert not (tmp_path / "pred" / "per_scan.csv").exists()
     assert main(args) == 0 and (tmp_path / "pred" / "per_scan.csv").is_file()
+
+
+def test_outputs_inside_a_folder_of_patient_folders_are_refused_before_any_work(
+        model, phantom_dir, tmp_path, capsys):
+    """Every sub-folder of an MSSEG folder is read as a patient: a run, a cache or predictions
+    written there would break the next reading of the data."""
+    data = tmp_path / "data"
+    for patient in ("01016SACH", "07001MOEL", "08002CHJE"):
+        for name in ("3DFLAIR.nii.gz", "Consensus.nii.gz"):
+            target = data / patient / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes((phantom_dir / patient / name).read_bytes())
+    for args, where in (
+            (["train", "-i", str(data), "-o", str(data / "run"), *TINY_FLAGS], data / "run"),
+            (["train", "-i", str(data), "-o", str(tmp_path / "run"), "--cache",
+              str(data / "cache"), *TINY_FLAGS], data / "cache"),
+            (["cv", "-i", str(data), "-o", str(data / "cv"), *TINY_FLAGS], data / "cv"),
+            (["preprocess", "-i", str(data), "-c", str(data / "cache"), "--config", "demo"],
+             data / "cache"),
+            (["predict", "-m", str(model), "-i", str(data), "-o", str(data / "pred")],
+             data / "pred")):
+        assert main(args) == 1, args
+        message = _one_error(capsys)
+        assert message.startswith(f"{where}: lies inside the data folder {data}, whose "
+                                  "sub-folders are read as patients"), message
+    assert sorted(p.name for p in data.iterdir()) == ["01016SACH", "07001MOEL", "08002CHJE"]
+    assert not (tmp_path / "run").exists()
+    # a patient folder or a folder of NIfTI files takes its outputs beside the scans
+    assert main(["predict", "-m", str(model), "-i", str(data / "01016SACH"), "-o",
+                 str(data / "01016SACH")]) == 0

@@ -25,6 +25,7 @@ from msseg.commands.options import (
     add_data_arguments,
     add_recompose_argument,
     check_before_training,
+    check_outputs_outside,
     mask_labels,
     set_threads,
     train_config,
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args)
     config = train_config(args)
     check_before_training(config, args.out)
+    check_outputs_outside(args.data, cross_validation_folder=args.out, cache=args.cache)
     recipe = recipe_named(config.recipe)
     chosen = recipe.recomposition(args.recompose)
     methods = (chosen, *(m for m in recipe.recompositions if m != chosen))

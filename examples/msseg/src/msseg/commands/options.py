@@ -26,6 +26,7 @@ __all__ = [
     "add_threads_argument",
     "by_preset",
     "check_before_training",
+    "check_outputs_outside",
     "mask_labels",
     "recipe_config",
     "set_threads",
@@ -185,6 +186,25 @@ def check_before_training(config: TrainConfig, out: Path) -> None:
     if config.weights is not None:
         create_encoder_2d(config.encoder, stages=config.encoder_stages, weights=config.weights)
     check_writable(out)
+
+
+def check_outputs_outside(data: str | Path, **outputs: Path | None) -> None:
+    """Refuse, before any work, an output folder inside a data folder whose sub-folders are
+    read as patients (`msseg.io.paths.check_outside`); `outputs` by what they are, e.g.
+    ``run_folder=args.out, cache=args.cache``.
+
+    Raises:
+        ValueError: naming the output, the data folder and the fix.
+    """
+    from msseg.io.discovery import patient_folders
+    from msseg.io.paths import check_outside
+
+    folder = patient_folders(data)
+    if folder is None:
+        return
+    for what, path in outputs.items():
+        if path is not None:
+            check_outside(path, folder, what=what.replace("_", " "))
 
 
 def train_config(args: argparse.Namespace, *, base: TrainConfig | None = None,

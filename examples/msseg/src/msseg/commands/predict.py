@@ -23,6 +23,7 @@ from msseg.commands.options import (
     add_device_arguments,
     add_recompose_argument,
     add_threads_argument,
+    check_outputs_outside,
     set_threads,
 )
 from msseg.config import PAPER_THRESHOLD
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from msseg.io.discovery import find_inputs
 
     set_threads(args)
+    check_outputs_outside(args.input, output_folder=args.out)
     records = without_outputs(find_inputs(args.input), args.out)
     predictor, config, intensity = load_predictor(args.model, device=args.device,
                                                   precision=args.precision)

@@ -19,6 +19,7 @@ from pathlib import Path
 from msseg.commands.options import (
     add_data_arguments,
     add_recipe_arguments,
+    check_outputs_outside,
     mask_labels,
     recipe_config,
 )
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from msseg.data.cache import fill_cache
     from msseg.io.discovery import discover_scans
 
+    check_outputs_outside(args.data, cache=args.cache)
     config = recipe_config(args)
     records = discover_scans(args.data, mask_pattern=args.mask_pattern,
                              require_masks=not args.no_masks, mask_labels=mask_labels(args))

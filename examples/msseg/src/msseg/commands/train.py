@@ -34,6 +34,7 @@ from msseg.commands.options import (
     add_config_arguments,
     add_data_arguments,
     check_before_training,
+    check_outputs_outside,
     mask_labels,
     set_threads,
     train_config,
@@ -87,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         base = checkpoint_config(load_checkpoint(args.resume), args.resume)
     config = train_config(args, base=base, out_dir=str(args.out))
     check_before_training(config, args.out)
+    check_outputs_outside(args.data, run_folder=args.out, cache=args.cache)
     records = discover_scans(args.data, mask_pattern=args.mask_pattern,
                              mask_labels=mask_labels(args))
     training, validation = split_scans(records, val=args.val, exclude=args.exclude)

@@ -25,6 +25,7 @@ Public API:
     find_inputs(source) -> list[ScanRecord]        the FLAIRs to predict (masks never read)
     prediction_path(out_dir, patient_id, kind="mask") -> Path   where `predict` writes a scan's
                                                                  mask or probability map
+    patient_folders(source) -> Path | None   the folder whose sub-folders are read as patients
 """
 
 from __future__ import annotations
@@ -280,6 +281,21 @@ def find_inputs(source: str | Path) -> list[ScanRecord]:
         raise FileNotFoundError(f"{source}: input not found; give a FLAIR .nii/.nii.gz file, a "
                                 f"folder of them, an MSSEG folder or a scan CSV")
     return [dataclasses.replace(r, mask=None) for r in discover_scans(source, require_masks=False)]
+
+
+def patient_folders(source: str | Path) -> Path | None:
+    """The folder whose sub-folders are read as patients (an MSSEG folder), when `source` is
+    read that way; None for a file, a pattern, one patient folder or a folder of NIfTI files.
+
+    An output written inside such a folder would be read as a patient next time.
+    """
+    path = Path(source)
+    if not path.is_dir() or (path / MSSEG_FLAIR).is_file():
+        return None
+    if any(p.is_file() and p.name.endswith(_NIFTI) and not p.name.startswith(".")
+           for p in path.iterdir()):
+        return None
+    return path
 
 
 def prediction_path(out_dir: str | Path, patient_id: str, kind: str = "mask") -> Path:

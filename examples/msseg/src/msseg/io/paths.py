@@ -9,11 +9,16 @@ folder (a separator, ``..``, a leading dot, a control character, an over-long na
 folder and refuses a result that lies outside it (a link included); every path msseg writes
 that is made from an id goes through it.
 
+`check_outside` keeps an output folder out of a data folder whose sub-folders are read as
+scans (an MSSEG folder): a run, a cache or predictions there would be read as a patient next
+time.
+
 Public API:
     MAX_ID_LENGTH
     id_problem(patient_id) -> str | None
     check_id(patient_id, *, where="") -> str
     output_path(folder, name) -> Path
+    check_outside(path, data, *, what) -> None
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import unicodedata
 from pathlib import Path
 
-__all__ = ["MAX_ID_LENGTH", "check_id", "id_problem", "output_path"]
+__all__ = ["MAX_ID_LENGTH", "check_id", "check_outside", "id_problem", "output_path"]
 
 # "<id>_prob.nii.gz" under its temporary name ".<id>_prob.<pid>.partial.nii.gz" stays within
 # the 255 bytes a file name may have
@@ -98,3 +103,20 @@ def output_path(folder: str | Path, name: str) -> Path:
         raise ValueError(f"{path}: leads outside {folder} (to {path.resolve()}), so msseg does "
                          f"not write it; remove the link or choose another output folder")
     return path
+
+
+def check_outside(path: str | Path, data: str | Path, *, what: str) -> None:
+    """Refuse an output folder inside `data`, a folder whose sub-folders are read as scans.
+
+    Args:
+        path: the output folder (need not exist).
+        data: the data folder (`msseg.io.discovery.patient_folders`).
+        what: the output, for the message (e.g. "run folder").
+    Raises:
+        ValueError: `path` is `data` or lies inside it.
+    """
+    inside, folder = Path(path).resolve(), Path(data).resolve()
+    if inside == folder or folder in inside.parents:
+        raise ValueError(f"{path}: lies inside the data folder {data}, whose sub-folders are "
+                         f"read as patients, so the {what} would be read as one next time; "
+                         f"write it outside the data folder")

@@ -36,6 +36,7 @@ import numpy as np
 
 from msseg.io.atomic import atomic_write_text, check_writable
 from msseg.io.discovery import MSSEG_FLAIR, MSSEG_MASK, MSSEG_PATIENTS, ScanRecord, msseg_centre
+from msseg.io.lock import folder_lock
 from msseg.io.nifti import save_nifti
 from msseg.io.orientation import Geometry, axes_matrix
 from msseg.phantom.anatomy import TISSUE, render_head, rotation, sample_head
@@ -149,6 +150,7 @@ def write_phantom(
     Raises:
         FileExistsError: `out` holds files of the phantom's patients and `overwrite` is False.
         msseg.io.atomic.WriteError: `out` is not a writable folder.
+        msseg.io.lock.FolderLockedError: another process writes into `out`.
     """
     out = Path(out)
     check_writable(out)
@@ -162,15 +164,16 @@ def write_phantom(
                               f"writing the phantom would replace them: pass --overwrite to "
                               f"replace them (overwrite=True), or choose another folder")
     records = []
-    for patient_id in progress_bar(MSSEG_PATIENTS, desc="phantom", unit="scan",
-                                   enabled=progress):
-        flair, mask, geometry = make_patient(patient_id, scale=scale, seed=seed)
-        folder = out / patient_id
-        save_nifti(flair, geometry, folder / MSSEG_FLAIR)
-        save_nifti(mask, geometry, folder / MSSEG_MASK)
-        records.append(ScanRecord(patient_id, msseg_centre(patient_id), folder / MSSEG_FLAIR,
-                                  folder / MSSEG_MASK))
-    atomic_write_text(out / "phantom.json", json.dumps(settings, indent=2))
+    with folder_lock(out, command="msseg phantom"):
+        for patient_id in progress_bar(MSSEG_PATIENTS, desc="phantom", unit="scan",
+                                       enabled=progress):
+            flair, mask, geometry = make_patient(patient_id, scale=scale, seed=seed)
+            folder = out / patient_id
+            save_nifti(flair, geometry, folder / MSSEG_FLAIR)
+            save_nifti(mask, geometry, folder / MSSEG_MASK)
+            records.append(ScanRecord(patient_id, msseg_centre(patient_id),
+                                      folder / MSSEG_FLAIR, folder / MSSEG_MASK))
+        atomic_write_text(out / "phantom.json", json.dumps(settings, indent=2))
     return records
 
 
