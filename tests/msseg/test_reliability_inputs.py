@@ -335,3 +335,20 @@ def test_ctrl_c_is_one_line(capsys, monkeypatch):
     monkeypatch.setattr("msseg.commands.summary.run", interrupted)
     assert main(["summary"]) == 130
     assert _one_error(capsys).startswith("msseg summary stopped (Ctrl-C)")
+
+
+def test_a_scan_given_as_a_checkpoint_is_named_for_what_it_is(good, tmp_path, capsys):
+    scan = good[1]
+    assert main(["predict", "-m", str(scan), "-i", str(scan), "-o", str(tmp_path / "out")]) == 1
+    assert _one_error(capsys) == (f"{scan}: checkpoint is not a torch file (it begins like a "
+                                  f"gzip file: a .nii.gz scan?); {FROM_TRAIN}")
+    plain = tmp_path / "scan.nii"
+    plain.write_bytes(gzip.decompress(scan.read_bytes()))
+    assert main(["predict", "-m", str(plain), "-i", str(scan), "-o", str(tmp_path / "out")]) == 1
+    assert "it begins like a NIfTI image: a scan?" in _one_error(capsys)
+
+
+def test_a_negative_minimum_lesion_volume_is_one_line(tmp_path, capsys):
+    assert main(["evaluate", "-p", str(tmp_path), "-t", str(tmp_path),
+                 "--min-lesion-mm3", "-5"]) == 1
+    assert _one_error(capsys) == "--min-lesion-mm3 must be a volume >= 0 in mm³; got -5.0"

@@ -56,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run (or continue) the cross-validation; log and write Table 2."""
+    if not args.min_lesion_mm3 >= 0:
+        raise ValueError(f"--min-lesion-mm3 must be a volume >= 0 in mm³; got "
+                         f"{args.min_lesion_mm3}")
     from msseg.config import recipe_named
     from msseg.evaluation.reports import format_results, overall_table, write_report
     from msseg.io.atomic import atomic_write_text

@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Score the predicted scans, log the per-scan lines and the table, write the files."""
+    if not args.min_lesion_mm3 >= 0:
+        raise ValueError(f"--min-lesion-mm3 must be a volume >= 0 in mm³; got "
+                         f"{args.min_lesion_mm3}")
     from msseg.evaluation.reports import format_results, without_lesions, write_report
     from msseg.evaluation.scoring import score_predictions
     from msseg.io.discovery import discover_scans

@@ -31,6 +31,8 @@ __all__ = ["TorchFileError", "read_torch_file"]
 _ZIP = b"PK\x03\x04"  # torch.save's format since 1.6
 _PICKLE = 0x80  # the PROTO opcode that begins a pickle of protocol 2 or later (torch's legacy)
 _ONNX = (b"\x08", b"tf2onnx", b"pytorch", b"onnx")  # ir_version field, then a producer name
+_GZIP = b"\x1f\x8b"  # a gzip stream (.nii.gz)
+_NIFTI = (b"\x5c\x01\x00\x00", b"\x00\x00\x01\x5c")  # sizeof_hdr 348, either byte order
 
 
 class TorchFileError(ValueError):
@@ -89,6 +91,10 @@ def _kind(path: Path, head: bytes) -> str | None:
     if path.suffix.lower() == ".onnx" or (head.startswith(_ONNX[0]) and any(
             name in head for name in _ONNX[1:])):
         return "like an ONNX model; ONNX files are encoder weights, for --weights"
+    if head.startswith(_GZIP):
+        return "like a gzip file: a .nii.gz scan?"
+    if head[:4] in _NIFTI:
+        return "like a NIfTI image: a scan?"
     try:  # a character cut at the end of `head` is not an error
         text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
     except UnicodeDecodeError:
