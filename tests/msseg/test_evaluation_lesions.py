@@ -13,6 +13,7 @@ from msseg.evaluation.lesions import (
     detect_lesions,
     label_lesions,
     min_lesion_voxels,
+    voxel_mm3,
 )
 
 SHAPE = (20, 20, 20)
@@ -108,6 +109,7 @@ def test_lesions_of_at_most_the_minimum_volume_are_ignored():
     assert label_lesions(mask, voxel_mm3=2.0)[1] == 2  # 6 and 8 mm³
     assert min_lesion_voxels(1.0, 3.0) == 4 and min_lesion_voxels(0.3, 3.0) == 11
     assert min_lesion_voxels(8.0, 3.0) == 1 and min_lesion_voxels(1.0, 0.0) == 1
+    assert voxel_mm3(np.diag([-1.2, 0.5, 0.5, 1.0])) == pytest.approx(0.3)
 
 
 def test_no_lesion_on_either_side():

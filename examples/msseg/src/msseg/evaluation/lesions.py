@@ -25,6 +25,7 @@ constants at once.
 Public API:
     LESION_CONNECTIVITY, MIN_LESION_MM3, MIN_OVERLAP, MAX_OUTSIDE, MODERATOR
     LesionCounts(true_lesions, predicted_lesions, detected, false)
+    voxel_mm3(affine) -> float             one voxel's volume on a grid with this affine
     min_lesion_voxels(voxel_mm3, min_mm3=MIN_LESION_MM3) -> int
     label_lesions(mask, *, voxel_mm3, min_mm3=MIN_LESION_MM3) -> (labels int32, count)
     detect_lesions(pred, truth, *, min_size=1, ...) -> LesionCounts
@@ -49,6 +50,7 @@ __all__ = [
     "detect_lesions",
     "label_lesions",
     "min_lesion_voxels",
+    "voxel_mm3",
 ]
 
 LESION_CONNECTIVITY = 1  # scipy's rank: 1 = face neighbours (6 in 3D), as the challenge's tool
@@ -66,6 +68,14 @@ class LesionCounts:
     predicted_lesions: int  # predicted lesions (larger than the minimum size)
     detected: int  # ground-truth lesions detected by the rule
     false: int  # predicted lesions that are not true by the rule
+
+
+def voxel_mm3(affine: np.ndarray) -> float:
+    """One voxel's volume in mm³ on a grid with this (4, 4) voxel-to-mm affine (e.g.
+    `msseg.io.orientation.Geometry.affine`), for `label_lesions`."""
+    import numpy as np
+
+    return abs(float(np.linalg.det(np.asarray(affine, dtype=np.float64)[:3, :3])))
 
 
 def min_lesion_voxels(voxel_mm3: float, min_mm3: float = MIN_LESION_MM3) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from msseg.evaluation.lesions import MIN_LESION_MM3, min_lesion_voxels
+from msseg.evaluation.lesions import MIN_LESION_MM3, min_lesion_voxels, voxel_mm3
 from msseg.evaluation.metrics import ScanMetrics, scan_metrics
 from msseg.io.discovery import ScanRecord, prediction_path
 from msseg.io.nifti import Scan, load_scan
@@ -54,8 +54,7 @@ def score_scan(prediction: np.ndarray, truth: Scan, *,
     """
     if truth.mask is None:
         raise ValueError(f"{truth.record.patient_id}: no ground-truth mask to evaluate against")
-    voxel_mm3 = abs(float(np.linalg.det(truth.geometry.affine[:3, :3])))
-    min_size = min_lesion_voxels(voxel_mm3, min_lesion_mm3)
+    min_size = min_lesion_voxels(voxel_mm3(truth.geometry.affine), min_lesion_mm3)
     metrics = scan_metrics(prediction, truth.mask, min_size=min_size)
     return ScanResult(truth.record.patient_id, truth.record.centre or "-", metrics)
 
