@@ -21,16 +21,15 @@ Each epoch `save_epoch` writes ``last.pt`` first: it is the run's commit point, 
 epoch, the best epoch and the whole history. ``best.pt`` (the same bytes, when the epoch
 improved), ``history.csv`` and ``curves.png`` follow from it. A crash at any point therefore
 leaves a complete ``last.pt`` and the other files at most one save behind it: `load_model` refuses
-a ``best.pt`` that the ``last.pt`` beside it says is superseded, and `finish_best` (called when a
-run resumes) completes it. Every problem with a file raises `CheckpointError`, one line naming
-the file, what is wrong and what to do.
+a ``best.pt`` that the ``last.pt`` beside it says is superseded, and
+`msseg.training.logbook.finish_best` (called when a run resumes) completes it. Every problem
+with a file raises `CheckpointError`, one line naming the file, what is wrong and what to do.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
-import logging
 import math
 import random
 import warnings
@@ -59,10 +58,8 @@ __all__ = [
     "CheckpointError",
     "Progress",
     "TrainingState",
-    "adopt_run",
     "build_model_for_checkpoint",
     "checkpoint_config",
-    "finish_best",
     "get_rng_state",
     "load_checkpoint",
     "load_model",
@@ -75,8 +72,6 @@ __all__ = [
     "set_rng_state",
     "training_checkpoint",
 ]
-
-log = logging.getLogger(__name__)
 
 FORMAT = 2  # 2: with a checksum of the contents; 1 (no checksum) still loads, with a warning
 # Fields that define the model and the optimizer's parameters: a resumed run must keep them.
@@ -366,51 +361,6 @@ def load_weights(model: torch.nn.Module, checkpoint: dict, path: str | Path) -> 
                               f"or the file was edited; use an earlier checkpoint of the run, "
                               f"e.g. its best.pt")
     model.load_state_dict(state)
-
-
-def finish_best(out_dir: str | Path, checkpoint: dict, source: str | Path) -> None:
-    """Complete a ``best.pt`` that an interrupted save left behind `checkpoint` (the state a run
-    resumes from, read from `source`): when that state is its own best epoch, ``best.pt`` gets
-    its bytes; when an earlier epoch was best and ``best.pt`` does not hold it, a warning says
-    so (it is written again at the next improvement).
-    """
-    best = Path(out_dir) / "best.pt"
-    epoch, best_epoch = checkpoint["epoch"], checkpoint["best_epoch"]
-    if best_epoch == 0:
-        return
-    held = saved_epoch(best)
-    if held == best_epoch:
-        return
-    if best_epoch == epoch:
-        atomic_write_bytes(best, Path(source).read_bytes())
-        log.info("%s: completed from %s (epoch %d; a save had been interrupted)", best, source,
-                 epoch)
-        return
-    log.warning("%s: holds %s, but the run's best epoch is %d; it is written again when the "
-                "validation loss next improves", best,
-                "nothing readable" if held is None else f"epoch {held}", best_epoch)
-
-
-def adopt_run(out_dir: str | Path, checkpoint: dict, source: str | Path) -> None:
-    """Continue a run in a new folder: ``last.pt`` gets the bytes of `source` (the state the run
-    resumes from, `checkpoint`), and ``best.pt`` the run's best epoch (`source` itself when that
-    is its best, else the ``best.pt`` beside `source` when it holds that epoch; otherwise a
-    warning says it is written again at the next improvement).
-    """
-    out_dir, source = Path(out_dir), Path(source)
-    data = source.read_bytes()
-    atomic_write_bytes(out_dir / "last.pt", data)
-    epoch, best_epoch = checkpoint["epoch"], checkpoint["best_epoch"]
-    best = source.with_name("best.pt")
-    if best_epoch and best_epoch == epoch:
-        atomic_write_bytes(out_dir / "best.pt", data)
-    elif best_epoch and saved_epoch(best) == best_epoch:
-        atomic_write_bytes(out_dir / "best.pt", best.read_bytes())
-    elif best_epoch:
-        log.warning("%s: epoch %d, the run's best, is not beside %s; %s is written when the "
-                    "validation loss next improves", source, best_epoch, source.name,
-                    out_dir / "best.pt")
-    log.info("continuing the run of %s (epoch %d) in %s", source, epoch, out_dir)
 
 
 def _serialise(checkpoint: dict[str, Any]) -> bytes:

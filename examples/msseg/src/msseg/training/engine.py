@@ -56,15 +56,19 @@ from msseg.progress import progress_bar
 from msseg.training.checkpoint import (
     Progress,
     TrainingState,
-    adopt_run,
     build_model_for_checkpoint,
-    finish_best,
     load_checkpoint,
     restore_training,
     save_epoch,
     training_checkpoint,
 )
-from msseg.training.logbook import TrainingLog, check_run_folder, clear_run
+from msseg.training.logbook import (
+    TrainingLog,
+    adopt_run,
+    check_run_folder,
+    clear_run,
+    finish_best,
+)
 from msseg.training.run_data import TrainingData, changed_data, checkpoint_data
 from msseg.training.runtime import Runtime, make_runtime, seed_everything
 

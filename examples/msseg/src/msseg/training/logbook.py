@@ -11,6 +11,9 @@ both are rewritten from the checkpoint (dropping rows of epochs it never saw). A
 they are rewritten whole through `msseg.io.atomic`, so a killed run never leaves a torn row or a
 half-drawn figure.
 
+When a run resumes, `finish_best` completes a ``best.pt`` that an interrupted save left behind
+(in the run's folder), and `adopt_run` gives a new folder the run's checkpoints.
+
 A folder that holds a run with a saved epoch (a `CHECKPOINTS` file) is only trained into again
 when asked: `check_run_folder` refuses otherwise, before any work, and `clear_run` removes the
 old run when it is to be replaced. A run stopped before its first epoch was saved leaves only a
@@ -22,15 +25,18 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
 
-from msseg.io.atomic import atomic_path, atomic_write_text
+from msseg.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from msseg.training.checkpoint import saved_epoch
 
-__all__ = ["CHECKPOINTS", "COLUMNS", "RUN_FILES", "TrainingLog", "check_run_folder",
-           "clear_run"]
+__all__ = ["CHECKPOINTS", "COLUMNS", "RUN_FILES", "TrainingLog", "adopt_run",
+           "check_run_folder", "clear_run", "finish_best"]
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ("epoch", "step", "train_loss", "val_loss", "val_dice_working", "lr", "seconds")
 # The files of a run, in the order `clear_run` removes them (the commit point first).
@@ -98,6 +104,51 @@ def clear_run(out_dir: str | Path) -> list[Path]:
             continue
         removed.append(path)
     return removed
+
+
+def finish_best(out_dir: str | Path, checkpoint: dict, source: str | Path) -> None:
+    """Complete a ``best.pt`` that an interrupted save left behind `checkpoint` (the state a run
+    resumes from, read from `source`): when that state is its own best epoch, ``best.pt`` gets
+    its bytes; when an earlier epoch was best and ``best.pt`` does not hold it, a warning says
+    so (it is written again at the next improvement).
+    """
+    best = Path(out_dir) / "best.pt"
+    epoch, best_epoch = checkpoint["epoch"], checkpoint["best_epoch"]
+    if best_epoch == 0:
+        return
+    held = saved_epoch(best)
+    if held == best_epoch:
+        return
+    if best_epoch == epoch:
+        atomic_write_bytes(best, Path(source).read_bytes())
+        log.info("%s: completed from %s (epoch %d; a save had been interrupted)", best, source,
+                 epoch)
+        return
+    log.warning("%s: holds %s, but the run's best epoch is %d; it is written again when the "
+                "validation loss next improves", best,
+                "nothing readable" if held is None else f"epoch {held}", best_epoch)
+
+
+def adopt_run(out_dir: str | Path, checkpoint: dict, source: str | Path) -> None:
+    """Continue a run in a new folder: ``last.pt`` gets the bytes of `source` (the state the run
+    resumes from, `checkpoint`), and ``best.pt`` the run's best epoch (`source` itself when that
+    is its best, else the ``best.pt`` beside `source` when it holds that epoch; otherwise a
+    warning says it is written again at the next improvement).
+    """
+    out_dir, source = Path(out_dir), Path(source)
+    data = source.read_bytes()
+    atomic_write_bytes(out_dir / "last.pt", data)
+    epoch, best_epoch = checkpoint["epoch"], checkpoint["best_epoch"]
+    best = source.with_name("best.pt")
+    if best_epoch and best_epoch == epoch:
+        atomic_write_bytes(out_dir / "best.pt", data)
+    elif best_epoch and saved_epoch(best) == best_epoch:
+        atomic_write_bytes(out_dir / "best.pt", best.read_bytes())
+    elif best_epoch:
+        log.warning("%s: epoch %d, the run's best, is not beside %s; %s is written when the "
+                    "validation loss next improves", source, best_epoch, source.name,
+                    out_dir / "best.pt")
+    log.info("continuing the run of %s (epoch %d) in %s", source, epoch, out_dir)
 
 
 class TrainingLog:
