@@ -42,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from msseg.data.cache import fill_cache
     from msseg.io.discovery import discover_scans
 
-    check_outputs_outside(args.data, cache=args.cache)
     config = recipe_config(args)
+    check_outputs_outside(args.data, cache=args.cache)
     records = discover_scans(args.data, mask_pattern=args.mask_pattern,
                              require_masks=not args.no_masks, mask_labels=mask_labels(args))
     config = config.with_data(records)
