@@ -38,13 +38,14 @@ from ._ops import (
     WINDOW_FUNCTIONS,
     planar_shape,
 )
+from .layers._state import state_of
 from .layers.acs_conv import acs_conv3d, acs_orientable
 from .layers.thick_conv import thick_kernel
 
 __all__ = ["NoPlanarMeaning", "rewrite_body_forward", "set_kernels"]
 
+# the tag on a volume whose planar axis sits elsewhere than at `axis` (see _Layout)
 _TAG = "_planar3d_ins"
-_KERNELS = "_planar3d_kernels"
 
 
 class NoPlanarMeaning(RuntimeError):
@@ -218,7 +219,7 @@ class _Rules:
         params = dict(zip(names, (None, 1, 0, 1, 1)))
         params.update(zip(names, args[2:]))
         params.update(kwargs)
-        mode, depth = getattr(self.module, _KERNELS, ("planar", 3))
+        mode, depth = state_of(self.module).kernels or ("planar", 3)
         if _Layout.of(x, self.axis) != self.axis:
             raise NoPlanarMeaning("a convolution of a permuted volume")
         stride = nn.modules.utils._pair(params["stride"])
@@ -343,4 +344,4 @@ def set_kernels(module: nn.Module, mode: str, kernel_depth: int) -> None:
     """Make the `F.conv2d` calls of a body-rewritten module use the kernels of `mode` (planar:
     per slice; center/inflate: depth `kernel_depth`; acs: three orientations)."""
     if rewrite_kind(module) == "body":
-        setattr(module, _KERNELS, (mode, kernel_depth))
+        state_of(module).kernels = (mode, kernel_depth)

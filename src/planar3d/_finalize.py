@@ -11,10 +11,9 @@ from ._axis import axis_name, unfold
 from ._body_rewrite import set_kernels
 from ._planner import Planner
 from ._reference import Capture, run_3d
-from ._verify import type_name
 from ._walk import rebuild
 from .errors import UnsupportedModuleError
-from .layers._swap import original_type
+from .layers._state import original_type, type_name
 from .layers.fold import is_folded, is_slice_wise
 from .layers.planar_conv import PlanarConv3d
 from .layers.planar_pool import PlanarAvgPool3d, PlanarMaxPool3d

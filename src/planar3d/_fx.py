@@ -16,12 +16,11 @@ from functools import cache
 
 from torch import fx, nn
 
+from .layers._state import clear_derived, state_of
 from .layers._swap import copy_derived, reduce_derived
 
 __all__ = ["call_submodule", "is_rewritten", "rewrite", "rewrite_kind", "unrewrite"]
 
-# the traced forwards of a rewritten module, by train/eval flag and flag arguments
-_TRACED = "_planar3d_traced"
 # kind -> fn(module, axis, path) -> wrap(label, fn): registered by the rewrite modules
 _WRAPPERS: dict[str, Callable] = {}
 
@@ -95,7 +94,8 @@ def _flag_defaults(base: type) -> dict[str, object]:
 
 
 def _trace(module: nn.Module, base: type, training: bool, flags: dict) -> tuple[Callable, list]:
-    kind, axis, path = module._planar3d_rewrite
+    state = state_of(module)
+    kind, axis, path = state.rewrite, state.axis, state.path
     wrap = _WRAPPERS[kind](module, axis, path)
     current, mode = module.__class__, module.training
     module.__class__ = base  # trace the class's own forward
@@ -111,31 +111,31 @@ class _RewrittenMixin:
     plain-value arguments such as `pre_logits` (traced on first use of each combination)."""
 
     def forward(self, *args, **kwargs):
-        base = self._planar3d_base
+        state = state_of(self)
+        base = state.base
         bound = _signature(base).bind(self, *args, **kwargs)
         defaults = _flag_defaults(base)
         flags = {name: bound.arguments.get(name, value) for name, value in defaults.items()}
         key = (self.training, tuple(flags.items()))
-        traced = self.__dict__.setdefault(_TRACED, {})
+        traced = state.traced
         if key not in traced:
             traced[key] = _trace(self, base, self.training, flags)[0]
         rest = {k: v for k, v in bound.arguments.items() if k != "self" and k not in flags}
         return traced[key](self, **rest)
 
     def _get_name(self) -> str:
-        return f"Rewritten[{self._planar3d_base.__name__}]"
+        return f"Rewritten[{state_of(self).base.__name__}]"
 
     def __deepcopy__(self, memo):
-        return copy_derived(self, memo, _rewritten_again, drop=(_TRACED,))
+        return copy_derived(self, memo, _rewritten_again)
 
     def __reduce_ex__(self, protocol):
-        return reduce_derived(self, protocol, _rewritten_again, drop=(_TRACED,))
+        return reduce_derived(self, protocol, _rewritten_again)
 
 
 @cache
 def _rewritten_class(base: type) -> type:
-    return type("Rewritten" + base.__name__, (_RewrittenMixin, base),
-                {"_planar3d_base": base, "__module__": __name__})
+    return type("Rewritten" + base.__name__, (_RewrittenMixin, base), {"__module__": __name__})
 
 
 def _rewritten_again(module: nn.Module) -> nn.Module:
@@ -151,7 +151,7 @@ def is_rewritten(module: nn.Module) -> bool:
 
 def rewrite_kind(module: nn.Module) -> str | None:
     """"body" or "head" for a rewritten module (which rewrite gave it its forward), else None."""
-    return module._planar3d_rewrite[0] if is_rewritten(module) else None
+    return state_of(module).rewrite if is_rewritten(module) else None
 
 
 def rewrite(module: nn.Module, *, kind: str, axis: int, path: str) -> list[str]:
@@ -165,21 +165,19 @@ def rewrite(module: nn.Module, *, kind: str, axis: int, path: str) -> list[str]:
     Raises:
         Whatever torch.fx raises when the forward cannot be traced.
     """
-    base = module._planar3d_base if is_rewritten(module) else type(module)
-    module._planar3d_rewrite = (kind, axis, path)
+    base = state_of(module).base if is_rewritten(module) else type(module)
+    state = state_of(module, create=True)
+    state.rewrite, state.axis, state.path = kind, axis, path
     flags = _flag_defaults(base)
     traced = {}
     touched: list[str] = []
     for training in (False, True):
         traced[(training, tuple(flags.items()))], touched = _trace(module, base, training, flags)
     module.__class__ = _rewritten_class(base)
-    module.__dict__[_TRACED] = traced
+    state.base, state.traced = base, traced
     return touched
 
 
 def unrewrite(module: nn.Module) -> None:
     """Give `module` back its class's forward."""
-    if is_rewritten(module):
-        module.__class__ = module._planar3d_base
-    for key in (_TRACED, "_planar3d_rewrite"):
-        module.__dict__.pop(key, None)
+    clear_derived(module)

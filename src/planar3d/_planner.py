@@ -27,10 +27,11 @@ from ._head_rewrite import rewrite_head_forward
 from ._modes import eval_mode, train_mode
 from ._probe import is_standard, probe_constant, probe_slices, watch_own_code
 from ._record import CallRecord, record_train_only
-from ._verify import Divergence, localize, type_name
+from ._verify import Divergence, localize
 from ._walk import replace_children
 from .context import ConversionContext
 from .errors import UnsupportedModuleError
+from .layers._state import type_name
 from .layers._swap import deepcopy_module
 from .layers.fold import fold_module, is_folded, is_slice_wise
 from .layers.planar_conv import PlanarConv3d, PlanarConvTranspose3d

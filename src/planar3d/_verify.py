@@ -28,9 +28,9 @@ from ._reference import (
     reference_run,
     run_3d,
 )
-from .layers._swap import original_type
+from .layers._state import type_name
 
-__all__ = ["Divergence", "check_network", "localize", "type_name"]
+__all__ = ["Divergence", "check_network", "localize"]
 
 
 @dataclass
@@ -42,11 +42,6 @@ class Divergence:
     reason: str
     training: bool
     inputs_differ: bool = False
-
-
-def type_name(module: nn.Module) -> str:
-    """The class name of the 2D module behind a converted one (folded, rewritten...)."""
-    return original_type(module).__name__
 
 
 def outputs_problem(got, want, *, volumes: int, batch: int, axis: int) -> str:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from .layers._state import state_of
+
 __all__ = ["ConversionReport", "ReportEntry", "conversion_report"]
 
 # action -> what it means, in the order the report prints them
@@ -91,17 +93,15 @@ class ConversionReport:
         return "\n".join(lines)
 
 
-_ATTRIBUTE = "_planar3d_report"
-
-
 def attach_report(model: nn.Module, report: ConversionReport) -> None:
     """Keep `report` with the converted `model` (it deep-copies and pickles with it)."""
-    setattr(model, _ATTRIBUTE, report)
+    state_of(model, create=True).report = report
 
 
 def is_converted(model: nn.Module) -> bool:
     """Whether `model` was produced by `planar3d.convert`."""
-    return hasattr(model, _ATTRIBUTE)
+    state = state_of(model)
+    return state is not None and state.report is not None
 
 
 def conversion_report(model: nn.Module) -> ConversionReport:
@@ -110,7 +110,8 @@ def conversion_report(model: nn.Module) -> ConversionReport:
     Raises:
         ValueError: if `model` was not produced by `planar3d.convert`.
     """
-    report = getattr(model, _ATTRIBUTE, None)
+    state = state_of(model)
+    report = None if state is None else state.report
     if report is None:
         raise ValueError(
             f"{type(model).__name__} was not produced by planar3d.convert (no conversion report)"

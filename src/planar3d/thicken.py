@@ -18,7 +18,7 @@ from ._axis import drop
 from ._body_rewrite import set_kernels
 from ._walk import rebuild
 from .kernels import kernel_to_2d
-from .layers._swap import original_type
+from .layers._state import original_type
 from .layers.fold import is_folded
 from .layers.planar_conv import PlanarConv3d
 from .layers.thick_conv import THICK_INITS, ThickConv3d, ThickInit

@@ -15,6 +15,8 @@ from typing import TypeVar
 import torch
 from torch import nn
 
+from ._state import copy_state, original_type
+
 M = TypeVar("M", bound=nn.Module)
 
 
@@ -33,12 +35,6 @@ def reclass(module: nn.Module, cls: type[M], **attrs: object) -> M:
     return new
 
 
-def original_type(module: nn.Module) -> type:
-    """The class a module had before planar3d gave it a derived class of its own (folded or
-    rewritten modules keep their 2D class as a base, `_planar3d_base`); else its class."""
-    return getattr(type(module), "_planar3d_base", type(module))
-
-
 def deepcopy_module(module: nn.Module) -> nn.Module:
     """`copy.deepcopy` of a module, also when it holds tensors computed with autograd (the
     hook-based `torch.nn.utils.weight_norm` keeps its weight as one, which deepcopy refuses):
@@ -52,34 +48,30 @@ def deepcopy_module(module: nn.Module) -> nn.Module:
 
 
 @contextlib.contextmanager
-def _as_original(module: nn.Module, drop: tuple[str, ...]):
-    """`module` as an instance of its original class, without the `drop` attributes."""
-    cls, kept = type(module), {k: module.__dict__.pop(k) for k in drop if k in module.__dict__}
+def _as_original(module: nn.Module):
+    """`module` as an instance of its original class."""
+    cls = type(module)
     module.__class__ = original_type(module)
     try:
         yield module
     finally:
         module.__class__ = cls
-        module.__dict__.update(kept)
 
 
-def copy_derived(module: nn.Module, memo: dict, remake: Callable[[nn.Module], nn.Module],
-                 drop: tuple[str, ...] = ()) -> nn.Module:
+def copy_derived(module: nn.Module, memo: dict, remake: Callable[[nn.Module], nn.Module]
+                 ) -> nn.Module:
     """`copy.deepcopy` of a module of a derived class: a copy made by its original class's own
     deepcopy (a torch.fx GraphModule builds a class of its own for each copy), then remade."""
-    with _as_original(module, drop):
+    with _as_original(module):
         copied = copy.deepcopy(module, memo)
-    for key, value in module.__dict__.items():  # a GraphModule copy keeps only its own state
-        if key.startswith("_planar3d") and key not in drop and key not in copied.__dict__:
-            copied.__dict__[key] = copy.deepcopy(value, memo)
+    copy_state(module, copied, memo)  # a GraphModule copy keeps only its own state
     return remake(copied)
 
 
-def reduce_derived(module: nn.Module, protocol: int, remake: Callable, *args,
-                   drop: tuple[str, ...] = ()) -> tuple:
+def reduce_derived(module: nn.Module, protocol: int, remake: Callable, *args) -> tuple:
     """`__reduce_ex__` of a module of a derived class: pickled as its original class pickles
     itself (a GraphModule as its code), then remade with `remake(module, *args)` on load."""
-    with _as_original(module, drop):
+    with _as_original(module):
         reduced = module.__reduce_ex__(protocol)
     return _remade, (reduced, remake, args)
 

@@ -1,0 +1,106 @@
+"""What planar3d did to a module, kept on the module as one documented record.
+
+A folded module (`fold.py`) and a rewritten one (`_rewrite`) are instances of a class derived
+from their 2D class (`Folded<Type>`, `Rewritten<Type>`), and the root of a converted network
+holds its conversion report. Everything planar3d keeps on a module for that is one attribute,
+`module._planar3d`, holding a `PlanarState`: it deep-copies and pickles with the module (its
+cache of traced forwards excepted), and it is read and written through the functions here.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+if TYPE_CHECKING:
+    from ..report import ConversionReport
+
+__all__ = ["PlanarState", "clear_derived", "copy_state", "original_type", "state_of",
+           "type_name"]
+
+_ATTRIBUTE = "_planar3d"
+
+
+@dataclass
+class PlanarState:
+    """planar3d's record on one module.
+
+    Attributes:
+        base: the module's 2D class while its class is derived from it (folded or rewritten),
+            else None.
+        axis: the planar axis (tensor dim 2, 3 or 4) its derived forward works along.
+        passthrough: a folded module that also runs inputs without volumes as they are (a
+            slice-wise layer of a classifier's head).
+        rewrite: for a rewritten module, which rules its traced forward follows ("body",
+            "head"); else None.
+        path: where a rewritten module sits in the network (its rules' messages name it).
+        kernels: how the `F.conv2d` calls of a body-rewritten module convolve, (mode, kernel
+            depth) (None: planar).
+        report: on the root of a converted network, its conversion report.
+        traced: a rewritten module's traced forwards, by train/eval flag and flag arguments;
+            a cache that copies and pickles leave behind (they trace again on first use).
+    """
+
+    base: type | None = None
+    axis: int = 2
+    passthrough: bool = False
+    rewrite: str | None = None
+    path: str = ""
+    kernels: tuple[str, int] | None = None
+    report: ConversionReport | None = None
+    traced: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __deepcopy__(self, memo: dict) -> PlanarState:
+        new = PlanarState()
+        memo[id(self)] = new
+        for name, value in self.__dict__.items():
+            if name != "traced":
+                setattr(new, name, copy.deepcopy(value, memo))
+        return new
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "traced": {}}
+
+
+def state_of(module: nn.Module, *, create: bool = False) -> PlanarState | None:
+    """planar3d's record on `module` (None when it has none, unless `create`)."""
+    state = module.__dict__.get(_ATTRIBUTE)
+    if state is None and create:
+        state = module.__dict__[_ATTRIBUTE] = PlanarState()
+    return state
+
+
+def copy_state(source: nn.Module, target: nn.Module, memo: dict) -> None:
+    """Give `target`, a deep copy of `source` made with `memo`, a copy of `source`'s record if
+    the copy left it behind (a torch.fx GraphModule copies only its own state)."""
+    state = state_of(source)
+    if state is not None and state_of(target) is None:
+        target.__dict__[_ATTRIBUTE] = copy.deepcopy(state, memo)
+
+
+def clear_derived(module: nn.Module) -> None:
+    """Give `module` back its 2D class and forget what made it derived (the report stays)."""
+    state = state_of(module)
+    if state is None:
+        return
+    if state.base is not None:
+        module.__class__ = state.base
+    report = state.report
+    module.__dict__.pop(_ATTRIBUTE)
+    if report is not None:
+        state_of(module, create=True).report = report
+
+
+def original_type(module: nn.Module) -> type:
+    """The class a module had before planar3d gave it a derived class of its own (folded or
+    rewritten modules keep their 2D class as a base); else its class."""
+    state = state_of(module)
+    return state.base if state is not None and state.base is not None else type(module)
+
+
+def type_name(module: nn.Module) -> str:
+    """The class name of the 2D module behind a converted one (folded, rewritten...)."""
+    return original_type(module).__name__
