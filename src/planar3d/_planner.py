@@ -345,11 +345,10 @@ class Planner:
                 return result
             for name in dict.fromkeys(offenders):
                 full = f"{path}.{name}" if path else name
-                parent_name, _, leaf = name.rpartition(".")
                 original = self.pristine.get_submodule(full)
                 layer = fold_module(deepcopy_module(original), axis=self.ctx.axis,
                                     passthrough=True)
-                setattr(module.get_submodule(parent_name), leaf, layer.eval())
+                module.set_submodule(name, layer.eval())
                 self.report.add(full, type(original).__name__, "slice-wise",
                                 "after the head pool: stays a 2D layer")
 
@@ -396,8 +395,7 @@ class Planner:
                                 f"{type_name(target)} inside {type(module).__name__} "
                                 f"diverged on its probe: {_short(divergence.reason, 100)}",
                                 passthrough=False)
-            parent, _, leaf = inner.rpartition(".")
-            setattr(module.get_submodule(parent), leaf, folded)
+            module.set_submodule(inner, folded)
             result = self._probe_body(module, path, record, as_is=True)
             if result.ok or result.decides:
                 return result
@@ -488,8 +486,7 @@ class Planner:
                             f"{_short(divergence.reason, 120)}", passthrough=False)
         if not path:
             return folded
-        parent, _, leaf = path.rpartition(".")
-        setattr(root.get_submodule(parent), leaf, folded)
+        root.set_submodule(path, folded)
         return root
 
     def refusal(self, root: nn.Module, divergence: Divergence) -> UnsupportedModuleError:
