@@ -141,7 +141,9 @@ def _rewritten_class(base: type) -> type:
 def _rewritten_again(module: nn.Module) -> nn.Module:
     """A copy of a rewritten module, made as its original class: rewritten again (its code is
     traced again on first use)."""
-    module.__class__ = _rewritten_class(type(module))
+    base = type(module)
+    module.__class__ = _rewritten_class(base)
+    state_of(module).base = base
     return module
 
 

@@ -62,7 +62,9 @@ class PlanarState:
         return new
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "traced": {}}
+        # the base class is given again on load, by the derived class made for the loaded
+        # module (a torch.fx GraphModule's class is made per instance, and does not pickle)
+        return {**self.__dict__, "base": None, "traced": {}}
 
 
 def state_of(module: nn.Module, *, create: bool = False) -> PlanarState | None:
