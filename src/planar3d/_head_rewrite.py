@@ -28,6 +28,7 @@ from torch.utils._pytree import tree_flatten
 
 from ._axis import fold, unfold
 from ._fx import _WRAPPERS, call_submodule, rewrite
+from ._judge.reference import covers_plane
 from ._ops import ELEMENTWISE_FUNCTIONS, ELEMENTWISE_METHODS, planar_shape
 from .errors import UnsupportedModuleError
 
@@ -85,38 +86,10 @@ def _window(reduction: str):
     `F.avg_pool2d(x, x.shape[-2:])`) is a global pool, so it pools the planar axis too."""
     def rule(fn, axis, x, *args, **kwargs):
         out = _per_slice(fn, axis, x, *args, **kwargs)
-        if isinstance(out, tuple) or not _covers_plane(fold(x, axis), out):
+        if isinstance(out, tuple) or not covers_plane(fold(x, axis), out):
             return out
         return getattr(out, reduction)(axis)
     return rule
-
-
-def _covers_plane(x: torch.Tensor, out: torch.Tensor) -> bool:
-    return out.shape[-2:] == (1, 1) and x.shape[-2] * x.shape[-1] > 1
-
-
-_REDUCTIONS = {"mean": "mean", "amax": "amax", "amin": "amin", "adaptive_avg_pool2d": "mean",
-               "adaptive_max_pool2d": "amax", "avg_pool2d": "mean", "max_pool2d": "amax"}
-
-
-def global_pool_kind(fn, args, kwargs, out) -> str | None:
-    """How a 2D call on a (B, C, H, W) tensor pools every position of the plane, as the head
-    pool does: "mean", "amax", "amin", or None for any other call. These are the calls whose
-    head rewrite pools the planar axis too (`out`: the call's 2D result)."""
-    name = getattr(fn, "__name__", "")
-    reduction = _REDUCTIONS.get(name)
-    x = args[0] if args else None
-    if reduction is None or not isinstance(x, torch.Tensor) or x.dim() != 4:
-        return None
-    if name.startswith("adaptive"):
-        return reduction
-    if name in ("avg_pool2d", "max_pool2d"):
-        return reduction if isinstance(out, torch.Tensor) and _covers_plane(x, out) else None
-    dims = kwargs.get("dim", args[1] if len(args) > 1 else None)
-    if dims is None:
-        return None
-    dims = {d % 4 for d in ((dims,) if isinstance(dims, int) else dims)}
-    return reduction if len(dims) >= 2 and 2 in dims else None
 
 
 def _passthrough(fn, axis, *args, **kwargs):

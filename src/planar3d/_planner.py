@@ -24,10 +24,10 @@ from torch.nn.utils import parametrize
 from ._body_rewrite import rewrite_body_forward
 from ._fx import is_rewritten, unrewrite
 from ._head_rewrite import rewrite_head_forward
+from ._judge.network import Divergence, localize
+from ._judge.probe import is_standard, probe_constant, probe_slices, watch_own_code
 from ._modes import eval_mode, train_mode
-from ._probe import is_standard, probe_constant, probe_slices, watch_own_code
 from ._record import CallRecord, record_train_only
-from ._verify import Divergence, localize
 from ._walk import replace_children
 from .context import ConversionContext
 from .errors import UnsupportedModuleError
@@ -107,7 +107,7 @@ class Planner:
         # modules kept with their own forward that no probe ran alone
         self.unchecked: set[str] = set()
         self.record_at: dict[str, CallRecord] = {}
-        # head-pool sites of the reference (see _reference): path -> kind
+        # head-pool sites of the reference (see _judge.reference): path -> kind
         self.sites: dict[str, str] = {}
 
     # -- traversal -------------------------------------------------------------------------
@@ -321,7 +321,7 @@ class Planner:
         after the head pool, as an auxiliary head's convolutions after its adaptive pool) are
         found on the way and made slice-wise 2D layers, and the probe runs again.
 
-        `as_is`: the module runs its own 2D code on volumes, which is watched (see _probe)."""
+        `as_is`: the module runs its own 2D code on volumes, which is watched (see _judge.probe)."""
         offenders: list[str] = []
         source = self.pristine.get_submodule(path) if as_is else None
 
@@ -356,7 +356,7 @@ class Planner:
                     as_is: bool = False):
         """P0 in eval mode, and in train mode too when the module's code reads `training`.
 
-        `as_is`: the module runs its own 2D code on volumes, which is watched (see _probe)."""
+        `as_is`: the module runs its own 2D code on volumes, which is watched (see _judge.probe)."""
         source = self.pristine.get_submodule(path)
         watched = source if as_is else None
         result = probe_slices(module, record, axis=self.ctx.axis, volumes=self.volumes,

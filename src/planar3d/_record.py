@@ -31,7 +31,7 @@ class CallRecord:
     change them in place: run modules on `inputs()`, a private copy.
 
     `shapes`: the shape of each tensor the module's own code (not its children's) computed in
-    that call, in order (see `_probe.OwnCode`).
+    that call, in order (see `_judge.probe.OwnCode`).
     """
 
     path: str
@@ -94,7 +94,7 @@ class _Snapshots:
 
 class _OwnShapes(TorchFunctionMode):
     """Attributes the shape of every tensor a torch call computes to the innermost module
-    running in its first call (the module's own code, as `_probe.OwnCode` sees it)."""
+    running in its first call (the module's own code, as `_judge.probe.OwnCode` sees it)."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -30,10 +30,10 @@ from ._axis import axis_name, parse_axis, require_volume
 from ._example import PROBE_VOLUMES, example_batch, refuse_unconvertible
 from ._finalize import check_runs, finalize
 from ._hooks import has_hooks, hooks_paused, hooks_running, restore_hooks
+from ._judge.network import check_network
 from ._modes import restore_flags
 from ._planner import Planner
 from ._record import record_calls
-from ._verify import check_network
 from .context import DEPTH_POLICIES, MODES, Axis, ConversionContext, DepthPolicy, Mode
 from .layers._swap import deepcopy_module
 from .registry import Converter, default_converters
@@ -197,7 +197,7 @@ def _convert_model(model: nn.Module, *, example_input, inplace: bool, registry, 
 
 def _verified(root: nn.Module, model2d: nn.Module, example: torch.Tensor, planner: Planner,
               recorded) -> nn.Module:
-    """The end-to-end check against the reference (`_verify`); a body module found diverging
+    """The end-to-end check against the reference (`_judge.network`); a body module found diverging
     is folded and the check runs again, anything else raises."""
     for _ in range(MAX_REPAIRS + 1):
         divergence = check_network(model2d, root, example, axis=planner.ctx.axis,

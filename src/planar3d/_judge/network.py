@@ -4,7 +4,7 @@ Module probes decide how each module is converted; this check sees what they can
 roots and containers with outputs of every kind (feature maps and embeddings, auxiliary heads,
 dicts), and how converted modules work together. The converted network runs on probe volumes
 (the example's images as distinct slices of two volumes), in eval and in train mode (random ops
-derandomized), and every output must equal the reference (`_reference`): shape and values up to
+derandomized), and every output must equal the reference (`reference`): shape and values up to
 float rounding. When they differ, both networks run again with every module's first call
 recorded, and the first module whose output differs while its inputs agree is named.
 
@@ -20,15 +20,8 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten
 
-from ._probe import difference
-from ._reference import (
-    Capture,
-    as_volumes,
-    expected_output,
-    reference_run,
-    run_3d,
-)
-from .layers._state import type_name
+from .reference import Capture, as_volumes, expected_output, reference_run, run_3d
+from .tolerance import difference
 
 __all__ = ["Divergence", "check_network", "localize"]
 
@@ -38,7 +31,6 @@ class Divergence:
     """Where the converted network first departs from the reference."""
 
     path: str
-    module_type: str
     reason: str
     training: bool
     inputs_differ: bool = False
@@ -74,7 +66,7 @@ def check_network(model2d: nn.Module, model3d: nn.Module, images: torch.Tensor, 
         model2d: the 2D network (not modified: train-mode runs restore buffers and flags).
         model3d: the converted network (likewise).
         images: the example batch; `volumes` volumes of its images as slices.
-        sites: the head-pool sites (see `_reference`).
+        sites: the head-pool sites (see `reference`).
         recorded: the 2D network's eval-mode outputs on `images`, when known: with no
             head-pool sites they are the eval-mode reference.
     Returns:
@@ -138,8 +130,7 @@ def localize(model2d: nn.Module, model3d: nn.Module, call: tuple, *, axis: int, 
         if reason:
             inputs = outputs_problem(capture3.inputs.get(path), capture2.inputs.get(path),
                                      axis=axis, **shape)
-            return Divergence(path, type_name(model3d.get_submodule(path)), reason, training,
-                              inputs_differ=bool(inputs))
+            return Divergence(path, reason, training, inputs_differ=bool(inputs))
     if crash and capture3.stack:
         path = capture3.stack[-1]
         flat = [t for t in tree_flatten(capture2.outputs.get(path))[0]
@@ -149,6 +140,5 @@ def localize(model2d: nn.Module, model3d: nn.Module, call: tuple, *, axis: int, 
         if flat and not inputs:
             crash = (f"its 2D output {tuple(flat[0].shape)} is computed per slice and is not a "
                      "feature map (no global pool before it), so it has no volume layout")
-        return Divergence(path, type_name(model3d.get_submodule(path)), crash, training,
-                          inputs_differ=bool(inputs))
-    return Divergence("", type_name(model3d), crash or problem, training)
+        return Divergence(path, crash, training, inputs_differ=bool(inputs))
+    return Divergence("", crash or problem, training)
