@@ -26,6 +26,7 @@ from ._fx import is_rewritten, unrewrite
 from ._head_rewrite import rewrite_head_forward
 from ._judge.network import Divergence, localize
 from ._judge.probe import is_standard, probe_constant, probe_slices, watch_own_code
+from ._judge.reference import Reference
 from ._modes import eval_mode, train_mode
 from ._record import CallRecord, record_train_only
 from ._walk import replace_children
@@ -379,9 +380,9 @@ class Planner:
         descendant and probe again; the result of the last probe."""
         for _ in range(MAX_MENDS):
             training = result.reason.startswith("in train mode")
-            divergence = localize(self.pristine.get_submodule(path), module,
-                                  record.inputs(), axis=self.ctx.axis,
-                                  volumes=self.volumes, sites={}, training=training)
+            reference = Reference(self.pristine.get_submodule(path), self.volumes)
+            divergence = localize(reference, module, record.inputs(), axis=self.ctx.axis,
+                                  training=training)
             if divergence is None or not divergence.path:
                 return result
             inner = divergence.path

@@ -31,6 +31,7 @@ from ._example import PROBE_VOLUMES, example_batch, refuse_unconvertible
 from ._finalize import check_runs, finalize
 from ._hooks import has_hooks, hooks_paused, hooks_running, restore_hooks
 from ._judge.network import check_network
+from ._judge.reference import Reference
 from ._modes import restore_flags
 from ._planner import Planner
 from ._record import record_calls
@@ -200,8 +201,9 @@ def _verified(root: nn.Module, model2d: nn.Module, example: torch.Tensor, planne
     """The end-to-end check against the reference (`_judge.network`); a body module found diverging
     is folded and the check runs again, anything else raises."""
     for _ in range(MAX_REPAIRS + 1):
-        divergence = check_network(model2d, root, example, axis=planner.ctx.axis,
-                                   volumes=PROBE_VOLUMES, sites=planner.sites, recorded=recorded)
+        reference = Reference(model2d, PROBE_VOLUMES, planner.sites)
+        divergence = check_network(reference, root, ((example,), {}), axis=planner.ctx.axis,
+                                   recorded=recorded)
         if divergence is None:
             return root
         repaired = planner.repair(root, divergence)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten
 
-from .reference import Capture, as_volumes, expected_output, reference_run, run_3d
+from .reference import Capture, Reference, as_volumes, expected_output, run_3d
 from .tolerance import difference
 
 __all__ = ["Divergence", "check_network", "localize"]
@@ -58,54 +58,59 @@ def outputs_problem(got, want, *, volumes: int, batch: int, axis: int) -> str:
     return ""
 
 
-def check_network(model2d: nn.Module, model3d: nn.Module, images: torch.Tensor, *, axis: int,
-                  volumes: int, sites: dict[str, str], recorded=None) -> Divergence | None:
+def check_network(reference: Reference, model3d: nn.Module, call: tuple, *, axis: int,
+                  recorded=None) -> Divergence | None:
     """Run the converted network against the reference in eval and train mode.
 
     Args:
-        model2d: the 2D network (not modified: train-mode runs restore buffers and flags).
+        reference: the reference (its 2D network is not modified: train-mode runs restore
+            buffers and flags).
         model3d: the converted network (likewise).
-        images: the example batch; `volumes` volumes of its images as slices.
-        sites: the head-pool sites (see `reference`).
-        recorded: the 2D network's eval-mode outputs on `images`, when known: with no
-            head-pool sites they are the eval-mode reference.
+        call: the 2D inputs (args, kwargs) of the example; `reference.volumes` volumes of its
+            images as slices.
+        recorded: the 2D network's eval-mode outputs on `call`, when known: with no head-pool
+            sites they are the eval-mode reference.
     Returns:
         None when every output equals the reference, else where the first difference arises.
     """
-    call = ((images,), {})
+    batch = _batch(call)
     for training in (False, True):
-        if not training and not sites and recorded is not None:
+        if not training and not reference.sites and recorded is not None:
             want = recorded
         else:
             try:
-                want = reference_run(model2d, *call, batch=len(images), volumes=volumes,
-                                     sites=sites, training=training)
+                want = reference(*call, batch=batch, training=training)
             except Exception:
                 if training:  # the 2D network itself does not run in train mode on the example
                     continue
                 raise
-        divergence = localize(model2d, model3d, call, axis=axis, volumes=volumes, sites=sites,
-                              training=training, want=want)
+        divergence = localize(reference, model3d, call, axis=axis, training=training,
+                              want=want)
         if divergence is not None:
             return divergence
     return None
 
 
-def localize(model2d: nn.Module, model3d: nn.Module, call: tuple, *, axis: int, volumes: int,
-             sites: dict[str, str], training: bool, want=None) -> Divergence | None:
+def _batch(call: tuple) -> int:
+    """How many images a 2D call holds: the batch size of its first map."""
+    return next(t.shape[0] for t in tree_flatten(call)[0]
+                if isinstance(t, torch.Tensor) and t.dim() >= 4)
+
+
+def localize(reference: Reference, model3d: nn.Module, call: tuple, *, axis: int,
+             training: bool, want=None) -> Divergence | None:
     """Compare `model3d` with the reference on the 2D inputs `call` = (args, kwargs) made
     volumes; None when the outputs agree, else the first module that differs (paths are
-    relative to the two modules given).
+    relative to the reference's 2D network and `model3d`).
 
     Args:
         want: the reference outputs when already computed.
     """
     args, kwargs = call
-    batch = next(t.shape[0] for t in tree_flatten(call)[0]
-                 if isinstance(t, torch.Tensor) and t.dim() >= 4)
-    shape = {"batch": batch, "volumes": volumes}
+    batch = _batch(call)
+    shape = {"batch": batch, "volumes": reference.volumes}
     if want is None:
-        want = reference_run(model2d, args, kwargs, sites=sites, training=training, **shape)
+        want = reference(args, kwargs, batch=batch, training=training)
     try:
         got = run_3d(model3d, *as_volumes(call, axis=axis, **shape), training=training)
         problem = outputs_problem(got, want, axis=axis, **shape)
@@ -113,9 +118,8 @@ def localize(model2d: nn.Module, model3d: nn.Module, call: tuple, *, axis: int, 
         problem = f"fails on volumes: {type(error).__name__}: {error}"
     if not problem:
         return None
-    capture2, capture3 = Capture(model2d), Capture(model3d)
-    reference_run(model2d, args, kwargs, sites=sites, training=training, capture=capture2,
-                  **shape)
+    capture2, capture3 = Capture(reference.model2d), Capture(model3d)
+    reference(args, kwargs, batch=batch, training=training, capture=capture2)
     crash = ""
     try:
         run_3d(model3d, *as_volumes(call, axis=axis, **shape), training=training,

@@ -16,6 +16,7 @@ Head-pool sites are where the converted network pools the planar axis away:
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -25,8 +26,8 @@ from torch.utils._pytree import tree_map
 from .._axis import unfold
 from .._modes import eval_mode, train_mode
 
-__all__ = ["Capture", "as_volumes", "covers_plane", "expected_output", "global_pool_kind",
-           "merge_slices", "reference_run", "run_3d"]
+__all__ = ["Capture", "Reference", "as_volumes", "covers_plane", "expected_output",
+           "global_pool_kind", "merge_slices", "reference_run", "run_3d"]
 
 
 def merge_slices(t: torch.Tensor, slices: int, reduction: str) -> torch.Tensor:
@@ -210,6 +211,28 @@ def reference_run(model2d: nn.Module, args: tuple, kwargs: dict, *, batch: int, 
             handle.remove()
         if capture is not None:
             capture.close()
+
+
+@dataclass(frozen=True, eq=False)
+class Reference:
+    """What a converted network must compute (docs/design.md P0), as a function of the 2D
+    inputs of a call: `reference(args, kwargs, batch=B, training=...)` runs `reference_run`.
+
+    Attributes:
+        model2d: the 2D network (never changed: train-mode runs give buffers and flags back).
+        volumes: how many volumes the images of a call are the slices of.
+        sites: the head-pool sites, path -> kind (see the module docstring); with none, the
+            reference is the 2D network's own output on the stacked slices.
+    """
+
+    model2d: nn.Module
+    volumes: int
+    sites: dict[str, str] = field(default_factory=dict)
+
+    def __call__(self, args: tuple, kwargs: dict, *, batch: int, training: bool,
+                 capture: Capture | None = None):
+        return reference_run(self.model2d, args, kwargs, batch=batch, volumes=self.volumes,
+                             sites=self.sites, training=training, capture=capture)
 
 
 def run_3d(model3d: nn.Module, args: tuple, kwargs: dict, *, training: bool,
