@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
-from ._axis import fold, insert, unfold
+from ._axis import fold, unfold
 from ._fx import _WRAPPERS, call_submodule, rewrite, rewrite_kind
+from ._mode_kernels import ModeKernels
 from ._ops import (
     ELEMENTWISE_FUNCTIONS,
     ELEMENTWISE_METHODS,
@@ -39,8 +40,6 @@ from ._ops import (
     planar_shape,
 )
 from .layers._state import state_of
-from .layers.acs_conv import acs_conv3d, acs_orientable
-from .layers.thick_conv import thick_kernel
 
 __all__ = ["NoPlanarMeaning", "rewrite_body_forward", "set_kernels"]
 
@@ -219,34 +218,17 @@ class _Rules:
         params = dict(zip(names, (None, 1, 0, 1, 1)))
         params.update(zip(names, args[2:]))
         params.update(kwargs)
-        mode, depth = state_of(self.module).kernels or ("planar", 3)
+        kernels = state_of(self.module).kernels or ModeKernels()
         if _Layout.of(x, self.axis) != self.axis:
             raise NoPlanarMeaning("a convolution of a permuted volume")
-        stride = nn.modules.utils._pair(params["stride"])
-        dilation = nn.modules.utils._pair(params["dilation"])
         padding = params["padding"]
         padding = padding if isinstance(padding, str) else nn.modules.utils._pair(padding)
-        kernel_size = tuple(weight.shape[2:])
-        if mode == "planar" or max(kernel_size) == 1 or (
-            mode == "acs" and not acs_orientable(kernel_size, padding, dilation)
-        ):
+        kind = kernels.kind(tuple(weight.shape[2:]), padding,
+                            nn.modules.utils._pair(params["dilation"]))
+        if kind == "planar":
             return self.per_slice(fn, args, kwargs)
-        if mode == "acs":
-            return acs_conv3d(x, weight, params["bias"], stride, padding, dilation,
-                              params["groups"], depth_stride=1)
-        kernel = thick_kernel(weight, init=mode, depth=depth, axis=self.axis)
-        total = depth - 1
-        if isinstance(padding, str):
-            pad3 = padding if padding == "same" else insert((0, 0), self.axis, 0)
-        else:
-            pad3 = insert(padding, self.axis, 0)
-        if pad3 != "same":
-            amounts = [0] * 6
-            slot = 2 * (4 - self.axis)
-            amounts[slot], amounts[slot + 1] = total // 2, total - total // 2
-            x = F.pad(x, amounts)
-        return F.conv3d(x, kernel, params["bias"], insert(stride, self.axis, 1), pad3,
-                        insert(dilation, self.axis, 1), params["groups"])
+        return kernels.conv3d(x, weight, params["bias"], params["stride"], padding,
+                              params["dilation"], params["groups"], axis=self.axis)
 
     def submodule(self, fn, args, kwargs):
         """Children run on volumes; a permuted volume keeps its layout through them."""
@@ -328,7 +310,7 @@ _WRAPPERS["body"] = _body_wrapper
 def rewrite_body_forward(module: nn.Module, *, axis: int, path: str) -> list[str]:
     """Give `module` (in place) a traced forward in which 2D functional code acts per slice.
 
-    `set_kernels(module, mode, kernel_depth)` chooses how its `F.conv2d` calls
+    `set_kernels(module, kernels)` chooses how its `F.conv2d` calls
     convolve (default planar: per slice). A call with no per-slice meaning raises
     `NoPlanarMeaning` when it runs.
 
@@ -340,8 +322,7 @@ def rewrite_body_forward(module: nn.Module, *, axis: int, path: str) -> list[str
     return rewrite(module, kind="body", axis=axis, path=path)
 
 
-def set_kernels(module: nn.Module, mode: str, kernel_depth: int) -> None:
-    """Make the `F.conv2d` calls of a body-rewritten module use the kernels of `mode` (planar:
-    per slice; center/inflate: depth `kernel_depth`; acs: three orientations)."""
+def set_kernels(module: nn.Module, kernels: ModeKernels) -> None:
+    """Make the `F.conv2d` calls of a body-rewritten module use `kernels` (a mode's)."""
     if rewrite_kind(module) == "body":
-        state_of(module).kernels = (mode, kernel_depth)
+        state_of(module).kernels = kernels

@@ -10,6 +10,7 @@ from torch.nn.modules.utils import _triple
 from ._axis import axis_name, unfold
 from ._body_rewrite import set_kernels
 from ._judge.reference import Capture, run_3d
+from ._mode_kernels import ModeKernels, spatial
 from ._planner import Planner
 from ._walk import rebuild
 from .errors import UnsupportedModuleError
@@ -30,11 +31,12 @@ def finalize(root: nn.Module, planner: Planner) -> nn.Module:
     functional convolutions, and pooling (and, for "all", strided) layers act along depth.
     """
     ctx = planner.ctx
+    kernels = ModeKernels(ctx.mode, ctx.kernel_depth)
     pools = (PlanarMaxPool3d, PlanarAvgPool3d) if ctx.pool_depth else ()
 
     def changes(module: nn.Module) -> bool:
         if isinstance(module, PlanarConv3d):
-            return (ctx.mode != "planar" and max(module.kernel_size) > 1) or (
+            return (ctx.mode != "planar" and spatial(module.kernel_size)) or (
                 ctx.stride_depth and max(module.stride) > 1)
         return isinstance(module, pools)
 
@@ -57,11 +59,11 @@ def finalize(root: nn.Module, planner: Planner) -> nn.Module:
             new = planner.registry[type(source)](source, ctx.replace(path=path, region="body"))
             action = "depth pool" if isinstance(module, pools) else "swapped"
             detail = type(new).__name__
-            if ctx.mode != "planar" and isinstance(new, PlanarConv3d) and max(new.kernel_size) > 1:
+            if ctx.mode != "planar" and isinstance(new, PlanarConv3d) and spatial(new.kernel_size):
                 detail += " (acs: kernel and padding cannot be oriented three ways; stays planar)"
             planner.report.add(path, type(source).__name__, action, detail)
             return new.train(module.training)
-        set_kernels(module, ctx.mode, ctx.kernel_depth)
+        set_kernels(module, kernels)
         return None
 
     return rebuild(root, visit)

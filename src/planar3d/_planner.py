@@ -27,6 +27,7 @@ from ._head_rewrite import rewrite_head_forward
 from ._judge.network import Divergence, localize
 from ._judge.probe import is_standard, probe_constant, probe_slices, watch_own_code
 from ._judge.reference import Reference
+from ._mode_kernels import spatial
 from ._modes import eval_mode, train_mode
 from ._record import CallRecord, record_train_only
 from ._walk import replace_children
@@ -404,7 +405,7 @@ class Planner:
 
     def _has_spatial_kernels(self, path: str) -> bool:
         """Whether folding would hide convolutions that other modes (or thickening) change."""
-        return any(isinstance(m, nn.Conv2d) and max(m.kernel_size) > 1
+        return any(isinstance(m, nn.Conv2d) and spatial(m.kernel_size)
                    for m in self.pristine.get_submodule(path).modules())
 
     def _rewrite_body(self, module, path, record) -> bool:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 if TYPE_CHECKING:
+    from .._mode_kernels import ModeKernels
     from ..report import ConversionReport
 
 __all__ = ["PlanarState", "clear_derived", "copy_state", "original_type", "state_of",
@@ -37,8 +38,7 @@ class PlanarState:
         rewrite: for a rewritten module, which rules its traced forward follows ("body",
             "head"); else None.
         path: where a rewritten module sits in the network (its rules' messages name it).
-        kernels: how the `F.conv2d` calls of a body-rewritten module convolve, (mode, kernel
-            depth) (None: planar).
+        kernels: how the `F.conv2d` calls of a body-rewritten module convolve (None: planar).
         report: on the root of a converted network, its conversion report.
         traced: a rewritten module's traced forwards, by train/eval flag and flag arguments;
             a cache that copies and pickles leave behind (they trace again on first use).
@@ -49,7 +49,7 @@ class PlanarState:
     passthrough: bool = False
     rewrite: str | None = None
     path: str = ""
-    kernels: tuple[str, int] | None = None
+    kernels: ModeKernels | None = None
     report: ConversionReport | None = None
     traced: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
