@@ -8,10 +8,10 @@ from torch import nn
 from torch.nn.modules.utils import _triple
 
 from ._axis import axis_name, unfold
-from ._body_rewrite import set_kernels
 from ._judge.reference import Capture, run_3d
 from ._mode_kernels import ModeKernels, spatial
 from ._planner import Planner
+from ._rewrite.forward import set_kernels
 from ._walk import rebuild
 from .errors import UnsupportedModuleError
 from .layers._state import original_type, type_name

@@ -21,15 +21,18 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ._body_rewrite import rewrite_body_forward
-from ._fx import is_rewritten, unrewrite
-from ._head_rewrite import rewrite_head_forward
 from ._judge.network import Divergence, localize
 from ._judge.probe import is_standard, probe_constant, probe_slices, watch_own_code
 from ._judge.reference import Reference
 from ._mode_kernels import spatial
 from ._modes import eval_mode, train_mode
 from ._record import CallRecord, record_train_only
+from ._rewrite.forward import (
+    is_rewritten,
+    rewrite_body_forward,
+    rewrite_head_forward,
+    unrewrite,
+)
 from ._walk import replace_children
 from .context import ConversionContext
 from .errors import UnsupportedModuleError

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from ._axis import drop
-from ._body_rewrite import set_kernels
 from ._mode_kernels import ModeKernels, spatial
+from ._rewrite.forward import set_kernels
 from ._walk import rebuild
 from .kernels import kernel_to_2d
 from .layers._state import original_type

@@ -1,11 +1,12 @@
-"""torch.fx plumbing shared by the head and body rewrites.
+"""A rewritten forward: a module's own code traced by torch.fx, its calls routed through rules.
 
 A module's *own* forward (every submodule a leaf) is traced once per train/eval flag; every
 functional call (`call_function`, `call_method` turned into a function call, and submodule calls
-as `call_submodule(submodule, ...)`) is replaced by a wrapper that the rewrite builds from the
-original callable. The module then becomes an instance of `Rewritten<Type>`, a subclass of its
-own class whose forward runs the generated code for the current train/eval flag. Copies and
-pickles re-trace on first use, so converted models deepcopy, pickle and load like any other.
+as `call_submodule(submodule, ...)`) is replaced by a guard that runs the call as written, or
+the rule the table gives it in this kind of rewrite (`contract`, `table`). The module then
+becomes an instance of `Rewritten<Type>`, a subclass of its own class whose forward runs the
+generated code for the current train/eval flag. Copies and pickles re-trace on first use, so
+converted models deepcopy, pickle and load like any other.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from functools import cache
 
 from torch import fx, nn
 
-from .layers._state import clear_derived, state_of
-from .layers._swap import copy_derived, reduce_derived
+from .._mode_kernels import ModeKernels
+from ..errors import UnsupportedModuleError
+from ..layers._state import clear_derived, state_of
+from ..layers._swap import copy_derived, reduce_derived
+from .contract import NoPlanarMeaning, Site, call_submodule, label_of, runs_on_any_input, volumes
+from .table import KINDS, Kind
 
-__all__ = ["call_submodule", "is_rewritten", "rewrite", "rewrite_kind", "unrewrite"]
-
-# kind -> fn(module, axis, path) -> wrap(label, fn): registered by the rewrite modules
-_WRAPPERS: dict[str, Callable] = {}
+__all__ = ["is_rewritten", "rewrite", "rewrite_body_forward", "rewrite_head_forward",
+           "rewrite_kind", "set_kernels", "unrewrite"]
 
 
 class _OwnCodeTracer(fx.Tracer):
@@ -30,10 +33,6 @@ class _OwnCodeTracer(fx.Tracer):
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return True
-
-
-def call_submodule(submodule: nn.Module, *args, **kwargs):
-    return submodule(*args, **kwargs)
 
 
 def _method_caller(name: str) -> Callable:
@@ -44,32 +43,51 @@ def _method_caller(name: str) -> Callable:
     return call
 
 
-def _describe(target) -> str:
-    name = getattr(target, "__name__", None) or repr(target)
-    module = getattr(target, "__module__", "") or ""
-    return f"{module}.{name}" if module and not module.startswith("_") else name
+def _guard(kind: Kind, site: Site, key: object, label: str, fn: Callable) -> Callable:
+    """`fn` as written when no volume is among its inputs, else its rule in `kind`."""
+    rule = kind.rules.get(key)
+    if fn is call_submodule and rule is None:
+        return fn
+    any_input = runs_on_any_input(rule)
+
+    def guarded(*args, **kwargs):
+        if not any_input and not volumes(args, kwargs):
+            return fn(*args, **kwargs)
+        try:
+            if rule is None:
+                raise NoPlanarMeaning(f"`{label}` on a volume")
+            return rule(site, fn, args, kwargs)
+        except NoPlanarMeaning as error:
+            refusal = kind.refuse(site, label, error)
+            if refusal is error:
+                raise
+            raise refusal from None
+
+    guarded.__name__ = "planar3d_" + "".join(c if c.isalnum() else "_" for c in label)
+    return guarded
 
 
-def _compile(module: nn.Module, wrap: Callable, label: str, flags: dict
+def _compile(module: nn.Module, kind: Kind, site: Site, label: str, flags: dict
              ) -> tuple[Callable, list[str]]:
     graph = _OwnCodeTracer().trace(module, concrete_args=flags or None)
     touched: list[str] = []
     for node in list(graph.nodes):
         if node.op == "call_function":
-            name = _describe(node.target)
-            node.target = wrap(name, node.target)
+            name = label_of(node.target)
+            node.target = _guard(kind, site, node.target, name, node.target)
             touched.append(name)
         elif node.op == "call_method":
             name = f"Tensor.{node.target}"
             node.op = "call_function"
-            node.target = wrap(name, _method_caller(node.target))
+            node.target = _guard(kind, site, name, name, _method_caller(node.target))
             touched.append(name)
         elif node.op == "call_module":
             with graph.inserting_before(node):
                 submodule = graph.get_attr(node.target)
             node.op = "call_function"
             node.args = (submodule, *node.args)
-            node.target = wrap(f"module {node.target}", call_submodule)
+            node.target = _guard(kind, site, call_submodule, f"module {node.target}",
+                                 call_submodule)
     graph.lint()
     code = graph.python_code(root_module="self")
     namespace = dict(code.globals)
@@ -95,13 +113,13 @@ def _flag_defaults(base: type) -> dict[str, object]:
 
 def _trace(module: nn.Module, base: type, training: bool, flags: dict) -> tuple[Callable, list]:
     state = state_of(module)
-    kind, axis, path = state.rewrite, state.axis, state.path
-    wrap = _WRAPPERS[kind](module, axis, path)
+    site = Site(module, state.axis, state.path)
     current, mode = module.__class__, module.training
     module.__class__ = base  # trace the class's own forward
     try:
         module.training = training
-        return _compile(module, wrap, f"{kind} {path or 'root'}", flags)
+        return _compile(module, KINDS[state.rewrite], site,
+                        f"{state.rewrite} {state.path or 'root'}", flags)
     finally:
         module.__class__, module.training = current, mode
 
@@ -183,3 +201,42 @@ def rewrite(module: nn.Module, *, kind: str, axis: int, path: str) -> list[str]:
 def unrewrite(module: nn.Module) -> None:
     """Give `module` back its class's forward."""
     clear_derived(module)
+
+
+def rewrite_body_forward(module: nn.Module, *, axis: int, path: str) -> list[str]:
+    """Give `module` (in place) a traced forward in which 2D functional code acts per slice
+    (`body`). `set_kernels` chooses how its `F.conv2d` calls convolve (default planar: per
+    slice). A call with no per-slice meaning raises `NoPlanarMeaning` when it runs.
+
+    Returns:
+        Names of the functional calls that are now guarded.
+    Raises:
+        Exception: whatever torch.fx raises when the forward cannot be traced.
+    """
+    return rewrite(module, kind="body", axis=axis, path=path)
+
+
+def rewrite_head_forward(module: nn.Module, *, axis: int, path: str) -> list[str]:
+    """Give `module` (in place) a traced forward whose functional pooling is the head pool
+    (`head`); a call with no planar meaning raises `UnsupportedModuleError` when it runs.
+
+    Returns:
+        The functional calls that now go through guards (for the conversion report).
+    Raises:
+        UnsupportedModuleError: if the forward cannot be traced.
+    """
+    try:
+        return rewrite(module, kind="head", axis=axis, path=path)
+    except Exception as error:
+        raise UnsupportedModuleError(
+            path, type(module).__name__,
+            f"its forward needs rewriting (it applies 2D-only functional code to volumes) but "
+            f"cannot be traced by torch.fx ({type(error).__name__}: {error})",
+            f"register a converter for {type(module).__name__} (planar3d.register_converter)",
+        ) from error
+
+
+def set_kernels(module: nn.Module, kernels: ModeKernels) -> None:
+    """Make the `F.conv2d` calls of a body-rewritten module use `kernels` (a mode's)."""
+    if rewrite_kind(module) == "body":
+        state_of(module).kernels = kernels
