@@ -2,13 +2,14 @@
 
 The records drive conversion: which modules are part of the per-slice body and which belong to
 a classifier's head, and the reference outputs that each converted module is probed against.
+What a recorded tensor is (a per-image feature map, a pooled tensor) is decided here too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -18,7 +19,8 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from ._modes import eval_mode, train_mode
 
-__all__ = ["CallRecord", "record_calls", "record_train_only"]
+__all__ = ["CallRecord", "CallRecords", "is_map", "is_standard", "record_calls",
+           "record_train_only", "tensors"]
 
 
 @dataclass
@@ -60,6 +62,12 @@ class CallRecord:
 def is_map(t: torch.Tensor, batch: int) -> bool:
     """A per-image feature map of the example batch: (B, ..., h, w), at least 4-D, h*w > 1."""
     return t.dim() >= 4 and t.shape[0] == batch and t.shape[-2] * t.shape[-1] > 1
+
+
+def is_standard(tree, batch: int) -> bool:
+    """Whether every tensor in `tree` is a per-image 4-D map of the example batch."""
+    ts = tensors(tree)
+    return bool(ts) and all(t.dim() == 4 and t.shape[0] == batch for t in ts)
 
 
 def tensors(tree) -> list[torch.Tensor]:
@@ -186,3 +194,70 @@ def _paths(model: nn.Module) -> dict[int, str]:
     for name, module in model.named_modules(remove_duplicate=False):
         paths.setdefault(id(module), name)
     return paths
+
+
+class CallRecords:
+    """The records of the example run, as the conversion walk reads them.
+
+    Each module's first call in the eval-mode run (`record_calls`); for a module with weights
+    that eval mode does not reach (an auxiliary head), its first call in one train-mode run of
+    the 2D network, made when first needed (`record_train_only`). A record the walk took is
+    also found by the module's path. `release()` lets all of them go.
+
+    Args:
+        model: the network being converted (recorded now).
+        example: the example batch.
+        source: the 2D network (never changed), which train-mode runs use.
+    """
+
+    def __init__(self, model: nn.Module, example: torch.Tensor, *, source: nn.Module) -> None:
+        self.example = example
+        self.batch = example.shape[0]
+        self.source = source
+        self._by_module = record_calls(model, example)
+        self._train_only: dict[str, CallRecord] | None = None
+        self._by_path: dict[str, CallRecord] = {}
+
+    def first_call(self, module: nn.Module) -> CallRecord | None:
+        """The eval-mode record of `module`, if the example run called it."""
+        return self._by_module.get(id(module))
+
+    def of(self, module: nn.Module, path: str) -> CallRecord | None:
+        """The module's first call in eval mode or, for a module with weights that eval mode
+        does not reach, in train mode; kept by `path`."""
+        record = self._by_module.get(id(module))
+        if record is None and any(True for _ in module.parameters()):
+            if self._train_only is None:
+                recorded = {r.path for r in self._by_module.values()}
+                self._train_only = record_train_only(self.source, self.example, recorded)
+            record = self._train_only.get(path)
+        if record is not None:
+            self._by_path[path] = record
+        return record
+
+    def at(self, path: str) -> CallRecord | None:
+        """The record `of` gave for the module at `path` (None after `release`)."""
+        return self._by_path.get(path)
+
+    def reached(self, module: nn.Module, path: str) -> bool:
+        """Whether the example run called the module or one inside it."""
+        if any(id(m) in self._by_module for m in module.modules()):
+            return True
+        prefix = f"{path}." if path else ""
+        return any(p == path or p.startswith(prefix) for p in self._train_only or {})
+
+    def in_eval(self, record: CallRecord, path: str) -> CallRecord:
+        """Probes run in eval mode: a record taken in train mode (a module reached only there,
+        such as an auxiliary head) gets its reference output recomputed by the 2D module in
+        eval mode on the same inputs."""
+        if not record.training:
+            return record
+        source = self.source.get_submodule(path)
+        with eval_mode(source), torch.no_grad():
+            args, kwargs = record.inputs()
+            output = source(*args, **kwargs)
+        return replace(record, output=output)
+
+    def release(self) -> None:
+        """Let every record go (they hold about one copy of the run's activations)."""
+        self._by_module, self._by_path, self._train_only = {}, {}, {}

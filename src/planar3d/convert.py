@@ -28,17 +28,20 @@ from torch import nn
 
 from ._axis import axis_name, parse_axis, require_volume
 from ._example import PROBE_VOLUMES, example_batch, refuse_unconvertible
-from ._finalize import check_runs, finalize
 from ._hooks import has_hooks, hooks_paused, hooks_running, restore_hooks
 from ._judge.network import check_network
 from ._judge.reference import Reference
+from ._mode_pass import apply_mode, check_runs
 from ._modes import restore_flags
-from ._planner import Planner
-from ._record import record_calls
+from ._plan import Plan
+from ._record import CallRecords
+from ._walk.repair import refusal, repair
+from ._walk.session import Session
+from ._walk.walk import Walk
 from .context import DEPTH_POLICIES, MODES, Axis, ConversionContext, DepthPolicy, Mode
 from .layers._swap import deepcopy_module
 from .registry import Converter, default_converters
-from .report import ConversionReport, attach_report, is_converted
+from .report import attach_report, is_converted
 
 __all__ = ["convert"]
 
@@ -168,46 +171,46 @@ def _convert_model(model: nn.Module, *, example_input, inplace: bool, registry, 
     work = model if inplace else deepcopy_module(model)
     # read from the caller's model: some copies (torch.fx graphs) come back in train mode
     flags = {name: module.training for name, module in model.named_modules()}
-    report = ConversionReport(ctx.mode, axis_name(ctx.axis), ctx.depth, tuple(example.shape))
     originals = list(work.modules())  # keeps every original alive: ids stay unique while in use
+    plan = Plan()
     with hooks_paused(pristine, work):
-        planner = Planner(ctx=ctx, registry=registry, records=record_calls(work, example),
-                          batch=example.shape[0], volumes=PROBE_VOLUMES, pristine=pristine,
-                          report=report, example=example)
+        records = CallRecords(work, example, source=pristine)
+        session = Session(ctx=ctx, registry=registry, pristine=pristine, records=records,
+                          plan=plan, volumes=PROBE_VOLUMES)
         work.eval()
         # the root's recorded output is the eval reference unless hooks (paused while
         # recording) change what the network returns
-        root_record = planner.records.get(id(work))
+        root_record = records.first_call(work)
         recorded = None if root_record is None or has_hooks(pristine) else root_record.output
-        root = planner.visit(work, "", "head")
-        # the records are released here
-        planner.records, planner.record_at, planner.train_records = {}, {}, {}
+        root = Walk(session).visit(work, "", "head")
+        records.release()
         restore_flags([(m, flags[name]) for name, m in root.named_modules() if name in flags])
         with hooks_running():
-            root = _verified(root, pristine, example, planner, recorded)
+            root = _verified(root, example, session, recorded)
         if ctx.mode != "planar" or ctx.depth != "keep":
-            root = finalize(root, planner)
+            root = apply_mode(root, ctx=ctx, pristine=pristine, registry=registry, plan=plan)
             with hooks_running():
                 check_runs(root, example, axis=ctx.axis, volumes=PROBE_VOLUMES)
         restore_hooks(root)
     root.register_forward_pre_hook(_check_volume_input, prepend=True)
-    attach_report(root, report)
+    attach_report(root, plan.report(mode=ctx.mode, axis=axis_name(ctx.axis), depth=ctx.depth,
+                                    example_shape=tuple(example.shape)))
     del originals
     return root
 
 
-def _verified(root: nn.Module, model2d: nn.Module, example: torch.Tensor, planner: Planner,
-              recorded) -> nn.Module:
-    """The end-to-end check against the reference (`_judge.network`); a body module found diverging
-    is folded and the check runs again, anything else raises."""
+def _verified(root: nn.Module, example: torch.Tensor, session: Session, recorded
+              ) -> nn.Module:
+    """The end-to-end check against the reference (`_judge.network`); a body module found
+    diverging is folded and the check runs again, anything else raises."""
+    reference = Reference(session.pristine, PROBE_VOLUMES, session.plan.sites)
     for _ in range(MAX_REPAIRS + 1):
-        reference = Reference(model2d, PROBE_VOLUMES, planner.sites)
-        divergence = check_network(reference, root, ((example,), {}), axis=planner.ctx.axis,
+        divergence = check_network(reference, root, ((example,), {}), axis=session.axis,
                                    recorded=recorded)
         if divergence is None:
             return root
-        repaired = planner.repair(root, divergence)
+        repaired = repair(session, root, divergence)
         if repaired is None:
             break
         root = repaired
-    raise planner.refusal(root, divergence)
+    raise refusal(root, divergence)

@@ -17,7 +17,7 @@ from torch import nn
 from ._axis import drop
 from ._mode_kernels import ModeKernels, spatial
 from ._rewrite.forward import set_kernels
-from ._walk import rebuild
+from ._tree import rebuild
 from .kernels import kernel_to_2d
 from .layers._state import original_type
 from .layers.fold import is_folded

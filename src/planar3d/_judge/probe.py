@@ -62,12 +62,6 @@ class ProbeResult:
     decides: list[str] = field(default_factory=list)
 
 
-def is_standard(tree, batch: int) -> bool:
-    """Whether every tensor in `tree` is a per-image 4-D map of the example batch."""
-    ts = tensors(tree)
-    return bool(ts) and all(t.dim() == 4 and t.shape[0] == batch for t in ts)
-
-
 class OwnCode(TorchFunctionMode):
     """Watches the code of one module, not of its children: the sizes of the tensors it
     computes, the data-dependent decisions it takes, the structured random masks it draws."""
