@@ -19,10 +19,10 @@ from ._judge.reference import Capture, run_3d
 from ._mode_kernels import ModeKernels, spatial
 from ._plan import Plan
 from ._rewrite.forward import set_kernels
+from ._state import original_type, type_name
 from ._tree import rebuild
 from .context import ConversionContext
 from .errors import UnsupportedModuleError
-from .layers._state import original_type, type_name
 from .layers.fold import is_folded, is_slice_wise
 from .layers.planar_conv import PlanarConv3d
 from .layers.planar_pool import PlanarAvgPool3d, PlanarMaxPool3d

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from .layers._state import state_of
+from ._state import state_of
 
 __all__ = ["ConversionReport", "ReportEntry", "conversion_report"]
 

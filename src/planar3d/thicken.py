@@ -17,9 +17,9 @@ from torch import nn
 from ._axis import drop
 from ._mode_kernels import ModeKernels, spatial
 from ._rewrite.forward import set_kernels
+from ._state import original_type
 from ._tree import rebuild
 from .kernels import kernel_to_2d
-from .layers._state import original_type
 from .layers.fold import is_folded
 from .layers.planar_conv import PlanarConv3d
 from .layers.thick_conv import THICK_INITS, ThickInit

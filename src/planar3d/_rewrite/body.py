@@ -28,7 +28,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from .._axis import fold, unfold
 from .._mode_kernels import ModeKernels
-from ..layers._state import state_of
+from .._state import state_of
 from .contract import NoPlanarMeaning, Rule, Site, is_volume, on_any_input, volumes
 from .ops import planar_shape
 

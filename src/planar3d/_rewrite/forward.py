@@ -18,8 +18,8 @@ from functools import cache
 from torch import fx, nn
 
 from .._mode_kernels import ModeKernels
+from .._state import clear_derived, state_of
 from ..errors import UnsupportedModuleError
-from ..layers._state import clear_derived, state_of
 from ..layers._swap import copy_derived, reduce_derived
 from .contract import NoPlanarMeaning, Site, call_submodule, label_of, runs_on_any_input, volumes
 from .table import KINDS, Kind

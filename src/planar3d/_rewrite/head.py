@@ -20,8 +20,8 @@ import torch
 
 from .._axis import fold, unfold
 from .._judge.reference import covers_plane
+from .._state import type_name
 from ..errors import UnsupportedModuleError
-from ..layers._state import type_name
 from .contract import NoPlanarMeaning, Rule, Site
 from .ops import planar_shape
 

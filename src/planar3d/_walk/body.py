@@ -24,9 +24,9 @@ from .._mode_kernels import spatial
 from .._modes import train_mode
 from .._record import CallRecord, is_standard
 from .._rewrite.forward import rewrite_body_forward, unrewrite
+from .._state import type_name
 from .._tree import join
 from ..errors import UnsupportedModuleError
-from ..layers._state import type_name
 from ..layers.fold import is_folded
 from .fold import fold
 from .session import Session, short

@@ -11,8 +11,8 @@ from torch import nn
 
 from .._judge.network import Divergence
 from .._rewrite.forward import is_rewritten, rewrite_head_forward
+from .._state import type_name
 from ..errors import UnsupportedModuleError
-from ..layers._state import type_name
 from ..layers.fold import is_folded
 from .fold import fold
 from .session import Session, short

@@ -15,7 +15,7 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-from ._state import copy_state, original_type
+from .._state import copy_state, original_type
 
 M = TypeVar("M", bound=nn.Module)
 

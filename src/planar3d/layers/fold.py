@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
 from .._axis import axis_name, fold, unfold
-from ._state import clear_derived, original_type, state_of
+from .._state import clear_derived, original_type, state_of
 from ._swap import copy_derived, reduce_derived
 
 __all__ = ["fold_module", "is_folded", "is_slice_wise", "unfold_module"]

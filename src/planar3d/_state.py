@@ -11,13 +11,9 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import nn
-
-if TYPE_CHECKING:
-    from .._mode_kernels import ModeKernels
-    from ..report import ConversionReport
 
 __all__ = ["PlanarState", "clear_derived", "copy_state", "original_type", "state_of",
            "type_name"]
@@ -38,8 +34,9 @@ class PlanarState:
         rewrite: for a rewritten module, which rules its traced forward follows ("body",
             "head"); else None.
         path: where a rewritten module sits in the network (its rules' messages name it).
-        kernels: how the `F.conv2d` calls of a body-rewritten module convolve (None: planar).
-        report: on the root of a converted network, its conversion report.
+        kernels: how the `F.conv2d` calls of a body-rewritten module convolve, a
+            `_mode_kernels.ModeKernels` (None: planar).
+        report: on the root of a converted network, its `report.ConversionReport`.
         traced: a rewritten module's traced forwards, by train/eval flag and flag arguments;
             a cache that copies and pickles leave behind (they trace again on first use).
     """
@@ -49,8 +46,9 @@ class PlanarState:
     passthrough: bool = False
     rewrite: str | None = None
     path: str = ""
-    kernels: ModeKernels | None = None
-    report: ConversionReport | None = None
+    # typed Any: their modules stand above this one, which every layer imports
+    kernels: Any = None
+    report: Any = None
     traced: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __deepcopy__(self, memo: dict) -> PlanarState:
