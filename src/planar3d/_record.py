@@ -19,8 +19,11 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from ._modes import eval_mode, train_mode
 
-__all__ = ["CallRecord", "CallRecords", "is_map", "is_standard", "record_calls",
-           "record_train_only", "tensors"]
+__all__ = ["Call", "CallRecord", "CallRecords", "batch_of", "is_map", "is_standard",
+           "record_calls", "record_train_only", "tensors"]
+
+# the inputs of a call, (args, kwargs)
+Call = tuple[tuple, dict]
 
 
 @dataclass
@@ -74,6 +77,12 @@ def tensors(tree) -> list[torch.Tensor]:
     return [t for t in tree_flatten(tree)[0] if isinstance(t, torch.Tensor)]
 
 
+def batch_of(call: Call) -> int:
+    """How many images a 2D call holds: the batch size of its first map (a tensor of 4 or more
+    dims)."""
+    return next(t.shape[0] for t in tensors(call) if t.dim() >= 4)
+
+
 def _copy(tree):
     return tree_map(lambda t: t.detach().clone() if isinstance(t, torch.Tensor) else t, tree)
 
@@ -116,7 +125,7 @@ class _OwnShapes(TorchFunctionMode):
         return out
 
 
-def _run(model: nn.Module, example: torch.Tensor, records: dict[int, CallRecord],
+def _run(model: nn.Module, call: Call, records: dict[int, CallRecord],
          paths: dict[int, str], training: bool) -> None:
     pending: dict[int, tuple] = {}
     counter = [len(records)]
@@ -150,14 +159,14 @@ def _run(model: nn.Module, example: torch.Tensor, records: dict[int, CallRecord]
         handles.append(module.register_forward_hook(post, with_kwargs=True, always_call=False))
     try:
         with torch.no_grad(), sizes:
-            model(example)
+            model(*call[0], **call[1])
     finally:
         for h in handles:
             h.remove()
 
 
-def record_calls(model: nn.Module, example: torch.Tensor) -> dict[int, CallRecord]:
-    """Run `model` on `example` in eval mode and record each module's first call, keyed by
+def record_calls(model: nn.Module, *args, **kwargs) -> dict[int, CallRecord]:
+    """Run `model(*args, **kwargs)` in eval mode and record each module's first call, keyed by
     id(module). Train/eval flags are restored.
 
     Raises:
@@ -166,18 +175,19 @@ def record_calls(model: nn.Module, example: torch.Tensor) -> dict[int, CallRecor
     records: dict[int, CallRecord] = {}
     with eval_mode(model):
         try:
-            _run(model, example, records, _paths(model), training=False)
+            _run(model, (args, kwargs), records, _paths(model), training=False)
         except Exception as error:
+            shapes = [tuple(t.shape) for t in tensors((args, kwargs))]
+            inputs = (f"the example batch of shape {shapes[0]}" if len(shapes) == 1
+                      else f"the example inputs of shapes {shapes}")
             raise RuntimeError(
-                f"the 2D model does not run on the example batch of shape "
-                f"{tuple(example.shape)} ({type(error).__name__}: {error}); pass "
+                f"the 2D model does not run on {inputs} ({type(error).__name__}: {error}); pass "
                 f"example_input=<a (B, C, H, W) batch the 2D model accepts> to convert()"
             ) from error
     return records
 
 
-def record_train_only(model: nn.Module, example: torch.Tensor, skip: set[str]
-                      ) -> dict[str, CallRecord]:
+def record_train_only(model: nn.Module, call: Call, skip: set[str]) -> dict[str, CallRecord]:
     """Records of the modules only a train-mode run reaches (auxiliary heads), keyed by path:
     one derandomized train-mode run whose effect on buffers (BatchNorm statistics) is undone;
     modules at the `skip` paths (recorded in eval mode) are left out. Empty if the 2D network
@@ -185,7 +195,7 @@ def record_train_only(model: nn.Module, example: torch.Tensor, skip: set[str]
     records: dict[int, CallRecord] = {}
     paths = _paths(model)
     with contextlib.suppress(Exception), train_mode(model):
-        _run(model, example, records, paths, training=True)
+        _run(model, call, records, paths, training=True)
     return {record.path: record for record in records.values() if record.path not in skip}
 
 
@@ -206,15 +216,15 @@ class CallRecords:
 
     Args:
         model: the network being converted (recorded now).
-        example: the example batch.
+        call: the example's inputs (args, kwargs).
         source: the 2D network (never changed), which train-mode runs use.
     """
 
-    def __init__(self, model: nn.Module, example: torch.Tensor, *, source: nn.Module) -> None:
-        self.example = example
-        self.batch = example.shape[0]
+    def __init__(self, model: nn.Module, call: Call, *, source: nn.Module) -> None:
+        self.call = call
+        self.batch = batch_of(call)
         self.source = source
-        self._by_module = record_calls(model, example)
+        self._by_module = record_calls(model, *call[0], **call[1])
         self._train_only: dict[str, CallRecord] | None = None
         self._by_path: dict[str, CallRecord] = {}
 
@@ -229,7 +239,7 @@ class CallRecords:
         if record is None and any(True for _ in module.parameters()):
             if self._train_only is None:
                 recorded = {r.path for r in self._by_module.values()}
-                self._train_only = record_train_only(self.source, self.example, recorded)
+                self._train_only = record_train_only(self.source, self.call, recorded)
             record = self._train_only.get(path)
         if record is not None:
             self._by_path[path] = record

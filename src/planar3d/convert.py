@@ -34,7 +34,7 @@ from ._judge.reference import Reference
 from ._mode_pass import apply_mode, check_runs
 from ._modes import restore_flags
 from ._plan import Plan
-from ._record import CallRecords
+from ._record import Call, CallRecords
 from ._walk.repair import refusal, repair
 from ._walk.session import Session
 from ._walk.walk import Walk
@@ -174,7 +174,8 @@ def _convert_model(model: nn.Module, *, example_input, inplace: bool, registry, 
     originals = list(work.modules())  # keeps every original alive: ids stay unique while in use
     plan = Plan()
     with hooks_paused(pristine, work):
-        records = CallRecords(work, example, source=pristine)
+        call = ((example,), {})
+        records = CallRecords(work, call, source=pristine)
         session = Session(ctx=ctx, registry=registry, pristine=pristine, records=records,
                           plan=plan, volumes=PROBE_VOLUMES)
         work.eval()
@@ -186,7 +187,7 @@ def _convert_model(model: nn.Module, *, example_input, inplace: bool, registry, 
         records.release()
         restore_flags([(m, flags[name]) for name, m in root.named_modules() if name in flags])
         with hooks_running():
-            root = _verified(root, example, session, recorded)
+            root = _verified(root, call, session, recorded)
         if ctx.mode != "planar" or ctx.depth != "keep":
             root = apply_mode(root, ctx=ctx, pristine=pristine, registry=registry, plan=plan)
             with hooks_running():
@@ -199,13 +200,12 @@ def _convert_model(model: nn.Module, *, example_input, inplace: bool, registry, 
     return root
 
 
-def _verified(root: nn.Module, example: torch.Tensor, session: Session, recorded
-              ) -> nn.Module:
+def _verified(root: nn.Module, call: Call, session: Session, recorded) -> nn.Module:
     """The end-to-end check against the reference (`_judge.network`); a body module found
     diverging is folded and the check runs again, anything else raises."""
     reference = Reference(session.pristine, PROBE_VOLUMES, session.plan.sites)
     for _ in range(MAX_REPAIRS + 1):
-        divergence = check_network(reference, root, ((example,), {}), axis=session.axis,
+        divergence = check_network(reference, root, call, axis=session.axis,
                                    recorded=recorded)
         if divergence is None:
             return root

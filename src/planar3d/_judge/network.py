@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten
 
+from .._record import batch_of
 from .reference import Capture, Reference, as_volumes, expected_output, run_3d
 from .tolerance import difference
 
@@ -73,7 +74,7 @@ def check_network(reference: Reference, model3d: nn.Module, call: tuple, *, axis
     Returns:
         None when every output equals the reference, else where the first difference arises.
     """
-    batch = _batch(call)
+    batch = batch_of(call)
     for training in (False, True):
         if not training and not reference.sites and recorded is not None:
             want = recorded
@@ -91,12 +92,6 @@ def check_network(reference: Reference, model3d: nn.Module, call: tuple, *, axis
     return None
 
 
-def _batch(call: tuple) -> int:
-    """How many images a 2D call holds: the batch size of its first map."""
-    return next(t.shape[0] for t in tree_flatten(call)[0]
-                if isinstance(t, torch.Tensor) and t.dim() >= 4)
-
-
 def localize(reference: Reference, model3d: nn.Module, call: tuple, *, axis: int,
              training: bool, want=None) -> Divergence | None:
     """Compare `model3d` with the reference on the 2D inputs `call` = (args, kwargs) made
@@ -107,7 +102,7 @@ def localize(reference: Reference, model3d: nn.Module, call: tuple, *, axis: int
         want: the reference outputs when already computed.
     """
     args, kwargs = call
-    batch = _batch(call)
+    batch = batch_of(call)
     shape = {"batch": batch, "volumes": reference.volumes}
     if want is None:
         want = reference(args, kwargs, batch=batch, training=training)
