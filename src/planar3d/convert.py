@@ -1,21 +1,27 @@
 """`planar3d.convert`: turn a 2D network into a 3D one that starts from its weights.
 
-How a network is converted (docs/design.md §1):
+How a network is converted (docs/design.md §1), and where each decision is made:
 
-1. The 2D network runs once on an example batch; every module's first call is recorded. A module
-   belongs to the classifier *head* when it and all its ancestors return non-spatial tensors
-   (logits, pooled features); everything else is the per-slice *body*.
-2. Modules are visited bottom-up. A module whose exact type has a converter is replaced by the
-   converter's result. Any other module keeps its own forward with converted children, if a
-   probe shows that this reproduces the 2D network: slice by slice in the body (P1), on
-   depth-constant volumes in the head (P2), where the first global/adaptive pool pools the
-   planar axis away. Otherwise a body module holding spatial kernels gets its forward traced by
-   torch.fx so that its functional code acts per slice, or is *folded* (its 2D forward runs on
-   the slices); a head module's functional pooling is rewritten by torch.fx, or it runs
-   slice-wise; if nothing reproduces the 2D network, `UnsupportedModuleError` says which module
-   and why. All of this is decided in planar terms, whatever the mode.
-3. Planar convolutions take the mode's kernels (center, inflate, acs), and under the depth
-   policies "pool"/"all" pooling (and strided) layers also act along depth.
+1. The 2D network runs once on an example batch (`_example`); every module's first call is
+   recorded (`_record`). A module belongs to the classifier *head* when it and all its
+   ancestors return non-spatial tensors (logits, pooled features); everything else is the
+   per-slice *body*.
+2. Modules are visited bottom-up (`_walk`). A module whose exact type has a converter is
+   replaced by the converter's result. Any other module keeps its own forward with converted
+   children, if a probe shows that this reproduces the 2D network: slice by slice in the body
+   (P1), on depth-constant volumes in the head (P2), where the first global/adaptive pool pools
+   the planar axis away. Otherwise a body module holding spatial kernels gets its forward
+   traced by torch.fx so that its functional code acts per slice (`_rewrite`), or is *folded*
+   (its 2D forward runs on the slices); a head module's functional pooling is rewritten by
+   torch.fx, or it runs slice-wise; if nothing reproduces the 2D network,
+   `UnsupportedModuleError` says which module and why. All of this is decided in planar terms,
+   whatever the mode, and written into the plan (`_plan`), of which the conversion report is a
+   view.
+3. The whole converted network is checked against the reference (`_judge`, which also holds
+   the probes); a body module found diverging is folded and the check runs again.
+4. Planar convolutions take the mode's kernels (center, inflate, acs; `_mode_kernels`), and
+   under the depth policies "pool"/"all" pooling (and strided) layers also act along depth
+   (`_mode_pass`).
 """
 
 from __future__ import annotations
