@@ -175,7 +175,8 @@ def rewrite_kind(module: nn.Module) -> str | None:
 
 
 def rewrite(module: nn.Module, *, kind: str, axis: int, path: str) -> list[str]:
-    """Give `module` (in place) a traced forward whose calls go through `kind`'s wrappers.
+    """Give `module` (in place) a traced forward whose calls follow the rules of `kind` ("body",
+    "head": see `table`).
 
     The forward is traced now for eval and train mode with the default values of plain-value
     arguments; other values are traced when first used.
