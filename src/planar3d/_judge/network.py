@@ -18,11 +18,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_flatten
 
 from .._record import batch_of
 from .reference import Capture, Reference, as_volumes, expected_output, run_3d
-from .tolerance import difference
+from .tolerance import difference, output_leaves
 
 __all__ = ["Divergence", "check_network", "localize"]
 
@@ -39,8 +38,8 @@ class Divergence:
 
 def outputs_problem(got, want, *, volumes: int, batch: int, axis: int) -> str:
     """Why the converted outputs `got` are not the reference outputs `want` ("" if they are)."""
-    got_leaves, got_spec = tree_flatten(got)
-    want_leaves, want_spec = tree_flatten(want)
+    got_leaves, got_spec = output_leaves(got)
+    want_leaves, want_spec = output_leaves(want)
     if got_spec != want_spec:
         return "returns a different structure than the 2D network"
     for i, (g, w) in enumerate(zip(got_leaves, want_leaves)):
@@ -132,7 +131,7 @@ def localize(reference: Reference, model3d: nn.Module, call: tuple, *, axis: int
             return Divergence(path, reason, training, inputs_differ=bool(inputs))
     if crash and capture3.stack:
         path = capture3.stack[-1]
-        flat = [t for t in tree_flatten(capture2.outputs.get(path))[0]
+        flat = [t for t in output_leaves(capture2.outputs.get(path))[0]
                 if isinstance(t, torch.Tensor) and 1 <= t.dim() < 4 and len(t) == batch]
         inputs = outputs_problem(capture3.inputs.get(path), capture2.inputs.get(path),
                                  axis=axis, **shape)

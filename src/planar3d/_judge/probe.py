@@ -32,12 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils._pytree import tree_map
 
 from .._axis import fold, unfold
 from .._modes import eval_mode, train_mode
 from .._record import CallRecord, tensors
-from .tolerance import difference
+from .tolerance import difference, output_leaves
 
 # depth of the depth-constant probe volumes when no module code is watched
 CONSTANT_DEPTH = 2
@@ -124,8 +124,8 @@ def _outputs(out, watcher: OwnCode | None, record: CallRecord
     problem, decides = _own_code_problem(watcher)
     if problem:
         return ProbeResult(False, problem, decides=decides), [], []
-    got, spec = tree_flatten(out)
-    want, want_spec = tree_flatten(record.output)
+    got, spec = output_leaves(out)
+    want, want_spec = output_leaves(record.output)
     if spec != want_spec:
         return ProbeResult(False, "returns a different structure than the 2D module"), [], []
     return None, got, want

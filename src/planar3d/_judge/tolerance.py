@@ -1,12 +1,14 @@
-"""How close is equal: the tolerance of every comparison the judge makes."""
+"""How close is equal: the tolerance of every comparison the judge makes, and what of two
+outputs is compared (their leaves, and the structure that holds them)."""
 
 from __future__ import annotations
 
 import math
 
 import torch
+from torch.utils._pytree import tree_flatten
 
-__all__ = ["LOOSE_FACTOR", "difference", "tolerance"]
+__all__ = ["LOOSE_FACTOR", "difference", "output_leaves", "tolerance"]
 
 # Deciding whether a module's own forward is exact uses a tight tolerance (planar layers run the
 # very 2D kernels, so real results agree to a few ulps and wrong code is caught even when its
@@ -42,3 +44,9 @@ def difference(got: torch.Tensor, want: torch.Tensor, *, loose: bool = False) ->
         if not torch.equal(got[~finite].nan_to_num(0.0), want[~finite].nan_to_num(0.0)):
             return "non-finite values differ"
         return difference(got[finite], want[finite], loose=loose) if finite.any() else ""
+
+
+def output_leaves(tree) -> tuple[list, object]:
+    """The leaves of an output (a tensor, or a container of them) and its structure: two
+    outputs are equal when their structures are and their leaves are, one by one."""
+    return tree_flatten(tree)
