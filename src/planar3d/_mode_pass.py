@@ -19,7 +19,7 @@ from ._judge.reference import Capture, run_3d
 from ._mode_kernels import ModeKernels, spatial
 from ._plan import Plan
 from ._rewrite.forward import set_kernels
-from ._state import original_type, type_name
+from ._state import type_name
 from ._tree import rebuild
 from .context import ConversionContext
 from .errors import UnsupportedModuleError
@@ -68,7 +68,7 @@ def apply_mode(root: nn.Module, *, ctx: ConversionContext, pristine: nn.Module,
                 for m in module.modules()
             ):
                 raise UnsupportedModuleError(
-                    path, original_type(module).__name__,
+                    path, type_name(module),
                     f"depth policy {ctx.depth!r} asks its pooling/strided layers to act along "
                     f"{axis_name(ctx.axis)}, but its forward only runs slice by slice",
                     "use depth='keep', or register a converter for this module",

@@ -17,7 +17,7 @@ from torch import nn
 from ._axis import drop
 from ._mode_kernels import ModeKernels, spatial
 from ._rewrite.forward import set_kernels
-from ._state import original_type
+from ._state import type_name
 from ._tree import rebuild
 from .kernels import kernel_to_2d
 from .layers.fold import is_folded
@@ -82,7 +82,7 @@ def thicken(
     def visit(module: nn.Module, path: str) -> nn.Module | None:
         if is_folded(module):
             if any(isinstance(m, nn.Conv2d) and spatial(m.kernel_size) for m in module.modules()):
-                report.add(path, original_type(module).__name__, "folded",
+                report.add(path, type_name(module), "folded",
                            "runs per slice: its kernels stay planar after thickening")
             return module
         if isinstance(module, PlanarConv3d) and spatial(module.kernel_size):
