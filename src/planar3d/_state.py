@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["PlanarState", "clear_derived", "copy_state", "original_type", "state_of",
+__all__ = ["PlanarState", "clear_derived", "copy_state", "original_type", "state", "state_of",
            "type_name"]
 
 _ATTRIBUTE = "_planar3d"
@@ -32,7 +32,7 @@ class PlanarState:
         passthrough: a folded module that also runs inputs without volumes as they are (a
             slice-wise layer of a classifier's head).
         rewrite: for a rewritten module, which rules its traced forward follows ("body",
-            "head"); else None.
+            "head"); else "".
         path: where a rewritten module sits in the network (its rules' messages name it).
         kernels: how the `F.conv2d` calls of a body-rewritten module convolve, a
             `_mode_kernels.ModeKernels` (None: planar).
@@ -44,7 +44,7 @@ class PlanarState:
     base: type | None = None
     axis: int = 2
     passthrough: bool = False
-    rewrite: str | None = None
+    rewrite: str = ""
     path: str = ""
     # typed Any: their modules stand above this one, which every layer imports
     kernels: Any = None
@@ -65,40 +65,43 @@ class PlanarState:
         return {**self.__dict__, "base": None, "traced": {}}
 
 
-def state_of(module: nn.Module, *, create: bool = False) -> PlanarState | None:
-    """planar3d's record on `module` (None when it has none, unless `create`)."""
-    state = module.__dict__.get(_ATTRIBUTE)
-    if state is None and create:
-        state = module.__dict__[_ATTRIBUTE] = PlanarState()
-    return state
+def state_of(module: nn.Module) -> PlanarState | None:
+    """planar3d's record on `module`, None when it has none."""
+    return module.__dict__.get(_ATTRIBUTE)
+
+
+def state(module: nn.Module) -> PlanarState:
+    """planar3d's record on `module`, made empty if it has none (a folded or rewritten module
+    always has one)."""
+    if _ATTRIBUTE not in module.__dict__:
+        module.__dict__[_ATTRIBUTE] = PlanarState()
+    return module.__dict__[_ATTRIBUTE]
 
 
 def copy_state(source: nn.Module, target: nn.Module, memo: dict) -> None:
     """Give `target`, a deep copy of `source` made with `memo`, a copy of `source`'s record if
     the copy left it behind (a torch.fx GraphModule copies only its own state)."""
-    state = state_of(source)
-    if state is not None and state_of(target) is None:
-        target.__dict__[_ATTRIBUTE] = copy.deepcopy(state, memo)
+    record = state_of(source)
+    if record is not None and state_of(target) is None:
+        target.__dict__[_ATTRIBUTE] = copy.deepcopy(record, memo)
 
 
 def clear_derived(module: nn.Module) -> None:
     """Give `module` back its 2D class and forget what made it derived (the report stays)."""
-    state = state_of(module)
-    if state is None:
+    record = module.__dict__.pop(_ATTRIBUTE, None)
+    if record is None:
         return
-    if state.base is not None:
-        module.__class__ = state.base
-    report = state.report
-    module.__dict__.pop(_ATTRIBUTE)
-    if report is not None:
-        state_of(module, create=True).report = report
+    if record.base is not None:
+        module.__class__ = record.base
+    if record.report is not None:
+        state(module).report = record.report
 
 
 def original_type(module: nn.Module) -> type:
     """The class a module had before planar3d gave it a derived class of its own (folded or
     rewritten modules keep their 2D class as a base); else its class."""
-    state = state_of(module)
-    return state.base if state is not None and state.base is not None else type(module)
+    record = state_of(module)
+    return record.base if record is not None and record.base is not None else type(module)
 
 
 def type_name(module: nn.Module) -> str:

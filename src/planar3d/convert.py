@@ -180,7 +180,7 @@ def _convert_model(model: nn.Module, *, example_input, inplace: bool, registry, 
     originals = list(work.modules())  # keeps every original alive: ids stay unique while in use
     plan = Plan()
     with hooks_paused(pristine, work):
-        call = ((example,), {})
+        call: Call = ((example,), {})
         records = CallRecords(work, call, source=pristine)
         session = Session(ctx=ctx, registry=registry, pristine=pristine, records=records,
                           plan=plan, volumes=PROBE_VOLUMES)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from ._state import state_of
+from ._state import state, state_of
 
 __all__ = ["ConversionReport", "ReportEntry", "conversion_report"]
 
@@ -95,13 +95,13 @@ class ConversionReport:
 
 def attach_report(model: nn.Module, report: ConversionReport) -> None:
     """Keep `report` with the converted `model` (it deep-copies and pickles with it)."""
-    state_of(model, create=True).report = report
+    state(model).report = report
 
 
 def is_converted(model: nn.Module) -> bool:
     """Whether `model` was produced by `planar3d.convert`."""
-    state = state_of(model)
-    return state is not None and state.report is not None
+    record = state_of(model)
+    return record is not None and record.report is not None
 
 
 def conversion_report(model: nn.Module) -> ConversionReport:
@@ -110,8 +110,8 @@ def conversion_report(model: nn.Module) -> ConversionReport:
     Raises:
         ValueError: if `model` was not produced by `planar3d.convert`.
     """
-    state = state_of(model)
-    report = None if state is None else state.report
+    record = state_of(model)
+    report = None if record is None else record.report
     if report is None:
         raise ValueError(
             f"{type(model).__name__} was not produced by planar3d.convert (no conversion report)"

@@ -21,6 +21,7 @@ which.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,7 +29,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from .._axis import fold, unfold
 from .._mode_kernels import ModeKernels
-from .._state import state_of
+from .._state import state
 from .contract import NoPlanarMeaning, Rule, Site, is_volume, on_any_input, volumes
 from .ops import planar_shape
 
@@ -213,10 +214,10 @@ def conv2d(site: Site, fn, args, kwargs):
     """F.conv2d on a volume: the mode's kernels (planar: per slice)."""
     x, weight = args[0], args[1]
     names = ("bias", "stride", "padding", "dilation", "groups")
-    params = dict(zip(names, (None, 1, 0, 1, 1)))
+    params: dict[str, Any] = dict(zip(names, (None, 1, 0, 1, 1)))
     params.update(zip(names, args[2:]))
     params.update(kwargs)
-    kernels = state_of(site.module).kernels or ModeKernels()
+    kernels = state(site.module).kernels or ModeKernels()
     if _Layout.of(x, site.axis) != site.axis:
         raise NoPlanarMeaning("a convolution of a permuted volume")
     padding = params["padding"]

@@ -18,7 +18,7 @@ from functools import cache
 from torch import fx, nn
 
 from .._mode_kernels import ModeKernels
-from .._state import clear_derived, state_of
+from .._state import clear_derived, original_type, state, type_name
 from ..errors import UnsupportedModuleError
 from ..layers._swap import copy_derived, reduce_derived
 from .contract import NoPlanarMeaning, Site, call_submodule, label_of, runs_on_any_input, volumes
@@ -112,14 +112,14 @@ def _flag_defaults(base: type) -> dict[str, object]:
 
 
 def _trace(module: nn.Module, base: type, training: bool, flags: dict) -> tuple[Callable, list]:
-    state = state_of(module)
-    site = Site(module, state.axis, state.path)
+    record = state(module)
+    site = Site(module, record.axis, record.path)
     current, mode = module.__class__, module.training
     module.__class__ = base  # trace the class's own forward
     try:
         module.training = training
-        return _compile(module, KINDS[state.rewrite], site,
-                        f"{state.rewrite} {state.path or 'root'}", flags)
+        return _compile(module, KINDS[record.rewrite], site,
+                        f"{record.rewrite} {record.path or 'root'}", flags)
     finally:
         module.__class__, module.training = current, mode
 
@@ -129,20 +129,20 @@ class _RewrittenMixin:
     plain-value arguments such as `pre_logits` (traced on first use of each combination)."""
 
     def forward(self, *args, **kwargs):
-        state = state_of(self)
-        base = state.base
+        record = state(self)
+        base = original_type(self)
         bound = _signature(base).bind(self, *args, **kwargs)
         defaults = _flag_defaults(base)
         flags = {name: bound.arguments.get(name, value) for name, value in defaults.items()}
         key = (self.training, tuple(flags.items()))
-        traced = state.traced
+        traced = record.traced
         if key not in traced:
             traced[key] = _trace(self, base, self.training, flags)[0]
         rest = {k: v for k, v in bound.arguments.items() if k != "self" and k not in flags}
         return traced[key](self, **rest)
 
     def _get_name(self) -> str:
-        return f"Rewritten[{state_of(self).base.__name__}]"
+        return f"Rewritten[{type_name(self)}]"
 
     def __deepcopy__(self, memo):
         return copy_derived(self, memo, _rewritten_again)
@@ -161,7 +161,7 @@ def _rewritten_again(module: nn.Module) -> nn.Module:
     traced again on first use)."""
     base = type(module)
     module.__class__ = _rewritten_class(base)
-    state_of(module).base = base
+    state(module).base = base
     return module
 
 
@@ -171,7 +171,7 @@ def is_rewritten(module: nn.Module) -> bool:
 
 def rewrite_kind(module: nn.Module) -> str | None:
     """"body" or "head" for a rewritten module (which rewrite gave it its forward), else None."""
-    return state_of(module).rewrite if is_rewritten(module) else None
+    return state(module).rewrite if is_rewritten(module) else None
 
 
 def rewrite(module: nn.Module, *, kind: str, axis: int, path: str) -> list[str]:
@@ -186,16 +186,16 @@ def rewrite(module: nn.Module, *, kind: str, axis: int, path: str) -> list[str]:
     Raises:
         Whatever torch.fx raises when the forward cannot be traced.
     """
-    base = state_of(module).base if is_rewritten(module) else type(module)
-    state = state_of(module, create=True)
-    state.rewrite, state.axis, state.path = kind, axis, path
+    base = original_type(module) if is_rewritten(module) else type(module)
+    record = state(module)
+    record.rewrite, record.axis, record.path = kind, axis, path
     flags = _flag_defaults(base)
     traced = {}
     touched: list[str] = []
     for training in (False, True):
         traced[(training, tuple(flags.items()))], touched = _trace(module, base, training, flags)
     module.__class__ = _rewritten_class(base)
-    state.base, state.traced = base, traced
+    record.base, record.traced = base, traced
     return touched
 
 
@@ -240,4 +240,4 @@ def rewrite_head_forward(module: nn.Module, *, axis: int, path: str) -> list[str
 def set_kernels(module: nn.Module, kernels: ModeKernels) -> None:
     """Make the `F.conv2d` calls of a body-rewritten module use `kernels` (a mode's)."""
     if rewrite_kind(module) == "body":
-        state_of(module).kernels = kernels
+        state(module).kernels = kernels

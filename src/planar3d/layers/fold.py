@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
 from .._axis import axis_name, fold, unfold
-from .._state import clear_derived, original_type, state_of
+from .._state import clear_derived, original_type, state, type_name
 from ._swap import copy_derived, reduce_derived
 
 __all__ = ["fold_module", "is_folded", "is_slice_wise", "unfold_module"]
@@ -33,14 +33,14 @@ class _FoldMixin:
     (`_state.PlanarState`)."""
 
     def forward(self, *args, **kwargs):
-        state = state_of(self)
-        axis = state.axis
+        record = state(self)
+        axis = record.axis
         # The usual call takes one tensor: skip the pytree walks, which cost more than the fold.
         single = len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor)
         flat = args if single else tree_flatten((args, kwargs))[0]
         volumes = [t for t in flat if isinstance(t, torch.Tensor) and t.dim() == 5]
         if not volumes:
-            if state.passthrough:
+            if record.passthrough:
                 return super().forward(*args, **kwargs)
             raise ValueError(
                 f"{self._get_name()} expects (N, C, D, H, W) volumes; got no 5-D tensor among its "
@@ -89,22 +89,21 @@ class _FoldMixin:
         return super()._apply(apply, recurse)
 
     def _get_name(self) -> str:
-        state = state_of(self)
-        return f"{'SliceWise' if state.passthrough else 'Folded'}[{state.base.__name__}]"
+        kind = "SliceWise" if state(self).passthrough else "Folded"
+        return f"{kind}[{type_name(self)}]"
 
     def extra_repr(self) -> str:
-        state = state_of(self)
-        base = state.base.extra_repr(self)
-        note = f"2D per {axis_name(state.axis)} slice"
+        base = original_type(self).extra_repr(self)
+        note = f"2D per {axis_name(state(self).axis)} slice"
         return f"{base}, {note}" if base else note
 
     def __deepcopy__(self, memo):
-        state = state_of(self)
-        return copy_derived(self, memo, lambda m: _refold(m, state.axis, state.passthrough))
+        record = state(self)
+        return copy_derived(self, memo, lambda m: _refold(m, record.axis, record.passthrough))
 
     def __reduce_ex__(self, protocol):
-        state = state_of(self)
-        return reduce_derived(self, protocol, _refold, state.axis, state.passthrough)
+        record = state(self)
+        return reduce_derived(self, protocol, _refold, record.axis, record.passthrough)
 
 
 @cache
@@ -124,7 +123,7 @@ def is_folded(module: nn.Module) -> bool:
 
 def is_slice_wise(module: nn.Module) -> bool:
     """True if `module` was folded with `passthrough=True` (a head layer)."""
-    return is_folded(module) and state_of(module).passthrough
+    return is_folded(module) and state(module).passthrough
 
 
 def fold_module(module: nn.Module, *, axis: int = 2, passthrough: bool = False) -> nn.Module:
@@ -139,8 +138,8 @@ def fold_module(module: nn.Module, *, axis: int = 2, passthrough: bool = False) 
     """
     base = original_type(module) if is_folded(module) else type(module)
     module.__class__ = _folded_class(base, passthrough)
-    state = state_of(module, create=True)
-    state.base, state.axis, state.passthrough = base, axis, passthrough
+    record = state(module)
+    record.base, record.axis, record.passthrough = base, axis, passthrough
     return module
 
 
