@@ -50,6 +50,8 @@ class Plan:
     """The plan of one conversion: a `ModulePlan` per module, by path.
 
     Attributes:
+        modules: path -> `ModulePlan`; a module decided on comes after every module decided on
+            before it (the report's order).
         sites: the head-pool sites, path -> kind ("mean", "amax", "code", "as-is"; see
             `_judge.reference`), in the order they were found.
         unchecked: paths of modules kept with their own forward that no probe ran alone
