@@ -4,19 +4,23 @@ A folded module (`fold.py`) and a rewritten one (`_rewrite`) are instances of a 
 from their 2D class (`Folded<Type>`, `Rewritten<Type>`), and the root of a converted network
 holds its conversion report. Everything planar3d keeps on a module for that is one attribute,
 `module._planar3d`, holding a `PlanarState`: it deep-copies and pickles with the module (its
-cache of traced forwards excepted), and it is read and written through the functions here.
+cache of traced forwards excepted), and it is read and written through the functions here. A
+module of a derived class copies and pickles as its 2D class does, then is derived again
+(`copy_derived`, `reduce_derived`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
-__all__ = ["PlanarState", "clear_derived", "copy_state", "original_type", "state", "state_of",
-           "type_name"]
+__all__ = ["PlanarState", "clear_derived", "copy_derived", "original_type", "reduce_derived",
+           "state", "state_of", "type_name"]
 
 _ATTRIBUTE = "_planar3d"
 
@@ -78,14 +82,6 @@ def state(module: nn.Module) -> PlanarState:
     return module.__dict__[_ATTRIBUTE]
 
 
-def copy_state(source: nn.Module, target: nn.Module, memo: dict) -> None:
-    """Give `target`, a deep copy of `source` made with `memo`, a copy of `source`'s record if
-    the copy left it behind (a torch.fx GraphModule copies only its own state)."""
-    record = state_of(source)
-    if record is not None and state_of(target) is None:
-        target.__dict__[_ATTRIBUTE] = copy.deepcopy(record, memo)
-
-
 def clear_derived(module: nn.Module) -> None:
     """Give `module` back its 2D class and forget what made it derived (the report stays)."""
     record = module.__dict__.pop(_ATTRIBUTE, None)
@@ -107,3 +103,46 @@ def original_type(module: nn.Module) -> type:
 def type_name(module: nn.Module) -> str:
     """The class name of the 2D module behind a converted one (folded, rewritten...)."""
     return original_type(module).__name__
+
+
+@contextlib.contextmanager
+def _as_original(module: nn.Module):
+    """`module` as an instance of its original class."""
+    cls = type(module)
+    module.__class__ = original_type(module)
+    try:
+        yield module
+    finally:
+        module.__class__ = cls
+
+
+def copy_derived(module: nn.Module, memo: dict, remake: Callable[[nn.Module], nn.Module]
+                 ) -> nn.Module:
+    """`copy.deepcopy` of a module of a derived class: a copy made by its original class's own
+    deepcopy (a torch.fx GraphModule builds a class of its own for each copy), then remade."""
+    with _as_original(module):
+        copied = copy.deepcopy(module, memo)
+    record = state_of(module)
+    if record is not None and state_of(copied) is None:  # a GraphModule copy keeps only its own
+        copied.__dict__[_ATTRIBUTE] = copy.deepcopy(record, memo)
+    return remake(copied)
+
+
+def reduce_derived(module: nn.Module, protocol: int, remake: Callable, *args) -> tuple:
+    """`__reduce_ex__` of a module of a derived class: pickled as its original class pickles
+    itself (a GraphModule as its code), then remade with `remake(module, *args)` on load."""
+    with _as_original(module):
+        reduced = module.__reduce_ex__(protocol)
+    return _remade, (reduced, remake, args)
+
+
+def _remade(reduced: tuple, remake: Callable, args: tuple) -> nn.Module:
+    rebuild, rebuild_args, *rest = reduced
+    module = rebuild(*rebuild_args)
+    saved = rest[0] if rest else None
+    if saved is not None:
+        if hasattr(module, "__setstate__"):
+            module.__setstate__(saved)
+        else:
+            module.__dict__.update(saved)
+    return remake(module, *args)

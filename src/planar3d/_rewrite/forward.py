@@ -18,9 +18,15 @@ from functools import cache
 from torch import fx, nn
 
 from .._mode_kernels import ModeKernels
-from .._state import clear_derived, original_type, state, type_name
+from .._state import (
+    clear_derived,
+    copy_derived,
+    original_type,
+    reduce_derived,
+    state,
+    type_name,
+)
 from ..errors import UnsupportedModuleError
-from ..layers._swap import copy_derived, reduce_derived
 from .contract import NoPlanarMeaning, Site, call_submodule, label_of, runs_on_any_input, volumes
 from .table import KINDS, Kind
 

@@ -22,8 +22,14 @@ from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
 from .._axis import axis_name, fold, unfold
-from .._state import clear_derived, original_type, state, type_name
-from ._swap import copy_derived, reduce_derived
+from .._state import (
+    clear_derived,
+    copy_derived,
+    original_type,
+    reduce_derived,
+    state,
+    type_name,
+)
 
 __all__ = ["fold_module", "is_folded", "is_slice_wise", "unfold_module"]
 
