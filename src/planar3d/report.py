@@ -36,7 +36,9 @@ class ReportEntry:
 
 @dataclass
 class ConversionReport:
-    """The record of one `planar3d.convert` call: one entry per module that was decided on.
+    """The record of one `planar3d.convert` call: one entry per module that was decided on,
+    in the order of the decisions (a view of the conversion's plan; `thicken` and
+    `adapt_input_channels` add what they change).
 
     Modules inside a folded module are not listed separately (they stay 2D).
     """
@@ -48,17 +50,11 @@ class ConversionReport:
     entries: list[ReportEntry] = field(default_factory=list)
 
     def add(self, path: str, module_type: str, action: str, detail: str = "") -> None:
+        """Record what was done to the module at `path`, replacing its earlier entry."""
         if action not in ACTIONS:
             raise ValueError(f"unknown report action {action!r}")
         self.entries = [e for e in self.entries if e.path != path]
         self.entries.append(ReportEntry(path, module_type, action, detail))
-
-    def drop_below(self, path: str) -> None:
-        """Forget entries of modules strictly inside `path` (they were folded with it)."""
-        prefix = f"{path}." if path else ""
-        self.entries = [
-            e for e in self.entries if not (e.path.startswith(prefix) and e.path != path)
-        ]
 
     def counts(self) -> dict[str, int]:
         """Number of modules per action."""
