@@ -34,7 +34,6 @@ from torch import nn
 
 from ._axis import axis_name, parse_axis, require_volume
 from ._example import PROBE_VOLUMES, example_batch, refuse_unconvertible
-from ._hooks import has_hooks, hooks_paused, hooks_running, restore_hooks
 from ._judge.network import check_network
 from ._judge.reference import Reference
 from ._mode_pass import apply_mode, check_runs
@@ -179,26 +178,23 @@ def _convert_model(model: nn.Module, *, example_input, inplace: bool, registry, 
     flags = {name: module.training for name, module in model.named_modules()}
     originals = list(work.modules())  # keeps every original alive: ids stay unique while in use
     plan = Plan()
-    with hooks_paused(pristine, work):
-        call: Call = ((example,), {})
-        records = CallRecords(work, call, source=pristine)
-        session = Session(ctx=ctx, registry=registry, pristine=pristine, records=records,
-                          plan=plan, volumes=PROBE_VOLUMES)
-        work.eval()
-        # the root's recorded output is the eval reference unless hooks (paused while
-        # recording) change what the network returns
-        root_record = records.first_call(work)
-        recorded = None if root_record is None or has_hooks(pristine) else root_record.output
-        root = Walk(session).visit(work, "", "head")
-        records.release()
-        restore_flags([(m, flags[name]) for name, m in root.named_modules() if name in flags])
-        with hooks_running():
-            root = _verified(root, call, session, recorded)
-        if ctx.mode != "planar" or ctx.depth != "keep":
-            root = apply_mode(root, ctx=ctx, pristine=pristine, registry=registry, plan=plan)
-            with hooks_running():
-                check_runs(root, example, axis=ctx.axis, volumes=PROBE_VOLUMES)
-        restore_hooks(root)
+    call: Call = ((example,), {})
+    records = CallRecords(work, call, source=pristine)
+    session = Session(ctx=ctx, registry=registry, pristine=pristine, records=records,
+                      plan=plan, volumes=PROBE_VOLUMES)
+    work.eval()
+    # the network's own hooks run in every run (some networks need them to compute at all:
+    # transformers collects hidden states with forward hooks), so the root's record is the
+    # network's eval output
+    root_record = records.first_call(work)
+    recorded = None if root_record is None else root_record.output
+    root = Walk(session).visit(work, "", "head")
+    records.release()
+    restore_flags([(m, flags[name]) for name, m in root.named_modules() if name in flags])
+    root = _verified(root, call, session, recorded)
+    if ctx.mode != "planar" or ctx.depth != "keep":
+        root = apply_mode(root, ctx=ctx, pristine=pristine, registry=registry, plan=plan)
+        check_runs(root, example, axis=ctx.axis, volumes=PROBE_VOLUMES)
     root.register_forward_pre_hook(_check_volume_input, prepend=True)
     attach_report(root, plan.report(mode=ctx.mode, axis=axis_name(ctx.axis), depth=ctx.depth,
                                     example_shape=tuple(example.shape)))
