@@ -68,6 +68,24 @@ def unfold(y: torch.Tensor, n: int, axis: int) -> torch.Tensor:
     return y.reshape(n, y.shape[0] // n, *y.shape[1:]).movedim(1, y.dim() - 4 + axis)
 
 
+def unfold_slices(t: torch.Tensor, n: int, axis: int) -> torch.Tensor:
+    """The volume layout of any per-slice tensor (N * A, ...) of `n` volumes: maps (4 or more
+    dims) as `unfold` lays them out; a tensor of 3 dims (a label map or mask without channels
+    (N * A, s1, s2), a token sequence) with the slices right after the batch, (N, A, ...).
+
+    Raises:
+        ValueError: for a tensor of fewer than 3 dims (a vector per slice has no volume layout).
+    """
+    if t.dim() < 3:
+        raise ValueError(
+            f"a per-slice tensor of shape {tuple(t.shape)} (a vector per slice) has no volume "
+            "layout: pool the slices first"
+        )
+    if t.dim() == 3:
+        return t.reshape(n, t.shape[0] // n, *t.shape[1:])
+    return unfold(t, n, axis)
+
+
 class _UnfoldResult(torch.autograd.Function):
     """`unfold` whose output autograd sees as a tensor of its own, not as a view."""
 

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten, tree_map
 
+from ._containers import map_leaves, tensors
 from ._modes import eval_mode, train_mode
 
 __all__ = ["Call", "CallRecord", "CallRecords", "batch_of", "is_map", "is_standard",
@@ -53,28 +53,31 @@ class CallRecord:
         return _copy(self.args), _copy(self.kwargs)
 
     def is_spatial(self, batch: int) -> bool:
-        """Whether the output holds a per-image feature map (B, ..., h, w) with h*w > 1."""
+        """Whether the output holds a per-image map (B, ..., h, w) with h*w > 1: a feature map,
+        a label map or mask without channels (B, H, W)."""
         return any(is_map(t, batch) for t in tensors(self.output))
 
     def is_flat(self, batch: int) -> bool:
         """Whether the output holds a tensor that is no per-image map at all (pooled features
         (B, K), logits, a loss); a 1x1 map (B, C, 1, 1) is still a per-image map."""
-        return any(not (t.dim() >= 4 and t.shape[0] == batch) for t in tensors(self.output))
+        return any(not has_layout(t, batch) for t in tensors(self.output))
+
+
+def has_layout(t: torch.Tensor, batch: int) -> bool:
+    """A per-image tensor of the example batch with a volume layout (`_axis.unfold_slices`): at
+    least 3-D (maps, label maps, token sequences)."""
+    return t.dim() >= 3 and t.shape[0] == batch
 
 
 def is_map(t: torch.Tensor, batch: int) -> bool:
-    """A per-image feature map of the example batch: (B, ..., h, w), at least 4-D, h*w > 1."""
-    return t.dim() >= 4 and t.shape[0] == batch and t.shape[-2] * t.shape[-1] > 1
+    """A per-image map of the example batch: (B, ..., h, w), at least 3-D, h*w > 1."""
+    return has_layout(t, batch) and t.shape[-2] * t.shape[-1] > 1
 
 
 def is_standard(tree, batch: int) -> bool:
     """Whether every tensor in `tree` is a per-image 4-D map of the example batch."""
     ts = tensors(tree)
     return bool(ts) and all(t.dim() == 4 and t.shape[0] == batch for t in ts)
-
-
-def tensors(tree) -> list[torch.Tensor]:
-    return [t for t in tree_flatten(tree)[0] if isinstance(t, torch.Tensor)]
 
 
 def batch_of(call: Call) -> int:
@@ -84,7 +87,7 @@ def batch_of(call: Call) -> int:
 
 
 def _copy(tree):
-    return tree_map(lambda t: t.detach().clone() if isinstance(t, torch.Tensor) else t, tree)
+    return map_leaves(lambda t: t.detach().clone() if isinstance(t, torch.Tensor) else t, tree)
 
 
 class _Snapshots:
@@ -95,7 +98,7 @@ class _Snapshots:
         self.seen: dict[int, tuple[weakref.ref, int, torch.Tensor]] = {}
 
     def __call__(self, tree):
-        return tree_map(self._one, tree)
+        return map_leaves(self._one, tree)
 
     def _one(self, t):
         if not isinstance(t, torch.Tensor):

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from ._axis import axis_name, parse_axis, require_volume
+from ._containers import opaque_leaves
 from ._example import PROBE_VOLUMES, example_batch, refuse_unconvertible
 from ._judge.network import check_network
 from ._judge.reference import Reference
@@ -44,6 +45,7 @@ from ._walk.repair import refusal, repair
 from ._walk.session import Session
 from ._walk.walk import Walk
 from .context import DEPTH_POLICIES, MODES, Axis, ConversionContext, DepthPolicy, Mode
+from .errors import UnsupportedModuleError
 from .layers._swap import deepcopy_module
 from .registry import Converter, default_converters
 from .report import attach_report, is_converted
@@ -188,6 +190,7 @@ def _convert_model(model: nn.Module, *, example_input, inplace: bool, registry, 
     # network's eval output
     root_record = records.first_call(work)
     recorded = None if root_record is None else root_record.output
+    _refuse_opaque_outputs(work, recorded)
     root = Walk(session).visit(work, "", "head")
     records.release()
     restore_flags([(m, flags[name]) for name, m in root.named_modules() if name in flags])
@@ -200,6 +203,20 @@ def _convert_model(model: nn.Module, *, example_input, inplace: bool, registry, 
                                     example_shape=tuple(example.shape)))
     del originals
     return root
+
+
+def _refuse_opaque_outputs(model: nn.Module, outputs) -> None:
+    """Every output of the network is compared with the reference: an output that holds what no
+    comparison can look into (an object with tensors in its attributes) is refused."""
+    opaque = opaque_leaves(outputs)
+    if opaque:
+        raise UnsupportedModuleError(
+            "", type(model).__name__,
+            f"it returns {', '.join(opaque)} object(s), which no check can look into: what "
+            "they hold could not be checked against the 2D network",
+            "return tensors in tuples, lists, dicts, dataclasses or namedtuples (a wrapper "
+            "module around this network can convert its outputs), and convert that",
+        )
 
 
 def _verified(root: nn.Module, call: Call, session: Session, recorded) -> nn.Module:

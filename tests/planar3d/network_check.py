@@ -199,6 +199,8 @@ def check_train_step(model2d, model3d, x, head: Head) -> float:
                     map_outputs(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, want),
                     "train mode")
     weights = _loss_weights(want)
+    if not weights:  # no floating-point output (a label map): nothing to differentiate
+        return worst
     loss2, loss3 = _loss(want, weights), _loss(got, weights)
     worst = max(worst, _error(loss3.detach(), loss2.detach(), "loss", "train step", RTOL))
     loss2.backward()

@@ -226,7 +226,7 @@ class LabelMap(_SegAndClassify):
     """The segmentation's label map: argmax over classes, (B, H, W) integers."""
 
     def forward(self, x):
-        return self.parts(x)[1].argmax(1)
+        return self.seg(self.body(x)).argmax(1)
 
 
 class SqueezedMask(_SegAndClassify):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .._containers import PLAIN
 from .._record import batch_of
 from .reference import Capture, Reference, as_volumes, expected_output, run_3d
 from .tolerance import difference, output_leaves
@@ -44,11 +45,15 @@ def outputs_problem(got, want, *, volumes: int, batch: int, axis: int) -> str:
         return "returns a different structure than the 2D network"
     for i, (g, w) in enumerate(zip(got_leaves, want_leaves)):
         where = f"output {i}" if len(want_leaves) > 1 else "the output"
+        if isinstance(w, PLAIN):
+            if not isinstance(g, PLAIN) or g != w:
+                return f"{where} is {g!r} instead of {w!r}"
+            continue
         if not isinstance(w, torch.Tensor):
             continue
         if not isinstance(g, torch.Tensor):
             return f"{where} is a {type(g).__name__}, not a tensor"
-        if 1 <= w.dim() < 4 and w.shape[0] == batch and g.shape[:1] != w.shape[:1]:
+        if 1 <= w.dim() < 3 and w.shape[0] == batch and g.shape[:1] != w.shape[:1]:
             return (f"{where} is computed per slice as a non-spatial tensor {tuple(w.shape)} "
                     f"(no global pool before it), which has no volume layout; got "
                     f"{tuple(g.shape)}")

@@ -32,11 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_map
 
 from .._axis import fold, unfold
+from .._containers import map_leaves, tensors
 from .._modes import eval_mode, train_mode
-from .._record import CallRecord, tensors
+from .._record import CallRecord
 from .tolerance import difference, output_leaves
 
 # depth of the depth-constant probe volumes when no module code is watched
@@ -114,7 +114,7 @@ def _lifted(record: CallRecord, up) -> tuple[tuple, dict]:
     """The record's inputs, each tensor lifted to the probe by `up`, never the record's own
     tensors (a module working in place would change them)."""
     args, kwargs = record.inputs()
-    return tree_map(up, args), tree_map(up, kwargs)
+    return map_leaves(up, args), map_leaves(up, kwargs)
 
 
 def _outputs(out, watcher: OwnCode | None, record: CallRecord

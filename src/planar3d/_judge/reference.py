@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_map
 
-from .._axis import unfold
+from .._axis import unfold, unfold_slices
+from .._containers import map_leaves
 from .._modes import eval_mode, train_mode
 
 __all__ = ["Capture", "Reference", "as_volumes", "covers_plane", "expected_output",
@@ -39,9 +39,10 @@ def merge_slices(t: torch.Tensor, slices: int, reduction: str) -> torch.Tensor:
 def expected_output(want: torch.Tensor, got: torch.Tensor, *, volumes: int, axis: int
                     ) -> torch.Tensor:
     """What a converted output `got` must equal given the reference's tensor `want`: a per-slice
-    map (V * S, C, H, W) unfolded into volumes, anything else as it is."""
-    if want.dim() >= 4 and got.dim() == want.dim() + 1 and want.shape[0] % volumes == 0:
-        return unfold(want, volumes, axis)
+    tensor of 3 or more dims (V * S, ...) laid out as volumes (`_axis.unfold_slices`), anything
+    else as it is."""
+    if want.dim() >= 3 and got.dim() == want.dim() + 1 and want.shape[0] % volumes == 0:
+        return unfold_slices(want, volumes, axis)
     return want
 
 
@@ -146,7 +147,7 @@ class Capture:
 
 
 def _clone(tree):
-    return tree_map(lambda t: t.detach().clone() if isinstance(t, torch.Tensor) else t, tree)
+    return map_leaves(lambda t: t.detach().clone() if isinstance(t, torch.Tensor) else t, tree)
 
 
 @contextlib.contextmanager
@@ -163,7 +164,7 @@ def as_volumes(tree, *, batch: int, volumes: int, axis: int):
             return unfold(t, volumes, axis)
         return t
 
-    return tree_map(up, tree)
+    return map_leaves(up, tree)
 
 
 def reference_run(model2d: nn.Module, args: tuple, kwargs: dict, *, batch: int, volumes: int,
@@ -174,7 +175,7 @@ def reference_run(model2d: nn.Module, args: tuple, kwargs: dict, *, batch: int, 
     slices = batch // volumes
     code = _PoolSlicesInCode(batch, slices)
     # new containers: some forwards append to a list they are given (torchvision's FPN blocks)
-    args, kwargs = tree_map(lambda leaf: leaf, (args, kwargs))
+    args, kwargs = map_leaves(lambda leaf: leaf, (args, kwargs))
     handles = []
 
     def pooled(reduction):

@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.utils._pytree import tree_flatten
+
+from .._containers import Structure, flatten
 
 __all__ = ["LOOSE_FACTOR", "difference", "output_leaves", "tolerance"]
 
@@ -46,7 +47,8 @@ def difference(got: torch.Tensor, want: torch.Tensor, *, loose: bool = False) ->
         return difference(got[finite], want[finite], loose=loose) if finite.any() else ""
 
 
-def output_leaves(tree) -> tuple[list, object]:
-    """The leaves of an output (a tensor, or a container of them) and its structure: two
-    outputs are equal when their structures are and their leaves are, one by one."""
-    return tree_flatten(tree)
+def output_leaves(tree) -> tuple[list, Structure]:
+    """The leaves of an output (a tensor, or a container of them: `_containers`) and its
+    structure: two outputs are equal when their structures are and their leaves are, one by
+    one."""
+    return flatten(tree)

@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_flatten, tree_map
 
 from .._axis import fold, unfold
+from .._containers import flatten, map_leaves
 from .._mode_kernels import ModeKernels
 from .._state import state
 from .contract import NoPlanarMeaning, Rule, Site, is_volume, on_any_input, volumes
@@ -96,9 +96,9 @@ def refuse(site: Site, label: str, error: NoPlanarMeaning) -> Exception:
 # -- the rules ----------------------------------------------------------------------------------
 def elementwise(site: Site, fn, args, kwargs):
     ins = _common_layout(args, kwargs, site.axis)
-    args = tree_map(lambda t: _broadcastable(t, ins), args)
-    kwargs = tree_map(lambda t: _broadcastable(t, ins), kwargs)
-    return tree_map(lambda t: _Layout.tag(t, ins, site.axis), fn(*args, **kwargs))
+    args = map_leaves(lambda t: _broadcastable(t, ins), args)
+    kwargs = map_leaves(lambda t: _broadcastable(t, ins), kwargs)
+    return map_leaves(lambda t: _Layout.tag(t, ins, site.axis), fn(*args, **kwargs))
 
 
 def reduce(site: Site, fn, args, kwargs):
@@ -111,10 +111,10 @@ def reduce(site: Site, fn, args, kwargs):
     else:
         raise NoPlanarMeaning("a reduction over all dims would also reduce the planar axis")
     out = fn(x, *rest, **kwargs)
-    for t in tree_flatten(out)[0]:
+    for t in flatten(out)[0]:
         if isinstance(t, torch.Tensor) and t.dim() != 5:
             raise NoPlanarMeaning("a reduction without keepdim=True drops 2D dims")
-    return tree_map(lambda t: _Layout.tag(t, ins, site.axis), out)
+    return map_leaves(lambda t: _Layout.tag(t, ins, site.axis), out)
 
 
 def permute(site: Site, fn, args, kwargs):
@@ -153,7 +153,7 @@ def along_dim(position: int, default: int = 0) -> Rule:
             args[position] = _dim3(args[position], ins)
         else:
             kwargs = {**kwargs, "dim": _dim3(default, ins)}
-        return tree_map(lambda t: _Layout.tag(t, ins, site.axis), fn(*args, **kwargs))
+        return map_leaves(lambda t: _Layout.tag(t, ins, site.axis), fn(*args, **kwargs))
     return rule
 
 
@@ -186,7 +186,7 @@ def per_slice(site: Site, fn, args, kwargs):
         raise NoPlanarMeaning("a 2D window op on a permuted volume")
     n = x.shape[0]
     out = fn(fold(x, site.axis), *args[1:], **kwargs)
-    return tree_map(lambda t: unfold(t, n, site.axis) if isinstance(t, torch.Tensor) else t,
+    return map_leaves(lambda t: unfold(t, n, site.axis) if isinstance(t, torch.Tensor) else t,
                     out)
 
 
@@ -236,7 +236,7 @@ def submodule(site: Site, fn, args, kwargs):
     child, rest = args[0], args[1:]
     ins = _common_layout(rest, kwargs, site.axis) if volumes(rest, kwargs) else site.axis
     out = fn(child, *rest, **kwargs)
-    return tree_map(lambda t: _Layout.tag(t, ins, site.axis), out)
+    return map_leaves(lambda t: _Layout.tag(t, ins, site.axis), out)
 
 
 def random_draw(label: str) -> Rule:

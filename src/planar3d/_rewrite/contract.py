@@ -16,16 +16,18 @@ among the inputs (submodule calls, random draws).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_flatten
 
-__all__ = ["NoPlanarMeaning", "Rule", "Site", "call_submodule", "is_volume", "label_of",
-           "on_any_input", "runs_on_any_input", "volumes"]
+from .._containers import flatten
+
+__all__ = ["NoPlanarMeaning", "Rule", "Site", "builds_container", "call_submodule", "is_volume",
+           "label_of", "on_any_input", "runs_on_any_input", "volumes"]
 
 
 class NoPlanarMeaning(RuntimeError):
@@ -62,13 +64,21 @@ def label_of(target) -> str:
     return f"{module}.{name}" if module and not module.startswith("_") else name
 
 
+def builds_container(fn: Callable) -> bool:
+    """Whether calling `fn` only puts its arguments into a container (a namedtuple, a
+    dataclass, a mapping class such as transformers' ModelOutput): no computation, the same
+    on volumes as on slices."""
+    return isinstance(fn, type) and (issubclass(fn, (tuple, list, Mapping))
+                                     or dataclasses.is_dataclass(fn))
+
+
 def is_volume(t) -> bool:
     return isinstance(t, torch.Tensor) and t.dim() == 5
 
 
 def volumes(args: tuple, kwargs: dict) -> list[torch.Tensor]:
     """The (N, C, D, H, W) volumes among a call's inputs."""
-    return [t for t in tree_flatten((args, kwargs))[0] if is_volume(t)]
+    return [t for t in flatten((args, kwargs))[0] if is_volume(t)]
 
 
 def on_any_input(rule: Rule) -> Rule:

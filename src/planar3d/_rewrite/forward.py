@@ -27,7 +27,15 @@ from .._state import (
     type_name,
 )
 from ..errors import UnsupportedModuleError
-from .contract import NoPlanarMeaning, Site, call_submodule, label_of, runs_on_any_input, volumes
+from .contract import (
+    NoPlanarMeaning,
+    Site,
+    builds_container,
+    call_submodule,
+    label_of,
+    runs_on_any_input,
+    volumes,
+)
 from .table import KINDS, Kind
 
 __all__ = ["is_rewritten", "rewrite", "rewrite_body_forward", "rewrite_head_forward",
@@ -52,7 +60,7 @@ def _method_caller(name: str) -> Callable:
 def _guard(kind: Kind, site: Site, key: object, label: str, fn: Callable) -> Callable:
     """`fn` as written when no volume is among its inputs, else its rule in `kind`."""
     rule = kind.rules.get(key)
-    if fn is call_submodule and rule is None:
+    if rule is None and (fn is call_submodule or builds_container(fn)):
         return fn
     any_input = runs_on_any_input(rule)
 

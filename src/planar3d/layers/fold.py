@@ -19,9 +19,9 @@ from functools import cache
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_flatten, tree_map
 
-from .._axis import axis_name, fold, unfold
+from .._axis import axis_name, fold, unfold_slices
+from .._containers import flatten, map_leaves
 from .._state import (
     clear_derived,
     copy_derived,
@@ -43,7 +43,7 @@ class _FoldMixin:
         axis = record.axis
         # The usual call takes one tensor: skip the pytree walks, which cost more than the fold.
         single = len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor)
-        flat = args if single else tree_flatten((args, kwargs))[0]
+        flat = args if single else flatten((args, kwargs))[0]
         volumes = [t for t in flat if isinstance(t, torch.Tensor) and t.dim() == 5]
         if not volumes:
             if record.passthrough:
@@ -66,19 +66,20 @@ class _FoldMixin:
         def up(t):
             if not isinstance(t, torch.Tensor):
                 return t
-            if t.dim() >= 4 and t.shape[0] == n * slices:
-                return unfold(t, n, axis)
-            raise RuntimeError(
+            if t.dim() >= 3 and t.shape[0] == n * slices:
+                return unfold_slices(t, n, axis)
+            raise ValueError(
                 f"{self._get_name()} returned a tensor of shape {tuple(t.shape)} from its 2D "
-                f"forward on {n * slices} slices; only per-slice maps (N*D, C, H, W) (or with "
-                f"more leading dims) can be unfolded into volumes"
+                f"forward on {n * slices} slices; only per-slice tensors of 3 or more dims (maps "
+                f"(N*D, C, H, W), label maps (N*D, H, W)) have a volume layout: a vector per "
+                f"slice needs a global pool first"
             )
 
         if single:
             out = super().forward(fold(args[0], axis))
         else:
-            out = super().forward(*tree_map(down, args), **tree_map(down, kwargs))
-        return up(out) if isinstance(out, torch.Tensor) else tree_map(up, out)
+            out = super().forward(*map_leaves(down, args), **map_leaves(down, kwargs))
+        return up(out) if isinstance(out, torch.Tensor) else map_leaves(up, out)
 
     def _apply(self, fn, recurse=True):
         # nn.Module.to(memory_format=torch.channels_last_3d) refuses 4-D tensors; a 2D weight
