@@ -18,6 +18,7 @@ from torch.overrides import TorchFunctionMode
 
 from ._containers import map_leaves, tensors
 from ._modes import eval_mode, train_mode
+from .errors import UnsupportedModuleError
 
 __all__ = ["Call", "CallRecord", "CallRecords", "batch_of", "is_map", "is_standard",
            "record_calls", "record_train_only", "tensors"]
@@ -173,21 +174,35 @@ def record_calls(model: nn.Module, *args, **kwargs) -> dict[int, CallRecord]:
     id(module). Train/eval flags are restored.
 
     Raises:
-        RuntimeError: if the 2D model cannot run on the example.
+        UnsupportedModuleError: if the 2D model does not run on the example (it needs other
+            inputs).
+        torch.OutOfMemoryError, MemoryError: as raised (`convert` says what to do).
     """
     records: dict[int, CallRecord] = {}
     with eval_mode(model):
         try:
             _run(model, (args, kwargs), records, _paths(model), training=False)
+        except (torch.OutOfMemoryError, MemoryError):
+            raise
         except Exception as error:
-            shapes = [tuple(t.shape) for t in tensors((args, kwargs))]
-            inputs = (f"the example batch of shape {shapes[0]}" if len(shapes) == 1
-                      else f"the example inputs of shapes {shapes}")
-            raise RuntimeError(
-                f"the 2D model does not run on {inputs} ({type(error).__name__}: {error}); pass "
-                f"example_input=<a (B, C, H, W) batch the 2D model accepts> to convert()"
+            raise UnsupportedModuleError(
+                "", type(model).__name__,
+                f"the 2D network does not run on {describe_inputs((args, kwargs))} "
+                f"({type(error).__name__}: {error})",
+                "pass the inputs it takes: example_input=<a (B, C, H, W) batch of images>, or a "
+                "tuple of its positional inputs (example_input=(a, b)), and example_kwargs="
+                "{name: value} for its keyword inputs",
             ) from error
     return records
+
+
+def describe_inputs(call: Call) -> str:
+    """The example's inputs, for messages: "the example batch of shape (B, C, H, W)" or "the
+    example inputs of shapes [...]"."""
+    shapes = [tuple(t.shape) for t in tensors(call)]
+    if len(shapes) == 1:
+        return f"the example batch of shape {shapes[0]}"
+    return f"the example inputs of shapes {shapes}"
 
 
 def record_train_only(model: nn.Module, call: Call, skip: set[str]) -> dict[str, CallRecord]:

@@ -40,9 +40,9 @@ from ._judge.reference import Reference
 from ._mode_pass import apply_mode, check_runs
 from ._modes import restore_flags
 from ._plan import Plan
-from ._record import Call, CallRecords
+from ._record import Call, CallRecords, describe_inputs
 from ._walk.repair import refusal, repair
-from ._walk.session import Session
+from ._walk.session import Session, whole
 from ._walk.walk import Walk
 from .context import DEPTH_POLICIES, MODES, Axis, ConversionContext, DepthPolicy, Mode
 from .errors import UnsupportedModuleError
@@ -174,6 +174,23 @@ def _put_back(model: nn.Module, buffers: dict[str, torch.Tensor]) -> None:
 def _convert_model(model: nn.Module, *, example_input, inplace: bool, registry, ctx
                    ) -> nn.Module:
     example = example_batch(model, example_input)
+    try:
+        return _convert_on(model, example, inplace=inplace, registry=registry, ctx=ctx)
+    except (torch.OutOfMemoryError, MemoryError) as error:
+        raise UnsupportedModuleError(
+            "", type(model).__name__,
+            f"conversion ran out of memory running the network on volumes made of "
+            f"{describe_inputs(((example,), {}))} ({type(error).__name__}: "
+            f"{whole(str(error))})",
+            f"pass a smaller example_input: fewer or smaller images (two are enough, e.g. "
+            f"torch.randn(2, {example.shape[1]}, {max(32, example.shape[-2] // 2)}, "
+            f"{max(32, example.shape[-1] // 2)})); conversion runs the 2D and the converted "
+            f"network on them, in eval and in train mode",
+        ) from None
+
+
+def _convert_on(model: nn.Module, example: torch.Tensor, *, inplace: bool, registry, ctx
+                ) -> nn.Module:
     pristine = deepcopy_module(model) if inplace else model
     work = model if inplace else deepcopy_module(model)
     # read from the caller's model: some copies (torch.fx graphs) come back in train mode

@@ -25,4 +25,6 @@ class UnsupportedModuleError(RuntimeError):
         self.reason = reason
         self.fix = fix
         where = path or "<root>"
-        super().__init__(f"cannot convert {where} ({module_type}): {reason}. Fix: {fix}")
+        # a reason of several lines (one per attempt) puts the fix on a line of its own
+        end = "\nFix:" if "\n" in reason else ". Fix:"
+        super().__init__(f"cannot convert {where} ({module_type}): {reason}{end} {fix}")

@@ -345,7 +345,7 @@ def test_invalid_options_say_what_is_valid(kwargs, match):
 
 
 def test_an_example_the_2d_model_rejects_is_reported():
-    with pytest.raises(RuntimeError, match="does not run on the example batch"):
+    with pytest.raises(UnsupportedModuleError, match="does not run on the example batch"):
         planar3d.convert(small_cnn(), example_input=torch.randn(2, 5, 16, 16))
 
 

@@ -29,12 +29,23 @@ __all__ = ["Divergence", "check_network", "localize"]
 
 @dataclass
 class Divergence:
-    """Where the converted network first departs from the reference."""
+    """Where the converted network first departs from the reference.
+
+    `vector_per_slice`: the module's 2D output there is a vector per slice (B, K) that no head
+    pool merged, which has no volume layout (pooling the maps globally before it would give it
+    one)."""
 
     path: str
     reason: str
     training: bool
     inputs_differ: bool = False
+    vector_per_slice: bool = False
+
+
+def vectors_per_slice(output, batch: int) -> list[torch.Tensor]:
+    """The vectors per slice (B, K) or (B,) among a 2D output of `batch` slices."""
+    return [t for t in output_leaves(output)[0]
+            if isinstance(t, torch.Tensor) and 1 <= t.dim() < 3 and len(t) == batch]
 
 
 def outputs_problem(got, want, *, volumes: int, batch: int, axis: int) -> str:
@@ -133,15 +144,18 @@ def localize(reference: Reference, model3d: nn.Module, call: tuple, *, axis: int
         if reason:
             inputs = outputs_problem(capture3.inputs.get(path), capture2.inputs.get(path),
                                      axis=axis, **shape)
-            return Divergence(path, reason, training, inputs_differ=bool(inputs))
+            return Divergence(path, reason, training, inputs_differ=bool(inputs),
+                              vector_per_slice=bool(vectors_per_slice(capture2.outputs[path],
+                                                                      batch)))
     if crash and capture3.stack:
         path = capture3.stack[-1]
-        flat = [t for t in output_leaves(capture2.outputs.get(path))[0]
-                if isinstance(t, torch.Tensor) and 1 <= t.dim() < 4 and len(t) == batch]
+        flat = vectors_per_slice(capture2.outputs.get(path), batch)
         inputs = outputs_problem(capture3.inputs.get(path), capture2.inputs.get(path),
                                  axis=axis, **shape)
         if flat and not inputs:
             crash = (f"its 2D output {tuple(flat[0].shape)} is computed per slice and is not a "
                      "feature map (no global pool before it), so it has no volume layout")
-        return Divergence(path, crash, training, inputs_differ=bool(inputs))
-    return Divergence("", crash or problem, training)
+        return Divergence(path, crash, training, inputs_differ=bool(inputs),
+                          vector_per_slice=bool(flat))
+    return Divergence("", crash or problem, training,
+                      vector_per_slice=bool(vectors_per_slice(want, batch)))

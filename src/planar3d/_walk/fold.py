@@ -10,7 +10,7 @@ from .._record import CallRecord, is_standard
 from ..errors import UnsupportedModuleError
 from ..layers._swap import deepcopy_module
 from ..layers.fold import fold_module
-from .session import Session, short
+from .session import Session, short, whole
 
 __all__ = ["fold"]
 
@@ -42,7 +42,7 @@ def fold(s: Session, module: nn.Module, path: str, record: CallRecord | None, re
             raise UnsupportedModuleError(
                 path, name,
                 "even run slice by slice it does not reproduce its 2D output "
-                f"({short(check.reason) or 'it pools the planar axis'})",
+                f"({whole(check.reason) or 'it pools the planar axis'})",
                 "make the module deterministic in eval mode, or register a converter for it",
             )
     s.plan.forget_below(path)

@@ -27,7 +27,7 @@ from ..layers.planar_pool import (
     PlanarMaxPool3d,
 )
 from .fold import fold
-from .session import Session, short
+from .session import Session, reasons_list, short
 
 __all__ = ["settle_head"]
 
@@ -59,12 +59,12 @@ def settle_head(s: Session, module: nn.Module, path: str, record: CallRecord, *,
         return module
     if result.ok:
         return fold(s, module, path, record, "no head pool inside", passthrough=True)
-    reasons = [f"as it is: {short(result.reason)}"]
+    reasons = [f"as it is: {result.reason}"]
     if not result.decides:
         try:
             touched = rewrite_head_forward(module, axis=s.axis, path=path)
         except UnsupportedModuleError as error:
-            reasons.append(f"rewritten: {short(error.reason)}")
+            reasons.append(f"rewritten: {error.reason}")
         else:
             rewritten = _probe_head(s, module, path, record)
             if rewritten.ok and rewritten.merged:
@@ -73,14 +73,14 @@ def settle_head(s: Session, module: nn.Module, path: str, record: CallRecord, *,
                 s.plan.decide(path, name, "head rewritten", f"guarded calls: {short(ops, 120)}")
                 return module
             unrewrite(module)
-            reasons.append(f"rewritten: {short(rewritten.reason)}")
+            reasons.append(f"rewritten: {rewritten.reason}")
     try:
         return fold(s, module, path, record, "; ".join(reasons), passthrough=True)
     except UnsupportedModuleError as error:
-        reasons.append(f"slice by slice: {short(error.reason)}")
+        reasons.append(f"slice by slice: {error.reason}")
         raise UnsupportedModuleError(
             path, name,
-            "no exact 3D version was found for this head module (" + "; ".join(reasons) + ")",
+            "no exact 3D version was found for this head module:" + reasons_list(reasons),
             f"register a converter for {name} (planar3d.register_converter), or convert "
             f"the feature extractor without its head (e.g. timm features_only=True or "
             f"num_classes=0, global_pool='')",

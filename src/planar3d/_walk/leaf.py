@@ -17,7 +17,7 @@ from ..errors import UnsupportedModuleError
 from ..layers.fold import is_folded, is_slice_wise
 from ..layers.planar_pool import HeadAdaptiveAvgPool2d, HeadAdaptiveMaxPool2d
 from ..registry import Converter, is_builtin
-from .session import Session, short
+from .session import Session, whole
 
 __all__ = ["HEAD_POOLS", "computes_its_weights", "convert_leaf"]
 
@@ -84,7 +84,7 @@ def _check_user_converter(s: Session, new: nn.Module, path: str, old: nn.Module,
         raise UnsupportedModuleError(
             path, type(old).__name__,
             f"the converter registered for it returns a {type(new).__name__} that does not "
-            f"reproduce the 2D layer ({short(result.reason)})",
+            f"reproduce the 2D layer ({whole(result.reason)})",
             "fix the converter: on a volume the 3D layer must equal the 2D layer slice by "
             "slice (planar) or on depth-constant input (other modes)",
         )

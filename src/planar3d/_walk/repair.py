@@ -15,7 +15,7 @@ from .._state import type_name
 from ..errors import UnsupportedModuleError
 from ..layers.fold import is_folded
 from .fold import fold
-from .session import Session, short
+from .session import Session, short, whole
 
 __all__ = ["culprit", "refusal", "repair"]
 
@@ -63,12 +63,14 @@ def refusal(root: nn.Module, divergence: Divergence) -> UnsupportedModuleError:
     where = ("this module is the first to differ" if path == divergence.path else
              f"this module's own code computes the inputs of {divergence.path}, the first "
              "module to differ")
+    fix = f"register a converter for {kind} (planar3d.register_converter)"
+    if divergence.vector_per_slice:
+        fix += ("; its 2D output is a vector per slice, which has no volume layout: pool the "
+                "feature maps globally before it (e.g. nn.AdaptiveAvgPool2d(1)), or convert the "
+                "feature extractor without its head")
     return UnsupportedModuleError(
         path, kind,
         f"the converted network does not compute the reference in {mode} mode: {where} "
-        f"({short(divergence.reason, 240)})",
-        f"register a converter for {kind} "
-        "(planar3d.register_converter); for a non-spatial output, pool the feature maps "
-        "globally first (e.g. nn.AdaptiveAvgPool2d(1)), or convert the feature extractor "
-        "without its head",
+        f"({whole(divergence.reason)})",
+        fix,
     )

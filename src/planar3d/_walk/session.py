@@ -11,7 +11,7 @@ from .._record import CallRecords
 from ..context import ConversionContext
 from ..registry import Converter
 
-__all__ = ["TRAIN_ONLY", "Session", "short"]
+__all__ = ["TRAIN_ONLY", "Session", "reasons_list", "short", "whole"]
 
 # said of a module the example run reaches in train mode only
 TRAIN_ONLY = " (reached in train mode only)"
@@ -53,6 +53,17 @@ class Session:
 
 
 def short(reason: str, limit: int = 160) -> str:
-    """`reason` on one line, cut to `limit` characters."""
-    reason = " ".join(reason.split())
+    """`reason` on one line, cut to `limit` characters: for the conversion report's details
+    (an error says its reasons whole: `whole`)."""
+    reason = whole(reason)
     return reason if len(reason) <= limit else reason[: limit - 3] + "..."
+
+
+def whole(reason: str) -> str:
+    """`reason` on one line, whole."""
+    return " ".join(reason.split())
+
+
+def reasons_list(reasons: list[str]) -> str:
+    """Several reasons, whole, one per line."""
+    return "".join(f"\n  - {whole(reason)}" for reason in reasons)
