@@ -120,9 +120,9 @@ def peak_mb(source: str, name: str, kwargs: dict, what: str) -> float:
 import sys, torch, planar3d
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 from bench_convert_sweep import build
-from planar3d._example import example_batch
+from planar3d._example import example_call
 model = build({source!r}, {name!r}, {kwargs!r})
-example = example_batch(model, None)
+example = example_call(model, None)[0][0]
 if {what!r} == "convert":
     planar3d.convert(model, example_input=example)
 else:

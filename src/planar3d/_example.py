@@ -1,9 +1,10 @@
-"""The example batch `convert` probes a network with, and what it refuses before probing.
+"""The example call `convert` probes a network with, and what it refuses before probing.
 
-Probes arrange the example's B images as `PROBE_VOLUMES` volumes of B / `PROBE_VOLUMES` distinct
-slices each: two volumes, so that code mixing the batch dim (minibatch statistics, BatchNorm
-without running statistics) is seen, and several slices per volume, so that code mixing slices
-is seen.
+The example is a call of the 2D network: its positional and keyword inputs, of which at least
+one is a batch of images. Probes arrange the example's B images as `PROBE_VOLUMES` volumes of
+B / `PROBE_VOLUMES` distinct slices each: two volumes, so that code mixing the batch dim
+(minibatch statistics, BatchNorm without running statistics) is seen, and several slices per
+volume, so that code mixing slices is seen.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._containers import map_leaves, tensors
 from ._modes import eval_mode
+from ._record import Call
 from .errors import UnsupportedModuleError
 
-__all__ = ["PROBE_VOLUMES", "example_batch", "refuse_unconvertible"]
+__all__ = ["PROBE_VOLUMES", "example_call", "probe_images", "refuse_unconvertible"]
 
 PROBE_VOLUMES = 2
 DEFAULT_SIZE = 224
@@ -106,51 +109,87 @@ def _default_size(model: nn.Module, channels: int, dtype, device) -> tuple[int, 
                 return size
         scale *= 2
     return full if maps(1.0)[1] is not None else None
-def _with_distinct_volumes(images: torch.Tensor) -> torch.Tensor:
-    """At least 2 * PROBE_VOLUMES images, a multiple of PROBE_VOLUMES: mirrored copies are
-    appended to a smaller or odd batch."""
-    while images.shape[0] < 2 * PROBE_VOLUMES or images.shape[0] % PROBE_VOLUMES:
-        images = torch.cat([images, images.flip(-1)])
-    return images
+def _with_distinct_volumes(t: torch.Tensor, images: int) -> torch.Tensor:
+    """One per-image input of an example of `images` images, made `probe_images(images)` long:
+    mirrored copies are appended (maps flipped left-right, other per-image inputs repeated)."""
+    while t.shape[0] < probe_images(images):
+        t = torch.cat([t, t.flip(-1) if t.dim() >= 3 else t])
+    return t[:probe_images(images)]
 
 
-def example_batch(model: nn.Module, example_input: torch.Tensor | None) -> torch.Tensor:
-    """The batch of 2D images the network is probed with.
+def probe_images(images: int) -> int:
+    """How many images probes use for an example of `images`: at least 2 * PROBE_VOLUMES, a
+    multiple of PROBE_VOLUMES (mirrored copies are appended to a smaller or odd batch)."""
+    n = images
+    while n < 2 * PROBE_VOLUMES or n % PROBE_VOLUMES:
+        n *= 2
+    return n
+
+
+def _shape_of(value) -> str:
+    return str(tuple(value.shape)) if isinstance(value, torch.Tensor) else type(value).__name__
+
+
+def example_call(model: nn.Module, example_input, example_kwargs=None) -> Call:
+    """The call of the 2D network the conversion is probed with: (args, kwargs).
 
     Args:
         model: the 2D network.
-        example_input: a (B >= 2, C, H, W) batch the 2D model accepts, or None for random
-            images with the stem's channel count, of the smallest size that keeps every
-            feature map informative (see `_default_size`; at most timm's
-            `pretrained_cfg["input_size"]`, else 224x224).
+        example_input: a (B >= 2, C, H, W) batch the 2D model accepts; a tuple of its
+            positional inputs, of which at least one is such a batch (every batch of images
+            has the same B); or None for random images with the
+            stem's channel count, of the smallest size that keeps every feature map informative
+            (see `_default_size`; at most timm's `pretrained_cfg["input_size"]`, else 224x224).
+        example_kwargs: its keyword inputs ({name: value}), with the same B where per-image.
     Returns:
-        (B', C, H, W) on the model's device and dtype, B' >= 4 and even: the example's images,
-        followed by their mirror images where the example has fewer than 4 or an odd number.
+        (args, kwargs): floating-point tensors on the model's device and dtype; each per-image
+        input (a tensor whose first dim is the batch B of the images) with B' >= 4 and even
+        rows: the example's, followed by mirrored copies where it has fewer than 4 or an odd
+        number.
     Raises:
-        ValueError: if `example_input` is not a batch of at least 2 images.
+        ValueError: if no input is a batch of at least 2 images, or per-image inputs disagree
+            on the batch.
     """
     param = next(model.parameters(), None)
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     device = param.device if param is not None else torch.device("cpu")
-    if example_input is None:
+    kwargs = dict(example_kwargs or {})
+    if example_input is None and not kwargs:
         candidates = _channel_candidates(model)
         found = ((c, _default_size(model, c, dtype, device)) for c in candidates)
         channels, size = next(((c, s) for c, s in found if s is not None),
                               (candidates[0], _configured_size(model)))
         generator = torch.Generator().manual_seed(0)
         images = torch.randn(2 * PROBE_VOLUMES, channels, *size, generator=generator)
-        return images.to(device=device, dtype=dtype)
-    if not isinstance(example_input, torch.Tensor) or example_input.dim() != 4:
-        shape = tuple(example_input.shape) if isinstance(example_input, torch.Tensor) else (
-            type(example_input).__name__)
+        return (images.to(device=device, dtype=dtype),), {}
+    args = () if example_input is None else (
+        tuple(example_input) if isinstance(example_input, tuple) else (example_input,))
+    batches = [t for t in tensors((args, kwargs)) if t.dim() == 4]
+    if not batches:
+        got = ", ".join(_shape_of(v) for v in (*args, *kwargs.values())) or "nothing"
         raise ValueError(
             f"example_input must be a batch of 2D images (B, C, H, W) that the 2D model "
-            f"accepts, got {shape}"
+            f"accepts, or a tuple of its inputs holding one; got {got}"
         )
-    if example_input.shape[0] < 2:
+    images = batches[0].shape[0]
+    if images < 2:
         raise ValueError(
             f"example_input needs at least 2 images (they become distinct slices of the probe "
-            f"volumes), got a batch of {example_input.shape[0]}; e.g. torch.cat([x, x.flip(-1)])"
+            f"volumes), got a batch of {images}; e.g. torch.cat([x, x.flip(-1)])"
         )
-    images = example_input.detach().to(device=device, dtype=dtype)
-    return _with_distinct_volumes(images)
+    if any(t.shape[0] != images for t in batches):
+        raise ValueError(
+            "the example's batches of images must hold as many images each, got "
+            f"{[tuple(t.shape) for t in batches]}"
+        )
+
+    def prepared(value):
+        if not isinstance(value, torch.Tensor):
+            return value
+        value = value.detach().to(device=device)
+        if value.is_floating_point():
+            value = value.to(dtype=dtype)
+        return _with_distinct_volumes(value, images) if (
+            value.dim() >= 1 and value.shape[0] == images) else value
+
+    return map_leaves(prepared, (args, kwargs))

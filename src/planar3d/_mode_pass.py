@@ -14,10 +14,12 @@ import torch
 from torch import nn
 from torch.nn.modules.utils import _triple
 
-from ._axis import axis_name, unfold
-from ._judge.reference import Capture, run_3d
+from ._axis import axis_name
+from ._containers import map_leaves
+from ._judge.reference import Capture, as_volumes, run_3d
 from ._mode_kernels import ModeKernels, spatial
 from ._plan import Plan
+from ._record import Call, batch_of, describe_inputs
 from ._rewrite.forward import set_kernels
 from ._state import type_name
 from ._tree import rebuild
@@ -99,11 +101,11 @@ def _depth_steps(root: nn.Module, axis: int) -> int:
     return steps
 
 
-def check_runs(root: nn.Module, example: torch.Tensor, *, axis: int, volumes: int) -> None:
-    """A converted network in another mode or depth policy must run: eval and train mode on a
-    volume of the example's images, deep enough for the layers that pool or stride along the
-    planar axis. (The structure was checked against the reference in planar terms; the mode's
-    kernels are the documented mappings, whose properties the tests check.)
+def check_runs(root: nn.Module, call: Call, *, axis: int, volumes: int) -> None:
+    """A converted network in another mode or depth policy must run: eval and train mode on
+    volumes of the example call's images, deep enough for the layers that pool or stride along
+    the planar axis. (The structure was checked against the reference in planar terms; the
+    mode's kernels are the documented mappings, whose properties the tests check.)
 
     Raises:
         UnsupportedModuleError: naming the module that fails.
@@ -111,20 +113,22 @@ def check_runs(root: nn.Module, example: torch.Tensor, *, axis: int, volumes: in
     depth = 2 ** _depth_steps(root, axis)
     if depth > MAX_SMOKE_DEPTH:
         return
-    if depth <= example.shape[0] // volumes:
-        images = example
-    else:  # deep enough for the depth policy: each image repeated along the planar axis
-        images = example[:volumes].repeat_interleave(depth, dim=0)
-    volume = unfold(images, volumes, axis)
+    batch = batch_of(call)
+    if depth > batch // volumes:  # deep enough for the depth policy: images repeated
+        call = map_leaves(lambda t: t[:volumes].repeat_interleave(depth, dim=0)
+                          if isinstance(t, torch.Tensor) and t.dim() >= 1 and len(t) == batch
+                          else t, call)
+        batch = volumes * depth
+    args, kwargs = as_volumes(call, batch=batch, volumes=volumes, axis=axis)
     for training in (False, True):
         capture = Capture(root)
         try:
-            run_3d(root, (volume,), {}, training=training, capture=capture)
+            run_3d(root, args, kwargs, training=training, capture=capture)
         except Exception as error:
             path = capture.stack[-1] if capture.stack else ""
             raise UnsupportedModuleError(
                 path, type_name(root.get_submodule(path)),
-                f"in this mode the converted network fails on a volume of shape "
-                f"{tuple(volume.shape)} ({type(error).__name__}: {error})",
+                f"in this mode the converted network fails on volumes made of "
+                f"{describe_inputs(call)} ({type(error).__name__}: {error})",
                 "use mode='planar', or register a converter for this module",
             ) from error

@@ -81,10 +81,15 @@ def is_standard(tree, batch: int) -> bool:
     return bool(ts) and all(t.dim() == 4 and t.shape[0] == batch for t in ts)
 
 
+def images_of(call: Call) -> torch.Tensor:
+    """The first batch of images of a 2D call (its first tensor of 4 or more dims)."""
+    return next(t for t in tensors(call) if t.dim() >= 4)
+
+
 def batch_of(call: Call) -> int:
     """How many images a 2D call holds: the batch size of its first map (a tensor of 4 or more
     dims)."""
-    return next(t.shape[0] for t in tensors(call) if t.dim() >= 4)
+    return images_of(call).shape[0]
 
 
 def _copy(tree):

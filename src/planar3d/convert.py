@@ -2,7 +2,7 @@
 
 How a network is converted (docs/design.md §1), and where each decision is made:
 
-1. The 2D network runs once on an example batch (`_example`); every module's first call is
+1. The 2D network runs once on an example call (`_example`); every module's first call is
    recorded (`_record`). A module belongs to the classifier *head* when it and all its
    ancestors return non-spatial tensors (logits, pooled features); everything else is the
    per-slice *body*.
@@ -28,19 +28,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
 from ._axis import axis_name, parse_axis, require_volume
+from ._calls import VerifiedCall
 from ._containers import opaque_leaves
-from ._example import PROBE_VOLUMES, example_batch, refuse_unconvertible
+from ._example import PROBE_VOLUMES, example_call, refuse_unconvertible
 from ._judge.network import check_network
-from ._judge.reference import Reference
+from ._judge.reference import Reference, as_volumes
 from ._mode_pass import apply_mode, check_runs
 from ._modes import restore_flags
 from ._plan import Plan
-from ._record import Call, CallRecords, describe_inputs
+from ._record import Call, CallRecords, batch_of, describe_inputs, images_of
 from ._walk.repair import refusal, repair
 from ._walk.session import Session, whole
 from ._walk.walk import Walk
@@ -69,7 +71,8 @@ def convert(
     depth: DepthPolicy = "keep",
     kernel_depth: int = 3,
     inplace: bool = False,
-    example_input: torch.Tensor | None = None,
+    example_input: torch.Tensor | tuple | None = None,
+    example_kwargs: Mapping[str, Any] | None = None,
     converters: Mapping[type, Converter] | None = None,
 ) -> nn.Module:
     """Convert a 2D network into a 3D network for (N, C, D, H, W) volumes.
@@ -88,13 +91,21 @@ def convert(
         kernel_depth: kernel size along the planar axis for the "center"/"inflate" modes.
         inplace: convert `model`'s modules in place instead of a deep copy.
         example_input: a (B >= 2, C, H, W) batch the 2D model accepts, used to probe the
-            conversion. Default: 2 random images of timm's `pretrained_cfg["input_size"]`, else
-            224x224. Its deepest feature maps should be larger than 1x1.
+            conversion, or a tuple of the 2D model's positional inputs (a two-input network:
+            `(a, b)`), each batch of images with the same B. Default: 2 random images of
+            timm's `pretrained_cfg["input_size"]`, else 224x224. Its deepest feature maps
+            should be larger than 1x1.
+        example_kwargs: the 2D model's keyword inputs for that call (`{"mask": m}`,
+            `{"return_features": True}`). The converted network takes this call (with
+            volumes for the batches of images); another call (other arguments, other values
+            of a flag, other tensor ranks) raises UnsupportedModuleError naming the argument.
         converters: extra converters for this call, `{module_type: fn(module, ctx)}`, looked up
             by exact type before the registered ones.
     Returns:
         The converted network (a new object unless `inplace`). Parameter and buffer names equal
         the 2D model's; `planar3d.conversion_report(result)` says what was done to each module.
+        It computes the 2D network on the stacked slices (planar) at every slice size the 2D
+        network accepts, for the call it was converted for.
     Raises:
         TypeError: if `model` is not an nn.Module or a converter is not callable.
         ValueError: for an invalid option, an already converted model, or an unusable example.
@@ -132,7 +143,8 @@ def convert(
 
     refuse_unconvertible(model)
     with _one_thread():
-        return _convert(model, example_input=example_input, inplace=inplace, registry=registry,
+        call = example_call(model, example_input, example_kwargs)
+        return _convert(model, call=call, inplace=inplace, registry=registry,
                         ctx=ConversionContext(mode=mode, axis=axis_dim, depth=depth,
                                               kernel_depth=kernel_depth))
 
@@ -149,13 +161,13 @@ def _one_thread():
         torch.set_num_threads(threads)
 
 
-def _convert(model: nn.Module, *, example_input, inplace: bool, registry, ctx
+def _convert(model: nn.Module, *, call: Call, inplace: bool, registry, ctx
              ) -> nn.Module:
     # the network's buffers as they are now: conversion runs it, and a module that updates a
     # buffer in its forward must not leave the caller's model (or the result) changed
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     try:
-        root = _convert_model(model, example_input=example_input, inplace=inplace,
+        root = _convert_model(model, call=call, inplace=inplace,
                               registry=registry, ctx=ctx)
     finally:
         _put_back(model, buffers)
@@ -171,25 +183,24 @@ def _put_back(model: nn.Module, buffers: dict[str, torch.Tensor]) -> None:
                 buffer.copy_(saved)
 
 
-def _convert_model(model: nn.Module, *, example_input, inplace: bool, registry, ctx
+def _convert_model(model: nn.Module, *, call: Call, inplace: bool, registry, ctx
                    ) -> nn.Module:
-    example = example_batch(model, example_input)
     try:
-        return _convert_on(model, example, inplace=inplace, registry=registry, ctx=ctx)
+        return _convert_on(model, call, inplace=inplace, registry=registry, ctx=ctx)
     except (torch.OutOfMemoryError, MemoryError) as error:
+        images = images_of(call)
         raise UnsupportedModuleError(
             "", type(model).__name__,
             f"conversion ran out of memory running the network on volumes made of "
-            f"{describe_inputs(((example,), {}))} ({type(error).__name__}: "
-            f"{whole(str(error))})",
+            f"{describe_inputs(call)} ({type(error).__name__}: {whole(str(error))})",
             f"pass a smaller example_input: fewer or smaller images (two are enough, e.g. "
-            f"torch.randn(2, {example.shape[1]}, {max(32, example.shape[-2] // 2)}, "
-            f"{max(32, example.shape[-1] // 2)})); conversion runs the 2D and the converted "
+            f"torch.randn(2, {images.shape[1]}, {max(32, images.shape[-2] // 2)}, "
+            f"{max(32, images.shape[-1] // 2)})); conversion runs the 2D and the converted "
             f"network on them, in eval and in train mode",
         ) from None
 
 
-def _convert_on(model: nn.Module, example: torch.Tensor, *, inplace: bool, registry, ctx
+def _convert_on(model: nn.Module, call: Call, *, inplace: bool, registry, ctx
                 ) -> nn.Module:
     pristine = deepcopy_module(model) if inplace else model
     work = model if inplace else deepcopy_module(model)
@@ -197,7 +208,6 @@ def _convert_on(model: nn.Module, example: torch.Tensor, *, inplace: bool, regis
     flags = {name: module.training for name, module in model.named_modules()}
     originals = list(work.modules())  # keeps every original alive: ids stay unique while in use
     plan = Plan()
-    call: Call = ((example,), {})
     records = CallRecords(work, call, source=pristine)
     session = Session(ctx=ctx, registry=registry, pristine=pristine, records=records,
                       plan=plan, volumes=PROBE_VOLUMES)
@@ -214,10 +224,13 @@ def _convert_on(model: nn.Module, example: torch.Tensor, *, inplace: bool, regis
     root = _verified(root, call, session, recorded)
     if ctx.mode != "planar" or ctx.depth != "keep":
         root = apply_mode(root, ctx=ctx, pristine=pristine, registry=registry, plan=plan)
-        check_runs(root, example, axis=ctx.axis, volumes=PROBE_VOLUMES)
+        check_runs(root, call, axis=ctx.axis, volumes=PROBE_VOLUMES)
     root.register_forward_pre_hook(_check_volume_input, prepend=True)
+    root.register_forward_pre_hook(
+        VerifiedCall(root, *as_volumes(call, batch=batch_of(call), volumes=PROBE_VOLUMES,
+                                       axis=ctx.axis)), with_kwargs=True)
     attach_report(root, plan.report(mode=ctx.mode, axis=axis_name(ctx.axis), depth=ctx.depth,
-                                    example_shape=tuple(example.shape)))
+                                    example_shape=tuple(images_of(call).shape)))
     del originals
     return root
 

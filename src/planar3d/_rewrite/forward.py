@@ -118,6 +118,12 @@ def _signature(base: type) -> inspect.Signature:
 
 
 @cache
+def _has_variadic(base: type) -> bool:
+    return any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+               for p in _signature(base).parameters.values())
+
+
+@cache
 def _flag_defaults(base: type) -> dict[str, object]:
     """forward() parameters with plain-value defaults (pre_logits=False...): traced per value."""
     signature = _signature(base)
@@ -152,8 +158,13 @@ class _RewrittenMixin:
         traced = record.traced
         if key not in traced:
             traced[key] = _trace(self, base, self.training, flags)[0]
-        rest = {k: v for k, v in bound.arguments.items() if k != "self" and k not in flags}
-        return traced[key](self, **rest)
+        if _has_variadic(base):
+            rest = {k: v for k, v in bound.arguments.items() if k != "self" and k not in flags}
+            return traced[key](self, **rest)
+        # the traced code takes every argument in forward's order, flags included (under
+        # names of its own, checked against the values it was traced for)
+        bound.apply_defaults()
+        return traced[key](self, *list(bound.arguments.values())[1:])
 
     def _get_name(self) -> str:
         return f"Rewritten[{type_name(self)}]"
