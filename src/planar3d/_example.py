@@ -10,16 +10,21 @@ volume, so that code mixing slices is seen.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ._containers import map_leaves, tensors
 from ._modes import eval_mode
-from ._record import Call
+from ._record import Call, batch_of, images_of
 from .errors import UnsupportedModuleError
 
-__all__ = ["PROBE_VOLUMES", "example_call", "probe_images", "refuse_unconvertible"]
+__all__ = ["PROBE_VOLUMES", "SECOND_SLICES", "example_call", "other_size", "probe_images",
+           "refuse_unconvertible", "second_sizes"]
 
 PROBE_VOLUMES = 2
+# slices per probe volume at the second slice size: an odd count, other than the example's two,
+# so that a size read of the planar axis cannot agree with the 2D code by chance there too
+SECOND_SLICES = 3
 DEFAULT_SIZE = 224
 # the smallest sizes tried for the default example, as multiples of 32 (a network's usual
 # total stride)
@@ -193,3 +198,35 @@ def example_call(model: nn.Module, example_input, example_kwargs=None) -> Call:
             value.dim() >= 1 and value.shape[0] == images) else value
 
     return map_leaves(prepared, (args, kwargs))
+
+
+def second_sizes(call: Call) -> list[tuple[int, int]]:
+    """Second slice sizes to check a converted network at, in order of preference: odd and a
+    multiple of no stride, near the example's size; then a multiple of 32 (for networks that
+    accept only those)."""
+    h, w = images_of(call).shape[-2:]
+    return [(h + 5, w + 3), (h + 32, w)]
+
+
+def other_size(call: Call, size: tuple[int, int]) -> Call:
+    """The example call at another slice size: its batches of images (and other per-image
+    maps) resampled to `size`, `PROBE_VOLUMES * SECOND_SLICES` of them (mirrored copies
+    appended), other per-image inputs likewise repeated."""
+    batch = batch_of(call)
+    images = PROBE_VOLUMES * SECOND_SLICES
+
+    def resized(t):
+        if not isinstance(t, torch.Tensor) or t.dim() < 1 or t.shape[0] != batch:
+            return t
+        if t.dim() >= 4:
+            flat = t.reshape(-1, *t.shape[-3:])
+            if t.is_floating_point():
+                flat = F.interpolate(flat, size=size, mode="bilinear", align_corners=False)
+            else:
+                flat = F.interpolate(flat.double(), size=size, mode="nearest").to(t.dtype)
+            t = flat.reshape(*t.shape[:-2], *size)
+        while t.shape[0] < images:
+            t = torch.cat([t, t.flip(-1) if t.dim() >= 3 else t])
+        return t[:images]
+
+    return map_leaves(resized, call)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .._containers import PLAIN
+from .._example import other_size, second_sizes
 from .._record import batch_of
 from .reference import Capture, Reference, as_volumes, expected_output, run_3d
 from .tolerance import difference, output_leaves
@@ -31,15 +32,17 @@ __all__ = ["Divergence", "check_network", "localize"]
 class Divergence:
     """Where the converted network first departs from the reference.
 
-    `vector_per_slice`: the module's 2D output there is a vector per slice (B, K) that no head
-    pool merged, which has no volume layout (pooling the maps globally before it would give it
-    one)."""
+    `inputs_differ`: the module's inputs already differ, computed by the own code of `origin`,
+    the innermost module around it whose inputs agree. `vector_per_slice`: the module's 2D
+    output there is a vector per slice (B, K) that no head pool merged, which has no volume
+    layout (pooling the maps globally before it would give it one)."""
 
     path: str
     reason: str
     training: bool
     inputs_differ: bool = False
     vector_per_slice: bool = False
+    origin: str = ""
 
 
 def vectors_per_slice(output, batch: int) -> list[torch.Tensor]:
@@ -78,6 +81,12 @@ def check_network(reference: Reference, model3d: nn.Module, call: tuple, *, axis
                   recorded=None) -> Divergence | None:
     """Run the converted network against the reference in eval and train mode.
 
+    Eval mode runs on the example; train mode at a second slice size (`_example.second_sizes`:
+    odd, a multiple of no stride, with 3 slices per volume where the example has 2), the first
+    the 2D network runs at in train mode, else on the example: both modes and two sizes and
+    depths for the price of one run of each mode. Code that reads sizes a probe could not see
+    (a pad to a skip's size, a crop to even sizes) differs there.
+
     Args:
         reference: the reference (its 2D network is not modified: train-mode runs restore
             buffers and flags).
@@ -89,21 +98,39 @@ def check_network(reference: Reference, model3d: nn.Module, call: tuple, *, axis
     Returns:
         None when every output equals the reference, else where the first difference arises.
     """
-    batch = batch_of(call)
-    for training in (False, True):
-        if not training and not reference.sites and recorded is not None:
-            want = recorded
-        else:
-            try:
-                want = reference(*call, batch=batch, training=training)
-            except Exception:
-                if training:  # the 2D network itself does not run in train mode on the example
-                    continue
-                raise
-        divergence = localize(reference, model3d, call, axis=axis, training=training,
-                              want=want)
-        if divergence is not None:
-            return divergence
+    if not reference.sites and recorded is not None:
+        want = recorded
+    else:
+        want = reference(*call, batch=batch_of(call), training=False)
+    divergence = localize(reference, model3d, call, axis=axis, training=False, want=want)
+    if divergence is not None:
+        return divergence
+    trained = _train_call(reference, call)
+    if trained is None:  # the 2D network itself does not run in train mode on the example
+        return None
+    other, want = trained
+    return localize(reference, model3d, other, axis=axis, training=True, want=want)
+
+
+def _origin(path: str, capture2: Capture, capture3: Capture, **shape) -> str:
+    """The innermost module strictly around `path` whose inputs agree with the reference's:
+    its own code computed the (differing) inputs of the module at `path`."""
+    while path:
+        path = path.rpartition(".")[0]
+        if path not in capture3.inputs or not outputs_problem(
+                capture3.inputs[path], capture2.inputs.get(path), **shape):
+            return path
+    return path
+
+
+def _train_call(reference: Reference, call: tuple) -> tuple[tuple, object] | None:
+    """The call the train-mode check runs (the example at a second size, else the example)
+    and the reference's train-mode output on it; None when the 2D network runs on neither."""
+    for other in (*(other_size(call, size) for size in second_sizes(call)), call):
+        try:
+            return other, reference(*other, batch=batch_of(other), training=True)
+        except Exception:
+            continue
     return None
 
 
@@ -146,7 +173,8 @@ def localize(reference: Reference, model3d: nn.Module, call: tuple, *, axis: int
                                      axis=axis, **shape)
             return Divergence(path, reason, training, inputs_differ=bool(inputs),
                               vector_per_slice=bool(vectors_per_slice(capture2.outputs[path],
-                                                                      batch)))
+                                                                      batch)),
+                              origin=_origin(path, capture2, capture3, axis=axis, **shape))
     if crash and capture3.stack:
         path = capture3.stack[-1]
         flat = vectors_per_slice(capture2.outputs.get(path), batch)
@@ -156,6 +184,7 @@ def localize(reference: Reference, model3d: nn.Module, call: tuple, *, axis: int
             crash = (f"its 2D output {tuple(flat[0].shape)} is computed per slice and is not a "
                      "feature map (no global pool before it), so it has no volume layout")
         return Divergence(path, crash, training, inputs_differ=bool(inputs),
-                          vector_per_slice=bool(flat))
+                          vector_per_slice=bool(flat),
+                          origin=_origin(path, capture2, capture3, axis=axis, **shape))
     return Divergence("", crash or problem, training,
                       vector_per_slice=bool(vectors_per_slice(want, batch)))

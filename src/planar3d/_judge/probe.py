@@ -16,7 +16,12 @@ own code is watched while it runs (`OwnCode`):
 - it must not take data-dependent decisions (`if x.mean() > 0`, `.item()`, `.tolist()`): a
   probe sees one outcome, other inputs take other branches;
 - it must not draw structured random masks (`F.dropout2d`, per-sample drop paths): those must
-  be drawn per slice.
+  be drawn per slice;
+- it must not read a size of a volume that means another dim than in its 2D code
+  (`x.size(2)`, `x.shape[2:]` are H in 2D and D on a volume; `x.size(-1)`, `x.shape[-2:]`,
+  the batch and the channels mean the same): such a read is a decision a probe at one size and
+  one depth cannot see (pads of zero at the example's size, the wrong dims at another), so a
+  module that makes one is not kept as it is.
 
 Train-mode probes run under `Derandomized`: random ops give the same deterministic values in
 the 2D and the 3D run, so that what is compared is the computation, never a random outcome.
@@ -62,16 +67,62 @@ class ProbeResult:
     decides: list[str] = field(default_factory=list)
 
 
+def _other_dim(ndim: int, index: int, axis: int) -> bool:
+    """Whether dim `index` (as written in 2D code) of a volume of `ndim` dims, whose planar axis
+    sits at `ndim - 5 + axis`, is the planar axis or another dim than `index` of the 2D tensor
+    it stands for (`ndim - 1` dims)."""
+    planar = ndim - 5 + axis
+    on_volume = index % ndim
+    if on_volume == planar:
+        return True
+    in_2d = on_volume if on_volume < planar else on_volume - 1
+    return in_2d != index % (ndim - 1)
+
+
+class _WatchedSize(tuple):
+    """A volume's shape as the watched code reads it: the dims it indexes (or unpacks) are
+    checked with `_other_dim`."""
+
+    def __new__(cls, shape: torch.Size, watcher: OwnCode) -> _WatchedSize:
+        size = super().__new__(cls, shape)
+        size.watcher = watcher
+        return size
+
+    def _read(self, written: int) -> None:
+        if _other_dim(len(self), written, self.watcher.axis):
+            self.watcher.size_reads.append(f"shape[{written}]")
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            start = index.start or 0
+            for i in range(len(self))[index]:
+                self._read(i - len(self) if start < 0 else i)
+        else:
+            self._read(index)
+        return tuple.__getitem__(self, index)
+
+    def __iter__(self):
+        for i in range(len(self)):
+            self._read(i)
+        return tuple.__iter__(self)
+
+    def numel(self) -> int:
+        return math.prod(tuple.__iter__(self))
+
+
 class OwnCode(TorchFunctionMode):
     """Watches the code of one module, not of its children: the sizes of the tensors it
-    computes, the data-dependent decisions it takes, the structured random masks it draws."""
+    computes, the data-dependent decisions it takes, the structured random masks it draws, the
+    sizes of volumes it reads."""
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, axis: int) -> None:
         super().__init__()
+        self.axis = axis
         self.inside_children = 0
         self.shapes: list[tuple[int, ...]] = []
         self.decides: list[str] = []
         self.structured_random: list[str] = []
+        self.size_reads: list[str] = []
         self._own = {id(t) for t in (*module.parameters(recurse=False),
                                      *module.buffers(recurse=False))}
         self._handles = []
@@ -93,6 +144,17 @@ class OwnCode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        volume = args[0] if args and isinstance(args[0], torch.Tensor) and args[0].dim() >= 5 \
+            else None
+        if volume is not None and not self.inside_children:
+            whole = getattr(func, "__self__", None) is torch.Tensor.shape or (
+                func is torch.Tensor.size and len(args) == 1 and "dim" not in kwargs)
+            if whole:
+                return _WatchedSize(func(*args, **kwargs), self)
+            if func is torch.Tensor.size:
+                dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+                if isinstance(dim, int) and _other_dim(volume.dim(), dim, self.axis):
+                    self.size_reads.append(f"size({dim})")
         if not self.inside_children:
             if func in _DECISIONS and args and id(args[0]) not in self._own:
                 self.decides.append(f"Tensor.{func.__name__}")
@@ -131,10 +193,11 @@ def _outputs(out, watcher: OwnCode | None, record: CallRecord
     return None, got, want
 
 
-def _run(module: nn.Module, args, kwargs, training: bool = False, watch: bool = False):
+def _run(module: nn.Module, args, kwargs, training: bool = False, watch: bool = False,
+         axis: int = 2):
     """`module(*args, **kwargs)` without gradients (in train mode with `training`), and the
-    OwnCode watcher of its own code with `watch` (else None)."""
-    watcher = OwnCode(module) if watch else None
+    OwnCode watcher of its own code with `watch` (else None; planar axis `axis`)."""
+    watcher = OwnCode(module, axis) if watch else None
     try:
         with torch.no_grad(), contextlib.ExitStack() as stack:
             stack.enter_context(train_mode(module) if training else eval_mode(module))
@@ -157,6 +220,11 @@ def _own_code_problem(watcher: OwnCode | None) -> tuple[str, list[str]]:
         names = ", ".join(sorted(set(watcher.decides)))
         return (f"its own code takes data-dependent decisions ({names}), which a probe sees "
                 "one outcome of"), sorted(set(watcher.decides))
+    if watcher.size_reads:
+        reads = ", ".join(dict.fromkeys(watcher.size_reads))
+        return (f"its own code reads sizes of a volume ({reads}) that are other dims than in "
+                "its 2D code (the planar axis where the 2D code reads H): a decision a probe "
+                "at one size cannot check"), []
     return "", []
 
 
@@ -174,7 +242,8 @@ def probe_slices(
         return unfold(t, volumes, axis) if isinstance(t, torch.Tensor) else t
 
     try:
-        out, watcher = _run(module, *_lifted(record, up), training, source is not None)
+        out, watcher = _run(module, *_lifted(record, up), training, source is not None,
+                            axis=axis)
     except Exception as error:
         return ProbeResult(False, f"{type(error).__name__}: {error}")
     failed, got, want = _outputs(out, watcher, record)
@@ -207,7 +276,7 @@ def watch_own_code(module: nn.Module, record: CallRecord, *, axis: int, volumes:
         return t
 
     try:
-        _, watcher = _run(module, *_lifted(record, up), watch=True)
+        _, watcher = _run(module, *_lifted(record, up), watch=True, axis=axis)
     except Exception:
         return ""
     return _own_code_problem(watcher)[0]
@@ -231,7 +300,8 @@ def probe_constant(
         return t.unsqueeze(axis).expand(*t.shape[:axis], depth, *t.shape[axis:])
 
     try:
-        out, watcher = _run(module, *_lifted(record, up), watch=source is not None)
+        out, watcher = _run(module, *_lifted(record, up), watch=source is not None,
+                            axis=axis)
     except Exception as error:
         return ProbeResult(False, f"{type(error).__name__}: {error}")
     failed, got, want = _outputs(out, watcher, record)

@@ -120,9 +120,7 @@ def _mend(s: Session, module: nn.Module, path: str, record: CallRecord, result: 
                               training=training)
         if divergence is None or not divergence.path:
             return result
-        inner = divergence.path
-        if divergence.inputs_differ:
-            inner = inner.rpartition(".")[0]
+        inner = divergence.origin if divergence.inputs_differ else divergence.path
         full = join(path, inner)
         target = module.get_submodule(inner) if inner else module
         if not inner or s.plan.region(full) != "body" or is_folded(target):

@@ -24,7 +24,7 @@ def culprit(divergence: Divergence) -> str:
     """The module whose code made the divergence: the one named, or, when its inputs already
     differ, the module whose own code computed them."""
     if divergence.inputs_differ and divergence.path:
-        return divergence.path.rpartition(".")[0]
+        return divergence.origin
     return divergence.path
 
 
