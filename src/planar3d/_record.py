@@ -37,7 +37,8 @@ class CallRecord:
     change them in place: run modules on `inputs()`, a private copy.
 
     `shapes`: the shape of each tensor the module's own code (not its children's) computed in
-    that call, in order (see `_judge.probe.OwnCode`).
+    that call, in order (see `_judge.probe.OwnCode`). `pooled`: the output holds a globally
+    pooled map (B, C, 1, 1) that the network goes on to flatten (`mark_pooled`).
     """
 
     path: str
@@ -47,6 +48,7 @@ class CallRecord:
     order: int
     training: bool
     shapes: list[tuple[int, ...]] = field(default_factory=list)
+    pooled: bool = False
 
     def inputs(self) -> tuple[tuple, dict]:
         """A private copy of the recorded (args, kwargs), for running a module on: a module that
@@ -60,8 +62,9 @@ class CallRecord:
 
     def is_flat(self, batch: int) -> bool:
         """Whether the output holds a tensor that is no per-image map at all (pooled features
-        (B, K), logits, a loss); a 1x1 map (B, C, 1, 1) is still a per-image map."""
-        return any(not has_layout(t, batch) for t in tensors(self.output))
+        (B, K), logits, a loss); a 1x1 map (B, C, 1, 1) is still a per-image map, unless the
+        network flattens it (`pooled`)."""
+        return self.pooled or any(not has_layout(t, batch) for t in tensors(self.output))
 
 
 def has_layout(t: torch.Tensor, batch: int) -> bool:
@@ -229,6 +232,24 @@ def _paths(model: nn.Module) -> dict[int, str]:
     return paths
 
 
+def mark_pooled(records: dict[int, CallRecord], batch: int) -> None:
+    """Mark the records whose output holds a globally pooled map that the network flattens: a
+    per-image 1x1 map (B, C, 1, 1) passed as it is to a module whose output is flat (a
+    classifier's Flatten and Linear). Such a map is a head's pooled features, not a per-slice
+    map: the pool that made it and the modules that return it (a backbone returning its
+    features and their pool) belong to the head (docs/design.md P0). Records share the tensor
+    objects that passed unchanged from module to module (`_Snapshots`), which is how the flow
+    is seen."""
+    pooled = {id(t) for r in records.values() if r.is_flat(batch)
+              for t in tensors((r.args, r.kwargs))
+              if has_layout(t, batch) and t.dim() >= 4 and t.shape[-2:] == (1, 1)}
+    if not pooled:
+        return
+    for r in records.values():
+        if any(id(t) in pooled for t in tensors(r.output)):
+            r.pooled = True
+
+
 class CallRecords:
     """The records of the example run, as the conversion walk reads them.
 
@@ -248,6 +269,7 @@ class CallRecords:
         self.batch = batch_of(call)
         self.source = source
         self._by_module = record_calls(model, *call[0], **call[1])
+        mark_pooled(self._by_module, self.batch)
         self._train_only: dict[str, CallRecord] | None = None
         self._by_path: dict[str, CallRecord] = {}
 

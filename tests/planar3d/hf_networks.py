@@ -116,7 +116,7 @@ CASES_LIST: list[Case] = [
         "ConvNextV2Backbone": None}),
     *_cases("efficientnet", "EfficientNetConfig", EFFICIENTNET, {
         "EfficientNetModel": "pooler", "EfficientNetForImageClassification":
-        "efficientnet.pooler"}),
+        "efficientnet.pooler"}, size=64),
     *_cases("segformer", "SegformerConfig", SEGFORMER, {
         "SegformerModel": None, "SegformerForImageClassification": "",
         "SegformerForSemanticSegmentation": None}),

@@ -12,7 +12,9 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .._judge.probe import probe_constant, probe_slices
+from .._judge.reference import covers_plane
 from .._record import CallRecord, is_standard
+from .._rewrite.forward import rewrite_head_forward
 from ..errors import UnsupportedModuleError
 from ..layers.fold import is_folded, is_slice_wise
 from ..layers.planar_pool import HeadAdaptiveAvgPool2d, HeadAdaptiveMaxPool2d
@@ -40,8 +42,16 @@ def computes_its_weights(module: nn.Module) -> bool:
 def convert_leaf(s: Session, module: nn.Module, path: str, region: str, in_head: bool,
                  converter: Converter, record: CallRecord | None) -> nn.Module:
     """The converter's result for `module` (region "body" or "head"; `in_head`: its parent is
-    in the head, where an adaptive pool is the head pool)."""
+    in the head, where an adaptive pool is the head pool, and so is a window pool whose window
+    covered the whole plane on the example)."""
     builtin = is_builtin(type(module), converter)
+    if in_head and builtin and _covers_plane(module, record):
+        touched = rewrite_head_forward(module, axis=s.axis, path=path)
+        s.plan.sites[path] = "code"
+        s.plan.decide(path, type(module).__name__, "head pool",
+                      f"its window covers the plane: {', '.join(sorted(set(touched)))} pools "
+                      "the planar axis too")
+        return module
     ctx = s.ctx.replace(region=region, in_head=in_head, path=path)
     if builtin:  # the structure is decided in planar terms; the mode pass applies mode and depth
         ctx = ctx.replace(mode="planar", depth="keep")
@@ -58,6 +68,17 @@ def convert_leaf(s: Session, module: nn.Module, path: str, region: str, in_head:
         s.plan.sites[path] = HEAD_POOLS[type(new)]
     s.plan.decide(path, name, *_describe(module, new))
     return new
+
+
+def _covers_plane(module: nn.Module, record: CallRecord | None) -> bool:
+    """Whether a window pool (AvgPool2d, MaxPool2d) pooled the whole plane of its recorded
+    input: a global pool written as a window as large as the map (transformers' EfficientNet
+    pools with AvgPool2d(hidden_dim, ceil_mode=True))."""
+    if type(module) not in (nn.AvgPool2d, nn.MaxPool2d) or record is None or not record.args:
+        return False
+    x, out = record.args[0], record.output
+    return (isinstance(x, torch.Tensor) and isinstance(out, torch.Tensor) and x.dim() == 4
+            and covers_plane(x, out))
 
 
 def _describe(old: nn.Module, new: nn.Module) -> tuple[str, str]:
