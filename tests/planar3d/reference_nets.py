@@ -356,7 +356,7 @@ class BatchNormHead(nn.Module):
     def __init__(self, c: int = 3, classes: int = 5):
         super().__init__()
         self.body = nn.Sequential(conv_bn(c, 8), nn.Conv2d(8, 8, 3, padding=1))
-        self.register_buffer("offset", torch.tensor(1e4))
+        self.register_buffer("offset", torch.tensor(100.0))
         self.norm = nn.BatchNorm1d(8)
         self.fc = nn.Linear(8, classes)
 
