@@ -44,7 +44,11 @@ class _FoldMixin:
         # The usual call takes one tensor: skip the pytree walks, which cost more than the fold.
         single = len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor)
         flat = args if single else flatten((args, kwargs))[0]
-        volumes = [t for t in flat if isinstance(t, torch.Tensor) and t.dim() == 5]
+        # volumes: maps (N, C, D, H, W) and, in the body, the (N, S, L, C) layout of rank-3
+        # per-slice tensors (`_axis.unfold_slices`: tokens, flattened maps); in a head, a 4-D
+        # input is an already pooled map
+        ranks = (5,) if record.passthrough else (4, 5)
+        volumes = [t for t in flat if isinstance(t, torch.Tensor) and t.dim() in ranks]
         if not volumes:
             if record.passthrough:
                 return super().forward(*args, **kwargs)
@@ -52,16 +56,22 @@ class _FoldMixin:
                 f"{self._get_name()} expects (N, C, D, H, W) volumes; got no 5-D tensor among its "
                 f"inputs. A 2D image batch (N, C, H, W) is a volume of depth 1: x.unsqueeze(2)."
             )
-        n, slices = volumes[0].shape[0], volumes[0].shape[axis]
+
+        def slices_of(v: torch.Tensor) -> int:
+            return v.shape[axis] if v.dim() == 5 else v.shape[1]
+
+        n, slices = volumes[0].shape[0], slices_of(volumes[0])
         for v in volumes[1:]:
-            if v.shape[0] != n or v.shape[axis] != slices:
+            if v.shape[0] != n or slices_of(v) != slices:
                 raise ValueError(
                     f"{self._get_name()}: all volume inputs must share batch and "
                     f"{axis_name(axis)} size, got {tuple(volumes[0].shape)} and {tuple(v.shape)}"
                 )
 
         def down(t):
-            return fold(t, axis) if isinstance(t, torch.Tensor) and t.dim() == 5 else t
+            if not isinstance(t, torch.Tensor) or t.dim() not in ranks:
+                return t
+            return fold(t, axis) if t.dim() == 5 else t.reshape(-1, *t.shape[2:])
 
         def up(t):
             if not isinstance(t, torch.Tensor):
