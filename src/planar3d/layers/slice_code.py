@@ -1,0 +1,346 @@
+"""Slice code: a module's own code runs on the stacked slices while its children run on volumes.
+
+`slice_code_module(m)` gives `m` a class derived from its own (`SliceCode<Type>`, as folding
+gives `Folded<Type>`) whose forward, and whose public `forward_*` methods and
+`get_intermediate_layers`:
+
+1. fold every volume argument into its per-slice tensor (`tokens.layout`: (N, C, D, H, W) ->
+   (N·D, C, H, W), token volumes (N, S, L, C) -> (N·S, L, C));
+2. run the module's own 2D code on them: its functional code (`B, N, C = x.shape`, the class
+   token's `expand` and `torch.cat`, position embeddings, reshapes) is exactly the 2D network's
+   on the N·S stacked slices, the reference (docs/design.md P0);
+3. give the descendants that code calls directly (its children, and the children of containers
+   it iterates) their per-slice arguments *lifted* back into volumes, when they are `lifted`
+   (converted 3D modules: thick kernels, depth layers), and fold their volume results back;
+   others run their 2D code on the per-slice tensors;
+4. lay the per-slice results out as volumes on return.
+
+Which tensors are per-slice is tracked, never guessed from sizes: the folded inputs are, and so is
+every result of the module's own code (a TorchFunctionMode) or of a child that has a per-slice
+argument and the same leading dim. With `head=True` the module is a classifier's head whose code
+pools: the first op that pools the positions of a per-slice tensor (`_slice_pools`) merges the
+slices of each volume (a class token is averaged over the slices, a mean over tokens becomes the
+mean over the tokens of all slices), and what follows is the 2D head on one row per volume.
+
+Folding is slice code whose children are all 2D; slice code keeps them 3D. Hooks and the mode
+exist only during a call (nothing persists in the model, which deep-copies and pickles as any
+module). A descendant called with per-slice tensors outside such a call (activation
+checkpointing recomputing it in backward) meets a 3D module and fails loudly.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from functools import cache
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten, tree_map
+
+from .._axis import axis_name, drop
+from .._slice_pools import merge_slices, slice_pool_kind
+from ..tokens.layout import TOKEN_RANK, fold_slices, unfold_slices
+from ._swap import copy_derived, reduce_derived
+
+__all__ = ["SliceCodeState", "is_slice_code", "slice_code_module"]
+
+_STATE = "_planar3d_slice_code"
+# the public methods of a 2D class that take tensors, besides forward: timm's feature API
+_METHOD_PREFIX = "forward_"
+_METHODS = ("get_intermediate_layers",)
+
+
+@dataclass(frozen=True)
+class SliceCodeState:
+    """How a slice-code module runs.
+
+    Attributes:
+        axis: the planar axis (tensor dim 2, 3 or 4).
+        head: its own code holds the head pool, which merges the slices.
+        lifted: dotted paths (relative to the module) of the descendants that run on volumes.
+        image_size: the in-plane size of the slices the network was converted on, for modules
+            whose inputs are the network's images (a clear error on other sizes); else None.
+    """
+
+    axis: int = 2
+    head: bool = False
+    lifted: frozenset[str] = frozenset()
+    image_size: tuple[int, int] | None = None
+
+
+class _Run(TorchFunctionMode):
+    """One call of a slice-code module: tracks per-slice tensors, lifts and merges.
+
+    A tensor is *derived* when it is computed from the folded inputs (by the module's own code
+    or by a descendant it calls), and *per-slice* when it is derived and its leading dim is a
+    number of per-slice rows seen in this call (N·S, and N·S' after a child that pools depth).
+    A window partition (N·S·nW rows) is derived but not per-slice; viewed back to N·S rows it is
+    per-slice again. A head pool's merged result (N rows) is not derived: nothing merges twice.
+    """
+
+    def __init__(self, module: nn.Module, state: SliceCodeState, volumes: int) -> None:
+        super().__init__()
+        self.name, self.state, self.n = _name(module), state, volumes
+        self.derived: dict[int, weakref.ref] = {}
+        self.rows: set[int] = set()
+        self.rows_in: set[int] = set()
+        self.depth_changed = False
+        self.depth = 0  # > 0 while a descendant called by the module's own code runs
+        self.calls: list[str | None] = []
+        self.lifted = {id(module.get_submodule(p)) for p in state.lifted}
+
+    # -- per-slice tensors ------------------------------------------------------------------
+    def mark(self, tree) -> None:
+        for t in tree_flatten(tree)[0]:
+            if isinstance(t, torch.Tensor):
+                self.derived[id(t)] = weakref.ref(t)
+
+    def is_derived(self, t) -> bool:
+        ref = self.derived.get(id(t)) if isinstance(t, torch.Tensor) else None
+        return ref is not None and ref() is t
+
+    def per_slice(self, t) -> bool:
+        return self.is_derived(t) and t.dim() >= 1 and t.shape[0] in self.rows
+
+    def _any_derived(self, tree) -> bool:
+        return any(self.is_derived(t) for t in tree_flatten(tree)[0])
+
+    # -- the module's own code --------------------------------------------------------------
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if self.depth:
+            return func(*args, **kwargs)
+        if not self._any_derived((args, kwargs)):
+            return func(*args, **kwargs)
+        x = args[0] if args else None
+        if self.depth_changed and self.per_slice(x):
+            self._check_rows(func, x, args)
+        out = func(*args, **kwargs)
+        if self.state.head and self.per_slice(x):
+            kind = slice_pool_kind(func, args, kwargs, out)
+            if kind is not None:
+                dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+                return merge_slices(out, volumes=self.n, kind=kind, x=x,
+                                    dim=dim if isinstance(dim, int) else None)
+        self.mark(out)
+        return out
+
+    def _check_rows(self, func, x: torch.Tensor, args) -> None:
+        """After a child pooled depth, code that reshapes per-slice rows into the number of
+        rows of the inputs (its own `B` read from them) would let a -1 absorb the difference."""
+        if getattr(func, "__name__", "") not in ("reshape", "view") or len(args) < 2:
+            return
+        shape = args[1] if isinstance(args[1], (tuple, list, torch.Size)) else args[1:]
+        first = shape[0] if len(shape) else None
+        if isinstance(first, int) and first != x.shape[0] and first in self.rows_in:
+            raise RuntimeError(
+                f"{self.name}'s own code reshapes {x.shape[0]} per-slice rows into {first}, the "
+                f"number of slices of its input: a module it calls pooled depth (tubelets), and "
+                f"this code counts slices from its input. Use depth='keep', or call the methods "
+                f"that do not reshape by the input's size"
+            )
+
+    # -- descendants it calls -----------------------------------------------------------------
+    def _lift(self, t):
+        if not self.per_slice(t):
+            return t
+        if t.dim() < TOKEN_RANK:
+            raise RuntimeError(
+                f"{self.name}: a per-slice tensor of shape {tuple(t.shape)} (pooled per slice) "
+                f"cannot be passed to a module that runs on volumes"
+            )
+        return unfold_slices(t, self.n, self.state.axis)
+
+    def _fold_back(self, t):
+        if isinstance(t, torch.Tensor) and t.dim() > TOKEN_RANK and t.shape[0] == self.n:
+            folded = fold_slices(t, self.state.axis)
+            self.depth_changed |= folded.shape[0] not in self.rows
+            self.rows.add(folded.shape[0])
+            self.mark(folded)
+            return folded
+        return t
+
+    def before(self, module, args, kwargs):
+        self.depth += 1
+        if self.depth > 1:
+            self.calls.append(None)
+            return None
+        if id(module) in self.lifted:
+            self.calls.append("lifted")
+            return tree_map(self._lift, (args, kwargs))
+        self.calls.append("derived" if self._any_derived((args, kwargs)) else "other")
+        return None
+
+    def after(self, module, args, kwargs, output):
+        self.depth -= 1
+        call = self.calls.pop()
+        if call == "lifted":
+            return tree_map(self._fold_back, output)
+        if call == "derived":
+            self.mark(output)
+        return None
+
+
+def _name(module: nn.Module) -> str:
+    """The 2D class name of a module whose class planar3d derived (maybe several times)."""
+    cls = type(module)
+    while hasattr(cls, "_planar3d_base"):
+        cls = cls._planar3d_base
+    return cls.__name__
+
+
+def _callable_descendants(module: nn.Module) -> list[nn.Module]:
+    """The modules a module's own code can call directly: its children, and the children of
+    the containers (Sequential, ModuleList, ModuleDict) among them, recursively."""
+    found = []
+    for child in module.children():
+        found.append(child)
+        if type(child).forward in (nn.Sequential.forward, nn.Module.forward):
+            found += _callable_descendants(child)
+    return found
+
+
+def _size_error(module: nn.Module, state: SliceCodeState, args, kwargs, error: Exception):
+    """A ValueError explaining a failure on slices of another size than the network was
+    converted on; None if the slices have that size."""
+    images = [t for t in tree_flatten((args, kwargs))[0]
+              if isinstance(t, torch.Tensor) and t.dim() == 5]
+    if state.image_size is None or not images:
+        return None
+    size = tuple(drop(images[0].shape[2:], state.axis))
+    if size == state.image_size:
+        return None
+    want = "x".join(map(str, state.image_size))
+    hint = ""
+    if getattr(module, "dynamic_img_size", None) is False:
+        hint = ("; timm builds it for other sizes with timm.create_model(..., "
+                "dynamic_img_size=True) before conversion")
+    return ValueError(
+        f"{_name(module)}: the {axis_name(state.axis)} slices of this volume are "
+        f"{'x'.join(map(str, size))}, but this network was converted on {want} slices and its "
+        f"2D code fails on another size ({type(error).__name__}: {error}). Its position "
+        f"embeddings or size checks fix the image size: resample the slices to {want}{hint}"
+    )
+
+
+def _call(module: nn.Module, method, args: tuple, kwargs: dict):
+    """`method` (a function of the 2D class) of a slice-code module, run on volumes."""
+    state: SliceCodeState = module.__dict__[_STATE]
+    volumes = [t for t in tree_flatten((args, kwargs))[0]
+               if isinstance(t, torch.Tensor) and t.dim() > TOKEN_RANK]
+    if module.__dict__.get("_planar3d_running") or not volumes:
+        return method(module, *args, **kwargs)  # its own code calling itself, or pooled inputs
+    n = volumes[0].shape[0]
+    if any(v.shape[0] != n for v in volumes):
+        raise ValueError(f"{_name(module)}: volume arguments of different batch sizes "
+                         f"{[tuple(v.shape) for v in volumes]}")
+    run = _Run(module, state, n)
+    folded_args, folded_kwargs = tree_map(
+        lambda t: fold_slices(t, state.axis)
+        if isinstance(t, torch.Tensor) and t.dim() > TOKEN_RANK else t, (args, kwargs))
+    for t in tree_flatten((folded_args, folded_kwargs))[0]:
+        if isinstance(t, torch.Tensor) and t.dim() >= TOKEN_RANK and t.shape[0] % n == 0:
+            run.mark(t)
+            run.rows.add(t.shape[0])
+    run.rows_in = set(run.rows)
+    handles = []
+    for child in _callable_descendants(module):
+        handles += [child.register_forward_pre_hook(run.before, with_kwargs=True, prepend=True),
+                    child.register_forward_hook(run.after, with_kwargs=True)]
+    module.__dict__["_planar3d_running"] = True
+    try:
+        with run:
+            out = method(module, *folded_args, **folded_kwargs)
+    except Exception as error:
+        size_error = _size_error(module, state, args, kwargs, error)
+        if size_error is not None:
+            raise size_error from error
+        raise
+    finally:
+        module.__dict__["_planar3d_running"] = False
+        for handle in handles:
+            handle.remove()
+
+    def unfold_result(t):
+        if not run.per_slice(t):
+            return t
+        if t.dim() < TOKEN_RANK:
+            raise RuntimeError(
+                f"{_name(module)} returns a per-slice tensor of shape {tuple(t.shape)}: "
+                f"pooled per slice, with no head pool merging the slices, it has no volume layout"
+            )
+        return unfold_slices(t, n, state.axis)
+
+    return tree_map(unfold_result, out)
+
+
+class _SliceCodeMixin:
+    """Methods of slice-code modules; the 2D class's public tensor methods are wrapped per
+    class in `_slice_code_class`."""
+
+    def forward(self, *args, **kwargs):
+        return _call(self, self._planar3d_code_of.forward, args, kwargs)
+
+    def _get_name(self) -> str:
+        return f"SliceCode[{_name(self)}]"
+
+    def __deepcopy__(self, memo):
+        return copy_derived(self, memo, _reslice)
+
+    def __reduce_ex__(self, protocol):
+        return reduce_derived(self, protocol, _reslice)
+
+
+def _wrapped(name: str):
+    def method(self, *args, **kwargs):
+        return _call(self, getattr(self._planar3d_code_of, name), args, kwargs)
+    method.__name__ = name
+    return method
+
+
+@cache
+def _slice_code_class(base: type) -> type:
+    names = [n for n in dir(base) if (n.startswith(_METHOD_PREFIX) or n in _METHODS)
+             and callable(getattr(base, n, None)) and not hasattr(nn.Module, n)]
+    namespace = {n: _wrapped(n) for n in names}
+    # _planar3d_code_of: the class whose code runs on the slices (classes derived later, for
+    # depth layers, keep it); _planar3d_base: the class deep copies and pickles go through
+    namespace.update(_planar3d_base=base, _planar3d_code_of=base, __module__=__name__)
+    return type("SliceCode" + base.__name__, (_SliceCodeMixin, base), namespace)
+
+
+def _reslice(module: nn.Module) -> nn.Module:
+    module.__class__ = _slice_code_class(type(module))
+    return module
+
+
+def is_slice_code(module: nn.Module) -> bool:
+    """True if `module` was made a slice-code module by `slice_code_module`."""
+    return isinstance(module, _SliceCodeMixin)
+
+
+def slice_code_module(module: nn.Module, *, axis: int = 2, head: bool = False,
+                      lifted: frozenset[str] | set[str] | tuple[str, ...] = (),
+                      image_size: tuple[int, int] | None = None) -> nn.Module:
+    """Make `module` (in place) run its own code on the stacked slices of its volume inputs.
+
+    Args:
+        module: a 2D module (its descendants may be converted 3D modules).
+        axis: the planar axis as tensor dim (2, 3 or 4).
+        head: its own code holds a classifier's head pool, which then merges the slices.
+        lifted: paths (relative to `module`) of descendants that run on volumes.
+        image_size: the in-plane size of the slices it was converted on, when its inputs are
+            the network's images (a clear error on slices of another size).
+    Returns:
+        The same object, of class SliceCode<Type>; names and state unchanged.
+    Raises:
+        AttributeError: if a path in `lifted` is not a descendant of `module`.
+    """
+    for path in lifted:
+        module.get_submodule(path)  # raises AttributeError for a wrong path
+    if is_slice_code(module):
+        module.__class__ = module._planar3d_code_of
+    module.__dict__[_STATE] = SliceCodeState(axis, head, frozenset(lifted), image_size)
+    return _reslice(module)
