@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import timm
 import torchvision
+from token_families import small_token_model
 from zoo import check_model, timm_families
 
 # Families whose models turn images into token sequences (vision transformers, MLP-mixers) that
@@ -25,7 +26,8 @@ EXPECTED_UNSUPPORTED = {
 }
 
 # Built with fewer blocks than the registry's smallest model (the same block code), so that the
-# sweep fits CI's 2 cores and 24 GiB: deepseek_vit_412m alone took over 15 minutes.
+# sweep fits CI's 2 cores and 24 GiB: deepseek_vit_412m alone took over 15 minutes. The token
+# families' small configurations are in token_families.py.
 SMALLER = {"deepseek_vit": {"depth": 2}}
 
 TORCHVISION = dict(
@@ -57,6 +59,7 @@ def test_torchvision_family(family):
 def test_timm_family(family):
     name, kwargs = timm_families()[family], SMALLER.get(family, {})
     label = name + "".join(f" ({k}={v})" for k, v in kwargs.items())
-    record = check_model("timm", family, label,
-                         lambda: timm.create_model(name, pretrained=False, **kwargs))
+    label, build = small_token_model(family, name) or (
+        label, lambda: timm.create_model(name, pretrained=False, **kwargs))
+    record = check_model("timm", family, label, build)
     _assert_outcome(record, family)
