@@ -297,3 +297,27 @@ def test_slice_code_models_copy_and_pickle():
         assert is_slice_code(other) and is_slice_code(other.patch_embed)
         with torch.no_grad():
             assert torch.equal(other(x), model3d(x))
+
+
+def test_a_feature_extractor_calling_a_method_of_its_vit_lifts_what_it_calls():
+    """timm's features_only ViT calls `self.model.forward_intermediates(x)`: no hook fires for
+    that call, its code runs as the extractor's own, and the modules it calls are lifted."""
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        extractor2d = timm.create_model("vit_tiny_patch16_224", img_size=SIZE, depth=2,
+                                        features_only=True, out_indices=(0, 1)).eval().double()
+    extractor = copy.deepcopy(extractor2d)
+    vit = extractor.model
+    vit.patch_embed.proj = tubelet_conv(vit.patch_embed.proj, init="center", depth=3, pool=False)
+    slice_code_module(vit.patch_embed, lifted={"proj"})
+    slice_code_module(vit, lifted={"patch_embed"})
+    slice_code_module(extractor, lifted={"model"})
+    x = _volume()
+    with torch.no_grad():
+        maps = extractor(x)
+        want = _per_slice(extractor2d, x)
+    for i, got in enumerate(maps):
+        assert got.shape == (2, 192, 3, 2, 2)
+        for d in range(3):
+            assert_close(got[:, :, d], want[d][i], rtol=1e-10)

@@ -9,10 +9,11 @@ gives `Folded<Type>`) whose forward, and whose public `forward_*` methods and
 2. run the module's own 2D code on them: its functional code (`B, N, C = x.shape`, the class
    token's `expand` and `torch.cat`, position embeddings, reshapes) is exactly the 2D network's
    on the N·S stacked slices, the reference (docs/design.md P0);
-3. give the descendants that code calls directly (its children, and the children of containers
-   it iterates) their per-slice arguments *lifted* back into volumes, when they are `lifted`
-   (converted 3D modules: thick kernels, depth layers), and fold their volume results back;
-   others run their 2D code on the per-slice tensors;
+3. give the descendants that code calls (its children, grandchildren it calls itself as in
+   `for blk in self.blocks`, and the children of a child whose method it calls directly, whose
+   code then runs as its own) their per-slice arguments *lifted* back into volumes when they are
+   `lifted` (converted 3D modules: thick kernels, depth layers), and fold their volume results
+   back; others run their 2D code on the per-slice tensors;
 4. lay the per-slice results out as volumes on return.
 
 Which tensors are per-slice is tracked, never guessed from sizes: the folded inputs are, and so is
@@ -30,6 +31,7 @@ checkpointing recomputing it in backward) meets a 3D module and fails loudly.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from dataclasses import dataclass
 from functools import cache
@@ -82,7 +84,7 @@ class _Run(TorchFunctionMode):
 
     def __init__(self, module: nn.Module, state: SliceCodeState, volumes: int) -> None:
         super().__init__()
-        self.name, self.state, self.n = _name(module), state, volumes
+        self.module, self.name, self.state, self.n = module, _name(module), state, volumes
         self.derived: dict[int, weakref.ref] = {}
         self.rows: set[int] = set()
         self.rows_in: set[int] = set()
@@ -106,6 +108,9 @@ class _Run(TorchFunctionMode):
 
     def _any_derived(self, tree) -> bool:
         return any(self.is_derived(t) for t in tree_flatten(tree)[0])
+
+    def any_per_slice(self, tree) -> bool:
+        return any(self.per_slice(t) for t in tree_flatten(tree)[0])
 
     # -- the module's own code --------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -143,7 +148,7 @@ class _Run(TorchFunctionMode):
             )
 
     # -- descendants it calls -----------------------------------------------------------------
-    def _lift(self, t):
+    def lift(self, t):
         if not self.per_slice(t):
             return t
         if t.dim() < TOKEN_RANK:
@@ -153,7 +158,7 @@ class _Run(TorchFunctionMode):
             )
         return unfold_slices(t, self.n, self.state.axis)
 
-    def _fold_back(self, t):
+    def fold_back(self, t):
         if isinstance(t, torch.Tensor) and t.dim() > TOKEN_RANK and t.shape[0] == self.n:
             folded = fold_slices(t, self.state.axis)
             self.depth_changed |= folded.shape[0] not in self.rows
@@ -169,7 +174,7 @@ class _Run(TorchFunctionMode):
             return None
         if id(module) in self.lifted:
             self.calls.append("lifted")
-            return tree_map(self._lift, (args, kwargs))
+            return tree_map(self.lift, (args, kwargs))
         self.calls.append("derived" if self._any_derived((args, kwargs)) else "other")
         return None
 
@@ -177,7 +182,7 @@ class _Run(TorchFunctionMode):
         self.depth -= 1
         call = self.calls.pop()
         if call == "lifted":
-            return tree_map(self._fold_back, output)
+            return tree_map(self.fold_back, output)
         if call == "derived":
             self.mark(output)
         return None
@@ -189,17 +194,6 @@ def _name(module: nn.Module) -> str:
     while hasattr(cls, "_planar3d_base"):
         cls = cls._planar3d_base
     return cls.__name__
-
-
-def _callable_descendants(module: nn.Module) -> list[nn.Module]:
-    """The modules a module's own code can call directly: its children, and the children of
-    the containers (Sequential, ModuleList, ModuleDict) among them, recursively."""
-    found = []
-    for child in module.children():
-        found.append(child)
-        if type(child).forward in (nn.Sequential.forward, nn.Module.forward):
-            found += _callable_descendants(child)
-    return found
 
 
 def _size_error(module: nn.Module, state: SliceCodeState, args, kwargs, error: Exception):
@@ -225,13 +219,45 @@ def _size_error(module: nn.Module, state: SliceCodeState, args, kwargs, error: E
     )
 
 
+# the slice-code calls running in this thread, innermost last
+_ACTIVE = threading.local()
+
+
+def _runs() -> list[_Run]:
+    if not hasattr(_ACTIVE, "runs"):
+        _ACTIVE.runs = []
+    return _ACTIVE.runs
+
+
 def _call(module: nn.Module, method, args: tuple, kwargs: dict):
-    """`method` (a function of the 2D class) of a slice-code module, run on volumes."""
+    """`method` (a function of the 2D class) of a slice-code module, run on volumes.
+
+    Called by its own code (a method calling another), it runs as it is. Called through a
+    method (no hooks fire) by the own code of an enclosing slice-code module, with per-slice
+    tensors of that call, it is lifted as a call through `__call__` would be.
+    """
+    runs = _runs()
+    outer = runs[-1] if runs else None
+    if outer is not None and outer.depth == 0:
+        if outer.module is module:
+            return method(module, *args, **kwargs)
+        if outer.any_per_slice((args, kwargs)):
+            lifted_args, lifted_kwargs = tree_map(outer.lift, (args, kwargs))
+            outer.depth += 1
+            try:
+                out = _on_volumes(module, method, lifted_args, lifted_kwargs)
+            finally:
+                outer.depth -= 1
+            return tree_map(outer.fold_back, out)
+    return _on_volumes(module, method, args, kwargs)
+
+
+def _on_volumes(module: nn.Module, method, args: tuple, kwargs: dict):
     state: SliceCodeState = module.__dict__[_STATE]
     volumes = [t for t in tree_flatten((args, kwargs))[0]
                if isinstance(t, torch.Tensor) and t.dim() > TOKEN_RANK]
-    if module.__dict__.get("_planar3d_running") or not volumes:
-        return method(module, *args, **kwargs)  # its own code calling itself, or pooled inputs
+    if not volumes:
+        return method(module, *args, **kwargs)  # pooled inputs: its 2D code as it is
     n = volumes[0].shape[0]
     if any(v.shape[0] != n for v in volumes):
         raise ValueError(f"{_name(module)}: volume arguments of different batch sizes "
@@ -245,11 +271,15 @@ def _call(module: nn.Module, method, args: tuple, kwargs: dict):
             run.mark(t)
             run.rows.add(t.shape[0])
     run.rows_in = set(run.rows)
+    # every descendant: the own code may call grandchildren (`for blk in self.blocks`), and a
+    # child's method called directly runs as own code, calling that child's children
+    descendants = {id(m): m for m in module.modules() if m is not module}.values()
     handles = []
-    for child in _callable_descendants(module):
+    for child in descendants:
         handles += [child.register_forward_pre_hook(run.before, with_kwargs=True, prepend=True),
                     child.register_forward_hook(run.after, with_kwargs=True)]
-    module.__dict__["_planar3d_running"] = True
+    runs = _runs()
+    runs.append(run)
     try:
         with run:
             out = method(module, *folded_args, **folded_kwargs)
@@ -259,7 +289,7 @@ def _call(module: nn.Module, method, args: tuple, kwargs: dict):
             raise size_error from error
         raise
     finally:
-        module.__dict__["_planar3d_running"] = False
+        runs.pop()
         for handle in handles:
             handle.remove()
 
