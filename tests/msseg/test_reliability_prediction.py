@@ -49,9 +49,10 @@ def _predict(model, root, out, flags):
 
 
 def _outputs(folder):
-    """Every output file of `folder`, read whole (a half-written file would fail here)."""
+    """Every output file of `folder`, read whole (a half-written file would fail here); hidden
+    files (partials, the lock of a killed run) are not outputs."""
     return {p.name: np.asarray(nib.load(p).dataobj) for p in sorted(Path(folder).iterdir())
-            if ".partial" not in p.name}
+            if not p.name.startswith(".")}
 
 
 def _run_of(files, name, runs):

@@ -1,14 +1,17 @@
 """The files `predict` writes: ``<out>/<id>_mask.nii.gz`` and ``<out>/<id>_prob.nii.gz``.
 
 The mask is uint8 {0, 1}, the probability map float32, both on the FLAIR's grid with its
-affine, qform and sform. A scan's files are written as one group whose mask comes last
-(`msseg.io.atomic.atomic_paths`): where a mask exists, the scan's prediction is complete and the
-probability map beside it (if any) is of the same run; a probability map without its mask is
-the leftover of an interrupted write and is replaced. Earlier complete outputs are only
-replaced on request (`overwrite`), and then all of them: the old probability map goes even when
-no new one is written. `check_outputs` refuses, before any inference, what would overwrite by
-accident (an earlier run, two inputs with one id) and an output folder that cannot take the
-files.
+affine, qform and sform, and a header description that marks them as predictions
+(`msseg.io.nifti.PREDICTION_DESCRIPTIONS`: `load_scan` refuses them as FLAIRs). Outputs are
+never inputs: `without_outputs` drops, from the scans found in a folder, the predictions that
+an earlier run wrote there for the others (``predict -i D -o D`` run twice). A scan's files
+are written as one group whose mask comes last (`msseg.io.atomic.atomic_paths`): where a mask
+exists, the scan's prediction is complete and the probability map beside it (if any) is of the
+same run; a probability map without its mask is the leftover of an interrupted write and is
+replaced. Earlier complete outputs are only replaced on request (`overwrite`), and then all of
+them: the old probability map goes even when no new one is written. `check_outputs` refuses,
+before any inference, what would overwrite by accident (an earlier run, two inputs with one
+id) and an output folder that cannot take the files.
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ import nibabel as nib
 from msseg.data.native import NativePrediction
 from msseg.io.atomic import atomic_paths, check_writable
 from msseg.io.discovery import PREDICTION_KINDS, ScanRecord, prediction_path
-from msseg.io.nifti import nifti_image
+from msseg.io.nifti import PREDICTION_DESCRIPTIONS, nifti_image
 from msseg.io.orientation import Geometry
 
-__all__ = ["check_outputs", "existing_outputs", "write_prediction"]
+__all__ = ["check_outputs", "existing_outputs", "without_outputs", "write_prediction"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,25 @@ def existing_outputs(out_dir: str | Path, patient_ids: Sequence[str]) -> list[Pa
     return [path for patient_id in patient_ids
             if prediction_path(out_dir, patient_id).exists() for kind in PREDICTION_KINDS
             if (path := prediction_path(out_dir, patient_id, kind)).exists()]
+
+
+def without_outputs(records: Sequence[ScanRecord], out_dir: str | Path) -> list[ScanRecord]:
+    """The records that are scans, not the outputs (in `out_dir`) of the other records.
+
+    Args:
+        records: the inputs found (`msseg.io.discovery.find_inputs`).
+        out_dir: the output folder of this run.
+    Returns:
+        `records` without those whose FLAIR is ``<out_dir>/<id>_mask.nii.gz`` or
+        ``<id>_prob.nii.gz`` of another record's id (logged once, with their number).
+    """
+    outputs = {prediction_path(out_dir, record.patient_id, kind).resolve()
+               for record in records for kind in PREDICTION_KINDS}
+    kept = [record for record in records if record.flair.resolve() not in outputs]
+    if len(kept) < len(records):
+        log.info("%s: %d file(s) there are predictions of an earlier run, not scans: left out",
+                 out_dir, len(records) - len(kept))
+    return kept
 
 
 def check_outputs(records: Sequence[ScanRecord], shapes: Sequence[tuple[int, ...]],
@@ -107,10 +129,11 @@ def write_prediction(
     if prob.exists() and not found:
         log.info("%s: replacing a probability map left without its mask by an interrupted run",
                  prob)
-    arrays = {mask: prediction.mask}
+    arrays = {mask: ("mask", prediction.mask)}
     if probabilities:
-        arrays = {prob: prediction.probability, **arrays}
+        arrays = {prob: ("prob", prediction.probability), **arrays}
     with atomic_paths(list(arrays), remove=[] if probabilities else [prob]) as temporaries:
-        for array, temporary in zip(arrays.values(), temporaries):
-            nib.save(nifti_image(array, geometry), temporary)
+        for (kind, array), temporary in zip(arrays.values(), temporaries):
+            nib.save(nifti_image(array, geometry, description=PREDICTION_DESCRIPTIONS[kind]),
+                     temporary)
     return mask

@@ -1,7 +1,8 @@
 """The one prediction path: FLAIR scan in, lesion probabilities and mask on its own grid out.
 
-    predictor, config = load_predictor("runs/paper/best.pt")          # msseg.inference.predictor
-    prediction = predict_scan(load_scan(record), predictor, config=config)
+    predictor, config, intensity = load_predictor("runs/paper/best.pt")  # inference.predictor
+    prediction = predict_scan(load_scan(record), predictor, config=config,
+                              training_intensity=intensity)
     prediction.mask                                                   # (X, Y, Z) uint8, FLAIR grid
 
 Every caller (the `predict` command, cross-validation, the demo, validation) goes through
@@ -34,6 +35,7 @@ from msseg.data.native import NativePrediction, to_native
 from msseg.data.preprocess import Preprocessed, preprocess_scan
 from msseg.inference.outputs import check_outputs, write_prediction
 from msseg.io.discovery import ScanRecord
+from msseg.io.lock import folder_lock
 from msseg.io.nifti import Scan, load_scan, read_geometry
 from msseg.recipes.recipe import Predictor
 
@@ -77,6 +79,7 @@ def predict_scan(
     batch_size: int = 2,
     threshold: float | None = None,
     working: Preprocessed | None = None,
+    training_intensity: Sequence[Sequence[float]] | None = None,
 ) -> NativePrediction:
     """Probabilities and mask of one scan on its own grid (see the module docstring).
 
@@ -87,6 +90,8 @@ def predict_scan(
         recompose, batch_size: as `predict_volume`.
         threshold: the probability cut in the working space (default: `config.threshold`).
         working: the scan's preprocessed volume, when the caller has it already (the cache).
+        training_intensity: the model's training scans' intensity profiles
+            (`load_predictor`); a scan far from all of them is warned about.
     Returns:
         A `NativePrediction` (probability float32 and mask uint8, both (X, Y, Z)).
     Raises:
@@ -94,7 +99,7 @@ def predict_scan(
     """
     if working is None:
         working = preprocess_scan(scan, config.pipeline)
-    warn_if_degenerate(scan, working.flair)
+    warn_if_degenerate(scan, working.flair, training=training_intensity)
     probability = predict_volume(working.flair, predictor, config=config, recompose=recompose,
                                  batch_size=batch_size)
     level = config.threshold if threshold is None else threshold
@@ -112,20 +117,23 @@ def predict_files(
     threshold: float | None = None,
     probabilities: bool = False,
     overwrite: bool = False,
+    training_intensity: Sequence[Sequence[float]] | None = None,
 ) -> list[Path]:
     """Predict every scan and write ``<out>/<id>_mask.nii.gz`` (and ``<id>_prob.nii.gz``).
 
     Every FLAIR's header is checked (`msseg.io.nifti.read_geometry`), and the output folder
     for earlier results, for two scans with one id, and for room to write (`check_outputs`),
     before any inference, so a missing or unreadable file, a forgotten ``--overwrite`` or a
-    read-only folder writes nothing. Each scan's voxels are read once, when it is predicted: a
-    scan whose voxels are unusable (non-finite, constant, truncated) stops the run there, with
-    the scans before it written.
+    read-only folder writes nothing. The folder is then locked (`msseg.io.lock.folder_lock`):
+    a second run writing into it is refused. Each scan's voxels are read once, when it is
+    predicted: a scan whose voxels are unusable (non-finite, constant, truncated) stops the run
+    there, with the scans before it written.
 
     Args:
         records: the scans (`msseg.io.discovery.find_inputs`).
         out_dir: the output folder (created).
-        predictor, config, recompose, batch_size, threshold: as `predict_scan`.
+        predictor, config, recompose, batch_size, threshold, training_intensity: as
+            `predict_scan`.
         probabilities: also write the probability maps.
         overwrite: replace the outputs of an earlier run (see `write_prediction`).
     Returns:
@@ -134,18 +142,21 @@ def predict_files(
         FileExistsError: outputs exist and `overwrite` is False (the message lists them).
         FileNotFoundError, msseg.io.nifti.ScanError: an input is missing or unusable.
         ValueError, msseg.io.atomic.WriteError: as `check_outputs`.
+        msseg.io.lock.FolderLockedError: another process writes into `out_dir`.
     """
     shapes = [read_geometry(record.flair).shape for record in records]
     check_outputs(records, shapes, out_dir, probabilities=probabilities, overwrite=overwrite)
     masks, seconds = [], []
-    for record in records:
-        start = time.perf_counter()
-        scan = load_scan(record)
-        prediction = predict_scan(scan, predictor, config=config, recompose=recompose,
-                                  batch_size=batch_size, threshold=threshold)
-        masks.append(write_prediction(prediction, scan.geometry, out_dir, record.patient_id,
-                                      probabilities=probabilities, overwrite=overwrite))
-        seconds.append(time.perf_counter() - start)
-        log.info("%s: %s  (%.1f s)", record.patient_id, masks[-1], seconds[-1])
+    with folder_lock(out_dir, command="msseg predict"):
+        for record in records:
+            start = time.perf_counter()
+            scan = load_scan(record)
+            prediction = predict_scan(scan, predictor, config=config, recompose=recompose,
+                                      batch_size=batch_size, threshold=threshold,
+                                      training_intensity=training_intensity)
+            masks.append(write_prediction(prediction, scan.geometry, out_dir, record.patient_id,
+                                          probabilities=probabilities, overwrite=overwrite))
+            seconds.append(time.perf_counter() - start)
+            log.info("%s: %s  (%.1f s)", record.patient_id, masks[-1], seconds[-1])
     log.info("%.1f s per scan on average", float(np.mean(seconds)))
     return masks

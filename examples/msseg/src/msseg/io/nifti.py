@@ -4,12 +4,15 @@ Every problem with an input file raises an error whose message starts with the f
 says what was found, what was expected and how to fix it: a missing file (`FileNotFoundError`),
 or an unreadable file, a header declaring more voxels than `max_voxels` (checked from the header,
 before any voxel is decompressed), complex voxels, a volume that is not 3-D or has fewer than
-`MIN_AXIS_VOXELS` along an axis, a non-finite or singular affine, NaN/inf voxels, a constant
-FLAIR, a FLAIR/mask grid mismatch (shape or affine), a non-binary or empty mask (`ScanError`, a
-`ValueError`). A FLAIR that loads but breaks an assumption of the pipeline (axes oblique or
-sheared: the pipeline takes the closest axis as sagittal and never reslices) gives a
-`ScanWarning`. Writes go through `msseg.io.atomic`, so a failure never leaves a half-written file
-under the final name.
+`MIN_AXIS_VOXELS` along an axis (trailing axes of one voxel, as in (X, Y, Z, 1), are dropped),
+colour (RGB) or other non-numeric voxels, a non-finite or
+singular affine, NaN/inf voxels, a constant FLAIR, a file that `predict` wrote given as a FLAIR,
+a FLAIR/mask grid mismatch (shape or affine), a non-binary or empty mask (`ScanError`, a
+`ValueError`). A FLAIR that loads but whose grid cannot be trusted, or breaks an assumption of
+the pipeline (`msseg.io.header_checks`), gives a `ScanWarning` naming the file (an error under
+``msseg --strict``), never a silent guess. Writes go through `msseg.io.atomic`, so a failure
+never leaves a half-written file under the final name; `predict`'s outputs say so in their
+header (`PREDICTION_DESCRIPTIONS`).
 
 Public API:
     ScanError, ScanWarning
@@ -17,25 +20,30 @@ Public API:
     load_scan(record, *, allow_empty_mask=False) -> Scan
     read_geometry(path) -> Geometry    a scan's grid from its header, checked as load_scan does
     max_voxels() -> int                the size limit (environment variable MSSEG_MAX_VOXELS)
-    nifti_image(volume, geometry) -> nibabel.Nifti1Image
-    save_nifti(volume, geometry, path) -> Path
+    PREDICTION_DESCRIPTIONS            the header descrip of predict's outputs, by kind
+    nifti_image(volume, geometry, *, description=None) -> nibabel.Nifti1Image
+    save_nifti(volume, geometry, path, *, description=None) -> Path
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from nibabel.filebasedimages import ImageFileError
+from nibabel.imageglobals import logger as nibabel_logger
 
 from msseg.io.atomic import atomic_path
 from msseg.io.discovery import ScanRecord
+from msseg.io.header_checks import grid_problems, stored_header
 from msseg.io.orientation import Geometry, canonical_ornt
 
 _AFFINE_ATOL_MM = 1e-3
@@ -43,8 +51,9 @@ _READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, ImageFileError)
 MAX_VOXELS_VARIABLE = "MSSEG_MAX_VOXELS"
 DEFAULT_MAX_VOXELS = 2**28  # 268,435,456 voxels: 1 GiB as float32 (a 640³ scan fits)
 MIN_AXIS_VOXELS = 4  # fewer along an axis (a 2-D image, 2x2x2): resampling only copies
-OBLIQUE_WARN_DEGREES = 20.0  # axes further than this from the scanner axes: slabs tilt with them
-SHEAR_WARN_DEGREES = 1.0  # axes further than this from perpendicular: not a rectangular grid
+# The header `descrip` of the files `predict` writes, by kind (`discovery.PREDICTION_KINDS`):
+# such a file is an output, never a scan.
+PREDICTION_DESCRIPTIONS = {"mask": "msseg mask", "prob": "msseg probability map"}
 
 
 class ScanError(ValueError):
@@ -102,8 +111,7 @@ def load_scan(record: ScanRecord, *, allow_empty_mask: bool = False) -> Scan:
         FileNotFoundError: a file does not exist.
         ScanError: the file is unreadable or invalid (see module docstring).
     """
-    image = _open(record.flair, "FLAIR")
-    _warn_geometry(record.flair, image.affine)
+    image = _open_flair(record.flair)
     flair = _read(record.flair, image, np.float32)
     _check_finite(record.flair, flair)
     if float(flair.max()) == float(flair.min()):
@@ -112,20 +120,28 @@ def load_scan(record: ScanRecord, *, allow_empty_mask: bool = False) -> Scan:
     geometry = _geometry(image)
     mask = None
     if record.mask is not None:
-        mask = _load_mask(record.mask, geometry, record.flair, allow_empty_mask,
-                          record.mask_labels)
+        mask = _load_mask(record.mask, geometry, record, allow_empty_mask, record.mask_labels)
     return Scan(record=record, flair=flair, mask=mask, geometry=geometry)
 
 
 def read_geometry(path: str | Path) -> Geometry:
     """A FLAIR's grid from its header alone: the header checks of `load_scan` (a readable 3-D
-    NIfTI within `max_voxels`, a usable orientation), no voxel read.
+    NIfTI within `max_voxels`, a usable orientation, not a prediction; the warnings about its
+    grid), no voxel read.
 
     Raises:
         FileNotFoundError: the file does not exist.
         ScanError: as `load_scan`, for what the header shows.
     """
-    return _geometry(_open(Path(path), "FLAIR"))
+    return _geometry(_open_flair(Path(path)))
+
+
+def _open_flair(path: Path) -> nib.Nifti1Image:
+    """`_open` a FLAIR, refuse a prediction, warn about a grid that cannot be trusted."""
+    image = _open(path, "FLAIR")
+    _refuse_outputs(path, image)
+    _warn_geometry(path, image)
+    return image
 
 
 def _geometry(image: nib.Nifti1Image) -> Geometry:
@@ -140,13 +156,15 @@ def _geometry(image: nib.Nifti1Image) -> Geometry:
     )
 
 
-def save_nifti(volume: np.ndarray, geometry: Geometry, path: str | Path) -> Path:
+def save_nifti(volume: np.ndarray, geometry: Geometry, path: str | Path, *,
+               description: str | None = None) -> Path:
     """Write a native-grid array as NIfTI-1 with the scan's affine and header transforms.
 
     Args:
         volume: (X, Y, Z) array in the scan's storage order; its dtype is kept.
         geometry: the scan's geometry (shape must match `volume`).
         path: destination (.nii or .nii.gz); parent folders are created.
+        description: the header's descrip (e.g. a `PREDICTION_DESCRIPTIONS` value).
 
     Returns:
         The written path.
@@ -154,18 +172,20 @@ def save_nifti(volume: np.ndarray, geometry: Geometry, path: str | Path) -> Path
     Raises:
         ValueError: shape mismatch with the geometry.
     """
-    image = nifti_image(volume, geometry)
+    image = nifti_image(volume, geometry, description=description)
     with atomic_path(path) as temporary:
         nib.save(image, temporary)
     return Path(path)
 
 
-def nifti_image(volume: np.ndarray, geometry: Geometry) -> nib.Nifti1Image:
+def nifti_image(volume: np.ndarray, geometry: Geometry, *,
+                description: str | None = None) -> nib.Nifti1Image:
     """A native-grid array as a NIfTI-1 image with the scan's affine and header transforms.
 
     Args:
         volume: (X, Y, Z) array in the scan's storage order; its dtype is kept.
         geometry: the scan's geometry (shape must match `volume`).
+        description: the header's descrip, at most 80 characters.
     Raises:
         ValueError: shape mismatch with the geometry.
     """
@@ -177,6 +197,8 @@ def nifti_image(volume: np.ndarray, geometry: Geometry) -> nib.Nifti1Image:
     image.set_qform(geometry.qform, code=geometry.qform_code)
     image.set_sform(geometry.sform, code=geometry.sform_code)
     image.header.set_data_dtype(volume.dtype)
+    if description is not None:
+        image.header["descrip"] = description
     return image
 
 
@@ -184,7 +206,8 @@ def _open(path: Path, role: str) -> nib.Nifti1Image:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {role} file not found; check the data folder.")
     try:
-        image = nib.load(path)
+        with _quiet_nibabel():  # its notes on headers it fixed: `grid_problems` says more
+            image = nib.load(path)
     except _READ_ERRORS as error:
         raise ScanError(f"{path}: cannot read {role} as NIfTI ({type(error).__name__}: "
                         f"{error}); expected a .nii or .nii.gz file. Re-export or re-copy "
@@ -193,6 +216,12 @@ def _open(path: Path, role: str) -> nib.Nifti1Image:
         raise ScanError(f"{path}: {role} is a {type(image).__name__}, expected NIfTI "
                         "(.nii/.nii.gz); convert it, e.g. with dcm2niix or nibabel.")
     _check_size(path, role, image)
+    try:
+        while len(image.shape) > 3 and image.shape[-1] == 1:  # (X, Y, Z, 1): one volume
+            image = image.slicer[..., 0]
+    except _READ_ERRORS as error:
+        raise ScanError(f"{path}: voxel data unreadable ({type(error).__name__}: {error}); the "
+                        "file is truncated or corrupt. Re-copy it.") from error
     if len(image.shape) != 3:
         raise ScanError(f"{path}: {role} has shape {image.shape} ({len(image.shape)}-D); "
                         "expected one 3-D volume. Extract a single volume first "
@@ -204,6 +233,15 @@ def _open(path: Path, role: str) -> nib.Nifti1Image:
                         f"{MIN_AXIS_VOXELS} along every axis (resampling to a cube would copy "
                         "those few slices many times). Use a 3-D acquisition of the head.")
     dtype = image.get_data_dtype()
+    if dtype.names is not None:
+        kind = "".join(dtype.names)
+        what = f"{kind} colour" if kind in ("RGB", "RGBA") else "structured"
+        raise ScanError(f"{path}: {role} holds {what} voxels ({dtype}); expected one grey level "
+                        "per voxel. Convert it to a grey-level image (the FLAIR as exported by "
+                        "the scanner, e.g. with dcm2niix) and use that file.")
+    if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
+        raise ScanError(f"{path}: {role} holds voxels of type {dtype}, not numbers; expected a "
+                        "grey-level image. Re-export it.")
     if np.issubdtype(dtype, np.complexfloating):
         raise ScanError(f"{path}: {role} holds complex voxels ({dtype}); expected real "
                         "intensities. Save the magnitude image (e.g. numpy.abs of the data) and "
@@ -213,6 +251,18 @@ def _open(path: Path, role: str) -> nib.Nifti1Image:
     except ValueError as error:
         raise ScanError(f"{path}: {role} header is unusable: {error}") from error
     return image
+
+
+@contextlib.contextmanager
+def _quiet_nibabel() -> Iterator[None]:
+    """nibabel's logger says nothing while the block runs (without handlers, Python's last
+    resort would still print its warnings)."""
+    disabled = nibabel_logger.disabled
+    nibabel_logger.disabled = True
+    try:
+        yield
+    finally:
+        nibabel_logger.disabled = disabled
 
 
 def _check_size(path: Path, role: str, image: nib.Nifti1Image) -> None:
@@ -240,24 +290,19 @@ def _read(path: Path, image: nib.Nifti1Image, dtype: type) -> np.ndarray:
                         "at once") from None
 
 
-def _warn_geometry(path: Path, affine: np.ndarray) -> None:
-    """Warn when the voxel axes are oblique or sheared (the pipeline assumes neither)."""
-    axes = np.asarray(affine, dtype=np.float64)[:3, :3]
-    oblique = float(np.degrees(np.max(nib.affines.obliquity(affine))))
-    if oblique > OBLIQUE_WARN_DEGREES:
-        warnings.warn(f"{path}: its voxel axes are up to {oblique:.0f} degrees off the scanner "
-                      "axes; the pipeline takes the closest axis as sagittal without reslicing, "
-                      "so its slabs are tilted that much (the model saw near-sagittal slabs). "
-                      "Reslice the scan onto axis-aligned voxels for reliable results.",
-                      ScanWarning, stacklevel=1)  # one location: shown once per text
-    unit = axes / np.linalg.norm(axes, axis=0)
-    cosines = np.abs(unit.T @ unit)[np.triu_indices(3, k=1)]
-    shear = float(np.degrees(np.arcsin(np.clip(cosines.max(), 0.0, 1.0))))
-    if shear > SHEAR_WARN_DEGREES:
-        warnings.warn(f"{path}: its voxel axes are sheared ({90 - shear:.1f} degrees apart "
-                      "instead of 90); the pipeline treats the voxels as a rectangular grid, so "
-                      "shapes are distorted. Reslice the scan onto a rectangular grid.",
-                      ScanWarning, stacklevel=1)  # one location: shown once per text
+def _refuse_outputs(path: Path, image: nib.Nifti1Image) -> None:
+    """A file `predict` wrote is never a scan."""
+    text = image.header["descrip"].item().decode("latin-1").rstrip("\0")
+    for what in PREDICTION_DESCRIPTIONS.values():
+        if text == what:
+            raise ScanError(f"{path}: FLAIR is a {what.removeprefix('msseg ')} written by msseg "
+                            f"predict, not a scan; give the FLAIR it was predicted from")
+
+
+def _warn_geometry(path: Path, image: nib.Nifti1Image) -> None:
+    """Warn about each of `header_checks.grid_problems` (the header as the file holds it)."""
+    for problem in grid_problems(stored_header(path, image), image.affine):
+        warnings.warn(f"{path}: {problem}", ScanWarning, stacklevel=1)  # shown once per text
 
 
 def _check_finite(path: Path, volume: np.ndarray) -> None:
@@ -268,8 +313,9 @@ def _check_finite(path: Path, volume: np.ndarray) -> None:
                         f"{first}); expected finite intensities. Fix or re-export the file.")
 
 
-def _load_mask(path: Path, geometry: Geometry, flair_path: Path, allow_empty: bool,
+def _load_mask(path: Path, geometry: Geometry, record: ScanRecord, allow_empty: bool,
                labels: tuple[int, ...] | str | None = None) -> np.ndarray:
+    flair_path = record.flair
     image = _open(path, "mask")
     if image.shape != geometry.shape:
         raise ScanError(f"{path}: mask grid {image.shape} differs from the FLAIR grid "
@@ -292,6 +338,7 @@ def _load_mask(path: Path, geometry: Geometry, flair_path: Path, allow_empty: bo
                         "label(s) with --label N [N ...] or take every non-zero label with "
                         "--label nonzero.")
     if not allow_empty and not mask.any():
-        raise ScanError(f"{path}: mask is empty (no lesion voxel); expected a lesion mask. Check "
-                        "the file, or pass allow_empty_mask=True for a lesion-free scan.")
+        raise ScanError(f"{path}: mask is empty (no lesion voxel); expected a lesion mask for "
+                        f"training. Check the file, or leave the scan out of training "
+                        f"(--exclude {record.patient_id}); evaluate accepts lesion-free scans")
     return mask.astype(np.uint8)
