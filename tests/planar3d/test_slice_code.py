@@ -16,7 +16,7 @@ from p3d_helpers import assert_close
 from torch import nn
 
 from planar3d import PlanarConv3d
-from planar3d._slice_pools import merge_slices, slice_pool_kind
+from planar3d._judge.pools import merge_slices, slice_pool_kind
 from planar3d.layers.all_slices import all_slices_module, slices_end_to_end
 from planar3d.layers.slice_code import is_slice_code, slice_code_module
 from planar3d.tokens import (
@@ -177,7 +177,7 @@ def test_a_merged_result_is_not_merged_again():
 def test_max_with_indices_counts_the_positions_of_all_slices():
     x = torch.randn(6, 5, 4, dtype=torch.float64)  # 2 volumes of 3 slices, 5 tokens
     kind = slice_pool_kind(torch.Tensor.max, (x, 1), {}, None)
-    merged = merge_slices(x.max(1), volumes=2, kind=kind, x=x, dim=1)
+    merged = merge_slices(x.max(1), 3, kind, x=x, dim=1)
     joined = x.reshape(2, 15, 4)
     assert torch.equal(merged.values, joined.max(1).values)
     assert torch.equal(merged.indices, joined.max(1).indices)

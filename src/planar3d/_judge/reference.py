@@ -25,15 +25,9 @@ from torch.utils._pytree import tree_map
 
 from .._axis import unfold
 from .._modes import eval_mode, train_mode
+from .pools import AS_IS_POOLS, global_pool_kind, merge_slices
 
-__all__ = ["Capture", "Reference", "as_volumes", "covers_plane", "expected_output",
-           "global_pool_kind", "merge_slices", "reference_run", "run_3d"]
-
-
-def merge_slices(t: torch.Tensor, slices: int, reduction: str) -> torch.Tensor:
-    """(V * S, ...) -> (V, ...): the S slices of each volume pooled with `reduction`."""
-    grouped = t.reshape(t.shape[0] // slices, slices, *t.shape[1:])
-    return getattr(grouped, reduction)(1)
+__all__ = ["Capture", "Reference", "as_volumes", "expected_output", "reference_run", "run_3d"]
 
 
 def expected_output(want: torch.Tensor, got: torch.Tensor, *, volumes: int, axis: int
@@ -43,44 +37,6 @@ def expected_output(want: torch.Tensor, got: torch.Tensor, *, volumes: int, axis
     if want.dim() >= 4 and got.dim() == want.dim() + 1 and want.shape[0] % volumes == 0:
         return unfold(want, volumes, axis)
     return want
-
-
-def covers_plane(x: torch.Tensor, out: torch.Tensor) -> bool:
-    """Whether a 2D window op on `x` that returned `out` pooled the whole plane (one output
-    position from several input positions)."""
-    return out.shape[-2:] == (1, 1) and x.shape[-2] * x.shape[-1] > 1
-
-
-_REDUCTIONS = {"mean": "mean", "amax": "amax", "amin": "amin", "adaptive_avg_pool2d": "mean",
-               "adaptive_max_pool2d": "amax", "avg_pool2d": "mean", "max_pool2d": "amax"}
-
-
-def global_pool_kind(fn, args, kwargs, out) -> str | None:
-    """How a 2D call on a (B, C, H, W) tensor pools every position of the plane, as the head
-    pool does: "mean", "amax", "amin", or None for any other call. These are the calls whose
-    head rewrite pools the planar axis too (`out`: the call's 2D result)."""
-    name = getattr(fn, "__name__", "")
-    reduction = _REDUCTIONS.get(name)
-    x = args[0] if args else None
-    if reduction is None or not isinstance(x, torch.Tensor) or x.dim() != 4:
-        return None
-    if name.startswith("adaptive"):
-        return reduction
-    if name in ("avg_pool2d", "max_pool2d"):
-        return reduction if isinstance(out, torch.Tensor) and covers_plane(x, out) else None
-    dims = kwargs.get("dim", args[1] if len(args) > 1 else None)
-    if dims is None:
-        return None
-    dims = {d % 4 for d in ((dims,) if isinstance(dims, int) else dims)}
-    return reduction if len(dims) >= 2 and 2 in dims else None
-
-
-# For "as-is" sites (code that pooled the slices as it is, e.g. timm's `x.flatten(1, -2)` then
-# `x.mean(1)` over tokens): the first reduction of a per-slice tensor is the pool.
-_AS_IS_POOLS = {"mean": "mean", "sum": "sum", "amax": "amax", "max": "amax", "amin": "amin",
-                "min": "amin", "adaptive_avg_pool2d": "mean", "adaptive_max_pool2d": "amax",
-                "avg_pool2d": "mean", "max_pool2d": "amax", "adaptive_avg_pool1d": "mean",
-                "adaptive_max_pool1d": "amax"}
 
 
 class _PoolSlicesInCode(TorchFunctionMode):
@@ -104,7 +60,7 @@ class _PoolSlicesInCode(TorchFunctionMode):
             reduction = global_pool_kind(func, args, kwargs, out)
         else:
             per_slice = out.dim() >= 1 and out.shape[0] == self.images and x.dim() >= 3
-            reduction = _AS_IS_POOLS.get(getattr(func, "__name__", "")) if per_slice else None
+            reduction = AS_IS_POOLS.get(getattr(func, "__name__", "")) if per_slice else None
         if reduction is None:
             return out
         return merge_slices(out, self.slices, reduction)

@@ -21,12 +21,10 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
+from .._state import copy_derived, original_type, reduce_derived, state, type_name
 from ..tokens.layout import TOKEN_RANK, fold_slices
-from ._swap import copy_derived, reduce_derived
 
 __all__ = ["all_slices_module", "is_all_slices", "slices_end_to_end"]
-
-_STATE = "_planar3d_all_slices"
 
 
 def slices_end_to_end(volume: torch.Tensor, *, axis: int, position_dim: int) -> torch.Tensor:
@@ -43,8 +41,8 @@ def slices_end_to_end(volume: torch.Tensor, *, axis: int, position_dim: int) -> 
 
 class _AllSlicesMixin:
     def forward(self, *args, **kwargs):
-        axis, position_dim = self.__dict__[_STATE]
-        base = self._planar3d_pooled_by
+        record = state(self)
+        axis, position_dim, base = record.axis, record.position_dim, original_type(self)
         if not any(isinstance(t, torch.Tensor) and t.dim() > TOKEN_RANK
                    for t in tree_flatten((args, kwargs))[0]):
             return base.forward(self, *args, **kwargs)
@@ -57,7 +55,7 @@ class _AllSlicesMixin:
         return base.forward(self, *tree_map(joined, args), **tree_map(joined, kwargs))
 
     def _get_name(self) -> str:
-        return f"AllSlices[{self._planar3d_pooled_by.__name__}]"
+        return f"AllSlices[{type_name(self)}]"
 
     def __deepcopy__(self, memo):
         return copy_derived(self, memo, _rederive)
@@ -68,12 +66,14 @@ class _AllSlicesMixin:
 
 @cache
 def _all_slices_class(base: type) -> type:
-    return type("AllSlices" + base.__name__, (_AllSlicesMixin, base),
-                {"_planar3d_base": base, "_planar3d_pooled_by": base, "__module__": __name__})
+    return type("AllSlices" + base.__name__, (_AllSlicesMixin, base), {"__module__": __name__})
 
 
 def _rederive(module: nn.Module) -> nn.Module:
-    module.__class__ = _all_slices_class(type(module))
+    record = state(module)
+    if record.base is None:  # loaded from a pickle: the class it is made of is its 2D class
+        record.base = type(module)
+    module.__class__ = _all_slices_class(record.base)
     return module
 
 
@@ -93,5 +93,7 @@ def all_slices_module(module: nn.Module, *, axis: int = 2, position_dim: int = 1
     Returns:
         The same object, of class AllSlices<Type>; names and state unchanged.
     """
-    module.__dict__[_STATE] = (axis, position_dim)
+    record = state(module)
+    record.base = original_type(module) if is_all_slices(module) else type(module)
+    record.axis, record.position_dim = axis, position_dim
     return _rederive(module)

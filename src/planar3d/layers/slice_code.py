@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import threading
 import weakref
-from dataclasses import dataclass
 from functools import cache
 
 import torch
@@ -42,34 +41,15 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
 
 from .._axis import axis_name, drop
-from .._slice_pools import merge_slices, slice_pool_kind
+from .._judge.pools import merge_slices, slice_pool_kind
+from .._state import PlanarState, copy_derived, original_type, reduce_derived, state, type_name
 from ..tokens.layout import TOKEN_RANK, fold_slices, unfold_slices
-from ._swap import copy_derived, reduce_derived
 
-__all__ = ["SliceCodeState", "is_slice_code", "slice_code_module"]
+__all__ = ["is_slice_code", "slice_code_module"]
 
-_STATE = "_planar3d_slice_code"
 # the public methods of a 2D class that take tensors, besides forward: timm's feature API
 _METHOD_PREFIX = "forward_"
 _METHODS = ("get_intermediate_layers",)
-
-
-@dataclass(frozen=True)
-class SliceCodeState:
-    """How a slice-code module runs.
-
-    Attributes:
-        axis: the planar axis (tensor dim 2, 3 or 4).
-        head: its own code holds the head pool, which merges the slices.
-        lifted: dotted paths (relative to the module) of the descendants that run on volumes.
-        image_size: the in-plane size of the slices the network was converted on, for modules
-            whose inputs are the network's images (a clear error on other sizes); else None.
-    """
-
-    axis: int = 2
-    head: bool = False
-    lifted: frozenset[str] = frozenset()
-    image_size: tuple[int, int] | None = None
 
 
 class _Run(TorchFunctionMode):
@@ -82,16 +62,16 @@ class _Run(TorchFunctionMode):
     per-slice again. A head pool's merged result (N rows) is not derived: nothing merges twice.
     """
 
-    def __init__(self, module: nn.Module, state: SliceCodeState, volumes: int) -> None:
+    def __init__(self, module: nn.Module, record: PlanarState, volumes: int) -> None:
         super().__init__()
-        self.module, self.name, self.state, self.n = module, _name(module), state, volumes
+        self.module, self.name, self.record, self.n = module, type_name(module), record, volumes
         self.derived: dict[int, weakref.ref] = {}
         self.rows: set[int] = set()
         self.rows_in: set[int] = set()
         self.depth_changed = False
         self.depth = 0  # > 0 while a descendant called by the module's own code runs
         self.calls: list[str | None] = []
-        self.lifted = {id(module.get_submodule(p)) for p in state.lifted}
+        self.lifted = {id(module.get_submodule(p)) for p in record.lifted}
 
     # -- per-slice tensors ------------------------------------------------------------------
     def mark(self, tree) -> None:
@@ -123,11 +103,11 @@ class _Run(TorchFunctionMode):
         if self.depth_changed and self.per_slice(x):
             self._check_rows(func, x, args)
         out = func(*args, **kwargs)
-        if self.state.head and self.per_slice(x):
+        if self.record.head_pool and self.per_slice(x):
             kind = slice_pool_kind(func, args, kwargs, out)
             if kind is not None:
                 dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
-                return merge_slices(out, volumes=self.n, kind=kind, x=x,
+                return merge_slices(out, out_rows(out) // self.n, kind, x=x,
                                     dim=dim if isinstance(dim, int) else None)
         self.mark(out)
         return out
@@ -156,11 +136,11 @@ class _Run(TorchFunctionMode):
                 f"{self.name}: a per-slice tensor of shape {tuple(t.shape)} (pooled per slice) "
                 f"cannot be passed to a module that runs on volumes"
             )
-        return unfold_slices(t, self.n, self.state.axis)
+        return unfold_slices(t, self.n, self.record.axis)
 
     def fold_back(self, t):
         if isinstance(t, torch.Tensor) and t.dim() > TOKEN_RANK and t.shape[0] == self.n:
-            folded = fold_slices(t, self.state.axis)
+            folded = fold_slices(t, self.record.axis)
             self.depth_changed |= folded.shape[0] not in self.rows
             self.rows.add(folded.shape[0])
             self.mark(folded)
@@ -188,31 +168,23 @@ class _Run(TorchFunctionMode):
         return None
 
 
-def _name(module: nn.Module) -> str:
-    """The 2D class name of a module whose class planar3d derived (maybe several times)."""
-    cls = type(module)
-    while hasattr(cls, "_planar3d_base"):
-        cls = cls._planar3d_base
-    return cls.__name__
-
-
-def _size_error(module: nn.Module, state: SliceCodeState, args, kwargs, error: Exception):
+def _size_error(module: nn.Module, record: PlanarState, args, kwargs, error: Exception):
     """A ValueError explaining a failure on slices of another size than the network was
     converted on; None if the slices have that size."""
     images = [t for t in tree_flatten((args, kwargs))[0]
               if isinstance(t, torch.Tensor) and t.dim() == 5]
-    if state.image_size is None or not images:
+    if record.image_size is None or not images:
         return None
-    size = tuple(drop(images[0].shape[2:], state.axis))
-    if size == state.image_size:
+    size = tuple(drop(images[0].shape[2:], record.axis))
+    if size == record.image_size:
         return None
-    want = "x".join(map(str, state.image_size))
+    want = "x".join(map(str, record.image_size))
     hint = ""
     if getattr(module, "dynamic_img_size", None) is False:
         hint = ("; timm builds it for other sizes with timm.create_model(..., "
                 "dynamic_img_size=True) before conversion")
     return ValueError(
-        f"{_name(module)}: the {axis_name(state.axis)} slices of this volume are "
+        f"{type_name(module)}: the {axis_name(record.axis)} slices of this volume are "
         f"{'x'.join(map(str, size))}, but this network was converted on {want} slices and its "
         f"2D code fails on another size ({type(error).__name__}: {error}). Its position "
         f"embeddings or size checks fix the image size: resample the slices to {want}{hint}"
@@ -253,18 +225,18 @@ def _call(module: nn.Module, method, args: tuple, kwargs: dict):
 
 
 def _on_volumes(module: nn.Module, method, args: tuple, kwargs: dict):
-    state: SliceCodeState = module.__dict__[_STATE]
+    record = state(module)
     volumes = [t for t in tree_flatten((args, kwargs))[0]
                if isinstance(t, torch.Tensor) and t.dim() > TOKEN_RANK]
     if not volumes:
         return method(module, *args, **kwargs)  # pooled inputs: its 2D code as it is
     n = volumes[0].shape[0]
     if any(v.shape[0] != n for v in volumes):
-        raise ValueError(f"{_name(module)}: volume arguments of different batch sizes "
+        raise ValueError(f"{type_name(module)}: volume arguments of different batch sizes "
                          f"{[tuple(v.shape) for v in volumes]}")
-    run = _Run(module, state, n)
+    run = _Run(module, record, n)
     folded_args, folded_kwargs = tree_map(
-        lambda t: fold_slices(t, state.axis)
+        lambda t: fold_slices(t, record.axis)
         if isinstance(t, torch.Tensor) and t.dim() > TOKEN_RANK else t, (args, kwargs))
     for t in tree_flatten((folded_args, folded_kwargs))[0]:
         if isinstance(t, torch.Tensor) and t.dim() >= TOKEN_RANK and t.shape[0] % n == 0:
@@ -284,7 +256,7 @@ def _on_volumes(module: nn.Module, method, args: tuple, kwargs: dict):
         with run:
             out = method(module, *folded_args, **folded_kwargs)
     except Exception as error:
-        size_error = _size_error(module, state, args, kwargs, error)
+        size_error = _size_error(module, record, args, kwargs, error)
         if size_error is not None:
             raise size_error from error
         raise
@@ -298,10 +270,10 @@ def _on_volumes(module: nn.Module, method, args: tuple, kwargs: dict):
             return t
         if t.dim() < TOKEN_RANK:
             raise RuntimeError(
-                f"{_name(module)} returns a per-slice tensor of shape {tuple(t.shape)}: "
+                f"{type_name(module)} returns a per-slice tensor of shape {tuple(t.shape)}: "
                 f"pooled per slice, with no head pool merging the slices, it has no volume layout"
             )
-        return unfold_slices(t, n, state.axis)
+        return unfold_slices(t, n, record.axis)
 
     return tree_map(unfold_result, out)
 
@@ -311,10 +283,10 @@ class _SliceCodeMixin:
     class in `_slice_code_class`."""
 
     def forward(self, *args, **kwargs):
-        return _call(self, self._planar3d_code_of.forward, args, kwargs)
+        return _call(self, original_type(self).forward, args, kwargs)
 
     def _get_name(self) -> str:
-        return f"SliceCode[{_name(self)}]"
+        return f"SliceCode[{type_name(self)}]"
 
     def __deepcopy__(self, memo):
         return copy_derived(self, memo, _reslice)
@@ -323,9 +295,14 @@ class _SliceCodeMixin:
         return reduce_derived(self, protocol, _reslice)
 
 
+def out_rows(out) -> int:
+    """The number of rows of a pool's result (its values, for `max` with indices)."""
+    return (out if isinstance(out, torch.Tensor) else out[0]).shape[0]
+
+
 def _wrapped(name: str):
     def method(self, *args, **kwargs):
-        return _call(self, getattr(self._planar3d_code_of, name), args, kwargs)
+        return _call(self, getattr(original_type(self), name), args, kwargs)
     method.__name__ = name
     return method
 
@@ -335,14 +312,15 @@ def _slice_code_class(base: type) -> type:
     names = [n for n in dir(base) if (n.startswith(_METHOD_PREFIX) or n in _METHODS)
              and callable(getattr(base, n, None)) and not hasattr(nn.Module, n)]
     namespace = {n: _wrapped(n) for n in names}
-    # _planar3d_code_of: the class whose code runs on the slices (classes derived later, for
-    # depth layers, keep it); _planar3d_base: the class deep copies and pickles go through
-    namespace.update(_planar3d_base=base, _planar3d_code_of=base, __module__=__name__)
+    namespace["__module__"] = __name__
     return type("SliceCode" + base.__name__, (_SliceCodeMixin, base), namespace)
 
 
 def _reslice(module: nn.Module) -> nn.Module:
-    module.__class__ = _slice_code_class(type(module))
+    record = state(module)
+    if record.base is None:  # loaded from a pickle: the class it is made of is its 2D class
+        record.base = type(module)
+    module.__class__ = _slice_code_class(record.base)
     return module
 
 
@@ -370,7 +348,8 @@ def slice_code_module(module: nn.Module, *, axis: int = 2, head: bool = False,
     """
     for path in lifted:
         module.get_submodule(path)  # raises AttributeError for a wrong path
-    if is_slice_code(module):
-        module.__class__ = module._planar3d_code_of
-    module.__dict__[_STATE] = SliceCodeState(axis, head, frozenset(lifted), image_size)
+    record = state(module)
+    record.base = original_type(module) if is_slice_code(module) else type(module)
+    record.axis, record.head_pool = axis, head
+    record.lifted, record.image_size = frozenset(lifted), image_size
     return _reslice(module)

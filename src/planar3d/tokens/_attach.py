@@ -1,10 +1,12 @@
 """Give a module a depth layer as a new child, keeping its class, names and state.
 
 A depth layer (position embedding, depth attention) is added to an existing module of a
-converted network: the module gets a class derived from its own whose forward also runs the new
-child, so the parameter names of the 2D network stay as they are and the new parameters live
-under the child's name. Derived classes deep-copy and pickle as their base class does and are
-derived again afterwards (`_swap.copy_derived` / `reduce_derived`), as folded modules do.
+converted network: the module gets a class derived from its own (which may itself be derived:
+folded, slice code) whose forward also runs the new child, so the parameter names of the 2D
+network stay as they are and the new parameters live under the child's name. Such a module
+deep-copies and pickles as the class it was derived from does, then is derived again
+(`_state.copy_derived` / `reduce_derived`); its record (`_state.PlanarState`) names its 2D
+class.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from functools import cache
 
 from torch import nn
 
-from ..layers._swap import copy_derived, reduce_derived
+from .._state import copy_derived, reduce_derived, state
 
 __all__ = ["Attached", "attach", "attached"]
 
@@ -22,25 +24,31 @@ class Attached:
     """Base of the mixins: what a derived class with an added child must be able to do."""
 
     # set on each derived class: the class it derives from, and the mixin that added the child
-    _planar3d_base: type
+    _planar3d_inner: type
     _planar3d_mixin: type
 
     def __deepcopy__(self, memo):
-        mixin = type(self)._planar3d_mixin
-        return copy_derived(self, memo, lambda m: _rederive(m, mixin))
+        cls = type(self)
+        return copy_derived(self, memo, lambda m: _rederive(m, cls._planar3d_mixin),
+                            as_class=cls._planar3d_inner)
 
     def __reduce_ex__(self, protocol):
-        return reduce_derived(self, protocol, _rederive, type(self)._planar3d_mixin)
+        cls = type(self)
+        return reduce_derived(self, protocol, _rederive, cls._planar3d_mixin,
+                              as_class=cls._planar3d_inner)
 
 
 @cache
-def _derived(mixin: type, base: type) -> type:
-    name = mixin.__name__.lstrip("_").removesuffix("Mixin") + base.__name__
-    return type(name, (mixin, base), {"_planar3d_base": base, "_planar3d_mixin": mixin,
-                                      "__module__": __name__})
+def _derived(mixin: type, inner: type) -> type:
+    name = mixin.__name__.lstrip("_").removesuffix("Mixin") + inner.__name__
+    return type(name, (mixin, inner), {"_planar3d_inner": inner, "_planar3d_mixin": mixin,
+                                       "__module__": __name__})
 
 
 def _rederive(module: nn.Module, mixin: type) -> nn.Module:
+    record = state(module)
+    if record.base is None:  # a module of its 2D class: that class is the one to name
+        record.base = type(module)
     module.__class__ = _derived(mixin, type(module))
     return module
 
