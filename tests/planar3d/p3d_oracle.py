@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Sequence
 
 import torch
@@ -243,9 +244,11 @@ def stacked_reference(model2d: nn.Module, volume: torch.Tensor,
     return tree_map(lambda t: unfold_output(t, n, d) if isinstance(t, torch.Tensor) else t, out)
 
 
-def head_paths(report, model2d: nn.Module, images: torch.Tensor) -> list[str]:
-    """Modules whose own code pools the planar axis away, per the conversion report, among
-    those the 2D model calls on `images` in eval mode (auxiliary heads run in train mode)."""
+def head_sites(report, model2d: nn.Module, images: torch.Tensor
+               ) -> tuple[list[str], dict[str, int]]:
+    """(modules whose own code pools the planar axis away, head modules run on the positions of
+    all slices (path -> position dim)), per the conversion report, among those the 2D model
+    calls on `images` in eval mode (auxiliary heads run in train mode)."""
     called: set[str] = set()
     handles = [m.register_forward_pre_hook(lambda mod, args, n=n: called.add(n))
                for n, m in model2d.named_modules()]
@@ -255,11 +258,14 @@ def head_paths(report, model2d: nn.Module, images: torch.Tensor) -> list[str]:
     finally:
         for h in handles:
             h.remove()
-    paths = [e.path for e in report.entries
-             if e.action in ("head pool", "head rewritten") and e.path in called]
+    paths = [e.path for e in report.entries if e.path in called and (
+        e.action in ("head pool", "head rewritten")
+        or (e.action == "slice code" and e.detail.startswith("holds the head pool")))]
+    joined = {e.path: int(re.search(r"\(dim (\d+)\)", e.detail).group(1))
+              for e in report.entries if e.action == "all slices" and e.path in called}
     # a root whose own code pools tokens (x.flatten(1, -2).mean(1)) merges slices by itself
     return paths or [e.path for e in report.entries
-                     if e.path == "" and e.detail.startswith("contains the head pool")]
+                     if e.path == "" and e.detail.startswith("contains the head pool")], joined
 
 
 @contextlib.contextmanager

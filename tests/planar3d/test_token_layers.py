@@ -11,14 +11,11 @@ from p3d_helpers import assert_close
 from torch import nn
 
 from planar3d import PlanarConv3d
-from planar3d._axis import unfold
+from planar3d._axis import fold, slice_dim, unfold
 from planar3d.tokens import (
     DepthAttention,
     DepthPosition,
-    fold_slices,
-    slice_dim,
     tubelet_conv,
-    unfold_slices,
     with_depth_attention,
     with_depth_position,
 )
@@ -37,9 +34,9 @@ def _randn(*shape, seed=0):
        axis=st.sampled_from(AXES))
 def test_unfold_and_fold_are_inverse_and_keep_each_slice(rank, n, s, axis):
     per_slice = _randn(n * s, *range(2, rank + 1), seed=rank * 10 + s)
-    volume = unfold_slices(per_slice, n, axis)
+    volume = unfold(per_slice, n, axis)
     assert volume.dim() == rank + 1
-    assert torch.equal(fold_slices(volume, axis), per_slice)
+    assert torch.equal(fold(volume, axis), per_slice)
     where = slice_dim(volume.dim(), axis)
     for v in range(n):
         for i in range(s):
@@ -49,28 +46,28 @@ def test_unfold_and_fold_are_inverse_and_keep_each_slice(rank, n, s, axis):
 @pytest.mark.parametrize("axis", AXES)
 def test_tokens_put_the_slices_after_the_batch_for_every_axis(axis):
     tokens = _randn(6, 5, 4)  # 2 volumes of 3 slices, 5 tokens of 4 channels
-    volume = unfold_slices(tokens, 2, axis)
+    volume = unfold(tokens, 2, axis)
     assert volume.shape == (2, 3, 5, 4)
     assert torch.equal(volume[1, 2], tokens[5])
 
 
 def test_the_token_rule_is_the_map_rule_for_axis_d():
-    tokens = _randn(6, 5, 4)
-    assert torch.equal(unfold_slices(tokens, 2, 2), unfold(tokens, 2, 2))
+    tokens = _randn(6, 5, 4)  # the map rule: the slices third from the end
+    assert torch.equal(unfold(tokens, 2, 2), tokens.reshape(2, 3, 5, 4).movedim(1, -3))
 
 
 def test_token_fold_is_a_view_of_a_slice_major_volume():
     volume = _randn(2, 3, 5, 4)
-    assert fold_slices(volume, 2).data_ptr() == volume.data_ptr()
+    assert fold(volume, 2).data_ptr() == volume.data_ptr()
 
 
 def test_pooled_tensors_have_no_volume_layout():
     with pytest.raises(ValueError, match="pooled per slice"):
-        unfold_slices(_randn(6, 4), 2, 2)
+        unfold(_randn(6, 4), 2, 2)
     with pytest.raises(ValueError, match="no volume"):
-        fold_slices(_randn(6, 4, 2), 2)
+        fold(_randn(6, 4, 2), 2)
     with pytest.raises(ValueError, match="slices of 4 volumes"):
-        unfold_slices(_randn(6, 4, 2), 4, 2)
+        unfold(_randn(6, 4, 2), 4, 2)
 
 
 # -- tubelet patch embedding ----------------------------------------------------------------------

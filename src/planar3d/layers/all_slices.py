@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
+from .._axis import TOKEN_RANK, fold
 from .._state import copy_derived, original_type, reduce_derived, state, type_name
-from ..tokens.layout import TOKEN_RANK, fold_slices
 
 __all__ = ["all_slices_module", "is_all_slices", "slices_end_to_end"]
 
@@ -33,7 +33,7 @@ def slices_end_to_end(volume: torch.Tensor, *, axis: int, position_dim: int) -> 
     Returns:
         (N, ...) with S times the per-slice size at `position_dim`: (N, S, L, C) -> (N, S·L, C).
     """
-    per_slice = fold_slices(volume, axis)
+    per_slice = fold(volume, axis)
     n = volume.shape[0]
     grouped = per_slice.reshape(n, per_slice.shape[0] // n, *per_slice.shape[1:])
     return grouped.movedim(1, position_dim).flatten(position_dim, position_dim + 1)

@@ -4,7 +4,7 @@
 gives `Folded<Type>`) whose forward, and whose public `forward_*` methods and
 `get_intermediate_layers`:
 
-1. fold every volume argument into its per-slice tensor (`tokens.layout`: (N, C, D, H, W) ->
+1. fold every volume argument into its per-slice tensor (`_axis.fold`: (N, C, D, H, W) ->
    (N·D, C, H, W), token volumes (N, S, L, C) -> (N·S, L, C));
 2. run the module's own 2D code on them: its functional code (`B, N, C = x.shape`, the class
    token's `expand` and `torch.cat`, position embeddings, reshapes) is exactly the 2D network's
@@ -31,6 +31,7 @@ checkpointing recomputing it in backward) meets a 3D module and fails loudly.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
 from functools import cache
@@ -40,12 +41,12 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
 
-from .._axis import axis_name, drop
+from .._axis import TOKEN_RANK, axis_name, drop, fold, unfold
 from .._judge.pools import merge_slices, slice_pool_kind
+from .._record import tensors
 from .._state import PlanarState, copy_derived, original_type, reduce_derived, state, type_name
-from ..tokens.layout import TOKEN_RANK, fold_slices, unfold_slices
 
-__all__ = ["is_slice_code", "slice_code_module"]
+__all__ = ["is_slice_code", "lifted_without_slices", "slice_code_module"]
 
 # the public methods of a 2D class that take tensors, besides forward: timm's feature API
 _METHOD_PREFIX = "forward_"
@@ -136,11 +137,11 @@ class _Run(TorchFunctionMode):
                 f"{self.name}: a per-slice tensor of shape {tuple(t.shape)} (pooled per slice) "
                 f"cannot be passed to a module that runs on volumes"
             )
-        return unfold_slices(t, self.n, self.record.axis)
+        return unfold(t, self.n, self.record.axis)
 
     def fold_back(self, t):
         if isinstance(t, torch.Tensor) and t.dim() > TOKEN_RANK and t.shape[0] == self.n:
-            folded = fold_slices(t, self.record.axis)
+            folded = fold(t, self.record.axis)
             self.depth_changed |= folded.shape[0] not in self.rows
             self.rows.add(folded.shape[0])
             self.mark(folded)
@@ -153,6 +154,9 @@ class _Run(TorchFunctionMode):
             self.calls.append(None)
             return None
         if id(module) in self.lifted:
+            if not self.any_per_slice((args, kwargs)) and tensors((args, kwargs)):
+                for listener in _listeners():
+                    listener.append(module)
             self.calls.append("lifted")
             return tree_map(self.lift, (args, kwargs))
         self.calls.append("derived" if self._any_derived((args, kwargs)) else "other")
@@ -191,7 +195,8 @@ def _size_error(module: nn.Module, record: PlanarState, args, kwargs, error: Exc
     )
 
 
-# the slice-code calls running in this thread, innermost last
+# the slice-code calls running in this thread (innermost last), and the lists that
+# `lifted_without_slices` is collecting into
 _ACTIVE = threading.local()
 
 
@@ -199,6 +204,25 @@ def _runs() -> list[_Run]:
     if not hasattr(_ACTIVE, "runs"):
         _ACTIVE.runs = []
     return _ACTIVE.runs
+
+
+def _listeners() -> list[list[nn.Module]]:
+    if not hasattr(_ACTIVE, "listeners"):
+        _ACTIVE.listeners = []
+    return _ACTIVE.listeners
+
+
+@contextlib.contextmanager
+def lifted_without_slices():
+    """Collect, while it is open, the descendants a slice-code module meant to give volumes but
+    called with tensors none of which is per-slice (a head's layers after its pool, as CoaT's
+    Conv1d over the merged class tokens): conversion makes them 2D layers instead."""
+    found: list[nn.Module] = []
+    _listeners().append(found)
+    try:
+        yield found
+    finally:
+        _listeners().remove(found)
 
 
 def _call(module: nn.Module, method, args: tuple, kwargs: dict):
@@ -236,7 +260,7 @@ def _on_volumes(module: nn.Module, method, args: tuple, kwargs: dict):
                          f"{[tuple(v.shape) for v in volumes]}")
     run = _Run(module, record, n)
     folded_args, folded_kwargs = tree_map(
-        lambda t: fold_slices(t, record.axis)
+        lambda t: fold(t, record.axis)
         if isinstance(t, torch.Tensor) and t.dim() > TOKEN_RANK else t, (args, kwargs))
     for t in tree_flatten((folded_args, folded_kwargs))[0]:
         if isinstance(t, torch.Tensor) and t.dim() >= TOKEN_RANK and t.shape[0] % n == 0:
@@ -273,7 +297,7 @@ def _on_volumes(module: nn.Module, method, args: tuple, kwargs: dict):
                 f"{type_name(module)} returns a per-slice tensor of shape {tuple(t.shape)}: "
                 f"pooled per slice, with no head pool merging the slices, it has no volume layout"
             )
-        return unfold_slices(t, n, record.axis)
+        return unfold(t, n, record.axis)
 
     return tree_map(unfold_result, out)
 
