@@ -236,6 +236,7 @@ class CallRecords:
         self._by_module = record_calls(model, *call[0], **call[1])
         self._train_only: dict[str, CallRecord] | None = None
         self._by_path: dict[str, CallRecord] = {}
+        self._first_paths: dict[str, str] | None = None  # path -> a shared module's first path
 
     def first_call(self, module: nn.Module) -> CallRecord | None:
         """The eval-mode record of `module`, if the example run called it."""
@@ -255,8 +256,17 @@ class CallRecords:
         return record
 
     def at(self, path: str) -> CallRecord | None:
-        """The record `of` gave for the module at `path` (None after `release`)."""
-        return self._by_path.get(path)
+        """The record `of` gave for the module at `path` (None after `release`); for a module
+        shared by several parents, found by any of its paths."""
+        record = self._by_path.get(path)
+        if record is not None or not self._by_path:
+            return record
+        if self._first_paths is None:
+            self._first_paths = {}
+            seen: dict[int, str] = {}
+            for name, module in self.source.named_modules(remove_duplicate=False):
+                self._first_paths[name] = seen.setdefault(id(module), name)
+        return self._by_path.get(self._first_paths.get(path, path))
 
     def reached(self, module: nn.Module, path: str) -> bool:
         """Whether the example run called the module or one inside it."""

@@ -137,16 +137,18 @@ def _relative(want: torch.Tensor, got: torch.Tensor) -> tuple[float, float]:
 
 
 class _MergeSlices(TorchFunctionMode):
+    """Pools in the own code of the innermost running module, when it is a head, merge the
+    slices first (`running`: one flag per running module, innermost last)."""
+
     def __init__(self, slices: int, images: int):
         super().__init__()
         self.slices, self.images = slices, images
-        self.active = 0
-        self.suspended = 0
+        self.running: list[bool] = []
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if self.active and not self.suspended and (func in _MEAN or func in _MAX
-                                                   or _selects_a_token(func, args)):
+        if self.running and self.running[-1] and (func in _MEAN or func in _MAX
+                                                  or _selects_a_token(func, args)):
             x = args[0]
             if isinstance(x, torch.Tensor) and x.dim() >= 3 and x.shape[0] == self.images:
                 grouped = x.reshape(-1, self.slices, *x.shape[1:])
@@ -183,26 +185,19 @@ def head_reference(model2d: nn.Module, volume: torch.Tensor,
     heads = [model2d.get_submodule(p) for p in paths]
     joins = [(model2d.get_submodule(p), dim) for p, dim in (joined or {}).items()]
 
-    def enter(*_):
-        mode.active += 1
+    def enter(is_head):
+        def hook(*_):
+            mode.running.append(is_head)
+        return hook
 
     def leave(*_):
-        mode.active -= 1
-
-    def suspend(*_):
-        mode.suspended += 1
-
-    def resume(*_):
-        mode.suspended -= 1
+        mode.running.pop()
 
     handles = [module.register_forward_pre_hook(_joined(volume.shape[2], dim))
                for module, dim in joins]
-    for head in heads:
-        handles += [head.register_forward_pre_hook(enter), head.register_forward_hook(leave)]
-        for child in head.children():
-            if not any(child is h for h in heads):
-                handles += [child.register_forward_pre_hook(suspend),
-                            child.register_forward_hook(resume)]
+    for module in model2d.modules():
+        handles += [module.register_forward_pre_hook(enter(any(module is h for h in heads))),
+                    module.register_forward_hook(leave)]
     try:
         with torch.set_grad_enabled(grad), mode:
             return model2d(fold_volume(volume))

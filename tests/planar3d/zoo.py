@@ -183,12 +183,12 @@ def check_model(source: str, family: str, name: str, build) -> dict:
         if mode == "planar":
             problems += slice_mismatches(model, model3d, x)
             heads, joined = head_sites(report, model, x[:, :, 0])
-            if len(heads) + len(joined) >= 1 and len(heads) <= 1:
+            if heads or joined:
                 err = _close(outputs[mode], head_reference(model, x, heads, joined=joined))
                 if err > 1e-4:
                     problems.append(f"head differs from the 2D head on pooled slices by {err:.2g}")
             else:
-                problems.append(f"expected one head pool, found {heads}")
+                problems.append("expected a head pool (or a head run on all slices), found none")
             problems += check_train_mode(model, model3d, size)
         elif mode == "center" and "planar" in outputs:
             err = _close(outputs[mode], outputs["planar"])

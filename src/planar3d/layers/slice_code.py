@@ -87,7 +87,7 @@ class _Run(TorchFunctionMode):
     def per_slice(self, t) -> bool:
         return self.is_derived(t) and t.dim() >= 1 and t.shape[0] in self.rows
 
-    def _any_derived(self, tree) -> bool:
+    def any_derived(self, tree) -> bool:
         return any(self.is_derived(t) for t in tree_flatten(tree)[0])
 
     def any_per_slice(self, tree) -> bool:
@@ -98,7 +98,7 @@ class _Run(TorchFunctionMode):
         kwargs = kwargs or {}
         if self.depth:
             return func(*args, **kwargs)
-        if not self._any_derived((args, kwargs)):
+        if not self.any_derived((args, kwargs)):
             return func(*args, **kwargs)
         x = args[0] if args else None
         if self.depth_changed and self.per_slice(x):
@@ -159,7 +159,7 @@ class _Run(TorchFunctionMode):
                     listener.append(module)
             self.calls.append("lifted")
             return tree_map(self.lift, (args, kwargs))
-        self.calls.append("derived" if self._any_derived((args, kwargs)) else "other")
+        self.calls.append("derived" if self.any_derived((args, kwargs)) else "other")
         return None
 
     def after(self, module, args, kwargs, output):
@@ -230,10 +230,14 @@ def _call(module: nn.Module, method, args: tuple, kwargs: dict):
 
     Called by its own code (a method calling another), it runs as it is. Called through a
     method (no hooks fire) by the own code of an enclosing slice-code module, with per-slice
-    tensors of that call, it is lifted as a call through `__call__` would be.
+    tensors of that call, it is lifted as a call through `__call__` would be; called through
+    `__call__` by that code without being lifted, it runs its 2D code on the per-slice tensors.
     """
     runs = _runs()
     outer = runs[-1] if runs else None
+    if outer is not None and outer.depth == 1 and outer.any_derived((args, kwargs)):
+        # called through __call__ by that code without being lifted: its 2D code, as it is
+        return method(module, *args, **kwargs)
     if outer is not None and outer.depth == 0:
         if outer.module is module:
             return method(module, *args, **kwargs)
