@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ._axis import TOKEN_RANK
 from ._containers import map_leaves, tensors
 from ._modes import eval_mode, train_mode
 from .errors import UnsupportedModuleError
@@ -56,32 +57,33 @@ class CallRecord:
         return _copy(self.args), _copy(self.kwargs)
 
     def is_spatial(self, batch: int) -> bool:
-        """Whether the output holds a per-image map (B, ..., h, w) with h*w > 1: a feature map,
-        a label map or mask without channels (B, H, W)."""
+        """Whether the output holds a per-image tensor with positions: a feature map
+        (B, ..., h, w) with h*w > 1, a label map or mask without channels (B, H, W), or a token
+        sequence (B, L, C)."""
         return any(is_map(t, batch) for t in tensors(self.output))
 
     def is_flat(self, batch: int) -> bool:
-        """Whether the output holds a tensor that is no per-image map at all (pooled features
-        (B, K), logits, a loss); a 1x1 map (B, C, 1, 1) is still a per-image map, unless the
-        network flattens it (`pooled`)."""
-        return self.pooled or any(not has_layout(t, batch) for t in tensors(self.output))
-
-
-def has_layout(t: torch.Tensor, batch: int) -> bool:
-    """A per-image tensor of the example batch with a volume layout (`_axis.unfold_slices`): at
-    least 3-D (maps, label maps, token sequences)."""
-    return t.dim() >= 3 and t.shape[0] == batch
+        """Whether the output holds a tensor that is no per-image map or token sequence at all
+        (pooled features (B, K), logits, a loss); a 1x1 map (B, C, 1, 1) is still a per-image
+        map, unless the network flattens it (`pooled`)."""
+        return self.pooled or any(not (t.dim() >= TOKEN_RANK and t.shape[0] == batch)
+                                  for t in tensors(self.output))
 
 
 def is_map(t: torch.Tensor, batch: int) -> bool:
-    """A per-image map of the example batch: (B, ..., h, w), at least 3-D, h*w > 1."""
-    return has_layout(t, batch) and t.shape[-2] * t.shape[-1] > 1
+    """A per-image tensor with positions of the example batch: a feature map (B, ..., h, w) of
+    at least 4 dims with h*w > 1, or a tensor of 3 dims (a token sequence (B, L, C), its prefix
+    tokens or a lone class token included; a label map or mask (B, H, W))."""
+    if t.dim() < TOKEN_RANK or t.shape[0] != batch:
+        return False
+    return t.dim() == TOKEN_RANK or t.shape[-2] * t.shape[-1] > 1
 
 
 def is_standard(tree, batch: int) -> bool:
-    """Whether every tensor in `tree` is a per-image 4-D map of the example batch."""
+    """Whether every tensor in `tree` is a per-image 4-D map or token sequence of the example
+    batch: what a probe lifts into volumes."""
     ts = tensors(tree)
-    return bool(ts) and all(t.dim() == 4 and t.shape[0] == batch for t in ts)
+    return bool(ts) and all(t.dim() in (TOKEN_RANK, 4) and t.shape[0] == batch for t in ts)
 
 
 def images_of(call: Call) -> torch.Tensor:
@@ -90,9 +92,9 @@ def images_of(call: Call) -> torch.Tensor:
 
 
 def batch_of(call: Call) -> int:
-    """How many images a 2D call holds: the batch size of its first map (a tensor of 4 or more
-    dims)."""
-    return images_of(call).shape[0]
+    """How many images a 2D call holds: the batch size of its first map or token sequence (a
+    tensor of 3 or more dims)."""
+    return next(t.shape[0] for t in tensors(call) if t.dim() >= TOKEN_RANK)
 
 
 def _copy(tree):
@@ -242,7 +244,7 @@ def mark_pooled(records: dict[int, CallRecord], batch: int) -> None:
     is seen."""
     pooled = {id(t) for r in records.values() if r.is_flat(batch)
               for t in tensors((r.args, r.kwargs))
-              if has_layout(t, batch) and t.dim() >= 4 and t.shape[-2:] == (1, 1)}
+              if t.dim() >= 4 and t.shape[0] == batch and t.shape[-2:] == (1, 1)}
     if not pooled:
         return
     for r in records.values():
@@ -272,6 +274,7 @@ class CallRecords:
         mark_pooled(self._by_module, self.batch)
         self._train_only: dict[str, CallRecord] | None = None
         self._by_path: dict[str, CallRecord] = {}
+        self._first_paths: dict[str, str] | None = None  # path -> a shared module's first path
 
     def first_call(self, module: nn.Module) -> CallRecord | None:
         """The eval-mode record of `module`, if the example run called it."""
@@ -291,8 +294,17 @@ class CallRecords:
         return record
 
     def at(self, path: str) -> CallRecord | None:
-        """The record `of` gave for the module at `path` (None after `release`)."""
-        return self._by_path.get(path)
+        """The record `of` gave for the module at `path` (None after `release`); for a module
+        shared by several parents, found by any of its paths."""
+        record = self._by_path.get(path)
+        if record is not None or not self._by_path:
+            return record
+        if self._first_paths is None:
+            self._first_paths = {}
+            seen: dict[int, str] = {}
+            for name, module in self.source.named_modules(remove_duplicate=False):
+                self._first_paths[name] = seen.setdefault(id(module), name)
+        return self._by_path.get(self._first_paths.get(path, path))
 
     def reached(self, module: nn.Module, path: str) -> bool:
         """Whether the example run called the module or one inside it."""

@@ -122,11 +122,11 @@ CASES_LIST: list[Case] = [
         "SegformerForSemanticSegmentation": None}),
     *_cases("mobilevit", "MobileViTConfig", MOBILEVIT, {
         "MobileViTModel": "", "MobileViTForImageClassification": "mobilevit",
-        "MobileViTForSemanticSegmentation": "segmentation_head.aspp.convs.4.global_pool"},
+        "MobileViTForSemanticSegmentation": None},
         size=64),
     *_cases("mobilevitv2", "MobileViTV2Config", MOBILEVITV2, {
         "MobileViTV2Model": "", "MobileViTV2ForImageClassification": "mobilevitv2",
-        "MobileViTV2ForSemanticSegmentation": "segmentation_head.aspp.convs.4.global_pool"},
+        "MobileViTV2ForSemanticSegmentation": None},
         size=64),
     *_cases("regnet", "RegNetConfig", REGNET, {
         "RegNetModel": None, "RegNetForImageClassification": "regnet.pooler"}),
@@ -137,8 +137,7 @@ CASES_LIST: list[Case] = [
         "mobilenet_v1.pooler"}, size=64),
     *_cases("mobilenet_v2", "MobileNetV2Config", MOBILENET, {
         "MobileNetV2Model": "pooler", "MobileNetV2ForImageClassification":
-        "mobilenet_v2.pooler", "MobileNetV2ForSemanticSegmentation":
-        "segmentation_head.conv_pool"}, size=64),
+        "mobilenet_v2.pooler", "MobileNetV2ForSemanticSegmentation": None}, size=64),
     *_cases("poolformer", "PoolFormerConfig", POOLFORMER, {
         "PoolFormerModel": None, "PoolFormerForImageClassification": ""}),
     *_cases("focalnet", "FocalNetConfig", FOCALNET, {
@@ -161,12 +160,11 @@ CASES_LIST: list[Case] = [
     *_cases("glpn", "GLPNConfig", GLPN, {"GLPNModel": None, "GLPNForDepthEstimation": None}),
     Case("hf_upernet_convnext", "transformers", _upernet("ConvNextConfig", {
         "hidden_sizes": [8, 8, 16, 16], "depths": [1, 1, 1, 1],
-        "out_features": ["stage1", "stage2", "stage3", "stage4"]}), size=64,
-        head="decode_head.psp_modules.0.0"),
+        "out_features": ["stage1", "stage2", "stage3", "stage4"]}), size=64),
     Case("hf_upernet_resnet", "transformers", _upernet("ResNetConfig", {
         "embedding_size": 8, "hidden_sizes": [8, 8, 16, 16], "depths": [1, 1, 1, 1],
         "layer_type": "basic", "out_features": ["stage1", "stage2", "stage3", "stage4"]}),
-        size=64, head="decode_head.psp_modules.0.0"),
+        size=64),
     *_cases("swin", "SwinConfig", SWIN, {
         "SwinModel": "", "SwinForImageClassification": "swin", "SwinBackbone": None},
         refusal=TOKENS),

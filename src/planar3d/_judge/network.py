@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from .._axis import TOKEN_RANK
 from .._containers import PLAIN, map_leaves
 from .._example import other_size, second_sizes
 from .._record import batch_of
@@ -68,7 +69,8 @@ def outputs_problem(got, want, *, volumes: int, batch: int, axis: int) -> str:
             continue
         if not isinstance(g, torch.Tensor):
             return f"{where} is a {type(g).__name__}, not a tensor"
-        if 1 <= w.dim() < 3 and w.shape[0] == batch and g.shape[:1] != w.shape[:1]:
+        if (1 <= w.dim() < TOKEN_RANK and w.shape[0] == batch
+                and g.shape[:1] != w.shape[:1]):
             return (f"{where} is computed per slice as a non-spatial tensor {tuple(w.shape)} "
                     f"(no global pool before it), which has no volume layout; got "
                     f"{tuple(g.shape)}")
@@ -102,7 +104,15 @@ def check_network(reference: Reference, model3d: nn.Module, call: tuple, *, axis
     if not reference.sites and recorded is not None:
         want = recorded
     else:
-        want = reference(*call, batch=batch_of(call), training=False)
+        try:
+            want = reference(*call, batch=batch_of(call), training=False)
+        except Exception as error:
+            # the 2D network cannot run with the slices merged at its head pool: pooled rows
+            # meet per-slice rows (a pooled token joined to the slices' tokens)
+            site = next(iter(reference.sites))
+            return Divergence(site, "with the slices pooled together at its head pool the 2D "
+                              f"network does not run ({type(error).__name__}: {error}): a "
+                              "pooled result is used beside per-slice ones", False)
     divergence = localize(reference, model3d, call, axis=axis, training=False, want=want)
     if divergence is None or _rounding(reference, model3d, call, axis=axis, training=False):
         trained = _train_call(reference, call)

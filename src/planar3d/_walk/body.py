@@ -5,7 +5,8 @@ its recorded call, P0 on volumes of distinct slices (`_judge.probe`); a module w
 outputs are not all feature maps is watched instead and left to the end-to-end check. A failed
 probe is first traced to a descendant that no probe could check alone, which is folded
 (`mend`); otherwise a module holding spatial kernels gets its functional code rewritten per
-slice (`_rewrite`), and anything else is folded.
+slice (`_rewrite`) or runs its own code on the slices with its children on volumes
+(`slice_code`), and anything else is folded.
 """
 
 from __future__ import annotations
@@ -18,18 +19,19 @@ import torch
 from torch import nn
 
 from .._judge.network import localize
-from .._judge.probe import ProbeResult, probe_slices, watch_own_code
+from .._judge.probe import ProbeResult, probe_constant, probe_slices, watch_own_code
 from .._judge.reference import Reference
 from .._mode_kernels import spatial
 from .._modes import train_mode
 from .._record import CallRecord, is_standard
-from .._rewrite.forward import rewrite_body_forward, unrewrite
+from .._rewrite.forward import rewrite_body_forward, rewrite_head_forward, unrewrite
 from .._state import type_name
 from .._tree import join
 from ..errors import UnsupportedModuleError
 from ..layers.fold import is_folded
 from .fold import fold
 from .session import Session, short
+from .slice_code import slice_code
 
 __all__ = ["probe_body", "settle_body"]
 
@@ -49,9 +51,15 @@ def settle_body(s: Session, module: nn.Module, path: str, record: CallRecord, *,
     name = type(module).__name__
     standard_in = is_standard((record.args, record.kwargs), s.batch)
     if mixed or not (standard_in and is_standard(record.output, s.batch)):
-        problem = watch_own_code(module, record, axis=s.axis, volumes=s.volumes, batch=s.batch)
+        problem, runs = watch_own_code(module, record, axis=s.axis, volumes=s.volumes,
+                                       batch=s.batch)
         if problem and not mixed:
             return fold(s, module, path, record, problem, passthrough=False)
+        if mixed and (problem or not runs or not _pools_as_it_is(s, module, path, record)):
+            settled = _settle_mixed(s, module, path, record,
+                                    problem or "its own code does not pool volumes as it is")
+            if settled is not None:
+                return settled
         if problem:
             raise UnsupportedModuleError(
                 path, name, problem,
@@ -67,10 +75,52 @@ def settle_body(s: Session, module: nn.Module, path: str, record: CallRecord, *,
     if result.ok:
         s.plan.decide(path, name, "verified", note.strip(" ()"))
         return module
-    if not result.decides and _has_spatial_kernels(s, path) and _rewrite(s, module, path,
-                                                                          record):
-        return module
+    if not result.decides and _has_spatial_kernels(s, path):
+        if _rewrite(s, module, path, record):
+            return module
+        candidate = slice_code(s, module, path, record, head=False, reason=result.reason,
+                               probe=lambda c: probe_body(s, c, path, record))
+        if candidate is not None:
+            return candidate
     return fold(s, module, path, record, result.reason, passthrough=False)
+
+
+def _pools_as_it_is(s: Session, module: nn.Module, path: str, record: CallRecord) -> bool:
+    """Whether a mixed module, as it is, gives its maps per slice and its pooled tensors pooled
+    over the slices on depth-constant volumes (P2); its own code watched."""
+    if not is_standard((record.args, record.kwargs), s.batch):
+        return True  # no probe lifts its inputs: the end-to-end check decides
+    return probe_constant(module, record, axis=s.axis, loose=True, source=s.source(path)).ok
+
+
+def _settle_mixed(s: Session, module: nn.Module, path: str, record: CallRecord, reason: str
+                  ) -> nn.Module | None:
+    """A module that returns feature maps and pooled tensors and whose own code cannot run on
+    volumes as it is: its functional pooling rewritten as the head pool, or its code run on the
+    slices with its children on volumes and the slices merged at its pool (slice code, for code
+    torch.fx cannot trace: transformers' `*Model` roots); checked on depth-constant volumes
+    (the maps per slice, the pooled tensors merged), and end to end. None when neither does."""
+    name = type(module).__name__
+
+    def pools(candidate: nn.Module) -> ProbeResult:
+        result = probe_constant(candidate, record, axis=s.axis, loose=True)
+        if result.ok and not result.merged:
+            return ProbeResult(False, "it does not pool the planar axis")
+        return result
+
+    try:
+        touched = rewrite_head_forward(module, axis=s.axis, path=path)
+    except UnsupportedModuleError:
+        pass
+    else:
+        if pools(module).ok:
+            s.plan.sites[path] = "code"
+            s.plan.decide(path, name, "head rewritten",
+                          "returns feature maps and pooled tensors; guarded calls: "
+                          + short(", ".join(sorted(set(touched))), 100))
+            return module
+        unrewrite(module)
+    return slice_code(s, module, path, record, head=True, reason=reason, probe=pools)
 
 
 @functools.cache

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .._judge.pools import covers_plane
 from .._judge.probe import probe_constant, probe_slices
-from .._judge.reference import covers_plane
 from .._record import CallRecord, is_standard
 from .._rewrite.forward import rewrite_head_forward
 from ..errors import UnsupportedModuleError

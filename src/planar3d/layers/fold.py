@@ -20,7 +20,7 @@ from functools import cache
 import torch
 from torch import nn
 
-from .._axis import axis_name, fold, unfold_slices
+from .._axis import TOKEN_RANK, axis_name, fold, slice_dim, unfold
 from .._containers import flatten, map_leaves
 from .._state import (
     clear_derived,
@@ -44,45 +44,39 @@ class _FoldMixin:
         # The usual call takes one tensor: skip the pytree walks, which cost more than the fold.
         single = len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor)
         flat = args if single else flatten((args, kwargs))[0]
-        # volumes: maps (N, C, D, H, W) and, in the body, the (N, S, L, C) layout of rank-3
-        # per-slice tensors (`_axis.unfold_slices`: tokens, flattened maps); in a head, a 4-D
-        # input is an already pooled map
-        ranks = (5,) if record.passthrough else (4, 5)
-        volumes = [t for t in flat if isinstance(t, torch.Tensor) and t.dim() in ranks]
+        # volumes: (N, C, D, H, W) maps, and (N, S, L, C) token sequences except in a head's
+        # slice-wise layers, which see already pooled 4-D maps after the head pool
+        lowest = 5 if record.passthrough else TOKEN_RANK + 1
+        volumes = [t for t in flat if isinstance(t, torch.Tensor) and t.dim() >= lowest]
         if not volumes:
             if record.passthrough:
                 return super().forward(*args, **kwargs)
             raise ValueError(
-                f"{self._get_name()} expects (N, C, D, H, W) volumes; got no 5-D tensor among its "
-                f"inputs. A 2D image batch (N, C, H, W) is a volume of depth 1: x.unsqueeze(2)."
+                f"{self._get_name()} expects (N, C, D, H, W) volumes or (N, S, L, C) token "
+                f"volumes; got neither among its inputs. A 2D image batch (N, C, H, W) is a "
+                f"volume of depth 1: x.unsqueeze(2)."
             )
-
-        def slices_of(v: torch.Tensor) -> int:
-            return v.shape[axis] if v.dim() == 5 else v.shape[1]
-
-        n, slices = volumes[0].shape[0], slices_of(volumes[0])
+        n, slices = volumes[0].shape[0], volumes[0].shape[slice_dim(volumes[0].dim(), axis)]
         for v in volumes[1:]:
-            if v.shape[0] != n or slices_of(v) != slices:
+            if v.shape[0] != n or v.shape[slice_dim(v.dim(), axis)] != slices:
                 raise ValueError(
                     f"{self._get_name()}: all volume inputs must share batch and "
                     f"{axis_name(axis)} size, got {tuple(volumes[0].shape)} and {tuple(v.shape)}"
                 )
 
         def down(t):
-            if not isinstance(t, torch.Tensor) or t.dim() not in ranks:
-                return t
-            return fold(t, axis) if t.dim() == 5 else t.reshape(-1, *t.shape[2:])
+            return fold(t, axis) if isinstance(t, torch.Tensor) and t.dim() >= lowest else t
 
         def up(t):
             if not isinstance(t, torch.Tensor):
                 return t
-            if t.dim() >= 3 and t.shape[0] == n * slices:
-                return unfold_slices(t, n, axis)
+            if t.dim() >= TOKEN_RANK and t.shape[0] == n * slices:
+                return unfold(t, n, axis)
             raise ValueError(
                 f"{self._get_name()} returned a tensor of shape {tuple(t.shape)} from its 2D "
                 f"forward on {n * slices} slices; only per-slice tensors of 3 or more dims (maps "
-                f"(N*D, C, H, W), label maps (N*D, H, W)) have a volume layout: a vector per "
-                f"slice needs a global pool first"
+                f"(N*D, C, H, W), label maps (N*D, H, W), token sequences (N*S, L, C)) have a "
+                f"volume layout: a vector per slice needs a global pool first"
             )
 
         if single:
