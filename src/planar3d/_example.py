@@ -202,10 +202,12 @@ def example_call(model: nn.Module, example_input, example_kwargs=None) -> Call:
 
 def second_sizes(call: Call) -> list[tuple[int, int]]:
     """Second slice sizes to check a converted network at, in order of preference: odd and a
-    multiple of no stride, near the example's size; then a multiple of 32 (for networks that
-    accept only those)."""
+    multiple of no small stride, a little smaller than the example's (cheaper), then a little
+    larger (for networks that need at least the example's size); then a multiple of 32 (for
+    networks that accept only those)."""
     h, w = images_of(call).shape[-2:]
-    return [(h + 5, w + 3), (h + 32, w)]
+    smaller = [(h - 3, w - 5)] if min(h - 3, w - 5) >= MIN_SIZE // 2 else []
+    return [*smaller, (h + 5, w + 3), (h + 32, w)]
 
 
 def other_size(call: Call, size: tuple[int, int]) -> Call:

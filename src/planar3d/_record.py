@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -39,7 +40,8 @@ class CallRecord:
 
     `shapes`: the shape of each tensor the module's own code (not its children's) computed in
     that call, in order (see `_judge.probe.OwnCode`). `pooled`: the output holds a globally
-    pooled map (B, C, 1, 1) that the network goes on to flatten (`mark_pooled`).
+    pooled map (B, C, 1, 1) that the network goes on to flatten (`mark_pooled`). `order`: how
+    many calls had started before this one; `done`: how many had started when it returned.
     """
 
     path: str
@@ -50,6 +52,7 @@ class CallRecord:
     training: bool
     shapes: list[tuple[int, ...]] = field(default_factory=list)
     pooled: bool = False
+    done: int = 0
 
     def inputs(self) -> tuple[tuple, dict]:
         """A private copy of the recorded (args, kwargs), for running a module on: a module that
@@ -164,7 +167,8 @@ def _run(model: nn.Module, call: Call, records: dict[int, CallRecord],
             sizes.stack.pop()
         if key in pending and key not in records:
             a, k, order, own = pending.pop(key)
-            records[key] = CallRecord(paths[key], a, k, snapshot(output), order, training, own)
+            records[key] = CallRecord(paths[key], a, k, snapshot(output), order, training, own,
+                                      done=counter[0])
         sizes.in_hook = False
 
     handles = []
@@ -324,6 +328,30 @@ class CallRecords:
             args, kwargs = record.inputs()
             output = source(*args, **kwargs)
         return replace(record, output=output)
+
+    def before(self, paths: Iterable[str]) -> dict[str, CallRecord]:
+        """The records of the outermost modules whose first call returned before any module at
+        `paths` was first called and that hold none of them (the root never): what the eval-mode
+        run of the example computes before it reaches those modules, which a rerun need not
+        compute again (`_judge.reference.Reference.replay`)."""
+        by_path = {r.path: r for r in self._by_module.values()}
+        starts = [by_path[p].order for p in paths if p in by_path]
+        if not starts:
+            return {}
+        first = min(starts)
+
+        def holds(path: str) -> bool:
+            prefix = f"{path}." if path else ""
+            return any(p == path or p.startswith(prefix) for p in paths)
+
+        ended = {p: r for p, r in by_path.items()
+                 if p and r.done <= first and not holds(p) and not r.training}
+
+        def inside_another(path: str) -> bool:
+            parts = path.split(".")
+            return any(".".join(parts[:i]) in ended for i in range(1, len(parts)))
+
+        return {p: r for p, r in ended.items() if not inside_another(p)}
 
     def release(self) -> None:
         """Let every record go (they hold about one copy of the run's activations)."""

@@ -219,9 +219,12 @@ def _convert_on(model: nn.Module, call: Call, *, inplace: bool, registry, ctx
     recorded = None if root_record is None else root_record.output
     _refuse_opaque_outputs(work, recorded)
     root = Walk(session).visit(work, "", "head")
+    # what the example's eval run computes before its head pools: the end-to-end check's
+    # reference need not compute it again
+    replay = records.before(plan.sites)
     records.release()
     restore_flags([(m, flags[name]) for name, m in root.named_modules() if name in flags])
-    root = _verified(root, call, session, recorded)
+    root = _verified(root, call, session, recorded, replay)
     if ctx.mode != "planar" or ctx.depth != "keep":
         root = apply_mode(root, ctx=ctx, pristine=pristine, registry=registry, plan=plan)
         check_runs(root, call, axis=ctx.axis, volumes=PROBE_VOLUMES)
@@ -249,10 +252,12 @@ def _refuse_opaque_outputs(model: nn.Module, outputs) -> None:
         )
 
 
-def _verified(root: nn.Module, call: Call, session: Session, recorded) -> nn.Module:
+def _verified(root: nn.Module, call: Call, session: Session, recorded, replay) -> nn.Module:
     """The end-to-end check against the reference (`_judge.network`); a body module found
-    diverging is folded and the check runs again, anything else raises."""
-    reference = Reference(session.pristine, PROBE_VOLUMES, session.plan.sites)
+    diverging is folded and the check runs again, anything else raises. `replay`: the records
+    the reference's eval run of the example may reuse (`Reference.replay`), until a repair
+    changes the head-pool sites."""
+    reference = Reference(session.pristine, PROBE_VOLUMES, session.plan.sites, replay)
     for _ in range(MAX_REPAIRS + 1):
         divergence = check_network(reference, root, call, axis=session.axis,
                                    recorded=recorded)
@@ -262,4 +267,5 @@ def _verified(root: nn.Module, call: Call, session: Session, recorded) -> nn.Mod
         if repaired is None:
             break
         root = repaired
+        reference = Reference(session.pristine, PROBE_VOLUMES, session.plan.sites)
     raise refusal(root, divergence)

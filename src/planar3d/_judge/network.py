@@ -105,7 +105,7 @@ def check_network(reference: Reference, model3d: nn.Module, call: tuple, *, axis
         want = recorded
     else:
         try:
-            want = reference(*call, batch=batch_of(call), training=False)
+            want = reference(*call, batch=batch_of(call), training=False, replayed=True)
         except Exception as error:
             # the 2D network cannot run with the slices merged at its head pool: pooled rows
             # meet per-slice rows (a pooled token joined to the slices' tokens)

@@ -28,8 +28,9 @@ __all__ = ["AS_IS_POOLS", "covers_plane", "global_pool_kind", "merge_slices", "s
 
 def covers_plane(x: torch.Tensor, out: torch.Tensor) -> bool:
     """Whether a 2D window op on `x` that returned `out` pooled the whole plane (one output
-    position from several input positions)."""
-    return out.shape[-2:] == (1, 1) and x.shape[-2] * x.shape[-1] > 1
+    position from all input positions; at a slice size where the maps are 1x1 already, a head's
+    global pool still pools the planar axis)."""
+    return out.shape[-2:] == (1, 1)
 
 
 _REDUCTIONS = {"mean": "mean", "amax": "amax", "amin": "amin", "adaptive_avg_pool2d": "mean",

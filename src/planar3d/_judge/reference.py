@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .._axis import TOKEN_RANK, unfold
-from .._containers import map_leaves
+from .._containers import flatten, map_leaves
 from .._modes import eval_mode, train_mode
 from .pools import AS_IS_POOLS, global_pool_kind, merge_slices, slice_pool_kind
 
@@ -218,11 +219,45 @@ class Reference:
     model2d: nn.Module
     volumes: int
     sites: dict[str, str] = field(default_factory=dict)
+    # path -> the record of a module the example's eval-mode run reaches before any site
+    replay: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self, args: tuple, kwargs: dict, *, batch: int, training: bool,
-                 capture: Capture | None = None):
-        return reference_run(self.model2d, args, kwargs, batch=batch, volumes=self.volumes,
-                             sites=self.sites, training=training, capture=capture)
+                 capture: Capture | None = None, replayed: bool = False):
+        """`replayed`: the modules of `replay` give their recorded outputs when called with
+        their recorded inputs (an eval-mode run of the example computes only what follows
+        them: its head), and run as usual otherwise."""
+        with contextlib.ExitStack() as stack:
+            if replayed and not training:
+                for path, record in self.replay.items():
+                    stack.enter_context(_replaying(self.model2d.get_submodule(path), record))
+            return reference_run(self.model2d, args, kwargs, batch=batch, volumes=self.volumes,
+                                 sites=self.sites, training=training, capture=capture)
+
+
+@contextlib.contextmanager
+def _replaying(module: nn.Module, record):
+    """`module` returns a copy of `record`'s output when called with its recorded inputs."""
+    def forward(*args, **kwargs):
+        if _same((args, kwargs), (record.args, record.kwargs)):
+            return map_leaves(lambda t: t.clone() if isinstance(t, torch.Tensor) else t,
+                              record.output)
+        return original(*args, **kwargs)
+
+    original = module.forward
+    module.forward = forward
+    try:
+        yield
+    finally:
+        del module.forward
+
+
+def _same(a, b) -> bool:
+    leaves_a, structure_a = flatten(a)
+    leaves_b, structure_b = flatten(b)
+    return structure_a == structure_b and all(
+        torch.equal(x, y) if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
+        else x is y or x == y for x, y in zip(leaves_a, leaves_b))
 
 
 def run_3d(model3d: nn.Module, args: tuple, kwargs: dict, *, training: bool,

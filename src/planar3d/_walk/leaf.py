@@ -78,7 +78,7 @@ def _covers_plane(module: nn.Module, record: CallRecord | None) -> bool:
         return False
     x, out = record.args[0], record.output
     return (isinstance(x, torch.Tensor) and isinstance(out, torch.Tensor) and x.dim() == 4
-            and covers_plane(x, out))
+            and x.shape[-2] * x.shape[-1] > 1 and covers_plane(x, out))
 
 
 def _describe(old: nn.Module, new: nn.Module) -> tuple[str, str]:
