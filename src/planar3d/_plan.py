@@ -62,6 +62,9 @@ class Plan:
         self.modules: dict[str, ModulePlan] = {}
         self.sites: dict[str, str] = {}
         self.unchecked: set[str] = set()
+        # the root was run on the example's volumes against the eval reference of these sites
+        # (its own code watched) and agreed: the end-to-end check need not run that again
+        self.root_checked: dict[str, str] | None = None
 
     def _at(self, path: str) -> ModulePlan:
         if path not in self.modules:

@@ -258,9 +258,12 @@ def _verified(root: nn.Module, call: Call, session: Session, recorded, replay) -
     the reference's eval run of the example may reuse (`Reference.replay`), until a repair
     changes the head-pool sites."""
     reference = Reference(session.pristine, PROBE_VOLUMES, session.plan.sites, replay)
+    # the root's own check ran the eval-mode check already, if nothing changed since
+    eval_checked = session.plan.root_checked == session.plan.sites
     for _ in range(MAX_REPAIRS + 1):
         divergence = check_network(reference, root, call, axis=session.axis,
-                                   recorded=recorded)
+                                   recorded=recorded, eval_checked=eval_checked)
+        eval_checked = False
         if divergence is None:
             return root
         repaired = repair(session, root, divergence)

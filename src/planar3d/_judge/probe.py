@@ -265,6 +265,23 @@ def probe_slices(
     return ProbeResult(True)
 
 
+def run_watched(module: nn.Module, args: tuple, kwargs: dict, *, axis: int,
+                record: CallRecord, slices: int):
+    """`module(*args, **kwargs)` in eval mode without gradients, on volumes of `slices` slices
+    made of `record`'s call, its own code watched: its output, and what its own code did that
+    only a per-slice run can do, or a size it computed that is neither the 2D one (per slice)
+    nor the 2D one over `slices` (pooled over the slices) ("" for nothing)."""
+    out, watcher = _run(module, args, kwargs, watch=True, axis=axis)
+    problem = _own_code_problem(watcher)[0]
+    if not problem and len(watcher.shapes) != len(record.shapes):
+        problem = "its own code computes another number of tensors on volumes than in 2D"
+    for g, w in zip(watcher.shapes, record.shapes):
+        if not problem and math.prod(g) not in (math.prod(w), math.prod(w) / slices):
+            problem = (f"its own code computes a tensor of shape {g} on volumes against {w} "
+                       "in 2D (a reduction, view or broadcast over other dims than per slice)")
+    return out, problem
+
+
 def watch_own_code(module: nn.Module, record: CallRecord, *, axis: int, volumes: int,
                    batch: int) -> tuple[str, bool]:
     """For modules whose inputs or outputs are not all feature maps (checked end to end, not

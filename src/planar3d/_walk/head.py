@@ -14,8 +14,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._judge.probe import ProbeResult, probe_constant
-from .._record import CallRecord, is_standard
+from .._judge.network import outputs_problem
+from .._judge.probe import ProbeResult, probe_constant, run_watched
+from .._judge.reference import Reference, as_volumes
+from .._record import CallRecord, batch_of, is_standard
 from .._rewrite.forward import rewrite_head_forward, unrewrite
 from .._tree import join
 from ..errors import UnsupportedModuleError
@@ -53,6 +55,10 @@ def settle_head(s: Session, module: nn.Module, path: str, record: CallRecord, *,
     name = type(module).__name__
     if not is_standard((record.args, record.kwargs), s.batch):
         s.plan.decide(path, name, "kept", "after the head pool (pooled inputs)")
+        return module
+    if not path and s.plan.sites_below(path) and _root_end_to_end(s, module):
+        s.plan.decide(path, name, "verified",
+                      "holds the head pool: checked end to end, its own code watched" + note)
         return module
     result = _probe_head(s, module, path, record, as_is=True)
     if result.ok and result.merged:
@@ -104,6 +110,27 @@ def _merging(result: ProbeResult) -> ProbeResult:
     if result.ok and not result.merged:
         return ProbeResult(False, "it does not pool the planar axis")
     return result
+
+
+def _root_end_to_end(s: Session, root: nn.Module) -> bool:
+    """Whether the root of a classifier, whose head pool is a module inside it, computes the
+    eval-mode reference on the example's volumes with its own code watched (what its P2 probe
+    would check, and what the end-to-end check's eval run checks: that run is this one)."""
+    sites = dict(s.plan.sites)
+    reference = Reference(s.pristine, s.volumes, sites, s.records.before(sites))
+    call = s.records.call
+    batch = batch_of(call)
+    try:
+        want = reference(*call, batch=batch, training=False, replayed=True)
+        got, problem = run_watched(root, *as_volumes(call, batch=batch, volumes=s.volumes,
+                                                     axis=s.axis), axis=s.axis,
+                                   record=s.records.at(""), slices=batch // s.volumes)
+    except Exception:
+        return False
+    if problem or outputs_problem(got, want, volumes=s.volumes, batch=batch, axis=s.axis):
+        return False
+    s.plan.root_checked = sites
+    return True
 
 
 def _probe_head(s: Session, module: nn.Module, path: str, record: CallRecord,
