@@ -12,6 +12,10 @@ sets the thread count it needs itself). Conversion runs on one thread, so its pr
 is what it takes on an idle machine even when the machine is shared. Targets: at most 1 s for
 every family, 0.5 s for resnet50.
 
+Forward passes: the calls of the network's layers during one conversion (2D and converted,
+probes of single modules counted for the layers they run), in units of one 2D forward on
+convert's example (counted with a module forward pre-hook, outside planar3d).
+
 Memory: peak resident memory (VmHWM) of a fresh process that builds the model and runs
 `convert`, against a fresh process that builds it and runs one forward of the 2D network on the
 same example (target: at most 2x), for the --memory models.
@@ -113,6 +117,33 @@ def forward_seconds(model: torch.nn.Module, shape: tuple, repeats: int) -> float
     return statistics.median(times)
 
 
+def _leaf_calls(run) -> int:
+    """How many times modules without children (the network's layers) are called while `run()`
+    runs."""
+    calls = [0]
+
+    def count(module, args):
+        if next(module.children(), None) is None:
+            calls[0] += 1
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(count)
+    try:
+        run()
+    finally:
+        handle.remove()
+    return calls[0]
+
+
+def forward_passes(model: torch.nn.Module, shape: tuple) -> float:
+    """How many forward passes of the network one `convert` runs: the calls of its layers
+    during the conversion (the 2D network's and the converted one's, probes of single modules
+    included for the layers they run), in units of one 2D forward on convert's example."""
+    during = _leaf_calls(lambda: planar3d.convert(model))
+    with torch.no_grad():
+        one = _leaf_calls(lambda: model(torch.randn(shape)))
+    return during / max(one, 1)
+
+
 def peak_mb(source: str, name: str, kwargs: dict, what: str) -> float:
     """Peak resident memory (MiB) of a fresh process building the model, then running `what`
     ("convert", or "forward": the 2D network on convert's default example)."""
@@ -167,25 +198,30 @@ def main(argv: list[str] | None = None) -> str:
                 entry.setdefault("cpu", cpu)
                 if shape and "forward" not in entry:
                     entry["forward"] = forward_seconds(model, shape, args.repeats)
+                    entry["passes"] = forward_passes(model, shape)
                 print(label, entry, flush=True)
         finally:
             if neighbour is not None:
                 neighbour.kill()
     headers = ["family", "model", "modules", "example", "outcome", "convert CPU (s)",
                "convert wall (s)", "wall, busy neighbour (s)", "2D forward (s)",
-               "convert / forward"]
+               "convert / forward", "forward passes"]
     rows = [[label, e["model"], e["modules"], "x".join(map(str, e["example"])) or "-",
              e["outcome"], f"{e['cpu']:.2f}", f"{e['idle']:.2f}",
              f"{e['busy']:.2f}" if "busy" in e else "-",
              f"{e['forward']:.3f}" if "forward" in e else "-",
-             f"{e['cpu'] / e['forward']:.0f}" if e.get("forward") else "-"]
+             f"{e['cpu'] / e['forward']:.0f}" if e.get("forward") else "-",
+             f"{e['passes']:.1f}" if "passes" in e else "-"]
             for label, e in results.items()]
     cpu = [e["cpu"] for e in results.values()] or [0.0]
+    passes = [e["passes"] for e in results.values() if "passes" in e] or [0.0]
     summary = "" if not results else (
                f"{len(cpu)} networks, CPU seconds (one thread: the wall-clock time on an idle "
                f"machine): median {statistics.median(cpu):.2f} s, {sum(t <= 1.0 for t in cpu)} "
                f"within 1 s, slowest {max(results, key=lambda k: results[k]['cpu'])} "
-               f"({max(cpu):.2f} s)")
+               f"({max(cpu):.2f} s); forward passes per conversion: median "
+               f"{statistics.median(passes):.1f}, {min(passes):.1f} to {max(passes):.1f}, "
+               f"{sum(p <= 6 for p in passes)} at most 6")
     memory_rows = []
     for label in () if args.quick else MEMORY:
         source, model_name = label.split("/")

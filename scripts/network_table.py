@@ -1,7 +1,8 @@
-"""Build the README's network-sweep table from the results of the network sweep.
+"""Build the README's network-sweep table from the results of the network sweeps.
 
-The sweep (tests/planar3d/test_network_sweep.py, run by `make test`) writes one JSON file per
-network to build/networks/. Run:  .venv/bin/python scripts/network_table.py [build/networks]
+The sweeps (tests/planar3d/test_network_sweep.py and test_transformers_sweep.py, run by
+`make test`) write one JSON file per network to build/networks/. Run:
+.venv/bin/python scripts/network_table.py [build/networks]
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-SOURCES = ("smp", "monai", "torchvision", "timm", "research")
+SOURCES = ("smp", "monai", "torchvision", "timm", "transformers", "research")
 OUTCOMES = {
     "exact": "exact",
     "refused": "refused",
@@ -21,8 +22,9 @@ OUTCOMES = {
 }
 CHECKS = ("eval outputs on 2 volumes of 3 distinct slices and on a depth-constant volume; "
           "deepcopy and pickle; one train step (loss, every gradient, every buffer); one random "
-          "draw per slice; all in float64 against the 2D network on the stacked slices "
-          "(docs/design.md P0)")
+          "draw per slice; the eval outputs and the train step again at a second slice size "
+          "(the column: odd and a multiple of no stride where the 2D network accepts it); all "
+          "in float64 against the 2D network on the stacked slices (docs/design.md P0)")
 
 
 def _cell(text: str, limit: int = 150) -> str:
@@ -54,10 +56,12 @@ def main(folder: Path) -> str:
     summary = (f"{len(records)} networks: " + ", ".join(
         f"{counts[o]} {o}" for o in OUTCOMES if counts[o])
         + f"; {passed} as expected (exact, or refused where no exact 3D network exists).")
-    lines = ["| case | source | model | input | outcome | detail |", "|---|---|---|---|---|---|"]
+    lines = ["| case | source | model | input | second size | outcome | detail |",
+             "|---|---|---|---|---|---|---|"]
     for r in records:
         lines.append(f"| {r['id']} | {r['source']} | `{r['model']}` | {r['input']} | "
-                     f"{OUTCOMES[r['outcome']]} | {detail(r)} |")
+                     f"{r.get('second_size') or '-'} | {OUTCOMES[r['outcome']]} | "
+                     f"{detail(r)} |")
     return "\n".join([summary, "", f"What each row checks: {CHECKS}.", "", *lines])
 
 
