@@ -4,8 +4,8 @@ Each model family that computes on feature maps (convolutions, pooling, or atten
 map) with its `*Model`, `*ForImageClassification`, `*ForSemanticSegmentation`,
 `*ForDepthEstimation` and `*Backbone` classes where they exist; built from small configs with
 random weights (nothing is downloaded), checked like the network sweep (`network_check`).
-Token models (Swin, FocalNet, CvT, LeViT) are in the sweep with the refusal they get while
-token sequences have no converter.
+Token models (Swin, FocalNet, CvT, LeViT) are in the sweep too: those whose root pools tokens
+transposed to (B, C, L) are refused, as the case says.
 
 A case's `head` is where P0's head pool lives: the module whose own code pools globally (the
 root of ConvNeXt's `*Model`), or the pooling layer.
@@ -19,8 +19,10 @@ import transformers as hf
 from networks import Case
 from torch import nn
 
-TOKENS = ("it turns feature maps into token sequences whose reshapes and attention windows "
-          "have no per-slice converter")
+TOKENS = ("its root pools tokens it transposed to (B, C, L) with AdaptiveAvgPool1d: the "
+          "token volume (N, S, L, C) transposed is not the slices' (B, C, L)")
+SWIN_BACKBONE = ("its encoder returns its stages' maps reshaped from window tokens, which it "
+                 "builds with hooks and reshapes that no per-slice run reproduces")
 SLICE_CLS = ("its pooler output is each slice's first token (B, C), a per-slice vector with no "
              "volume layout, and the pool that makes that token also makes per-slice tokens")
 
@@ -141,8 +143,9 @@ CASES_LIST: list[Case] = [
     *_cases("poolformer", "PoolFormerConfig", POOLFORMER, {
         "PoolFormerModel": None, "PoolFormerForImageClassification": ""}),
     *_cases("focalnet", "FocalNetConfig", FOCALNET, {
-        "FocalNetModel": "pooler", "FocalNetForImageClassification": "focalnet.pooler",
-        "FocalNetBackbone": None}, refusal=TOKENS),
+        "FocalNetModel": "pooler", "FocalNetForImageClassification": "focalnet.pooler"},
+        refusal=TOKENS),
+    *_cases("focalnet", "FocalNetConfig", FOCALNET, {"FocalNetBackbone": None}),
     *_cases("swiftformer", "SwiftFormerConfig", SWIFTFORMER, {
         "SwiftFormerModel": None, "SwiftFormerForImageClassification": ""}),
     *_cases("hgnet_v2", "HGNetV2Config", HGNETV2, {
@@ -166,14 +169,13 @@ CASES_LIST: list[Case] = [
         "layer_type": "basic", "out_features": ["stage1", "stage2", "stage3", "stage4"]}),
         size=64),
     *_cases("swin", "SwinConfig", SWIN, {
-        "SwinModel": "", "SwinForImageClassification": "swin", "SwinBackbone": None},
-        refusal=TOKENS),
-    *_cases("cvt", "CvtConfig", CVT, {"CvtModel": None, "CvtForImageClassification": ""},
-            refusal=TOKENS),
+        "SwinModel": "", "SwinForImageClassification": "swin"}, refusal=TOKENS),
+    *_cases("swin", "SwinConfig", SWIN, {"SwinBackbone": None}, refusal=SWIN_BACKBONE),
+    *_cases("cvt", "CvtConfig", CVT, {"CvtModel": None, "CvtForImageClassification": ""}),
     *_cases("pvt_v2", "PvtV2Config", PVTV2, {
         "PvtV2Model": None, "PvtV2ForImageClassification": "", "PvtV2Backbone": None}),
     *_cases("levit", "LevitConfig", LEVIT, {
-        "LevitModel": "", "LevitForImageClassification": "levit"}, size=64, refusal=TOKENS),
+        "LevitModel": "", "LevitForImageClassification": ""}, size=64),
 ]
 
 CASES: dict[str, Case] = {c.id: c for c in CASES_LIST}
