@@ -55,9 +55,8 @@ EFFICIENTNET = {"width_coefficient": 0.25, "depth_coefficient": 0.2, "hidden_dim
 SEGFORMER = {"num_encoder_blocks": 2, "depths": [1, 1], "sr_ratios": [2, 1],
              "hidden_sizes": [8, 16], "num_attention_heads": [1, 2], "decoder_hidden_size": 16,
              "mlp_ratios": [2, 2], **_LABELS}
-MOBILEVIT = {"image_size": 64, "hidden_sizes": [16, 16, 16],
-             "neck_hidden_sizes": [8, 8, 16, 16, 16, 16, 32], "aspp_out_channels": 16,
-             **_LABELS}
+MOBILEVIT = {"image_size": 64, "hidden_sizes": [8, 8, 8], "num_attention_heads": 2,
+             "neck_hidden_sizes": [8, 8, 8, 8, 8, 8, 16], "aspp_out_channels": 8, **_LABELS}
 MOBILEVITV2 = {"image_size": 64, "width_multiplier": 0.25, "aspp_out_channels": 16,
                "n_attn_blocks": [1, 1, 1], **_LABELS}
 REGNET = {"embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1], "groups_width": 8,
