@@ -283,10 +283,11 @@ def run_watched(module: nn.Module, args: tuple, kwargs: dict, *, axis: int,
 
 
 def watch_own_code(module: nn.Module, record: CallRecord, *, axis: int, volumes: int,
-                   batch: int) -> tuple[str, bool]:
+                   batch: int) -> tuple[str, bool, bool]:
     """For modules whose inputs or outputs are not all feature maps (checked end to end, not
     by a probe): run them on the recorded call made volumes and say what their own code does
-    that only a per-slice run can do ("" for nothing), and whether they ran on volumes."""
+    that only a per-slice run can do ("" for nothing), whether they ran on volumes, and whether
+    what they did is only size reads (which code run per slice answers as in 2D)."""
     def up(t):
         if isinstance(t, torch.Tensor) and t.dim() >= TOKEN_RANK and t.shape[0] == batch:
             return unfold(t, volumes, axis)
@@ -295,8 +296,9 @@ def watch_own_code(module: nn.Module, record: CallRecord, *, axis: int, volumes:
     try:
         _, watcher = _run(module, *_lifted(record, up), watch=True, axis=axis)
     except Exception:
-        return "", False
-    return _own_code_problem(watcher)[0], True
+        return "", False, False
+    sizes_only = not watcher.decides and not watcher.structured_random
+    return _own_code_problem(watcher)[0], True, sizes_only
 
 
 def probe_constant(

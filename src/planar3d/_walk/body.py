@@ -51,11 +51,12 @@ def settle_body(s: Session, module: nn.Module, path: str, record: CallRecord, *,
     name = type(module).__name__
     standard_in = is_standard((record.args, record.kwargs), s.batch)
     if mixed or not (standard_in and is_standard(record.output, s.batch)):
-        problem, runs = watch_own_code(module, record, axis=s.axis, volumes=s.volumes,
-                                       batch=s.batch)
+        problem, runs, sizes_only = watch_own_code(module, record, axis=s.axis,
+                                                   volumes=s.volumes, batch=s.batch)
         if problem and not mixed:
             return fold(s, module, path, record, problem, passthrough=False)
-        if mixed and (problem or not runs or not _pools_as_it_is(s, module, path, record)):
+        if mixed and (not problem or sizes_only) and (
+                problem or not runs or not _pools_as_it_is(s, module, path, record)):
             settled = _settle_mixed(s, module, path, record,
                                     problem or "its own code does not pool volumes as it is")
             if settled is not None:
