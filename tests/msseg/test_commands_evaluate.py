@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from msseg.commands.main import main
-from msseg.evaluation.components import min_lesion_voxels
+from msseg.evaluation.scoring import min_lesion_voxels
 from msseg_helpers import oriented_affine, save
 
 SHAPE = (12, 14, 10)

@@ -11,7 +11,7 @@ import io
 import numpy as np
 import pytest
 from chromium import Browser, find_chromium
-from msseg.evaluation.lesions import ScanSummary, analyse_lesions
+from msseg.evaluation.lesion_table import ScanSummary, analyse_lesions
 from msseg.io.orientation import Geometry
 from msseg.report.html import write_html
 from msseg.report.pages import predict_page, scan_section

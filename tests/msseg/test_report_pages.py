@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 from matplotlib.image import imread
-from msseg.evaluation.lesions import ScanSummary, analyse_lesions
+from msseg.evaluation.lesion_table import ScanSummary, analyse_lesions
 from msseg.evaluation.metrics import scan_metrics
 from msseg.evaluation.reports import summarize
 from msseg.io.orientation import Geometry, axes_matrix

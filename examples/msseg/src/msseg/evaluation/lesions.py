@@ -1,225 +1,70 @@
-"""What a radiologist asks of a mask: how many lesions, how large, where, and how sure.
+"""Lesions as connected components: the one labelling rule of msseg and its defaults.
 
-    analysis = analyse_lesions(prediction.mask, scan.geometry, probability=prediction.probability)
-    analysis.count, analysis.total_ml                  # lesions kept, their volume in mL
-    lesion_table_csv(analysis.lesions)                 # <id>_lesions.csv
-    analysis.labels                                    # <id>_lesions.nii.gz, on the scan's grid
+    labels, count = label_lesions(mask, voxel_mm3=voxel_volume)
 
-Lesions are the connected components of the mask (`msseg.evaluation.components`: 26-connected,
-at least 3 mm³, numbered from the largest), the same ones the lesion-wise metrics count.
-Everything is measured on the scan's own grid: a voxel's volume is the absolute determinant of
-the affine's 3 x 3 part (so anisotropic and oblique grids are measured as they are), a lesion's
-centroid is the mean of its voxel indices taken through the affine to scanner (world) millimetres
-(RAS+: x to the patient's right, y anterior, z superior, as NIfTI defines them), and its bounding
-box is in voxel indices of the stored array, first and last inclusive, as a viewer shows them.
-Components under the minimum size are not lesions here: they are left out of the map, the table,
-the count and the total volume.
+A lesion is a connected component of a mask: voxels joined through their faces
+(`LESION_CONNECTIVITY` = 1 in `scipy.ndimage.generate_binary_structure`'s terms: 6 neighbours in
+3D), of more than `MIN_LESION_MM3` (3 mm³, the MSSEG challenge's smallest lesion) in the scan's
+own voxels. The lesion map and lesion table of `predict` (`msseg.evaluation.lesion_table`) label
+with this rule and these defaults.
 
-`summary.csv` has one row per scan of a run (`ScanSummary`, `summary_csv`): the lesion count, the
-total lesion volume, the grid, the model and recipe that produced the mask, and the warnings
-raised for that scan.
+The labelling is `scipy.ndimage.label`: scipy is a dependency already (resampling), it labels a
+182 x 218 x 182 mask in a fraction of a second, and `scipy.ndimage` also gives the per-lesion
+sums, extremes and bounding boxes a lesion table needs; ``connected-components-3d`` is faster on
+huge volumes, which head scans are not, and would be one more compiled dependency.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+import math
 
 import numpy as np
 
-from msseg.evaluation.components import (
-    DEFAULT_CONNECTIVITY,
-    MIN_LESION_MM3,
-    label_lesions,
-    min_lesion_voxels,
-)
-from msseg.io.orientation import Geometry
+__all__ = ["LESION_CONNECTIVITY", "MIN_LESION_MM3", "label_lesions", "min_lesion_voxels"]
 
-__all__ = ["Lesion", "LesionAnalysis", "ScanSummary", "analyse_lesions", "lesion_table_csv",
-           "summary_csv", "voxel_mm", "voxel_ml"]
-
-_ML_PER_MM3 = 1e-3
+LESION_CONNECTIVITY = 1  # face neighbours only (6 in 3D); 2 adds edges (18), 3 corners (26)
+MIN_LESION_MM3 = 3.0  # lesions of this volume or less are ignored (the MSSEG challenge)
 
 
-def voxel_ml(affine: np.ndarray) -> float:
-    """The volume of one voxel in mL: |det| of the affine's 3 x 3 part, in mm³, / 1000."""
-    return abs(float(np.linalg.det(np.asarray(affine, dtype=np.float64)[:3, :3]))) * _ML_PER_MM3
-
-
-def voxel_mm(affine: np.ndarray) -> tuple[float, float, float]:
-    """The voxel's edge lengths in mm along the stored array's axes (the columns' norms)."""
-    sizes = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
-    return tuple(float(s) for s in sizes)  # type: ignore[return-value]
-
-
-@dataclass(frozen=True)
-class Lesion:
-    """One lesion: a row of ``<id>_lesions.csv`` (see the module docstring for the frames)."""
-
-    label: int  # its value in the lesion map; 1 = the largest
-    voxels: int
-    volume_ml: float
-    x_mm: float  # centroid, scanner coordinates (RAS+, mm)
-    y_mm: float
-    z_mm: float
-    i: float  # centroid, voxel indices of the stored array
-    j: float
-    k: float
-    i_first: int  # bounding box, voxel indices, first and last inclusive
-    i_last: int
-    j_first: int
-    j_last: int
-    k_first: int
-    k_last: int
-    mean_probability: float  # over the lesion's voxels; nan without a probability map
-    max_probability: float
-
-
-@dataclass(frozen=True, eq=False)
-class LesionAnalysis:
-    """The lesions of one mask.
-
-    Attributes:
-        labels: (X, Y, Z) int32 lesion map on the scan's grid, 0 outside lesions.
-        lesions: one `Lesion` per label, largest first.
-        voxel_ml: the volume of one voxel.
-        min_voxels, connectivity: the rule that made them.
-    """
-
-    labels: np.ndarray
-    lesions: tuple[Lesion, ...]
-    voxel_ml: float
-    min_voxels: int
-    connectivity: int
-
-    @property
-    def count(self) -> int:
-        return len(self.lesions)
-
-    @property
-    def total_ml(self) -> float:
-        """The volume of all lesions, in mL."""
-        return sum(lesion.voxels for lesion in self.lesions) * self.voxel_ml
-
-    def map_array(self) -> np.ndarray:
-        """The lesion map in the smallest unsigned type that holds its labels (uint8/16/32)."""
-        for dtype in (np.uint8, np.uint16, np.uint32):
-            if self.count <= np.iinfo(dtype).max:
-                return self.labels.astype(dtype)
-        raise ValueError(f"{self.count} lesions do not fit a uint32 lesion map")
-
-
-def analyse_lesions(
-    mask: np.ndarray,
-    geometry: Geometry,
-    *,
-    probability: np.ndarray | None = None,
-    connectivity: int = DEFAULT_CONNECTIVITY,
-    min_lesion_mm3: float = MIN_LESION_MM3,
-) -> LesionAnalysis:
-    """Label a mask's lesions and measure each one on the scan's grid.
+def min_lesion_voxels(voxel_mm3: float, min_mm3: float = MIN_LESION_MM3) -> int:
+    """The fewest voxels of `voxel_mm3` each that make more than `min_mm3`.
 
     Args:
-        mask: (X, Y, Z) binary mask on the scan's grid (bool or 0/1).
-        geometry: the scan's grid (shape and affine).
-        probability: (X, Y, Z) lesion probabilities on the same grid, or None (the probability
-            columns are then nan).
-        connectivity: 6, 18 or 26 neighbours (`msseg.evaluation.components`).
-        min_lesion_mm3: smaller components are not lesions (0 keeps every component).
+        voxel_mm3: one voxel's volume in mm³ (> 0).
+        min_mm3: lesions of this volume or less are ignored (0 keeps every voxel).
     Returns:
-        A `LesionAnalysis`; the caller's arrays are not changed.
+        A voxel count >= 1.
+    """
+    return math.floor(min_mm3 / voxel_mm3 + 1e-9) + 1
+
+
+def label_lesions(mask: np.ndarray, *, voxel_mm3: float, min_mm3: float = MIN_LESION_MM3,
+                  connectivity: int = LESION_CONNECTIVITY) -> tuple[np.ndarray, int]:
+    """The lesions of a binary mask, numbered 1..count.
+
+    Args:
+        mask: (X, Y, Z) binary mask (any non-zero voxel is lesion).
+        voxel_mm3: one voxel's volume in mm³.
+        min_mm3: components of this volume or less are dropped (label 0).
+        connectivity: 1 (faces), 2 (and edges) or 3 (and corners).
+    Returns:
+        (labels, count): int32 array of the mask's shape, 0 outside lesions; the lesion count.
     Raises:
-        ValueError: arrays that are not on the geometry's grid, or a bad connectivity.
+        ValueError: a connectivity other than 1, 2, 3 or a voxel volume that is not positive.
     """
     from scipy import ndimage
 
-    mask = np.asarray(mask)
-    arrays = {"mask": mask} if probability is None else {"mask": mask, "probability": probability}
-    for name, array in arrays.items():
-        if np.shape(array) != geometry.shape:
-            raise ValueError(f"{name} has shape {np.shape(array)}, the scan's grid is "
-                             f"{geometry.shape}; map it back to the scan's grid first")
-    min_voxels = min_lesion_voxels(geometry.affine, min_lesion_mm3)
-    labels, count = label_lesions(mask, connectivity=connectivity, min_size=min_voxels)
-    per_voxel = voxel_ml(geometry.affine)
-    index = np.arange(1, count + 1)
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    centroids = np.asarray(ndimage.center_of_mass(labels > 0, labels,
-                                                  index)).reshape(count, 3)
-    world = centroids @ np.asarray(geometry.affine)[:3, :3].T + np.asarray(geometry.affine)[:3, 3]
-    if probability is None:
-        mean = peak = np.full(count, np.nan)
-    else:
-        values = np.asarray(probability, dtype=np.float64)
-        mean = np.asarray(ndimage.mean(values, labels, index)).reshape(count)
-        peak = np.asarray(ndimage.maximum(values, labels, index)).reshape(count)
-    boxes = ndimage.find_objects(labels, max_label=count)
-    lesions = tuple(
-        Lesion(label=n + 1, voxels=int(sizes[n]), volume_ml=float(sizes[n] * per_voxel),
-               x_mm=float(world[n, 0]), y_mm=float(world[n, 1]), z_mm=float(world[n, 2]),
-               i=float(centroids[n, 0]), j=float(centroids[n, 1]), k=float(centroids[n, 2]),
-               i_first=box[0].start, i_last=box[0].stop - 1, j_first=box[1].start,
-               j_last=box[1].stop - 1, k_first=box[2].start, k_last=box[2].stop - 1,
-               mean_probability=float(mean[n]), max_probability=float(peak[n]))
-        for n, box in enumerate(boxes))
-    return LesionAnalysis(labels, lesions, per_voxel, min_voxels, connectivity)
-
-
-_DIGITS = {"volume_ml": 4, "x_mm": 1, "y_mm": 1, "z_mm": 1, "i": 1, "j": 1, "k": 1,
-           "mean_probability": 3, "max_probability": 3}
-
-
-def lesion_table_csv(lesions: Sequence[Lesion]) -> str:
-    """``<id>_lesions.csv``: a header (the `Lesion` fields) and one row per lesion.
-
-    Volumes keep 4 decimals (0.1 mm³), coordinates 1 (0.1 mm or voxel), probabilities 3.
-    """
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow([f.name for f in fields(Lesion)])
-    for lesion in lesions:
-        writer.writerow([_format(name, value) for name, value in asdict(lesion).items()])
-    return text.getvalue()
-
-
-@dataclass(frozen=True)
-class ScanSummary:
-    """One row of a run's ``summary.csv``."""
-
-    patient_id: str
-    lesions: int
-    total_volume_ml: float
-    shape: tuple[int, int, int]
-    voxel_mm: tuple[float, float, float]
-    model: str  # the checkpoint that predicted the mask
-    recipe: str  # the working space it was predicted in, in words
-    warnings: tuple[str, ...] = ()  # every warning raised for this scan
-
-    @classmethod
-    def of(cls, patient_id: str, analysis: LesionAnalysis, geometry: Geometry, *, model: str,
-           recipe: str, warnings: Sequence[str] = ()) -> ScanSummary:
-        """The summary of one scan's `analyse_lesions` result."""
-        return cls(patient_id, analysis.count, analysis.total_ml, geometry.shape,
-                   voxel_mm(geometry.affine), model, recipe, tuple(warnings))
-
-
-def summary_csv(rows: Sequence[ScanSummary]) -> str:
-    """``summary.csv``: one row per scan; shape and voxel size as ``AxBxC``, warnings joined by
-    `` | ``."""
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow([f.name for f in fields(ScanSummary)])
-    for row in rows:
-        writer.writerow([row.patient_id, row.lesions, f"{row.total_volume_ml:.4f}",
-                         "x".join(map(str, row.shape)),
-                         "x".join(f"{size:.4g}" for size in row.voxel_mm), row.model, row.recipe,
-                         " | ".join(row.warnings)])
-    return text.getvalue()
-
-
-def _format(name: str, value: float | int) -> str:
-    if name in _DIGITS:
-        return "nan" if np.isnan(value) else f"{value:.{_DIGITS[name]}f}"
-    return str(value)
+    if connectivity not in (1, 2, 3):
+        raise ValueError(f"connectivity must be 1 (faces), 2 (and edges) or 3 (and corners); "
+                         f"found {connectivity!r}")
+    if not voxel_mm3 > 0:
+        raise ValueError(f"voxel_mm3 must be a positive volume; found {voxel_mm3!r}")
+    mask = np.asarray(mask) != 0
+    structure = ndimage.generate_binary_structure(mask.ndim, min(connectivity, mask.ndim))
+    labels, count = ndimage.label(mask, structure=structure, output=np.int32)
+    keep = np.bincount(labels.ravel(), minlength=count + 1) >= min_lesion_voxels(voxel_mm3,
+                                                                                  min_mm3)
+    keep[0] = False
+    relabel = np.zeros(count + 1, dtype=np.int32)
+    relabel[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    return relabel[labels], int(keep.sum())

@@ -13,10 +13,9 @@ Voxel-wise, as the paper (Eqs. 4 and 6), for a binary prediction X and ground tr
     sensitivity = TP / (TP + FN)          empty ground truth -> nan
 
 Lesion-wise, as the MSSEG challenge's detection scores: lesions are the connected components of
-each mask (26-connectivity in 3D: `msseg.evaluation.components`, which the lesion map of
-`predict` uses too). Components smaller than `min_size` voxels are dropped from both masks
-first (the challenge drops lesions under 3 mm³; pass the voxel count that matches your
-spacing). A ground-truth lesion is *detected* when at least
+each mask (26-connectivity in 3D, `scipy.ndimage.label`). Components smaller than `min_size`
+voxels are dropped from both masks first (the challenge drops lesions under 3 mm³; pass the
+voxel count that matches your spacing). A ground-truth lesion is *detected* when at least
 `min_overlap` of its voxels are predicted; a predicted lesion is *false* when fewer than
 `min_overlap` of its voxels are ground truth. (The challenge adds overlap-fraction rules for
 split and merged lesions; with the default `min_overlap=1` this is the common any-overlap rule.)
@@ -32,8 +31,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-
-from msseg.evaluation.components import label_lesions
+from scipy import ndimage
 
 __all__ = [
     "METRIC_NAMES",
@@ -107,6 +105,18 @@ def sensitivity(pred: np.ndarray, truth: np.ndarray) -> float:
     return math.nan if positives == 0 else int(np.logical_and(pred, truth).sum()) / positives
 
 
+def _components(mask: np.ndarray, min_size: int) -> tuple[np.ndarray, int]:
+    labels, count = ndimage.label(mask, structure=np.ones((3,) * mask.ndim, dtype=bool))
+    if min_size > 1 and count:
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)
+        keep = sizes >= min_size
+        keep[0] = False
+        relabel = np.zeros(count + 1, dtype=labels.dtype)
+        relabel[keep] = np.arange(1, int(keep.sum()) + 1, dtype=labels.dtype)
+        labels, count = relabel[labels], int(keep.sum())
+    return labels, count
+
+
 @dataclass(frozen=True)
 class LesionCounts:
     """Lesion counts of one scan (see `lesion_detection`)."""
@@ -134,8 +144,8 @@ def lesion_detection(
     if min_size < 1 or min_overlap < 1:
         raise ValueError(f"min_size and min_overlap must be >= 1, got {min_size}, {min_overlap}")
     pred, truth = _pair(pred, truth)
-    true_labels, n_true = label_lesions(truth, min_size=min_size)
-    pred_labels, n_pred = label_lesions(pred, min_size=min_size)
+    true_labels, n_true = _components(truth, min_size)
+    pred_labels, n_pred = _components(pred, min_size)
     hit_true = np.bincount(true_labels[pred_labels > 0], minlength=n_true + 1)[1:]
     hit_pred = np.bincount(pred_labels[true_labels > 0], minlength=n_pred + 1)[1:]
     return LesionCounts(

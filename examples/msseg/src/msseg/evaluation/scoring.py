@@ -11,6 +11,7 @@ than `msseg.config.MIN_LESION_MM3` (3 mm³, as the challenge) in voxels of the s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from msseg.config import MIN_LESION_MM3
-from msseg.evaluation.components import min_lesion_voxels
 from msseg.evaluation.metrics import ScanMetrics, scan_metrics
 from msseg.io.discovery import ScanRecord, prediction_path
 from msseg.io.nifti import Scan, load_scan
@@ -26,6 +26,7 @@ from msseg.io.nifti import Scan, load_scan
 __all__ = [
     "ScanResult",
     "evaluate_scan",
+    "min_lesion_voxels",
     "score_predictions",
     "score_scan",
 ]
@@ -38,6 +39,12 @@ class ScanResult:
     patient_id: str
     centre: str  # "-" when the data does not say
     metrics: ScanMetrics
+
+
+def min_lesion_voxels(affine: np.ndarray, min_mm3: float) -> int:
+    """Smallest lesion, in voxels of a grid with this affine, that has at least `min_mm3`."""
+    voxel_mm3 = abs(float(np.linalg.det(np.asarray(affine)[:3, :3])))
+    return max(1, math.ceil(min_mm3 / voxel_mm3 - 1e-9))
 
 
 def score_scan(prediction: np.ndarray, truth: Scan, *,

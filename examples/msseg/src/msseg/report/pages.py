@@ -9,7 +9,7 @@ inside the HTML text), so a run over many scans never holds more than one scan's
 section has the scan's figures (lesion count, total volume, grid), its warnings, the axial,
 coronal and sagittal pictures through each of its largest lesions (`msseg.report.slices`) with
 the patient directions at their edges and a legend, and its lesion table
-(`msseg.evaluation.lesions`); with a ground truth the pictures score the voxels instead. The
+(`msseg.evaluation.lesion_table`); with a ground truth the pictures score the voxels instead. The
 pages put a sortable table of all scans on top, linked to their sections, and, for training, the
 curves, the history and the validation scores; for cross-validation, the Table 2 layout of the
 paper next to the paper's own numbers.
@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from msseg.evaluation.lesions import LesionAnalysis, ScanSummary, voxel_mm
+from msseg.evaluation.lesion_table import LesionAnalysis, ScanSummary, voxel_mm
 from msseg.evaluation.metrics import METRIC_NAMES
 from msseg.evaluation.reports import SummaryTable
 from msseg.io.orientation import Geometry

@@ -74,7 +74,7 @@ def lesion_views(flair: np.ndarray, labels: np.ndarray, geometry: Geometry, *, l
 
     Args:
         flair: (X, Y, Z) FLAIR on the scan's grid.
-        labels: (X, Y, Z) lesion map on the same grid (`msseg.evaluation.lesions`).
+        labels: (X, Y, Z) lesion map on the same grid (`msseg.evaluation.lesion_table`).
         geometry: the scan's grid.
         label: the lesion to go through (1 = the largest); 0 shows the middle slices.
         truth: (X, Y, Z) binary ground truth, to score the prediction's voxels against.

@@ -1,6 +1,6 @@
-"""Lesion labelling (the rule the metrics share) and the lesion table: counts, volumes in mL on
-the scan's own grid (isotropic, anisotropic, oblique), centroids in scanner mm, boxes and
-probabilities, on synthetic masks whose answers are known."""
+"""The lesion table: lesions by the metrics' labelling rule, numbered from the largest, with
+volumes in mL on the scan's own grid (isotropic, anisotropic, oblique), centroids in scanner mm,
+boxes and probabilities, on synthetic masks whose answers are known."""
 
 import csv
 import io
@@ -8,15 +8,14 @@ import math
 
 import numpy as np
 import pytest
-from msseg.evaluation.components import label_lesions, min_lesion_voxels
-from msseg.evaluation.lesions import (
+from msseg.evaluation.lesion_table import (
     ScanSummary,
     analyse_lesions,
     lesion_table_csv,
     summary_csv,
     voxel_ml,
 )
-from msseg.evaluation.metrics import scan_metrics
+from msseg.evaluation.lesions import label_lesions
 from msseg.io.orientation import Geometry
 
 
@@ -42,47 +41,37 @@ def _ball(geometry: Geometry, centre_mm, radius_mm) -> np.ndarray:
     return inside.reshape(geometry.shape)
 
 
-def test_labels_are_numbered_from_the_largest_and_follow_the_connectivity():
-    mask = np.zeros((9, 9, 9), np.uint8)
-    mask[0, 0, 0] = 1  # 1 voxel, first in the array
-    mask[2:4, 2:4, 2:4] = 1  # 8 voxels
-    mask[6, 6, 6] = mask[7, 7, 7] = 1  # 2 voxels joined by a corner only
-    labels, count = label_lesions(mask)
-    assert count == 3
-    assert labels[2, 2, 2] == 1 and labels[6, 6, 6] == labels[7, 7, 7] == 2
-    assert labels[0, 0, 0] == 3
-    labels6, count6 = label_lesions(mask, connectivity=6)
-    assert count6 == 4 and labels6[6, 6, 6] != labels6[7, 7, 7]
-    assert label_lesions(mask, min_size=2)[1] == 2
-    assert label_lesions(mask, connectivity=18)[1] == 4  # a corner is not an edge
-
-
-def test_ties_in_size_keep_the_arrays_order():
-    mask = np.zeros((6, 6, 6), bool)
-    mask[4, 4, 4] = mask[0, 1, 0] = mask[2, 2, 2] = True
-    labels, count = label_lesions(mask)
-    assert count == 3 and (labels[0, 1, 0], labels[2, 2, 2], labels[4, 4, 4]) == (1, 2, 3)
-
-
-def test_bad_labelling_options_are_refused():
-    with pytest.raises(ValueError, match="connectivity must be one of"):
-        label_lesions(np.ones((3, 3, 3)), connectivity=8)
-    with pytest.raises(ValueError, match="min_size"):
-        label_lesions(np.ones((3, 3, 3)), min_size=0)
-
-
-def test_the_metrics_count_the_lesions_of_the_lesion_map():
-    """evaluate and predict agree: the lesion-wise metrics see the lesions the table lists."""
-    geometry = _grid((12, 12, 12), (1.0, 1.0, 1.0))
+def test_lesions_are_numbered_from_the_largest_and_follow_the_connectivity():
+    geometry = _grid((9, 9, 9), (1.0, 1.0, 1.0))
     mask = np.zeros(geometry.shape, np.uint8)
-    mask[1:3, 1:3, 1:3] = 1  # 8 mm³
-    mask[6, 6, 6] = mask[7, 7, 7] = 1  # 2 mm³: under the 3 mm³ minimum
-    mask[9:11, 9, 9] = mask[9, 10, 9] = 1  # 3 mm³: kept
+    mask[0, 0, 0:4] = 1  # 4 voxels, first in the array
+    mask[2:4, 2:4, 2:4] = 1  # 8 voxels
+    mask[5, 5, 5:8] = mask[6, 6, 7] = 1  # 3 voxels, and 1 joined to them by an edge only
+    mask[8, 0, 0:4] = 1  # 4 voxels, last in the array
+    analysis = analyse_lesions(mask, geometry, min_lesion_mm3=0)
+    assert [lesion.voxels for lesion in analysis.lesions] == [8, 4, 4, 3, 1]
+    labels = analysis.labels
+    assert (labels[2, 2, 2], labels[0, 0, 0], labels[8, 0, 0], labels[5, 5, 5]) == (1, 2, 3, 4)
+    assert analysis.connectivity == 6  # the metrics' rule: faces only
+    assert [lesion.voxels for lesion in analyse_lesions(
+        mask, geometry, min_lesion_mm3=0, connectivity=18).lesions] == [8, 4, 4, 4]
+    assert analyse_lesions(mask, geometry).count == 3  # 3 mm³ or less: not a lesion
+    with pytest.raises(ValueError, match="connectivity must be one of"):
+        analyse_lesions(mask, geometry, connectivity=8)
+
+
+def test_the_table_labels_what_the_evaluation_labels():
+    """predict and evaluate agree: the lesion map holds the lesions of the one labelling rule,
+    with its defaults."""
+    geometry = _grid((12, 12, 12), (1.0, 1.0, 2.0))
+    rng = np.random.default_rng(3)
+    mask = rng.random(geometry.shape) > 0.8
     analysis = analyse_lesions(mask, geometry)
-    min_size = min_lesion_voxels(geometry.affine, 3.0)
-    assert analysis.count == 2 == scan_metrics(mask, mask, min_size=min_size).true_lesions
-    assert [lesion.voxels for lesion in analysis.lesions] == [8, 3]
-    assert analysis.labels[6, 6, 6] == 0
+    labels, count = label_lesions(mask, voxel_mm3=2.0)
+    assert analysis.count == count > 3
+    assert np.array_equal(analysis.labels > 0, labels > 0)
+    assert sorted(lesion.voxels for lesion in analysis.lesions) == sorted(
+        np.bincount(labels.ravel())[1:].tolist())
 
 
 @pytest.mark.parametrize("voxel, rotation", [
