@@ -68,12 +68,12 @@ def test_the_report_opens_in_chromium_without_errors_or_network(report, tmp_path
         assert all(url.startswith(("file:", "data:")) for url in page.requests), page.requests
         images = page.evaluate("Array.from(document.images).map(i => [i.complete, "
                                "i.naturalWidth, i.naturalHeight])")
-        assert len(images) == 2 * 3 * 3  # 2 scans, their 3 largest lesions, 3 planes each
+        assert len(images) == 2 * 3 * 4  # 2 scans, their 3 largest lesions, 3 planes + a zoom
         assert all(done and width > 50 and height > 50 for done, width, height in images)
         ends = page.evaluate("Array.from(document.querySelectorAll('.end')).map(e => "
                              "e.textContent).join('')")
-        assert ends.count("R") == ends.count("L") == 2 * 3 * 2  # axial and coronal pictures
-        assert ends.count("A") == ends.count("P") == 2 * 3 * 2  # axial and sagittal
+        assert ends.count("R") == ends.count("L") == 2 * 3 * 3  # axial (2) and coronal
+        assert ends.count("A") == ends.count("P") == 2 * 3 * 3  # axial (2) and sagittal
         assert ends.count("S") == ends.count("I") == 2 * 3 * 2  # coronal and sagittal
         screenshot = page.screenshot()
         assert page.messages == []

@@ -70,10 +70,11 @@ def test_the_pictures_follow_the_radiological_convention_whatever_the_storage():
         stored = geometry.from_canonical(mask)
         analysis = analyse_lesions(stored, geometry, min_lesion_mm3=0)
         views = lesion_views(geometry.from_canonical(flair), analysis.labels, geometry, label=1)
-        assert [v.plane for v in views] == ["axial", "coronal", "sagittal"]
-        assert [v.ends for v in views] == [("R", "L", "A", "P"), ("R", "L", "S", "I"),
-                                           ("A", "P", "S", "I")]
-        assert [v.slice_index for v in views] == [15, 15, 15]
+        assert [v.plane for v in views] == ["axial", "axial, 48 mm around the lesion",
+                                            "coronal", "sagittal"]
+        assert [v.ends for v in views] == [("R", "L", "A", "P"), ("R", "L", "A", "P"),
+                                           ("R", "L", "S", "I"), ("A", "P", "S", "I")]
+        assert [v.slice_index for v in views] == [15, 15, 15, 15]
         for view in views:
             pixels = imread(io.BytesIO(view.png))[..., :3]
             red = np.argwhere(np.all(np.abs(pixels - SHOWN) < 0.02, axis=-1))
@@ -91,17 +92,23 @@ def test_pictures_keep_the_voxels_proportions_and_colour_other_lesions():
     mask[30:32, 30:32, 3:5] = 1
     analysis = analyse_lesions(mask, geometry)
     views = lesion_views(np.ones(shape, np.float32), analysis.labels, geometry, label=1)
-    assert {(v.width, v.height) for v in views} == {(240, 240)}
+    assert [(v.width, v.height) for v in views] == [(240, 240), (200, 200), (240, 240),
+                                                    (240, 240)]  # the zoom: 40 mm, 5 px/mm
     axial = imread(io.BytesIO(views[0].png))[..., :3]
-    other = np.all(np.abs(axial - 0.45 * np.array(OTHER)) < 0.02, axis=-1)  # on black
+    other = np.all(np.abs(axial - np.array(OTHER)) < 0.02, axis=-1)  # all edge: opaque
     assert other.sum() == pytest.approx((2 * 6) ** 2, rel=0.2)  # 2x2 voxels of 6 pixels
+    zoom = imread(io.BytesIO(views[1].png))[..., :3]
+    shown = np.all(np.abs(zoom - np.array(SHOWN)) < 0.02, axis=-1)  # the 4x4 lesion's border
+    fill = np.all(np.abs(zoom - 0.5 * np.array(SHOWN)) < 0.02, axis=-1)  # inside, on black
+    assert shown.sum() == pytest.approx(12 * 5**2, rel=0.2)  # 12 voxels of 5 pixels (48 mm)
+    assert fill.sum() == pytest.approx(4 * 5**2, rel=0.2)
 
 
 def test_a_scan_without_lesions_shows_its_middle_slices():
     geometry = _geometry((10, 10, 10))
     analysis = analyse_lesions(np.zeros((10, 10, 10)), geometry)
     section = scan_section("empty", np.ones((10, 10, 10)), geometry, analysis)
-    assert "No lesion found" in section and section.count("<img") == 3
+    assert "No lesion found" in section and section.count("<img") == 3  # no zoom
     assert "<table" not in section
 
 
