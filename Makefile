@@ -5,9 +5,6 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 DEMO_STAMP := $(VENV)/.demo-installed
 STAMP  := $(VENV)/.installed
-# The package index torch and torchvision come from (empty: the default one). PyTorch's CPU-only
-# wheel index leaves out the CUDA libraries, most of an install's size: TORCH_INDEX=<its URL>.
-TORCH_INDEX ?=
 
 .PHONY: test test-fast demo bench lint coverage-table network-table clean chromium
 
@@ -16,8 +13,7 @@ TORCH_INDEX ?=
 $(DEMO_STAMP): pyproject.toml examples/msseg/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1 \
-		$(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[timm,torchvision,msseg]'
 	# The msseg example as the installed package `msseg` and the command `msseg`; its
 	# dependencies come from the extras above (planar3d itself is not on an index).
