@@ -40,9 +40,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from msseg.config import preset
+from msseg.config import preset, recipe_named
+from msseg.data.preprocess import plan_grid
 from msseg.data.slab_dataset import samples_per_volume
-from msseg.data.working import plan_grid
 from msseg.inference.predict import predict_scan
 from msseg.io.discovery import ScanRecord
 from msseg.io.nifti import Scan
@@ -177,8 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomEncoderWarning)
         model = build_model(config).to(device)
-    edge = config.volume_size if config.recipe == "paper" else config.window
-    shape = (2, 3, config.slab, edge, edge)
+    shape = (2, 3, *recipe_named(config.recipe).input_shape(config))
     batch = torch.randn(*shape, device=device)
     target = (torch.rand(2, 1, *shape[2:], device=device) > 0.998).float()
     print(f"paper model, {args.recipe} recipe, on {device} ({torch.get_num_threads()} CPU "

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from msseg.commands.main import main
 from msseg.config import PipelineConfig
-from msseg.evaluation.ceiling import recipe_ceiling
 from msseg.evaluation.surface import surface_distances
 from msseg.io.discovery import ScanRecord
+from msseg.workflows.ceiling import recipe_ceiling
 from msseg_helpers import REAL_SCANS, proxy_lesions, save
 
 PATIENT07 = ["-i", str(REAL_SCANS / "{id}" / "FLAIR.nii.gz"),
@@ -53,8 +53,8 @@ def thick_slices(tmp_path_factory):
 @pytest.mark.parametrize(("config", "shape", "expected"), [
     (PipelineConfig(recipe="spacing", spacing_mm=0.71875), (36, 320, 320), 1.0),
     (PipelineConfig(recipe="spacing", spacing_mm=1.0), (36, 230, 230), 0.816),
-    (PipelineConfig(size=64), (64, 64, 64), 0.503),
-    (PipelineConfig(size=128), (128, 128, 128), 0.683),
+    (PipelineConfig(volume_size=64), (64, 64, 64), 0.503),
+    (PipelineConfig(volume_size=128), (128, 128, 128), 0.683),
 ])
 def test_thick_slices_keep_their_slices_and_lose_only_in_plane(thick_slices, config, shape,
                                                               expected):
@@ -68,7 +68,7 @@ def test_thick_slices_keep_their_slices_and_lose_only_in_plane(thick_slices, con
 
 @pytest.mark.slow
 def test_the_papers_256_cube_caps_thick_slices(thick_slices):
-    (result,) = recipe_ceiling([thick_slices], PipelineConfig(size=256), progress=False)
+    (result,) = recipe_ceiling([thick_slices], PipelineConfig(volume_size=256), progress=False)
     assert result.dice == pytest.approx(0.867, abs=5e-4)
 
 

@@ -66,11 +66,11 @@ def test_phantom_preprocess_baseline_end_to_end(tmp_path, capsys):
     assert main(["preprocess", "-i", str(data), "-c", str(cache), "--config", "demo",
                  "--set", "volume_size=24"]) == 0
     out = capsys.readouterr().out
-    assert "15 scans cached (recipe paper, S=24)" in out and "24x24x24" in out
+    assert "15 scans cached, recipe paper (24³ cube)" in out and "24x24x24" in out
     assert len(list(cache.iterdir())) == 15
     assert main(["preprocess", "-i", str(data), "-c", str(cache), "--set", "spacing_mm=3"]) == 0
     out = capsys.readouterr().out
-    assert "15 scans cached (recipe spacing, 3 mm in-plane)" in out
+    assert "15 scans cached, recipe spacing (3 mm in-plane, slices kept)" in out
     assert len(list(cache.iterdir())) == 30
     assert main(["baseline", "-i", str(data)]) == 0
     out = capsys.readouterr().out

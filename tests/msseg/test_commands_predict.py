@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from msseg.commands.main import main
 from msseg.evaluation.metrics import dice
-from msseg.inference.predict import load_predictor, predict_scan
+from msseg.inference.predict import predict_scan
+from msseg.inference.predictor import load_predictor
 from msseg.io.discovery import find_inputs
 from msseg.io.nifti import load_scan
 from msseg.training.engine import train
@@ -46,7 +47,7 @@ def test_mask_has_the_input_grid_and_overlays_the_lesion(checkpoint, tmp_path, m
     def bright(model, **kwargs):
         return lambda slabs: (slabs > 0.5).float()
 
-    monkeypatch.setattr("msseg.inference.predict.model_predictor", bright)
+    monkeypatch.setattr("msseg.inference.predictor.model_predictor", bright)
     assert main(["predict", "-m", str(checkpoint), "-i", str(path), "-o",
                  str(tmp_path / "out"), "--probabilities", "--device", "cpu"]) == 0
     out = capsys.readouterr().out

@@ -28,14 +28,15 @@ def test_config_presets_round_trip_and_validation():
 def test_a_config_knows_its_slabs_preprocessing_and_threshold():
     paper = PRESETS["paper"]
     assert paper.slabs.starts[-1] == 240
-    assert paper.pipeline == PipelineConfig(size=256, percentiles=(0.5, 99.5))
-    assert preset("demo").pipeline.size == 64 and paper.threshold == PAPER_THRESHOLD == 16 / 256
+    assert paper.pipeline == PipelineConfig(volume_size=256, percentiles=(0.5, 99.5))
+    assert preset("demo").pipeline.volume_size == 64
+    assert paper.threshold == PAPER_THRESHOLD == 16 / 256
     assert "  volume_size        = 256" in paper.describe().splitlines()
 
 
 def test_pipeline_paper_defaults():
     config = PipelineConfig()
-    assert config.size == 256
+    assert config.volume_size == 256
     assert (config.flair_order, config.mask_order, config.normalisation) == (2, 0, "minmax")
     assert config.settings() == {"recipe": "paper", "size": 256, "flair_order": 2,
                                  "mask_order": 0, "normalisation": "minmax", "percentiles": None}
@@ -71,7 +72,7 @@ def test_the_real_preset_is_the_paper_network_with_the_real_data_recipe():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"size": 0}, "size must be a positive integer"),
+        ({"volume_size": 0}, "volume_size must be a positive integer"),
         ({"flair_order": 6}, "flair_order must be a spline order 0..5"),
         ({"mask_order": True}, "mask_order must be a spline order"),
         ({"normalisation": "zscore"}, "normalisation must be one of"),

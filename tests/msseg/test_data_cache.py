@@ -17,7 +17,7 @@ from msseg.io.atomic import partial_path
 from msseg.io.discovery import find_msseg_scans
 from msseg.io.nifti import load_scan
 
-SMALL = PipelineConfig(size=16)
+SMALL = PipelineConfig(volume_size=16)
 
 
 def test_entries_hold_the_preprocessed_cube(msseg_root, tmp_path):
@@ -41,7 +41,7 @@ def test_second_fill_reads_nothing_again(msseg_root, tmp_path, monkeypatch):
     records = find_msseg_scans(msseg_root)
     first = fill_cache(records, SMALL, tmp_path / "cache", progress=False)
     monkeypatch.setattr(cache_module, "preprocess_scan", pytest.fail)
-    again = fill_cache(records, PipelineConfig(size=16), tmp_path / "cache",
+    again = fill_cache(records, PipelineConfig(volume_size=16), tmp_path / "cache",
                        progress=False)
     assert [e.path for e in again] == [e.path for e in first]
 
@@ -49,10 +49,10 @@ def test_second_fill_reads_nothing_again(msseg_root, tmp_path, monkeypatch):
 def test_key_follows_content_and_cube_settings(msseg_root):
     record = find_msseg_scans(msseg_root)[0]
     key = cache_key(record, SMALL)
-    assert cache_key(record, PipelineConfig(size=16)) == key
-    assert cache_key(record, PipelineConfig(size=24)) != key
-    assert cache_key(record, PipelineConfig(size=16, mask_order=1)) != key
-    assert cache_key(record, PipelineConfig(size=16,
+    assert cache_key(record, PipelineConfig(volume_size=16)) == key
+    assert cache_key(record, PipelineConfig(volume_size=24)) != key
+    assert cache_key(record, PipelineConfig(volume_size=16, mask_order=1)) != key
+    assert cache_key(record, PipelineConfig(volume_size=16,
                                             normalisation="percentile")) != key
     assert cache_key(record, PipelineConfig(recipe="spacing", spacing_mm=1.0)) != key
     assert cache_key(dataclasses.replace(record, mask_labels=(2,)), SMALL) != key

@@ -104,7 +104,7 @@ def test_the_background_of_real_scans_is_set_by_the_scan_not_by_spline_overshoot
     whose real minimum alone puts it at -0.821) and -0.881 (raw) instead of -1; the robust
     percentiles at -0.983 and -0.994."""
     scan = real_scans[kind]
-    cube = preprocess_scan(scan, PipelineConfig(size=64, normalisation=normalisation)).flair
+    cube = preprocess_scan(scan, PipelineConfig(volume_size=64, normalisation=normalisation)).flair
     values, counts = np.unique(cube, return_counts=True)
     assert values[counts.argmax()] == pytest.approx(background, abs=1e-5)
     assert counts.max() / cube.size > 0.5

@@ -11,7 +11,7 @@ from msseg.io.discovery import ScanRecord
 from msseg.io.nifti import ScanWarning, load_scan
 from msseg_helpers import blob_scan, save
 
-SMALL = PipelineConfig(size=16)
+SMALL = PipelineConfig(volume_size=16)
 
 
 def _scan(tmp_path, flair):

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from msseg.config import PAPER_THRESHOLD, PipelineConfig
 from msseg.data.native import mask_to_native, to_native
-from msseg.data.preprocess import preprocess_scan
-from msseg.data.working import plan_grid, resample_to_cube
+from msseg.data.preprocess import plan_grid, preprocess_scan
 from msseg.io.discovery import ScanRecord
 from msseg.io.nifti import load_scan, save_nifti
 from msseg.io.orientation import Geometry
@@ -18,6 +17,7 @@ from msseg.phantom.anatomy import sample_head
 from msseg.phantom.generate import CENTRES, make_patient, scaled_grid
 from msseg.phantom.grid import VoxelGrid
 from msseg.phantom.lesions import add_lesions
+from msseg.recipes.paper import resample_to_cube
 from msseg_helpers import REAL_SCANS, blob_scan, oriented_affine, save
 from nibabel.orientations import axcodes2ornt, ornt_transform
 
@@ -35,8 +35,8 @@ def patient07():
 
 
 @pytest.mark.parametrize(("config", "expected"), [
-    (PipelineConfig(size=64), 0.477),
-    (PipelineConfig(size=128), 0.658),
+    (PipelineConfig(volume_size=64), 0.477),
+    (PipelineConfig(volume_size=128), 0.658),
     (PipelineConfig(recipe="spacing", spacing_mm=1.0), 1.0),
 ])
 def test_a_perfect_working_space_prediction_scores_the_label_round_trip(patient07, config,
@@ -57,7 +57,7 @@ def test_a_perfect_working_space_prediction_scores_the_label_round_trip(patient0
 @pytest.mark.slow
 def test_at_the_papers_256_cube_the_real_scan_round_trips_exactly(patient07):
     """Forward nearest, back nearest: a cube finer than the scan loses nothing."""
-    working = preprocess_scan(patient07, PipelineConfig(size=256))
+    working = preprocess_scan(patient07, PipelineConfig(volume_size=256))
     perfect = to_native(working.mask.astype(np.float32), working.grid)
     assert dice(perfect.mask, patient07.mask) == 1.0
 
@@ -69,7 +69,7 @@ def round_trip(mask: np.ndarray, geometry: Geometry, size: int) -> tuple[float, 
     predicts: soft at boundaries), decided at 0.5; the binary decision is the cube mask of the
     pipeline (order 0, the training target). Both go back as labels.
     """
-    grid = plan_grid(geometry, PipelineConfig(size=size))
+    grid = plan_grid(geometry, PipelineConfig(volume_size=size))
     soft = resample_to_cube(geometry.to_canonical(mask).astype(np.float32), size=size, order=1)
     from_soft = mask_to_native(soft >= 0.5, grid)
     from_hard = mask_to_native(grid.to_working(mask, labels=True), grid)
@@ -129,7 +129,7 @@ def stored_variants(tmp_path):
     return records
 
 
-@pytest.mark.parametrize("config", [PipelineConfig(size=16),
+@pytest.mark.parametrize("config", [PipelineConfig(volume_size=16),
                                     PipelineConfig(recipe="spacing", spacing_mm=0.9)])
 def test_property_3_storage_order_changes_nothing(stored_variants, tmp_path, config):
     working = {c: preprocess_scan(load_scan(r), config) for c, r in stored_variants.items()}
@@ -157,7 +157,7 @@ def test_written_mask_overlays_the_flair(msseg_root, tmp_path):
     record = ScanRecord("07001MOEL", "07", msseg_root / "07001MOEL" / "3DFLAIR.nii.gz",
                         msseg_root / "07001MOEL" / "Consensus.nii.gz")
     scan = load_scan(record)
-    working = preprocess_scan(scan, PipelineConfig(size=32))
+    working = preprocess_scan(scan, PipelineConfig(volume_size=32))
     out = save_nifti(mask_to_native(working.mask, working.grid), working.geometry,
                      tmp_path / "p" / "m.nii.gz")
     written, flair = nib.load(out), nib.load(record.flair)
@@ -171,7 +171,7 @@ def test_written_mask_overlays_the_flair(msseg_root, tmp_path):
 
 def test_probability_map_and_mask_in_native_space(msseg_root):
     record = ScanRecord("01016SACH", "01", msseg_root / "01016SACH" / "3DFLAIR.nii.gz", None)
-    grid = plan_grid(load_scan(record).geometry, PipelineConfig(size=16))
+    grid = plan_grid(load_scan(record).geometry, PipelineConfig(volume_size=16))
     prediction = to_native(np.full((16, 16, 16), 0.25, np.float32), grid)
     assert prediction.probability.shape == grid.geometry.shape
     assert prediction.probability.dtype == np.float32 and prediction.mask.dtype == np.uint8
@@ -186,7 +186,7 @@ def test_probability_map_and_mask_in_native_space(msseg_root):
 def test_the_decision_is_taken_in_the_working_space():
     """Native x = 0, 1, 2, 3 sits at cube x = 0, 2/3, 4/3, 2: the probability map is
     interpolated for viewing, the mask comes from the cube's decision, mapped as labels."""
-    grid = plan_grid(Geometry.from_affine((4, 1, 1), np.eye(4)), PipelineConfig(size=3))
+    grid = plan_grid(Geometry.from_affine((4, 1, 1), np.eye(4)), PipelineConfig(volume_size=3))
     cube = np.zeros((3, 3, 3), np.float32)
     cube[1], cube[2] = 0.05, 1.0
     native = to_native(cube, grid)
@@ -206,7 +206,7 @@ def test_the_decision_is_taken_in_the_working_space():
     ],
 )
 def test_bad_predictions_are_rejected(prediction, threshold, message):
-    grid = plan_grid(Geometry.from_affine((5, 5, 5), np.eye(4)), PipelineConfig(size=4))
+    grid = plan_grid(Geometry.from_affine((5, 5, 5), np.eye(4)), PipelineConfig(volume_size=4))
     with pytest.raises(ValueError, match=message):
         to_native(prediction, grid, threshold=threshold)
     with pytest.raises(ValueError, match="expected a binary mask"):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from msseg.config import PipelineConfig
 from msseg.data.preprocess import preprocess_scan
-from msseg.data.working import resample_to_cube
 from msseg.io.discovery import ScanRecord
 from msseg.io.nifti import Scan
 from msseg.io.orientation import Geometry
+from msseg.recipes.paper import resample_to_cube
 from msseg_helpers import oriented_affine
 
 
@@ -53,7 +53,7 @@ def test_cube_axes_are_right_anterior_superior(axcodes, landmark):
     """Axis 0 runs left -> right, so slabs are stacks of sagittal slices, whatever the storage."""
     scan = _scan_with_landmark(axcodes, landmark)
     flair_before, mask_before = scan.flair.copy(), scan.mask.copy()
-    cube = preprocess_scan(scan, PipelineConfig(size=32))
+    cube = preprocess_scan(scan, PipelineConfig(volume_size=32))
     axis = list(LANDMARKS).index(landmark)
     for found in (np.argwhere(cube.mask), np.argwhere(cube.flair == cube.flair.max())):
         centroid = found.mean(axis=0)
@@ -67,7 +67,7 @@ def test_cube_axes_are_right_anterior_superior(axcodes, landmark):
 
 def test_linear_mask_resampling_stays_binary():
     scan = _scan_with_landmark("LPS", "right")
-    cube = preprocess_scan(scan, PipelineConfig(size=32, mask_order=1))
+    cube = preprocess_scan(scan, PipelineConfig(volume_size=32, mask_order=1))
     assert cube.mask.dtype == np.uint8 and set(np.unique(cube.mask)) == {0, 1}
 
 

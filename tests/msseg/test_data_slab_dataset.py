@@ -58,12 +58,13 @@ def test_windows_tile_volumes_of_any_shape_as_the_sliding_window_places_them():
 
 def test_from_cache_reads_the_cubes_and_refuses_scans_without_masks(msseg_root, tmp_path):
     records = find_msseg_scans(msseg_root)
-    entries = fill_cache(records, PipelineConfig(size=16), tmp_path / "cache", progress=False)
+    entries = fill_cache(records, PipelineConfig(volume_size=16), tmp_path / "cache",
+                         progress=False)
     data = SlabDataset.from_cache(entries, slab=8, step=4)
     assert len(data) == 2 * 3
     np.testing.assert_array_equal(data[3][0][0].numpy(), entries[1].load().flair[:8])
     (msseg_root / "07001MOEL" / "Consensus.nii.gz").unlink()
     unmasked = fill_cache(find_msseg_scans(msseg_root, require_masks=False), PipelineConfig(
-        size=16), tmp_path / "cache", progress=False)
+        volume_size=16), tmp_path / "cache", progress=False)
     with pytest.raises(ValueError, match=r"cache has none for \['07001MOEL'\]"):
         SlabDataset.from_cache(unmasked, slab=8, step=4)

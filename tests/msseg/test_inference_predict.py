@@ -6,15 +6,17 @@ import pytest
 import torch
 from msseg.data.native import NativePrediction, mask_to_native
 from msseg.data.preprocess import preprocess_scan
-from msseg.data.slabs import make_slabs, recompose_slabs
 from msseg.device import resolve_compute
+from msseg.inference import predict as predict_module
 from msseg.inference.outputs import existing_outputs, write_prediction
-from msseg.inference.predict import model_predictor, predict_cube, predict_scan, predict_volume
-from msseg.inference.windows import predict_windows
+from msseg.inference.predict import predict_files, predict_scan, predict_volume
+from msseg.inference.predictor import model_predictor
 from msseg.io.discovery import find_msseg_scans
 from msseg.io.nifti import load_scan
 from msseg.io.orientation import Geometry
 from msseg.model.resunet import build_model
+from msseg.recipes.paper import make_slabs, predict_cube, recompose_slabs
+from msseg.recipes.spacing import predict_windows
 from msseg_helpers import tiny_config
 
 
@@ -105,6 +107,28 @@ def test_the_spacing_recipe_predicts_through_windows(msseg_root, tmp_path):
     expected = mask_to_native(working.flair > 0.0, working.grid)
     np.testing.assert_array_equal(prediction.mask, expected)
     assert 0 < prediction.mask.sum() < prediction.mask.size
+
+
+def test_predict_files_reads_each_scan_once(msseg_root, tmp_path, monkeypatch):
+    """The headers are checked before any inference, the voxels read once, when predicted."""
+    config = tiny_config(tmp_path, threshold=0.4)
+    records = find_msseg_scans(msseg_root)
+    loaded = []
+
+    def load_once(record, **options):
+        loaded.append(record.patient_id)
+        return load_scan(record, **options)
+
+    def bright(batch):
+        return (batch > 0.5).float() * 0.6
+
+    monkeypatch.setattr(predict_module, "load_scan", load_once)
+    masks = predict_files(records, tmp_path / "out", bright, config=config)
+    assert loaded == [r.patient_id for r in records]
+    for record, path in zip(records, masks, strict=True):
+        expected = predict_scan(load_scan(record), bright, config=config).mask
+        np.testing.assert_array_equal(np.asarray(nib.load(path).dataobj), expected)
+        assert expected.sum() > 0
 
 
 def _prediction(shape=(3, 4, 5)):

@@ -100,7 +100,7 @@ def test_bad_input_is_named_and_nothing_half_written(breaker, tmp_path):
 
     cache = tmp_path / "cache"
     with pytest.raises(error, match=problem.replace("(", r"\(").replace(")", r"\)")):
-        fill_cache([good, bad], PipelineConfig(size=16), cache, progress=False)
+        fill_cache([good, bad], PipelineConfig(volume_size=16), cache, progress=False)
     entries = sorted(p.name for p in cache.iterdir())
     assert len(entries) == 1 and entries[0].startswith("A_GOOD-")
     assert sorted(p.name for p in (cache / entries[0]).iterdir()) == [

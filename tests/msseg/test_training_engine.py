@@ -5,10 +5,12 @@ import math
 import sys
 import types
 
+import numpy as np
 import pytest
 import torch
 from msseg.config import TrainConfig
 from msseg.data.slab_dataset import SlabDataset
+from msseg.evaluation.metrics import dice as evaluation_dice
 from msseg.model.losses import bce_dice_loss
 from msseg.model.resunet import build_model
 from msseg.training.checkpoint import load_checkpoint, load_model
@@ -149,6 +151,35 @@ def test_validate_matches_a_direct_computation(tmp_path, data):
     pred = torch.sigmoid(logits) >= 0.3
     expected = 2 * (pred & (masks > 0)).sum() / (pred.sum() + masks.sum())
     assert dice == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_the_validation_dice_is_the_evaluation_dice_and_undefined_without_lesions(tmp_path):
+    """One Dice everywhere: the validation Dice over the slabs is `evaluation.metrics.dice` of
+    the same voxels, nan (not a perfect 1.0) when the validation slabs hold no lesion."""
+    config = tiny_config(tmp_path, threshold=0.5)
+    runtime = make_runtime(config)
+    images, masks = volumes(2, seed=3)
+    bright = _BrightIsLesion()
+    loader = DataLoader(SlabDataset(images, masks, slab=8, step=4), batch_size=2)
+    _, dice = validate(bright, loader, runtime, config)
+    pred = [image > 0.75 for image in images]  # the stand-in's decision at threshold 0.5
+    truth = [mask for mask in masks]
+    slabs = [(s, s + 8) for s in (0, 4, 8)]  # each slab is counted once, overlaps twice
+    stacked = (np.concatenate([p[a:b] for p in pred for a, b in slabs]),
+               np.concatenate([t[a:b] for t in truth for a, b in slabs]))
+    assert 0 < dice < 1 and dice == pytest.approx(evaluation_dice(*stacked), rel=1e-12)
+    empty = DataLoader(SlabDataset(images, [np.zeros_like(m) for m in masks], slab=8, step=4),
+                       batch_size=2)
+    assert math.isnan(validate(bright, empty, runtime, config)[1])
+    assert math.isnan(evaluation_dice(stacked[0], np.zeros_like(stacked[1])))
+
+
+class _BrightIsLesion(torch.nn.Module):
+    """A stand-in network: lesion (p >= 0.5) where the FLAIR is above 0.75, part of each of the
+    lesions of `volumes` (0.5 to 1)."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return (images[:, :1] - 0.75) * 10
 
 
 def test_invalid_runs_are_refused(tmp_path, data):

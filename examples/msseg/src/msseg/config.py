@@ -4,13 +4,16 @@
 saved inside every checkpoint (`to_dict`) and rebuilt from one (`from_dict`), so prediction uses
 exactly the recipe, windows and threshold the model was trained with (`pipeline`, `slabs`).
 
-Two recipes take a scan to the working space the network sees (`msseg.data.working`):
-- "paper": the ICPR 2020 pipeline, exactly: every scan resampled to a `volume_size`³ cube with
-  sagittal slices first, slabs of whole planes, recomposed by the paper's Eq. 1 (or averaged).
-- "spacing": for real scans of any size and voxel size: the planar axis along the scan's thickest
-  axis (the acquisition's slice direction), in-plane resampling to `spacing_mm`, no
-  interpolation across thick slices, and windows of `slab` x `window`² slid over the volume
-  with overlap and Gaussian blending.
+`RECIPES` lists the recipes that take a scan to the working space the network sees, by the
+name `TrainConfig.recipe` gives (`recipe_named`); each is one module of `msseg.recipes`, which
+owns its fields, their checks and everything else that differs between recipes:
+- "paper" (`msseg.recipes.paper`): the ICPR 2020 pipeline, exactly: every scan resampled to a
+  `volume_size`³ cube with sagittal slices first, slabs of whole planes, recomposed by the
+  paper's Eq. 1 (or averaged).
+- "spacing" (`msseg.recipes.spacing`): for real scans of any size and voxel size: the planar
+  axis along the scan's thickest axis (the acquisition's slice direction), in-plane resampling
+  to `spacing_mm`, no interpolation across thick slices, and windows of `slab` x `window`² slid
+  over the volume with overlap and Gaussian blending.
 
 Presets:
 
@@ -25,9 +28,9 @@ Presets:
   example's README for VGG-16 on the demo). The demo's phantom is `DEMO_PHANTOM_SCALE` and
   `DEMO_PHANTOM_SEED`.
 
-`PipelineConfig` holds the preprocessing settings that shape the working volume. The vocabulary
-of these settings (recipes, precisions, depth policies, normalisations, recompositions) and the
-paper's constants live here, so that command-line help can show them without importing torch.
+`PipelineConfig` holds the preprocessing settings that shape the working volume. The recipes,
+the vocabulary of the other settings (precisions, depth policies) and the paper's constants
+are here or imported here, so that command-line help can show them without importing torch.
 
     cfg = preset("demo", epochs=3, out_dir="runs/try")   # preset + overrides, validated
 """
@@ -35,45 +38,58 @@ paper's constants live here, so that command-line help can show them without imp
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
+from msseg.recipes.paper import PAPER_THRESHOLD, PaperRecipe
+from msseg.recipes.recipe import (
+    DEFAULT_PERCENTILES,
+    Normalisation,
+    Recipe,
+    check_positive_int,
+    check_scaling,
+)
+from msseg.recipes.spacing import SpacingRecipe
 from msseg.slab_geometry import SlabGeometry
+
+if TYPE_CHECKING:
+    from msseg.io.discovery import ScanRecord
 
 __all__ = [
     "DEMO_PHANTOM_SCALE",
     "DEMO_PHANTOM_SEED",
     "MIN_LESION_MM3",
-    "NORMALISATIONS",
     "PAPER_THRESHOLD",
     "PRECISIONS",
     "PRESETS",
     "RECIPES",
-    "RECOMPOSITIONS",
     "PipelineConfig",
     "TrainConfig",
-    "check_percentiles",
     "preset",
+    "recipe_named",
 ]
 
-PAPER_THRESHOLD = 16 / 256  # probability -> binary lesion mask: the paper's 16 of 256 grey levels
+# The recipes by name (`TrainConfig.recipe`); a new recipe is a module of msseg.recipes and a
+# line here.
+RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (PaperRecipe(), SpacingRecipe())}
 MIN_LESION_MM3 = 3.0  # the MSSEG challenge ignores smaller lesions in the lesion-wise scores
 # Autocast precision: "auto" = bf16 on a GPU that has it, else fp32 (no autocast).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEPTH_POLICIES = ("pool", "keep")
-Normalisation = Literal["minmax", "percentile"]
-# "minmax": the scan's range to [-1, 1] (the paper); "percentile": the percentiles of the head
-# (the non-zero voxels) to [-1, 1], clipped. Both are taken on the scan before resampling.
-NORMALISATIONS: tuple[str, ...] = ("minmax", "percentile")
-DEFAULT_PERCENTILES = (0.5, 99.5)
-RECIPES = ("paper", "spacing")
-# Ways to blend overlapping windows into one volume, per recipe (the first is the default):
-# "paper" = Eq. 1 (each slice from one slab), "average" = mean of the overlaps, "gaussian" =
-# MONAI's Gaussian importance weights (windows weigh most at their centre).
-RECOMPOSITIONS: dict[str, tuple[str, ...]] = {"paper": ("average", "paper"),
-                                              "spacing": ("gaussian", "average")}
 DEMO_PHANTOM_SCALE = 0.125  # centre 01: 18 x 64 x 64 voxels, so the 64³ cube never shrinks a scan
 DEMO_PHANTOM_SEED = 0
+
+
+def recipe_named(name: str) -> Recipe:
+    """The recipe `name` of `RECIPES`.
+
+    Raises:
+        ValueError: no recipe has that name.
+    """
+    if name not in RECIPES:
+        raise ValueError(f"recipe must be one of {tuple(RECIPES)}, got {name!r}")
+    return RECIPES[name]
 
 
 @dataclass(frozen=True)
@@ -89,7 +105,7 @@ class TrainConfig:
     bottleneck_filters: int = 512  # the two planar (1,3,3) bottleneck convs
     decoder_filters: tuple[int, ...] = (256, 128, 64, 32)  # per decoder level, deepest first
     # --- data geometry -------------------------------------------------------------------------
-    recipe: str = "paper"  # "paper": S³ cubes, whole sagittal planes; "spacing": see the docstring
+    recipe: str = "paper"  # one of RECIPES: "paper" (S³ cubes, whole sagittal planes), "spacing"
     volume_size: int = 256  # "paper": S, scans are resampled to S³ cubes (sagittal slices first)
     spacing_mm: float | None = None  # "spacing": in-plane voxel size; None = the scans' finest
     window: int = 256  # "spacing": in-plane edge of a window (voxels); inputs (N, 3, slab, w, w)
@@ -129,17 +145,14 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Check every field.
+        """Check every field; the recipe checks its own (`msseg.recipes.recipe.Recipe.check`).
 
         Raises:
             ValueError: naming the field, the value found, what is expected and how to fix it.
         """
-        positive = ("encoder_stages", "bottleneck_filters", "volume_size", "window", "slab",
-                    "slab_step", "batch_size", "epochs")
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("encoder_stages", "bottleneck_filters", "slab", "slab_step", "batch_size",
+                     "epochs"):
+            check_positive_int(name, getattr(self, name))
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0 epochs, got {self.patience}")
         if len(self.decoder_filters) != self.encoder_stages or min(self.decoder_filters) < 1:
@@ -159,26 +172,8 @@ class TrainConfig:
                 "pretrained=True (timm hub) and weights=FILE (local) both give encoder weights; "
                 "choose one"
             )
-        if self.recipe not in RECIPES:
-            raise ValueError(f"recipe must be one of {RECIPES}, got {self.recipe!r}")
-        if self.recipe == "paper":
-            try:
-                SlabGeometry(self.volume_size, self.slab, self.slab_step)
-            except ValueError as error:
-                raise ValueError(f"volume_size, slab, slab_step: {error}") from None
-        elif self.slab_step > self.slab:
-            raise ValueError(f"slab_step={self.slab_step} is larger than slab={self.slab}, so "
-                             f"slices between slabs would never be seen; use slab_step <= "
-                             f"{self.slab}")
-        if not 0.0 <= self.window_overlap < 1.0:
-            raise ValueError(f"window_overlap must be in [0, 1), got {self.window_overlap}")
-        if self.spacing_mm is not None and not self.spacing_mm > 0:
-            raise ValueError(f"spacing_mm must be a positive voxel size in mm (or None for the "
-                             f"finest of the training scans), got {self.spacing_mm}")
-        if self.normalisation not in NORMALISATIONS:
-            raise ValueError(f"normalisation must be one of {NORMALISATIONS}, got "
-                             f"{self.normalisation!r}")
-        check_percentiles(self.percentiles)
+        recipe_named(self.recipe).check(self)
+        check_scaling(self.normalisation, self.percentiles)
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be a probability in (0, 1), got {self.threshold}")
         if self.lr <= 0 or self.lr_decay < 0 or self.adam_eps <= 0 or self.dice_smooth < 0:
@@ -203,12 +198,22 @@ class TrainConfig:
         """The preprocessing a model of this config was trained on.
 
         Raises:
-            ValueError: recipe "spacing" with `spacing_mm` still None (fix it from the data
-                first: `msseg.data.working.with_data_spacing`).
+            ValueError: a setting the recipe takes from the data is not set yet (recipe
+                "spacing" with `spacing_mm` None: `with_data` first).
         """
-        return PipelineConfig(recipe=self.recipe, size=self.volume_size,
+        return PipelineConfig(recipe=self.recipe, volume_size=self.volume_size,
                               spacing_mm=self.spacing_mm, normalisation=self.normalisation,
                               percentiles=self.percentiles)
+
+    def with_data(self, records: Sequence[ScanRecord]) -> TrainConfig:
+        """This config with what its recipe takes from the training scans filled in (recipe
+        "spacing" without `spacing_mm`: the finest in-plane voxel size of `records`, from
+        their headers); itself when nothing is left to fill in.
+
+        Raises:
+            ValueError: no records; FileNotFoundError: a FLAIR file is missing.
+        """
+        return recipe_named(self.recipe).with_data(self, records)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with `changes` applied and validated.
@@ -250,8 +255,8 @@ class TrainConfig:
 class PipelineConfig:
     """Settings that shape the working volume; invalid combinations raise ValueError."""
 
-    recipe: str = "paper"  # "paper" (S³ cube) or "spacing" (see the module docstring)
-    size: int = 256  # "paper": edge S of the canonical cube (paper: 256)
+    recipe: str = "paper"  # one of RECIPES (see the module docstring)
+    volume_size: int = 256  # "paper": edge S of the canonical cube (paper: 256)
     spacing_mm: float | None = None  # "spacing": in-plane voxel size of the working grid
     flair_order: int = 2  # spline order resampling FLAIR (paper: 2)
     mask_order: int = 0  # spline order resampling the mask, both ways; > 0 cut at 0.5 (paper: 0)
@@ -259,42 +264,24 @@ class PipelineConfig:
     percentiles: tuple[float, float] | None = None  # "percentile" only; None = (0.5, 99.5)
 
     def __post_init__(self) -> None:
-        if self.recipe not in RECIPES:
-            raise ValueError(f"recipe must be one of {RECIPES}; found {self.recipe!r}")
-        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1:
-            raise ValueError(f"size must be a positive integer (the cube edge); found "
-                             f"{self.size!r}")
-        if self.recipe == "spacing" and (self.spacing_mm is None or not self.spacing_mm > 0):
-            raise ValueError(f"recipe 'spacing' needs spacing_mm, a positive in-plane voxel size "
-                             f"in mm; found {self.spacing_mm!r} (the finest of the training "
-                             f"scans: msseg.data.working.finest_spacing)")
+        recipe_named(self.recipe).check_grid(self)
         for name in ("flair_order", "mask_order"):
             order = getattr(self, name)
             if isinstance(order, bool) or not isinstance(order, int) or not 0 <= order <= 5:
                 raise ValueError(f"{name} must be a spline order 0..5 (scipy.ndimage.zoom); "
                                  f"found {order!r}")
-        if self.normalisation not in NORMALISATIONS:
-            raise ValueError(f"normalisation must be one of {NORMALISATIONS}; found "
-                             f"{self.normalisation!r}")
+        check_scaling(self.normalisation, self.percentiles)
         if self.percentiles is not None:
-            check_percentiles(self.percentiles)
             object.__setattr__(self, "percentiles", tuple(float(p) for p in self.percentiles))
 
     def settings(self) -> dict[str, Any]:
-        """The fields that shape this recipe's working volume (the cache key): the other
-        recipe's geometry and, for "minmax", the percentiles are left out."""
-        values = dataclasses.asdict(self)
-        del values["spacing_mm" if self.recipe == "paper" else "size"]
-        values["percentiles"] = (list(self.percentiles or DEFAULT_PERCENTILES)
-                                 if self.normalisation == "percentile" else None)
-        return values
-
-
-def check_percentiles(bounds: tuple[float, float]) -> None:
-    """Raise ValueError unless `bounds` is (low, high) with 0 <= low < high <= 100."""
-    if len(bounds) != 2 or not 0 <= bounds[0] < bounds[1] <= 100:
-        raise ValueError(f"percentiles must be (low, high) with 0 <= low < high <= 100; "
-                         f"found {bounds}")
+        """The fields that shape this recipe's working volume (the cache key): the recipe's own
+        grid settings (`Recipe.grid_settings`) and, for "percentile", the percentiles."""
+        return {"recipe": self.recipe, **recipe_named(self.recipe).grid_settings(self),
+                "flair_order": self.flair_order, "mask_order": self.mask_order,
+                "normalisation": self.normalisation,
+                "percentiles": (list(self.percentiles or DEFAULT_PERCENTILES)
+                                if self.normalisation == "percentile" else None)}
 
 
 PRESETS: dict[str, TrainConfig] = {

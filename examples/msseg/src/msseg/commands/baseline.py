@@ -14,7 +14,8 @@ import argparse
 import logging
 
 from msseg.commands.options import add_data_arguments, mask_labels
-from msseg.config import NORMALISATIONS, PRESETS
+from msseg.config import PRESETS
+from msseg.recipes.recipe import NORMALISATIONS
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Log the threshold, the per-scan Dice and the means per centre."""
-    from msseg.evaluation.baseline import apply_threshold, threshold_baseline
     from msseg.evaluation.reports import mean_std
     from msseg.io.discovery import discover_scans
+    from msseg.workflows.baseline import apply_threshold, threshold_baseline
 
     records = discover_scans(args.data, mask_pattern=args.mask_pattern,
                              mask_labels=mask_labels(args))

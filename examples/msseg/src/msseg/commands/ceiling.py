@@ -6,7 +6,7 @@
     msseg ceiling -i data/{id}/flair.nii.gz --mask-pattern data/{id}/lesions.nii.gz -o report/
 
 Each ground-truth mask goes through the pipeline into the working space and back to its own
-grid (`msseg.evaluation.ceiling`); the table gives, per scan, the Dice of that round trip (the
+grid (`msseg.workflows.ceiling`); the table gives, per scan, the Dice of that round trip (the
 most a model can score there), the 95 % Hausdorff and average surface distances in mm, and the
 lesion voxels before and after. ``-o`` also writes ``ceiling.csv``.
 """
@@ -41,18 +41,16 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from msseg.data.working import with_data_spacing
-    from msseg.evaluation.ceiling import recipe_ceiling
+    from msseg.config import recipe_named
     from msseg.io.atomic import atomic_write_text
     from msseg.io.discovery import discover_scans
+    from msseg.workflows.ceiling import recipe_ceiling
 
     config = recipe_config(args)
     records = discover_scans(args.data, mask_pattern=args.mask_pattern,
                              mask_labels=mask_labels(args))
-    config = with_data_spacing(config, records)
-    where = (f"{config.volume_size}³ cube" if config.recipe == "paper" else
-             f"{config.spacing_mm:g} mm in-plane, slices kept")
-    log.info("recipe %s (%s), %d scan(s)", config.recipe, where, len(records))
+    config = config.with_data(records)
+    log.info("%s, %d scan(s)", recipe_named(config.recipe).describe(config), len(records))
     results = recipe_ceiling(records, config.pipeline)
     log.info("patient        working shape     lesion voxels (after)   Dice   HD95 mm  ASSD mm")
     for r in results:

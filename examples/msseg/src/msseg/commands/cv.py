@@ -3,7 +3,7 @@
     msseg cv -i data/msseg -o runs/cv --config paper --weights vgg16.onnx
     msseg cv -i data/phantom -o runs/cv-demo --config demo --rounds 1 --weights mobilenet_v2.pth
 
-The protocol is `msseg.data.splits.cv_rounds`, a round `msseg.evaluation.cross_validation`. At
+The protocol is `msseg.data.splits.cv_rounds`, a round `msseg.workflows.cross_validation`. At
 the end, in the output folder: ``per_scan.csv`` and the Table 2 layout (``table.md``,
 ``table.csv``) for ``--recompose``, and ``recompose.md`` comparing both recompositions on the
 same test scans. Rerunning the same command continues where it stopped: finished rounds are
@@ -23,11 +23,12 @@ from pathlib import Path
 from msseg.commands.options import (
     add_config_arguments,
     add_data_arguments,
+    add_recompose_argument,
     mask_labels,
     set_threads,
     train_config,
 )
-from msseg.config import MIN_LESION_MM3, RECOMPOSITIONS
+from msseg.config import MIN_LESION_MM3
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="preprocessing cache; runs may share one (default <out>/cache)")
     data.add_argument("--rounds", type=int, nargs="+", metavar="K",
                       help="run only these rounds (1-based; default all)")
-    data.add_argument("--recompose", choices=sorted({m for ms in RECOMPOSITIONS.values()
-                                                     for m in ms}),
-                      help="recomposition of the written masks and of table.md (default: the "
-                           "recipe's, " + ", ".join(f"{r} {m[0]}" for r, m in
-                                                    RECOMPOSITIONS.items())
-                           + "; the recipe's others are scored too, see recompose.md)")
+    add_recompose_argument(data, help="recomposition of the written masks and of table.md "
+                                      "(the recipe's others are scored too, see recompose.md), "
+                                      "per recipe (the first is the default): ")
     data.add_argument("--min-lesion-mm3", type=float, default=MIN_LESION_MM3,
                       help=f"lesion-wise scores ignore smaller lesions (default "
                            f"{MIN_LESION_MM3:g} mm³)")
@@ -56,12 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run (or continue) the cross-validation; log and write Table 2."""
+    from msseg.config import recipe_named
     from msseg.device import resolve_compute
-    from msseg.evaluation.cross_validation import RECOMPOSE_NAMES, cross_validate
     from msseg.evaluation.reports import format_results, overall_table, write_report
     from msseg.io.atomic import atomic_write_text
     from msseg.io.discovery import discover_scans
     from msseg.model.hub import check_pretrained_available
+    from msseg.workflows.cross_validation import cross_validate
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("cv runs in one process; under torchrun use `train` per round "
@@ -71,23 +70,20 @@ def run(args: argparse.Namespace) -> int:
     resolve_compute(config.device, config.precision)  # a bad --device fails before any work
     if config.pretrained:
         check_pretrained_available(config.encoder)
-    allowed = RECOMPOSITIONS[config.recipe]
-    chosen = args.recompose or allowed[0]
-    if chosen not in allowed:
-        raise ValueError(f"--recompose {chosen} does not apply to recipe {config.recipe!r}; "
-                         f"choose one of {allowed}")
-    methods = (chosen, *(m for m in allowed if m != chosen))
+    recipe = recipe_named(config.recipe)
+    chosen = recipe.recomposition(args.recompose)
+    methods = (chosen, *(m for m in recipe.recompositions if m != chosen))
     records = discover_scans(args.data, mask_pattern=args.mask_pattern,
                              mask_labels=mask_labels(args))
     results = cross_validate(records, config, args.out, cache=args.cache or args.out / "cache",
                              rounds=args.rounds, methods=methods,
                              min_lesion_mm3=args.min_lesion_mm3)
     table = write_report(results[chosen], args.out)
-    comparison = overall_table({RECOMPOSE_NAMES[m]: results[m] for m in methods},
+    comparison = overall_table({recipe.recompositions[m]: results[m] for m in methods},
                                first="Recomposition")
     atomic_write_text(args.out / "recompose.md", comparison)
     log.info("%s", format_results(results[chosen]))
-    log.info("\nTable 2 layout (%s):\n%s", RECOMPOSE_NAMES[chosen],
+    log.info("\nTable 2 layout (%s):\n%s", recipe.recompositions[chosen],
              table.to_markdown().rstrip())
     log.info("\nslab recomposition:\n%s", comparison.rstrip())
     log.info("wrote %s, table.csv, per_scan.csv, recompose.md and overlays/",

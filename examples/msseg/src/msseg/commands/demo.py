@@ -4,7 +4,7 @@
     msseg demo --rounds 1 2 3 4 5             # the full 5-round cross-validation
     msseg demo --encoder vgg16 -o demo_vgg    # the paper's encoder and weights (slower)
 
-What it runs and why is `msseg.evaluation.demo`. It runs torch on one thread by default
+What it runs and why is `msseg.workflows.demo`. It runs torch on one thread by default
 (``--threads``): on a small shared machine, OpenMP threads that wait for each other cost more
 than they gain (measured 5x slower steps with two threads at a load average of 4 on two cores).
 Exits with 1 if the model does not beat the threshold baseline.
@@ -43,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo; log the comparison. Returns 1 if the model does not beat the baseline."""
     import torch
 
-    from msseg.evaluation.demo import run_demo
     from msseg.evaluation.reports import overall_table
+    from msseg.workflows.demo import run_demo
 
     torch.set_num_threads(args.threads)
     result = run_demo(args.out, rounds=args.rounds, encoder=args.encoder, epochs=args.epochs)

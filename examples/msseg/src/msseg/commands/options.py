@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from msseg.config import NORMALISATIONS, PRECISIONS, PRESETS, TrainConfig, preset
+from msseg.config import PRECISIONS, PRESETS, RECIPES, TrainConfig, preset, recipe_named
+from msseg.recipes.recipe import NORMALISATIONS
 
 __all__ = [
     "DEFAULT_PRESET",
@@ -21,6 +22,7 @@ __all__ = [
     "add_device_arguments",
     "add_label_argument",
     "add_recipe_arguments",
+    "add_recompose_argument",
     "add_threads_argument",
     "by_preset",
     "mask_labels",
@@ -106,6 +108,17 @@ def add_device_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGro
                              f"fp32 (default {default_text})")
 
 
+def add_recompose_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *,
+                           help: str) -> None:
+    """``--recompose``: a blend of overlapping predictions, one of the model's recipe's; `help`
+    is followed by each recipe's blends."""
+    offered = "; ".join(f"recipe {name}: " + ", ".join(f"'{m}' = {text}" for m, text in
+                                                       recipe.recompositions.items())
+                        for name, recipe in RECIPES.items())
+    parser.add_argument("--recompose", help=help + offered,
+                        choices=sorted({m for r in RECIPES.values() for m in r.recompositions}))
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags that build a `TrainConfig` (``train`` and ``cv``); unset flags keep the preset."""
     model = parser.add_argument_group("model")
@@ -185,8 +198,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     source = group.add_mutually_exclusive_group()
     source.add_argument("--config", choices=sorted(PRESETS), default=DEFAULT_PRESET,
                         help=f"preset whose recipe to use (default {DEFAULT_PRESET}: "
-                             f"{PRESETS[DEFAULT_PRESET].recipe}; paper: {PRESETS['paper'].recipe} "
-                             f"at {PRESETS['paper'].volume_size}³)")
+                             f"{_recipe_of(DEFAULT_PRESET)}; paper: {_recipe_of('paper')})")
     source.add_argument("-m", "--model", type=Path, metavar="CKPT",
                         help="use the recipe a checkpoint was trained with instead")
     group.add_argument("--set", nargs="+", action="extend", default=[], metavar="FIELD=VALUE",
@@ -207,6 +219,11 @@ def recipe_config(args: argparse.Namespace) -> TrainConfig:
         base = TrainConfig.from_dict(load_checkpoint(args.model)["config"])
         return base.replace(**changes)
     return preset(args.config, **changes)
+
+
+def _recipe_of(name: str) -> str:
+    config = PRESETS[name]
+    return recipe_named(config.recipe).describe(config)
 
 
 def _parse_set(items: Sequence[str]) -> dict[str, Any]:

@@ -19,8 +19,13 @@ import argparse
 import logging
 from pathlib import Path
 
-from msseg.commands.options import add_device_arguments, add_threads_argument, set_threads
-from msseg.config import PAPER_THRESHOLD, RECOMPOSITIONS
+from msseg.commands.options import (
+    add_device_arguments,
+    add_recompose_argument,
+    add_threads_argument,
+    set_threads,
+)
+from msseg.config import PAPER_THRESHOLD
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the probability map <id>_prob.nii.gz")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace outputs of an earlier run (default: refuse)")
-    parser.add_argument("--recompose", choices=sorted({m for ms in RECOMPOSITIONS.values()
-                                                       for m in ms}),
-                        help="overlapping slabs or windows -> volume; recipe paper: 'average' "
-                             "(default, beyond the paper) or 'paper' (middle-8 rule, Eq. 1); "
-                             "recipe spacing: 'gaussian' (default) or 'average'")
+    add_recompose_argument(parser, help="how overlapping slabs or windows are blended into one "
+                                        "volume, per recipe (the first is the default): ")
     parser.add_argument("--threshold", type=float,
                         help=f"probability cut for the mask, in the working space (default: the "
                              f"model's; the paper's is {PAPER_THRESHOLD:g} = 16/256)")
@@ -54,7 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Predict every input scan; log where each mask went and the seconds per scan."""
-    from msseg.inference.predict import load_predictor, predict_files
+    from msseg.config import recipe_named
+    from msseg.inference.predict import predict_files
+    from msseg.inference.predictor import load_predictor
     from msseg.io.discovery import find_inputs
 
     if args.threshold is not None and not 0 < args.threshold < 1:
@@ -62,11 +66,10 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args)
     records = find_inputs(args.input)
     predictor, config = load_predictor(args.model, device=args.device, precision=args.precision)
-    recipe = (f"S={config.volume_size}" if config.recipe == "paper" else
-              f"{config.spacing_mm:g} mm in-plane, windows {config.window}")
-    log.info("%d scan(s), model %s (recipe %s: %s, %s), recompose=%s, threshold=%.4f",
-             len(records), args.model, config.recipe, recipe, config.encoder,
-             args.recompose or RECOMPOSITIONS[config.recipe][0],
+    recipe = recipe_named(config.recipe)
+    log.info("%d scan(s), model %s (%s, encoder %s), recompose=%s, threshold=%.4f",
+             len(records), args.model, recipe.describe(config), config.encoder,
+             recipe.recomposition(args.recompose),
              config.threshold if args.threshold is None else args.threshold)
     predict_files(records, args.out, predictor, config=config, recompose=args.recompose,
                   batch_size=args.batch_size, threshold=args.threshold,

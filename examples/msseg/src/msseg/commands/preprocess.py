@@ -37,21 +37,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fill the cache; log where each scan's working volume is."""
+    from msseg.config import recipe_named
     from msseg.data.cache import fill_cache
-    from msseg.data.working import with_data_spacing
     from msseg.io.discovery import discover_scans
 
     config = recipe_config(args)
     records = discover_scans(args.data, mask_pattern=args.mask_pattern,
                              require_masks=not args.no_masks, mask_labels=mask_labels(args))
-    config = with_data_spacing(config, records)
+    config = config.with_data(records)
     start = time.perf_counter()
     entries = fill_cache(records, config.pipeline, args.cache)
     for entry in entries:
         log.info("%s  %s  %s", entry.record.patient_id, entry.path,
                  "x".join(map(str, entry.load().flair.shape)))
-    where = (f"S={config.volume_size}" if config.recipe == "paper" else
-             f"{config.spacing_mm:g} mm in-plane")
-    log.info("%d scans cached (recipe %s, %s) in %.1f s", len(entries), config.recipe, where,
-             time.perf_counter() - start)
+    log.info("%d scans cached, %s, in %.1f s", len(entries),
+             recipe_named(config.recipe).describe(config), time.perf_counter() - start)
     return 0

@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     """Log the architecture, the feature shapes of one slab and the parameter counts."""
     import warnings
 
+    from msseg.config import recipe_named
     from msseg.model.encoder import RandomEncoderWarning
     from msseg.model.resunet import build_model
     from msseg.model.summary import summary
@@ -45,6 +46,6 @@ def run(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore", RandomEncoderWarning)
         model = build_model(config)
     log.info("config %r, encoder %s", args.config, config.encoder)
-    log.info("%s", summary(model, input_shape=(1, 3, config.slab, config.volume_size,
-                                                 config.volume_size)))
+    input_shape = (1, 3, *recipe_named(config.recipe).input_shape(config))
+    log.info("%s", summary(model, input_shape=input_shape))
     return 0

@@ -15,7 +15,7 @@ of the training scans -> every scan preprocessed into the cache (``--cache``, de
 ``<out>/cache``; entries are keyed by file content and settings, so runs can share one) ->
 `msseg.training.engine.train`, which writes last.pt, best.pt, history.csv (validation Dice in
 the working space) and curves.png into the output folder -> the best checkpoint's Dice on the
-validation scans' own grids (`msseg.evaluation.validation`), logged and saved as
+validation scans' own grids (`msseg.workflows.validation`), logged and saved as
 ``<out>/validation.json``. The resolved config is logged and saved as ``<out>/config.json``;
 every checkpoint holds it too. An output folder that holds a run is refused before any work
 unless ``--resume`` continues it or ``--overwrite`` replaces it.
@@ -69,9 +69,8 @@ def run(args: argparse.Namespace) -> int:
     from msseg.data.cache import fill_cache
     from msseg.data.slab_dataset import SlabDataset
     from msseg.data.splits import split_scans
-    from msseg.data.working import with_data_spacing
     from msseg.device import resolve_compute
-    from msseg.evaluation.validation import native_validation
+    from msseg.inference.predictor import load_predictor
     from msseg.io.atomic import atomic_write_text
     from msseg.io.discovery import discover_scans
     from msseg.model.hub import check_pretrained_available
@@ -79,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from msseg.training.engine import train
     from msseg.training.logbook import check_run_folder
     from msseg.training.runtime import distributed_session
+    from msseg.workflows.validation import native_validation
 
     check_run_folder(args.out, resume=args.resume, overwrite=args.overwrite)
     set_threads(args)
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     records = discover_scans(args.data, mask_pattern=args.mask_pattern,
                              mask_labels=mask_labels(args))
     training, validation = split_scans(records, val=args.val, exclude=args.exclude)
-    config = with_data_spacing(config, training)
+    config = config.with_data(training)
     cache = args.cache or args.out / "cache"
 
     with distributed_session():
@@ -117,8 +117,11 @@ def run(args: argparse.Namespace) -> int:
         log.info("done (%s); best validation loss %.4f at epoch %d: %s", stop,
                  result.best_val_loss, result.best_epoch, result.best_path)
         if result.best_path is not None:
-            scores = native_validation(result.best_path, [entries[r.patient_id]
-                                                          for r in validation])
+            predictor, _ = load_predictor(result.best_path, device=config.device,
+                                          precision=config.precision)
+            scores = native_validation(predictor, config,
+                                       [entries[r.patient_id] for r in validation],
+                                       checkpoint=result.best_path)
             atomic_write_text(args.out / "validation.json", json.dumps(scores, indent=2))
             log.info("best checkpoint (epoch %d), validation Dice on the scans' own grids: %s "
                      "(mean %.3f)", result.best_epoch,

@@ -1,13 +1,13 @@
 """On-disk cache of preprocessed scans, so training epochs never resample again.
 
-    entries = fill_cache(records, PipelineConfig(size=64), "runs/cache")   # `msseg preprocess`
+    entries = fill_cache(records, PipelineConfig(volume_size=64), "runs/cache")  # `preprocess`
 
 One folder per scan, ``<cache>/<patient_id>-<key>/`` with ``flair.npy`` (D, H, W) float32,
 ``mask.npy`` (D, H, W) uint8 (when the scan has a mask) and ``meta.json`` (the working grid with
 the native geometry, settings, source files, the sha256 of each array file, and a checksum of
 itself). The key hashes the FLAIR's and mask's *content* (sha256), the mask labels taken as
-lesion, the settings that shape the working volume (`PipelineConfig.settings`: recipe, size or
-spacing, orders, normalisation) and the cache format, so editing a file or a setting makes a new
+lesion, the settings that shape the working volume (`PipelineConfig.settings`: recipe, its grid
+settings, orders, normalisation) and the cache format, so editing a file or a setting makes a new
 entry and slab/window changes reuse the old one. Entries are written as one folder through
 `msseg.io.atomic`: a crash leaves no partial entry. An entry edited, truncated or damaged after
 it was written fails its checksums: `fill_cache` rebuilds it (with a warning naming the file),
@@ -17,6 +17,7 @@ Public API:
     CacheError
     CacheEntry(record, path)      .load(*, mmap=True) -> Preprocessed, .verify()
     cache_key(record, config) -> str
+    grid_from_json(data) -> WorkingGrid      the working grid meta.json holds
     fill_cache(records, config, cache_dir, *, progress=True) -> list[CacheEntry]
 """
 
@@ -32,14 +33,15 @@ from pathlib import Path
 
 import numpy as np
 
-from msseg.config import PipelineConfig
+from msseg.config import RECIPES, PipelineConfig
 from msseg.data.preprocess import Preprocessed, preprocess_scan
-from msseg.data.working import grid_from_json
 from msseg.io.atomic import atomic_path, partial_path, remove_stale_partials
 from msseg.io.checksum import file_digest, values_digest
 from msseg.io.discovery import ScanRecord
 from msseg.io.nifti import load_scan
+from msseg.io.orientation import Geometry
 from msseg.progress import progress_bar
+from msseg.recipes.recipe import WorkingGrid
 
 # 2: meta.json holds checksums of the arrays and of itself; 3: the working grid of either recipe
 CACHE_FORMAT = 3
@@ -105,6 +107,19 @@ class CacheEntry:
     def _damaged(self, file: Path, problem: str) -> CacheError:
         return CacheError(f"{file}: cache file {problem}; delete {self.path} or run `msseg "
                           f"preprocess` (or train) again, which rebuilds it")
+
+
+def grid_from_json(data: dict) -> WorkingGrid:
+    """Inverse of `WorkingGrid.to_json`: the grid of the recipe ``data["recipe"]`` names.
+
+    Raises:
+        ValueError: an unknown recipe (a cache of a newer version).
+    """
+    recipe = RECIPES.get(data.get("recipe"))
+    if recipe is None:
+        raise ValueError(f"unknown working grid recipe {data.get('recipe')!r}; expected one of "
+                         f"{tuple(RECIPES)} (written by a newer msseg?)")
+    return recipe.grid_type.from_json(data, Geometry.from_json(data["geometry"]))
 
 
 def cache_key(record: ScanRecord, config: PipelineConfig) -> str:

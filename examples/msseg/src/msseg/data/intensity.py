@@ -1,6 +1,7 @@
 """FLAIR intensities to [-1, 1]: the range is taken on the scan, applied after resampling.
 
-Two methods (`msseg.config.NORMALISATIONS`):
+Every recipe scales its working volume this way. Two methods
+(`msseg.recipes.recipe.NORMALISATIONS`):
 - "minmax" (the paper): the scan's [min, max] maps to [-1, 1]. One hot voxel squeezes the whole
   scan into a sliver, and negative values (real in registered, N4-corrected scans) set -1.
 - "percentile" (robust, the real-data default): the (low, high) percentiles of the head map to
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from msseg.config import DEFAULT_PERCENTILES, NORMALISATIONS, Normalisation, check_percentiles
+from msseg.recipes.recipe import DEFAULT_PERCENTILES, Normalisation, check_scaling
 
 __all__ = ["foreground", "intensity_range", "normalise", "scale"]
 
@@ -60,14 +61,12 @@ def intensity_range(
         ValueError: unknown method, bad percentiles, or an empty range (a constant scan, or a
             head whose percentiles coincide): the message gives the values found.
     """
-    if method not in NORMALISATIONS:
-        raise ValueError(f"method must be one of {NORMALISATIONS}; found {method!r}")
+    check_scaling(method, percentiles, name="method")
     volume = np.asarray(volume, dtype=np.float32)
     if method == "minmax":
         low, high = float(volume.min()), float(volume.max())
     else:
         bounds = percentiles or DEFAULT_PERCENTILES
-        check_percentiles(bounds)
         low, high = (float(v) for v in np.percentile(volume[foreground(volume)], bounds))
     if not np.float32(high) > np.float32(low):
         raise ValueError(f"cannot normalise: intensity range [{low}, {high}] is empty "

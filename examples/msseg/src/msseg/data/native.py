@@ -1,6 +1,6 @@
 """From the working space back to the scan's own grid: the decision, then the labels.
 
-A prediction is a probability map in the working space (`msseg.data.working`). The lesion mask
+A prediction is a probability map in the working space (`msseg.recipes`). The lesion mask
 is decided *there*, at the threshold (the paper's 16/256 by default, on its 256³ cube as in the
 paper), and the binary decision goes back to the native grid as labels, the same way as a
 ground-truth mask that went into the working space (`WorkingGrid.to_native(labels=True)`). So
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from msseg.config import PAPER_THRESHOLD
-from msseg.data.working import WorkingGrid
+from msseg.recipes.paper import PAPER_THRESHOLD
+from msseg.recipes.recipe import WorkingGrid
 
 __all__ = ["NativePrediction", "mask_to_native", "to_native"]
 

@@ -1,10 +1,9 @@
 """Preprocessing a scan into its working volume (settings: `msseg.config.PipelineConfig`).
 
 Steps, for FLAIR and mask alike unless noted:
-1. the scan's working grid under the recipe (`msseg.data.working`): reorientation by the affine
-   and resampling (recipe "paper": the S³ cube, sagittal slices first, as the paper §3.2;
-   recipe "spacing": thickest axis first, target in-plane voxel size); FLAIR with spline order
-   `flair_order`, the mask with `mask_order` and cut at 0.5;
+1. the scan's working grid, planned by its recipe (`plan_grid`, `msseg.recipes`): reorientation
+   by the affine and resampling; FLAIR with spline order `flair_order`, the mask with
+   `mask_order` and cut at 0.5;
 2. FLAIR to [-1, 1] by the range measured on the scan itself before resampling ("minmax" or
    robust "percentile" of the head, `msseg.data.intensity`), clipping spline overshoot;
 3. the model sees slabs or windows of it (`msseg.data.slab_dataset`, `msseg.inference`) with the
@@ -15,6 +14,7 @@ preprocessed scans is `msseg.data.cache`.
 
 Public API:
     Preprocessed(flair, mask, grid)          .geometry
+    plan_grid(geometry, config) -> WorkingGrid
     preprocess_scan(scan, config) -> Preprocessed
 """
 
@@ -24,11 +24,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from msseg.config import PipelineConfig
+from msseg.config import PipelineConfig, recipe_named
 from msseg.data.intensity import intensity_range, scale
-from msseg.data.working import WorkingGrid, plan_grid
 from msseg.io.nifti import Scan
 from msseg.io.orientation import Geometry
+from msseg.recipes.recipe import WorkingGrid
+
+__all__ = ["Preprocessed", "plan_grid", "preprocess_scan"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,10 +38,9 @@ class Preprocessed:
     """A scan in its working space.
 
     Attributes:
-        flair: (D, H, W) float32 in [-1, 1]; axis 0 = the planar axis (recipe "paper": an
-            (S, S, S) cube of sagittal slices, left -> right).
+        flair: (D, H, W) float32 in [-1, 1]; axis 0 = the planar axis.
         mask: (D, H, W) uint8 {0, 1}, or None for prediction-only scans.
-        grid: the scan's native grid and the way there and back (`msseg.data.working`).
+        grid: the scan's native grid and the way there and back (`plan_grid`).
     """
 
     flair: np.ndarray
@@ -50,6 +51,18 @@ class Preprocessed:
     def geometry(self) -> Geometry:
         """The scan's native grid."""
         return self.grid.geometry
+
+
+def plan_grid(geometry: Geometry, config: PipelineConfig) -> WorkingGrid:
+    """The working grid of a scan under the settings' recipe (nothing is resampled here).
+
+    Args:
+        geometry: the scan's native grid.
+        config: the recipe and its settings.
+    Returns:
+        The recipe's `WorkingGrid` (e.g. `msseg.recipes.paper.CubeGrid`).
+    """
+    return recipe_named(config.recipe).plan_grid(geometry, config)
 
 
 def preprocess_scan(scan: Scan, config: PipelineConfig) -> Preprocessed:

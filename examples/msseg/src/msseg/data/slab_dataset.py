@@ -2,11 +2,12 @@
 
 A volume is a scan in its working space (the cache): FLAIR scaled to [-1, 1] of shape (D, H, W)
 with the planar (slab) axis first, and its lesion mask in {0, 1}. Samples are windows of
-`slab` slices whose starts are `step` apart, copied to 3 channels for the ImageNet encoder:
+`slab` slices whose starts are `step` apart, copied to 3 channels for the ImageNet encoder. Where
+they go is the recipe's choice (`Recipe.sampling`, e.g. `for_config`):
 
-- whole planes (`window=None`, recipe "paper"): every volume has the same plane (H, W), slabs
-  tile the depth exactly (the paper: 16 and 8 -> 31 slabs per 256³ cube);
-- windows (`window=w`, recipe "spacing"): volumes of any shape, (slab, w, w) windows on MONAI's
+- whole planes (`window=None`, the paper's recipe): every volume has the same plane (H, W),
+  slabs tile the depth exactly (the paper: 16 and 8 -> 31 slabs per 256³ cube);
+- windows (`window=w`, the spacing recipe): volumes of any shape, (slab, w, w) windows on MONAI's
   dense grid (`monai.data.utils.dense_patch_slices`) with starts `step` apart along depth and
   `w * (1 - overlap)` apart in-plane, the last window of each axis flush with the volume's end,
   as `sliding_window_inference` places them at prediction; a volume smaller than a window is
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from msseg.config import TrainConfig
+from msseg.config import TrainConfig, recipe_named
 from msseg.data.cache import CacheEntry
 from msseg.slab_geometry import SlabGeometry
 
@@ -116,15 +117,15 @@ class SlabDataset(Dataset):
 
     @classmethod
     def for_config(cls, entries: Sequence[CacheEntry], config: TrainConfig) -> SlabDataset:
-        """The training samples of cached volumes as `config`'s recipe cuts them: whole-plane
-        slabs ("paper") or windows ("spacing").
+        """The training samples of cached volumes where `config`'s recipe cuts them
+        (`Recipe.sampling`).
 
         Raises:
             ValueError: as `from_cache`.
         """
-        window = config.window if config.recipe == "spacing" else None
-        return cls.from_cache(entries, slab=config.slab, step=config.slab_step, window=window,
-                              overlap=config.window_overlap)
+        sampling = recipe_named(config.recipe).sampling(config)
+        return cls.from_cache(entries, slab=sampling.slab, step=sampling.step,
+                              window=sampling.window, overlap=sampling.overlap)
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -151,12 +152,12 @@ def _padded(image: np.ndarray, mask: np.ndarray, slab: int,
 
 
 def samples_per_volume(shape: tuple[int, int, int], config: TrainConfig) -> int:
-    """How many slabs ("paper") or windows ("spacing") `config` cuts from a working volume of
-    `shape` (D, H, W): the training samples of one scan, and the network inputs of its prediction.
+    """How many samples `config`'s recipe cuts from a working volume of `shape` (D, H, W): the
+    training samples of one scan, and the network inputs of its prediction.
     """
-    window = config.window if config.recipe == "spacing" else None
-    return len(_windows(tuple(shape), config.slab, config.slab_step, window,
-                        config.window_overlap))
+    sampling = recipe_named(config.recipe).sampling(config)
+    return len(_windows(tuple(shape), sampling.slab, sampling.step, sampling.window,
+                        sampling.overlap))
 
 
 def _windows(shape: tuple[int, ...], slab: int, step: int, window: int | None,

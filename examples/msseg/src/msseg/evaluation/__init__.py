@@ -1,1 +1,2 @@
-"""Evaluation: metrics, reports, cross-validation, the threshold baseline, overlays, the demo."""
+"""Evaluation: judging predictions: metrics, surface distances, scoring mask files, tables and
+overlay figures."""

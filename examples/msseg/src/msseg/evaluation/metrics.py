@@ -11,6 +11,9 @@ stay visible in its lesion FPR (1.0) and its predicted-lesion count.
 Voxel-wise, as the paper (Eqs. 4 and 6), for a binary prediction X and ground truth Y:
     Dice = 2 TP / (|X| + |Y|)            empty ground truth -> nan
     sensitivity = TP / (TP + FN)          empty ground truth -> nan
+This Dice is the only one: training's validation Dice (over the validation slabs or windows,
+`msseg.training.engine.validate`) is `dice_from_counts` of its pooled counts, so it is nan too
+when the validation scans have no lesion voxel.
 
 Lesion-wise, as the MSSEG challenge's detection scores: lesions are the connected components of
 each mask (26-connectivity in 3D, `scipy.ndimage.label`). Components smaller than `min_size`
@@ -38,6 +41,7 @@ __all__ = [
     "LesionCounts",
     "ScanMetrics",
     "dice",
+    "dice_from_counts",
     "lesion_detection",
     "scan_metrics",
     "sensitivity",
@@ -73,6 +77,18 @@ def _pair(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pred, truth
 
 
+def dice_from_counts(overlap: float, predicted: float, true: float) -> float:
+    """Dice = 2 TP / (|pred| + |truth|) from voxel counts; nan when there is no true voxel.
+
+    Args:
+        overlap: voxels both predicted and true (TP).
+        predicted, true: voxels predicted, voxels true (|pred|, |truth|).
+    Returns:
+        Dice in [0, 1], or nan (see the module docstring).
+    """
+    return math.nan if true == 0 else 2.0 * overlap / (predicted + true)
+
+
 def dice(pred: np.ndarray, truth: np.ndarray) -> float:
     """Dice = 2 TP / (|pred| + |truth|); nan when `truth` is empty (see the module docstring).
 
@@ -84,10 +100,8 @@ def dice(pred: np.ndarray, truth: np.ndarray) -> float:
         ValueError: for non-binary masks or different shapes.
     """
     pred, truth = _pair(pred, truth)
-    positives = int(truth.sum())
-    if positives == 0:
-        return math.nan
-    return 2.0 * int(np.logical_and(pred, truth).sum()) / (int(pred.sum()) + positives)
+    return dice_from_counts(int(np.logical_and(pred, truth).sum()), int(pred.sum()),
+                            int(truth.sum()))
 
 
 def sensitivity(pred: np.ndarray, truth: np.ndarray) -> float:

@@ -15,6 +15,7 @@ Public API:
     ScanError, ScanWarning
     Scan(record, flair, mask, geometry)
     load_scan(record, *, allow_empty_mask=False) -> Scan
+    read_geometry(path) -> Geometry    a scan's grid from its header, checked as load_scan does
     max_voxels() -> int                the size limit (environment variable MSSEG_MAX_VOXELS)
     nifti_image(volume, geometry) -> nibabel.Nifti1Image
     save_nifti(volume, geometry, path) -> Path
@@ -108,8 +109,28 @@ def load_scan(record: ScanRecord, *, allow_empty_mask: bool = False) -> Scan:
     if float(flair.max()) == float(flair.min()):
         raise ScanError(f"{record.flair}: FLAIR is constant (every voxel = {flair.flat[0]}); "
                         "expected an MRI volume. Check that the right file was exported.")
+    geometry = _geometry(image)
+    mask = None
+    if record.mask is not None:
+        mask = _load_mask(record.mask, geometry, record.flair, allow_empty_mask,
+                          record.mask_labels)
+    return Scan(record=record, flair=flair, mask=mask, geometry=geometry)
+
+
+def read_geometry(path: str | Path) -> Geometry:
+    """A FLAIR's grid from its header alone: the header checks of `load_scan` (a readable 3-D
+    NIfTI within `max_voxels`, a usable orientation), no voxel read.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ScanError: as `load_scan`, for what the header shows.
+    """
+    return _geometry(_open(Path(path), "FLAIR"))
+
+
+def _geometry(image: nib.Nifti1Image) -> Geometry:
     header = image.header
-    geometry = Geometry(
+    return Geometry(
         shape=image.shape,
         affine=image.affine,
         qform=header.get_qform(),
@@ -117,11 +138,6 @@ def load_scan(record: ScanRecord, *, allow_empty_mask: bool = False) -> Scan:
         sform=header.get_sform(),
         sform_code=int(header["sform_code"]),
     )
-    mask = None
-    if record.mask is not None:
-        mask = _load_mask(record.mask, geometry, record.flair, allow_empty_mask,
-                          record.mask_labels)
-    return Scan(record=record, flair=flair, mask=mask, geometry=geometry)
 
 
 def save_nifti(volume: np.ndarray, geometry: Geometry, path: str | Path) -> Path:

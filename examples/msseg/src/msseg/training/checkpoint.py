@@ -1,11 +1,13 @@
-"""Checkpoints: written atomically with a checksum of their contents, loaded safely, and models
-rebuilt from them.
+"""Checkpoints: what a training checkpoint holds, written atomically with a checksum of its
+contents, loaded safely, and models rebuilt from them.
 
 A training checkpoint is a dict of plain values and tensors (loadable with
-`torch.load(weights_only=True)`):
-    format, config (TrainConfig.to_dict()), model, optimizer, scheduler, scaler (state_dicts),
-    epoch (completed epochs), step (optimizer steps), best_val_loss, best_epoch, bad_epochs
-    (the early-stopping counter), history (one dict per epoch), rng (python, numpy, torch, cuda),
+`torch.load(weights_only=True)`); this module is the one place that says what is in it, builds it
+(`training_checkpoint`) and restores a run from it (`restore_training`):
+    format, config (TrainConfig.to_dict()),
+    model, optimizer, scheduler, scaler (the state_dicts of a `TrainingState`),
+    epoch, step, best_val_loss, best_epoch, bad_epochs, history (a run's `Progress`),
+    rng (python, numpy, torch, cuda),
     checksum (`msseg.io.checksum.values_digest` of everything else, checked on every load).
 
 Each epoch `save_epoch` writes ``last.pt`` first: it is the run's commit point, holding the
@@ -19,11 +21,14 @@ the file, what is wrong and what to do.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
+import math
 import pickle
 import random
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +43,11 @@ from msseg.model.resunet import PlanarResUNet, build_model
 
 __all__ = [
     "FORMAT",
+    "RESUME_FIXED",
     "RESUME_KEYS",
     "CheckpointError",
+    "Progress",
+    "TrainingState",
     "build_model_for_checkpoint",
     "checkpoint_config",
     "finish_best",
@@ -47,18 +55,107 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "load_weights",
+    "restore_training",
     "save_checkpoint",
     "save_epoch",
     "set_rng_state",
+    "training_checkpoint",
 ]
 
 log = logging.getLogger(__name__)
 
 FORMAT = 2  # 2: with a checksum of the contents; 1 (no checksum) still loads, with a warning
-# What `train(..., resume=...)` reads from a checkpoint.
-RESUME_KEYS = ("config", "model", "optimizer", "scheduler", "scaler", "epoch", "step",
-               "best_val_loss", "best_epoch", "bad_epochs", "history", "rng")
+# Fields that define the model and the optimizer's parameters: a resumed run must keep them.
+RESUME_FIXED = ("encoder", "encoder_stages", "depth_policy", "train_encoder", "train_bottleneck",
+                "bottleneck_filters", "decoder_filters", "slab")
 _FROM_TRAIN = "use a last.pt or best.pt written by `msseg train`"
+
+
+@dataclass
+class TrainingState:
+    """The objects of a run whose state every checkpoint holds (`state_dict` each)."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+
+
+@dataclass
+class Progress:
+    """Where a run stands after its last epoch: saved in every checkpoint, and all that early
+    stopping and resuming read."""
+
+    epoch: int = 0  # completed epochs
+    step: int = 0  # optimizer steps
+    best_val_loss: float = math.inf  # the lowest validation loss so far
+    best_epoch: int = 0  # the 1-based epoch of that loss (best.pt); 0: none yet
+    bad_epochs: int = 0  # epochs since the validation loss last improved
+    history: list[dict[str, Any]] = field(default_factory=list)  # one row per epoch (history.csv)
+
+    def end_epoch(self, row: dict[str, Any], *, steps: int) -> tuple[dict[str, Any], bool]:
+        """Count an epoch of `steps` optimizer steps whose `row` (history.csv's columns but
+        epoch and step) has its validation loss; returns the full row and whether the
+        validation loss improved."""
+        improved = row["val_loss"] < self.best_val_loss
+        if improved:
+            self.best_val_loss, self.best_epoch = row["val_loss"], self.epoch + 1
+            self.bad_epochs = 0
+        else:
+            self.bad_epochs += 1
+        self.epoch += 1
+        self.step += steps
+        row = {"epoch": self.epoch, "step": self.step, **row}
+        self.history = [*self.history, row]
+        return row, improved
+
+    def patience_spent(self, patience: int) -> bool:
+        """Whether early stopping ends the run: `patience` epochs without improvement."""
+        return self.bad_epochs > 0 and self.bad_epochs >= patience
+
+
+# The keys of a training checkpoint that resuming reads.
+RESUME_KEYS = ("config", *(f.name for f in dataclasses.fields(TrainingState)),
+               *(f.name for f in dataclasses.fields(Progress)), "rng")
+
+
+def training_checkpoint(config: TrainConfig, state: TrainingState,
+                        progress: Progress) -> dict[str, Any]:
+    """The checkpoint of a run after an epoch (see the module docstring for its keys)."""
+    return {"format": FORMAT, "config": config.to_dict(),
+            **{f.name: getattr(state, f.name).state_dict()
+               for f in dataclasses.fields(TrainingState)},
+            **{f.name: getattr(progress, f.name) for f in dataclasses.fields(Progress)},
+            "rng": get_rng_state()}
+
+
+def restore_training(checkpoint: dict, path: str | Path, config: TrainConfig,
+                     state: TrainingState) -> Progress:
+    """Continue a run: load a checkpoint's states into `state` (in place) and its random
+    states, and return its progress.
+
+    Args:
+        checkpoint: from `load_checkpoint(path)` (with `RESUME_KEYS`).
+        path: where it was read, for messages.
+        config: the resumed run's config; the fields of `RESUME_FIXED` must be the saved ones.
+        state: the run's objects, built from `config`.
+    Raises:
+        ValueError: a field of `RESUME_FIXED` differs from the checkpoint's.
+        CheckpointError: the weights do not fit the model, or the saved config is unusable.
+    """
+    saved = checkpoint_config(checkpoint, path)
+    changed = {f: (getattr(saved, f), getattr(config, f)) for f in RESUME_FIXED
+               if getattr(saved, f) != getattr(config, f)}
+    if changed:
+        raise ValueError(
+            f"cannot resume from {path}: {changed} (checkpoint value, requested value) changed; "
+            f"they define the model and optimizer. Resume with the checkpoint's config "
+            f"(TrainConfig.from_dict(checkpoint['config'])), changing e.g. epochs or patience.")
+    load_weights(state.model, checkpoint, path)
+    for name in ("optimizer", "scheduler", "scaler"):
+        getattr(state, name).load_state_dict(checkpoint[name])
+    set_rng_state(checkpoint["rng"])
+    return Progress(**{f.name: checkpoint[f.name] for f in dataclasses.fields(Progress)})
 
 
 class CheckpointError(ValueError):

@@ -14,7 +14,7 @@ of slabs is a multiple of the number of ranks; otherwise the sampler repeats a f
 The same order also lets a run be resumed on a different number of ranks.
 
 Each epoch: train on every slab once -> validation loss and Dice (over the validation slabs, in
-the working space: the native-grid Dice of the best checkpoint is `msseg.evaluation.validation`)
+the working space: the native-grid Dice of the best checkpoint is `msseg.workflows.validation`)
 -> `last.pt` (and `best.pt` when the validation loss improved) -> a row in history.csv
 (TensorBoard, curves.png) -> early stopping after `patience` epochs without improvement.
 `train(..., resume="last.pt")` continues a run exactly where it stopped; a folder that holds a
@@ -37,31 +37,28 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from msseg.config import TrainConfig
+from msseg.evaluation.metrics import dice_from_counts
 from msseg.model.losses import bce_dice_loss
 from msseg.model.resunet import PlanarResUNet, build_model
 from msseg.progress import progress_bar
 from msseg.training.checkpoint import (
-    FORMAT,
+    Progress,
+    TrainingState,
     build_model_for_checkpoint,
-    checkpoint_config,
     finish_best,
-    get_rng_state,
     load_checkpoint,
-    load_weights,
+    restore_training,
     save_epoch,
-    set_rng_state,
+    training_checkpoint,
 )
 from msseg.training.logbook import TrainingLog, check_run_folder, clear_run
 from msseg.training.runtime import Runtime, make_runtime, seed_everything
 
-__all__ = ["RESUME_FIXED", "TrainResult", "keras_decay", "make_optimizer", "train", "validate"]
+__all__ = ["TrainResult", "keras_decay", "make_optimizer", "train", "validate"]
 
 logger = logging.getLogger(__name__)
 
 LOG_INTERVAL = 10  # optimizer steps between progress-bar loss updates (each syncs the device)
-# Fields that define the model and the optimizer's parameters: a resumed run must keep them.
-RESUME_FIXED = ("encoder", "encoder_stages", "depth_policy", "train_encoder", "train_bottleneck",
-                "bottleneck_filters", "decoder_filters", "slab")
 
 
 @dataclass
@@ -95,78 +92,6 @@ def make_optimizer(
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, keras_decay(config.lr_decay))
 
 
-def _to_device(batch: torch.Tensor, rt: Runtime, fmt: torch.memory_format) -> torch.Tensor:
-    return batch.to(rt.device, non_blocking=True, memory_format=fmt)
-
-
-def _train_epoch(net, loader, optimizer, scheduler, scaler, rt, config, fmt, desc) -> float:
-    net.train()
-    total = torch.zeros((), dtype=torch.float64, device=rt.device)
-    count = 0
-    bar = progress_bar(loader, desc=desc, unit="step", leave=False, dynamic_ncols=True,
-                       enabled=config.progress and rt.is_main)
-    for i, (images, masks) in enumerate(bar):
-        images, masks = _to_device(images, rt, fmt), _to_device(masks, rt, fmt)
-        with rt.autocast():
-            logits = net(images)
-        loss = bce_dice_loss(logits, masks, smooth=config.dice_smooth)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        total += loss.detach() * len(images)
-        count += len(images)
-        if not bar.disable and i % LOG_INTERVAL == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-    sums = rt.all_reduce_sum(torch.stack([total, total.new_tensor(count)]))
-    return (sums[0] / sums[1]).item()
-
-
-@torch.no_grad()
-def validate(
-    model: nn.Module, loader: DataLoader, rt: Runtime, config: TrainConfig
-) -> tuple[float, float]:
-    """Validation loss (mean per slab) and Dice of the thresholded prediction over all slabs,
-    summed over ranks.
-
-    Args:
-        model: the (unwrapped) network; `loader` yields (images, masks) batches of this rank.
-        rt: the runtime (device, precision, ranks).
-        config: `dice_smooth`, `threshold`, `channels_last`.
-    Returns:
-        (loss, dice); Dice is 1.0 when neither prediction nor ground truth has a lesion voxel.
-    """
-    model.eval()
-    fmt = torch.channels_last_3d if config.channels_last else torch.contiguous_format
-    cut = math.log(config.threshold / (1 - config.threshold))  # sigmoid(x) >= t  <=>  x >= cut
-    sums = torch.zeros(4, dtype=torch.float64, device=rt.device)  # loss, TP, |pred|, |truth|
-    count = 0
-    for images, masks in loader:
-        images, masks = _to_device(images, rt, fmt), _to_device(masks, rt, fmt)
-        with rt.autocast():
-            logits = model(images)
-        losses = bce_dice_loss(logits, masks, smooth=config.dice_smooth, reduction="none")
-        pred, truth = logits.float() >= cut, masks > 0.5
-        sums += torch.stack([losses.sum(), (pred & truth).sum(), pred.sum(), truth.sum()]).double()
-        count += len(images)
-    totals = rt.all_reduce_sum(torch.cat([sums, sums.new_tensor([count])]))
-    loss_sum, tp, predicted, true, count = totals.tolist()
-    return loss_sum / max(count, 1.0), (2 * tp / (predicted + true) if predicted + true else 1.0)
-
-
-def _check_resumable(config: TrainConfig, checkpoint: dict, path: Path) -> None:
-    saved = checkpoint_config(checkpoint, path)
-    changed = {f: (getattr(saved, f), getattr(config, f)) for f in RESUME_FIXED
-               if getattr(saved, f) != getattr(config, f)}
-    if changed:
-        raise ValueError(
-            f"cannot resume from {path}: {changed} (checkpoint value, requested value) changed; "
-            f"they define the model and optimizer. Resume with the checkpoint's config "
-            f"(TrainConfig.from_dict(checkpoint['config'])), changing e.g. epochs or patience."
-        )
-
-
 def train(
     config: TrainConfig,
     train_set: Dataset,
@@ -193,98 +118,166 @@ def train(
     """
     check_run_folder(config.out_dir, resume=resume, overwrite=overwrite)
     rt = make_runtime(config)
-    if len(train_set) == 0 or len(val_set) == 0:
-        raise ValueError(f"need training and validation slabs, got {len(train_set)} and "
-                         f"{len(val_set)}")
-    if config.batch_size % rt.world_size:
-        raise ValueError(f"batch_size {config.batch_size} (global) must be divisible by the "
-                         f"{rt.world_size} ranks")
-    fmt = torch.channels_last_3d if config.channels_last else torch.contiguous_format
+    _check_datasets(config, train_set, val_set, rt)
     out = Path(config.out_dir)
-
-    # model, optimizer with its schedule, loss scaler; state of a resumed run
     seed_everything(config.seed)
-    model = build_model(config) if resume is None else build_model_for_checkpoint(config)
-    model = model.to(rt.device, memory_format=fmt)
-    optimizer, scheduler = make_optimizer(model, config)
-    scaler = rt.grad_scaler()
-    state = {"epoch": 0, "step": 0, "best_val_loss": math.inf, "best_epoch": 0,
-             "bad_epochs": 0, "history": []}
-    if resume is not None:
-        checkpoint = load_checkpoint(resume, map_location=rt.device)
-        _check_resumable(config, checkpoint, Path(resume))
-        load_weights(model, checkpoint, resume)
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        state = {key: checkpoint[key] for key in state}
-        set_rng_state(checkpoint["rng"])
-    net = model
-    if rt.distributed:
-        net = DistributedDataParallel(model, device_ids=[rt.device] if rt.device.type == "cuda"
-                                      else None)
-    if config.compile:
-        net = torch.compile(net)
-
-    # data: every rank takes its share of one global shuffled order (seed + epoch)
-    local_batch = config.batch_size // rt.world_size
-    loader_args = dict(batch_size=local_batch, num_workers=config.num_workers,
-                       pin_memory=rt.device.type == "cuda",
-                       persistent_workers=config.num_workers > 0)
-    sampler = DistributedSampler(train_set, num_replicas=rt.world_size, rank=rt.rank,
-                                 shuffle=True, seed=config.seed)
-    train_loader = DataLoader(train_set, sampler=sampler, **loader_args)
-    val_loader = DataLoader(Subset(val_set, range(rt.rank, len(val_set), rt.world_size)),
-                            **loader_args)
-    log = None
-    if rt.is_main:
-        if overwrite:
-            clear_run(out)
-        if resume is not None:
-            finish_best(out, checkpoint, resume)
-        log = TrainingLog(out, history=state["history"], tensorboard=config.tensorboard)
+    state = _training_state(config, rt, for_checkpoint=resume is not None)
+    checkpoint = None if resume is None else load_checkpoint(resume, map_location=rt.device)
+    progress = (Progress() if checkpoint is None
+                else restore_training(checkpoint, resume, config, state))
+    net = _wrapped(state.model, config, rt)
+    sampler, train_loader, val_loader = _loaders(config, train_set, val_set, rt)
+    log = (_open_record(out, config, progress, overwrite=overwrite, resumed_from=resume,
+                        checkpoint=checkpoint) if rt.is_main else None)
 
     # a resumed run that early stopping had ended stays ended (unless more patience is given)
-    stopped_early = (state["bad_epochs"] > 0 and state["bad_epochs"] >= config.patience
-                     and state["epoch"] < config.epochs)
-    for epoch in range(config.epochs if stopped_early else state["epoch"], config.epochs):
+    stopped_early = progress.patience_spent(config.patience) and progress.epoch < config.epochs
+    for epoch in range(config.epochs if stopped_early else progress.epoch, config.epochs):
         start = time.perf_counter()
         sampler.set_epoch(epoch)
-        train_loss = _train_epoch(net, train_loader, optimizer, scheduler, scaler, rt, config,
-                                  fmt, desc=f"epoch {epoch + 1}/{config.epochs}")
-        val_loss, val_dice_working = validate(model, val_loader, rt, config)
-
-        improved = val_loss < state["best_val_loss"]
-        if improved:
-            state.update(best_val_loss=val_loss, best_epoch=epoch + 1, bad_epochs=0)
-        else:
-            state["bad_epochs"] += 1
-        state["epoch"] = epoch + 1
-        state["step"] += len(train_loader)
-        row = {"epoch": epoch + 1, "step": state["step"], "train_loss": train_loss,
-               "val_loss": val_loss, "val_dice_working": val_dice_working,
-               "lr": scheduler.get_last_lr()[0],
-               "seconds": time.perf_counter() - start}
-        state["history"] = [*state["history"], row]
+        train_loss = _train_epoch(net, train_loader, state, rt, config,
+                                  desc=f"epoch {epoch + 1}/{config.epochs}")
+        val_loss, val_dice_working = validate(state.model, val_loader, rt, config)
+        row, improved = progress.end_epoch(
+            {"train_loss": train_loss, "val_loss": val_loss, "val_dice_working": val_dice_working,
+             "lr": state.scheduler.get_last_lr()[0], "seconds": time.perf_counter() - start},
+            steps=len(train_loader))
         if rt.is_main:
-            checkpoint = {
-                "format": FORMAT, "config": config.to_dict(), "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), **state, "rng": get_rng_state(),
-            }
-            save_epoch(out, checkpoint, improved=improved)  # last.pt (the commit), best.pt
-            log.write(row)
+            save_epoch(out, training_checkpoint(config, state, progress), improved=improved)
+            log.write(row)  # after last.pt, the commit point (see the checkpoint module)
             logger.info("epoch %d/%d: train loss %.4f  validation loss %.4f  working-space Dice "
                         "%.3f  (%.1f s)", epoch + 1, config.epochs, train_loss, val_loss,
                         val_dice_working, row["seconds"])
-        if not improved and state["bad_epochs"] >= config.patience:
+        if not improved and progress.patience_spent(config.patience):
             stopped_early = epoch + 1 < config.epochs
             break
 
     if log is not None:
         log.close()
     rt.barrier()
-    best_path = out / "best.pt" if state["best_epoch"] else None
-    return TrainResult(model=model, best_path=best_path, last_path=out / "last.pt",
-                       history=state["history"], best_val_loss=state["best_val_loss"],
-                       best_epoch=state["best_epoch"], stopped_early=stopped_early)
+    best = out / "best.pt" if progress.best_epoch else None
+    return TrainResult(model=state.model, best_path=best, last_path=out / "last.pt",
+                       history=progress.history, best_val_loss=progress.best_val_loss,
+                       best_epoch=progress.best_epoch, stopped_early=stopped_early)
+
+
+@torch.no_grad()
+def validate(
+    model: nn.Module, loader: DataLoader, rt: Runtime, config: TrainConfig
+) -> tuple[float, float]:
+    """Validation loss (mean per slab) and Dice of the thresholded prediction over all slabs,
+    summed over ranks.
+
+    Args:
+        model: the (unwrapped) network; `loader` yields (images, masks) batches of this rank.
+        rt: the runtime (device, precision, ranks).
+        config: `dice_smooth`, `threshold`, `channels_last`.
+    Returns:
+        (loss, dice); the Dice is `msseg.evaluation.metrics.dice_from_counts` of the voxels
+        counted over all slabs: nan when the validation slabs hold no lesion voxel.
+    """
+    model.eval()
+    fmt = _memory_format(config)
+    cut = math.log(config.threshold / (1 - config.threshold))  # sigmoid(x) >= t  <=>  x >= cut
+    sums = torch.zeros(4, dtype=torch.float64, device=rt.device)  # loss, TP, |pred|, |truth|
+    count = 0
+    for images, masks in loader:
+        images, masks = _to_device(images, rt, fmt), _to_device(masks, rt, fmt)
+        with rt.autocast():
+            logits = model(images)
+        losses = bce_dice_loss(logits, masks, smooth=config.dice_smooth, reduction="none")
+        pred, truth = logits.float() >= cut, masks > 0.5
+        sums += torch.stack([losses.sum(), (pred & truth).sum(), pred.sum(), truth.sum()]).double()
+        count += len(images)
+    totals = rt.all_reduce_sum(torch.cat([sums, sums.new_tensor([count])]))
+    loss_sum, tp, predicted, true, count = totals.tolist()
+    return loss_sum / max(count, 1.0), dice_from_counts(tp, predicted, true)
+
+
+def _check_datasets(config: TrainConfig, train_set: Dataset, val_set: Dataset,
+                    rt: Runtime) -> None:
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise ValueError(f"need training and validation slabs, got {len(train_set)} and "
+                         f"{len(val_set)}")
+    if config.batch_size % rt.world_size:
+        raise ValueError(f"batch_size {config.batch_size} (global) must be divisible by the "
+                         f"{rt.world_size} ranks")
+
+
+def _training_state(config: TrainConfig, rt: Runtime, *, for_checkpoint: bool) -> TrainingState:
+    """The model (its weights from the config's source, or none when a checkpoint has them),
+    Adam with its schedule, and the loss scaler, on the run's device."""
+    model = build_model_for_checkpoint(config) if for_checkpoint else build_model(config)
+    model = model.to(rt.device, memory_format=_memory_format(config))
+    optimizer, scheduler = make_optimizer(model, config)
+    return TrainingState(model, optimizer, scheduler, rt.grad_scaler())
+
+
+def _wrapped(model: nn.Module, config: TrainConfig, rt: Runtime) -> nn.Module:
+    """The network the training steps call: DDP across ranks, compiled if asked."""
+    net = model
+    if rt.distributed:
+        net = DistributedDataParallel(model, device_ids=[rt.device] if rt.device.type == "cuda"
+                                      else None)
+    return torch.compile(net) if config.compile else net
+
+
+def _loaders(config: TrainConfig, train_set: Dataset, val_set: Dataset,
+             rt: Runtime) -> tuple[DistributedSampler, DataLoader, DataLoader]:
+    """Every rank takes its share of one global shuffled order (seed + epoch), and its share of
+    the validation slabs."""
+    loader_args = dict(batch_size=config.batch_size // rt.world_size,
+                       num_workers=config.num_workers, pin_memory=rt.device.type == "cuda",
+                       persistent_workers=config.num_workers > 0)
+    sampler = DistributedSampler(train_set, num_replicas=rt.world_size, rank=rt.rank,
+                                 shuffle=True, seed=config.seed)
+    train_loader = DataLoader(train_set, sampler=sampler, **loader_args)
+    val_loader = DataLoader(Subset(val_set, range(rt.rank, len(val_set), rt.world_size)),
+                            **loader_args)
+    return sampler, train_loader, val_loader
+
+
+def _open_record(out: Path, config: TrainConfig, progress: Progress, *, overwrite: bool,
+                 resumed_from: str | Path | None, checkpoint: dict | None) -> TrainingLog:
+    """The run folder's record (rank 0): the old run removed when replaced, a `best.pt` that an
+    interrupted save left behind completed when resuming, history.csv rewritten."""
+    if overwrite:
+        clear_run(out)
+    if checkpoint is not None:
+        finish_best(out, checkpoint, resumed_from)
+    return TrainingLog(out, history=progress.history, tensorboard=config.tensorboard)
+
+
+def _memory_format(config: TrainConfig) -> torch.memory_format:
+    return torch.channels_last_3d if config.channels_last else torch.contiguous_format
+
+
+def _to_device(batch: torch.Tensor, rt: Runtime, fmt: torch.memory_format) -> torch.Tensor:
+    return batch.to(rt.device, non_blocking=True, memory_format=fmt)
+
+
+def _train_epoch(net: nn.Module, loader: DataLoader, state: TrainingState, rt: Runtime,
+                 config: TrainConfig, desc: str) -> float:
+    """One pass over the training slabs; the mean loss per slab over all ranks."""
+    net.train()
+    fmt = _memory_format(config)
+    total = torch.zeros((), dtype=torch.float64, device=rt.device)
+    count = 0
+    bar = progress_bar(loader, desc=desc, unit="step", leave=False, dynamic_ncols=True,
+                       enabled=config.progress and rt.is_main)
+    for i, (images, masks) in enumerate(bar):
+        images, masks = _to_device(images, rt, fmt), _to_device(masks, rt, fmt)
+        with rt.autocast():
+            logits = net(images)
+        loss = bce_dice_loss(logits, masks, smooth=config.dice_smooth)
+        state.optimizer.zero_grad(set_to_none=True)
+        state.scaler.scale(loss).backward()
+        state.scaler.step(state.optimizer)
+        state.scaler.update()
+        state.scheduler.step()
+        total += loss.detach() * len(images)
+        count += len(images)
+        if not bar.disable and i % LOG_INTERVAL == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+    sums = rt.all_reduce_sum(torch.stack([total, total.new_tensor(count)]))
+    return (sums[0] / sums[1]).item()

@@ -3,7 +3,7 @@ rule that a run never overwrites another one by accident.
 
 ``val_dice_working`` is the validation Dice over the validation slabs or windows, decided in the
 working space (resampled, overlapping windows counted once each); the Dice on the scans' own
-grids is measured for the best checkpoint (`msseg.evaluation.validation`).
+grids is measured for the best checkpoint (`msseg.workflows.validation`).
 
 The history lives in every checkpoint, and ``last.pt`` is written before the record each epoch
 (`msseg.training.checkpoint.save_epoch`): history.csv and curves.png follow from it. On resume

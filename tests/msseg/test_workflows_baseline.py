@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from msseg.evaluation.baseline import _dice_per_threshold, threshold_baseline
 from msseg.io.discovery import ScanRecord, find_msseg_scans
+from msseg.workflows.baseline import _dice_per_threshold, threshold_baseline
 from msseg_helpers import oriented_affine, save
 
 

@@ -1,11 +1,12 @@
-"""The best checkpoint's validation Dice on the validation scans' own grids.
+"""A trained model's validation Dice on the validation scans' own grids.
 
 The validation Dice that `train` records every epoch is taken in the working space, over the
 validation slabs or windows: it drives nothing but the curves, and it differs from what counts,
-the Dice of the written mask on the scan's grid. This measures that for a checkpoint, through
-the one prediction path (`msseg.inference.predict.predict_scan`), once at the end of a run.
+the Dice of the written mask on the scan's grid. This measures that for the best checkpoint of a
+run, through the one prediction path (`msseg.inference.predict.predict_scan`), once at the end.
 
-    scores = native_validation("runs/real/best.pt", validation_entries)   # `msseg train`, `cv`
+    predictor, config = load_predictor(best, device=config.device, precision=config.precision)
+    scores = native_validation(predictor, config, validation_entries, checkpoint=best)
 """
 
 from __future__ import annotations
@@ -16,31 +17,31 @@ from typing import Any
 
 import numpy as np
 
+from msseg.config import TrainConfig
 from msseg.data.cache import CacheEntry
-from msseg.device import resolve_compute
 from msseg.evaluation.metrics import dice
-from msseg.inference.predict import model_predictor, predict_scan
+from msseg.inference.predict import predict_scan
 from msseg.io.nifti import load_scan
-from msseg.training.checkpoint import load_model
+from msseg.recipes.recipe import Predictor
 
 __all__ = ["native_validation"]
 
 
-def native_validation(checkpoint: str | Path, entries: Sequence[CacheEntry]) -> dict[str, Any]:
-    """Dice of a checkpoint's masks on the validation scans' own grids.
+def native_validation(predictor: Predictor, config: TrainConfig, entries: Sequence[CacheEntry],
+                      *, checkpoint: str | Path) -> dict[str, Any]:
+    """Dice of a model's masks on the validation scans' own grids.
 
     Args:
-        checkpoint: a training checkpoint (its config gives recipe, device and precision).
+        predictor: the model (`msseg.inference.predictor.load_predictor` of `checkpoint`).
+        config: the config it was trained with.
         entries: the validation scans' cache entries (with masks).
+        checkpoint: where the model came from, for the record.
     Returns:
         ``{"checkpoint": str, "space": "native", "dice": {patient_id: Dice}, "mean_dice": float}``
         (JSON-safe).
     Raises:
-        FileNotFoundError, ValueError: an unreadable checkpoint or scan, or a scan without mask.
+        FileNotFoundError, ValueError: an unreadable scan, or a scan without mask.
     """
-    model, config = load_model(checkpoint)  # read once: the config gives device and precision
-    predictor = model_predictor(model, compute=resolve_compute(config.device, config.precision),
-                                channels_last=config.channels_last)
     scores = {}
     for entry in entries:
         scan = load_scan(entry.record, allow_empty_mask=True)

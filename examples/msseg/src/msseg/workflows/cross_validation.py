@@ -5,11 +5,11 @@ and drawn, and the Table 2 layout over all test scans.
                              cache="runs/cache")
 
 The rounds are `msseg.data.splits.cv_rounds`. Each round trains in ``<out>/round<k>/train/``,
-scores the best checkpoint on its validation scan's own grid (`msseg.evaluation.validation`),
+scores the best checkpoint on its validation scan's own grid (`msseg.workflows.validation`),
 predicts its test scans with the best checkpoint through the one prediction path
-(`msseg.inference.predict.predict_scan`) with both slab recompositions (the paper's middle-8
-rule and the average of the overlaps), and scores both on the native grids; the first method's
-masks are written (``<out>/round<k>/pred/<id>_mask.nii.gz``) and drawn
+(`msseg.inference.predict.predict_scan`) with every recomposition of the recipe (the paper's:
+the average of the overlaps and its middle-8 rule), and scores them on the native grids; the
+first method's masks are written (``<out>/round<k>/pred/<id>_mask.nii.gz``) and drawn
 (``<out>/overlays/<id>.png``). ``<out>/round<k>/results.json`` records the round; a finished
 round is read back instead of run again, and an interrupted one continues from its
 ``train/last.pt``, so rerunning continues after an interruption where it stopped.
@@ -23,28 +23,25 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from msseg.config import MIN_LESION_MM3, RECOMPOSITIONS, TrainConfig
+from msseg.config import MIN_LESION_MM3, TrainConfig, recipe_named
 from msseg.data.cache import CacheEntry, fill_cache
 from msseg.data.slab_dataset import SlabDataset
 from msseg.data.splits import CvRound, cv_rounds
-from msseg.data.working import with_data_spacing
 from msseg.evaluation.metrics import ScanMetrics
 from msseg.evaluation.overlay import save_overlay
 from msseg.evaluation.scoring import ScanResult, score_scan
-from msseg.evaluation.validation import native_validation
-from msseg.inference.predict import load_predictor, predict_scan
+from msseg.inference.predict import predict_scan
+from msseg.inference.predictor import load_predictor
 from msseg.io.atomic import atomic_write_text
 from msseg.io.discovery import ScanRecord, prediction_path
 from msseg.io.nifti import load_scan, save_nifti
 from msseg.training.checkpoint import checkpoint_config, load_checkpoint
 from msseg.training.engine import train
+from msseg.workflows.validation import native_validation
 
-__all__ = ["RECOMPOSE_NAMES", "cross_validate", "finished_round", "run_round"]
+__all__ = ["cross_validate", "finished_round", "run_round"]
 
 log = logging.getLogger(__name__)
-
-RECOMPOSE_NAMES = {"paper": "middle-8 (paper, Eq. 1)", "average": "average of overlaps",
-                   "gaussian": "Gaussian-weighted windows"}
 
 
 def run_round(
@@ -64,8 +61,8 @@ def run_round(
         config: the run's config (its out_dir is replaced by ``<folder>/train``).
         entries: patient id -> `CacheEntry` of the preprocessed cubes.
         folder: the round's folder; overlays: where the overlay PNGs go.
-        methods: recompositions to score (default: the recipe's, `RECOMPOSITIONS`); the first
-            one's masks are written and drawn.
+        methods: recompositions to score (default: all of the recipe's, `Recipe.recompositions`);
+            the first one's masks are written and drawn.
         min_lesion_mm3: see `msseg.evaluation.scoring`.
     Returns:
         Per method, one `ScanResult` per test scan (also saved in ``<folder>/results.json``).
@@ -73,18 +70,20 @@ def run_round(
         ValueError: the round's ``train/last.pt`` comes from a run with another config.
     """
     config = config.replace(out_dir=str(folder / "train"))
-    methods = methods or RECOMPOSITIONS[config.recipe]
+    recipe = recipe_named(config.recipe)
+    methods = methods or tuple(recipe.recompositions)
     resume = _interrupted(folder / "train" / "last.pt", config, cv_round.number)
     train_set = SlabDataset.for_config([entries[r.patient_id] for r in cv_round.train], config)
     val_set = SlabDataset.for_config([entries[cv_round.val.patient_id]], config)
     trained = train(config, train_set, val_set, resume=resume)
     best = trained.best_path or trained.last_path
-    validation = native_validation(best, [entries[cv_round.val.patient_id]])
-    validation["checkpoint"] = str(best.relative_to(folder))  # results.json moves with its round
+    predictor, _ = load_predictor(best, device=config.device, precision=config.precision)
+    # results.json moves with its round: the checkpoint relative to it
+    validation = native_validation(predictor, config, [entries[cv_round.val.patient_id]],
+                                   checkpoint=best.relative_to(folder))
     log.info("round %d: best checkpoint (epoch %d), validation Dice on %s's own grid %.3f",
              cv_round.number, trained.best_epoch, cv_round.val.patient_id,
              validation["mean_dice"])
-    predictor, _ = load_predictor(best, device=config.device, precision=config.precision)
     results: dict[str, list[ScanResult]] = {method: [] for method in methods}
     for record in cv_round.test:
         scan = load_scan(record)
@@ -99,7 +98,7 @@ def run_round(
                 save_overlay(scan.flair, scan.mask, predicted, scan.geometry,
                              overlays / f"{record.patient_id}.png",
                              title=f"{record.patient_id} (round {cv_round.number}, "
-                                   f"{RECOMPOSE_NAMES[method]}): Dice "
+                                   f"{recipe.recompositions[method]}): Dice "
                                    f"{results[method][-1].metrics.dice:.3f}")
     saved = {"config": _comparable(config), "best_epoch": trained.best_epoch,
              "epochs": len(trained.history), "validation": validation,
@@ -156,8 +155,8 @@ def cross_validate(
     chosen = list(rounds or [r.number for r in all_rounds])
     if not set(chosen) <= {r.number for r in all_rounds}:
         raise ValueError(f"rounds {chosen}: this data has rounds 1..{len(all_rounds)}")
-    config = with_data_spacing(config, records)  # headers only: every round, one working grid
-    methods = methods or RECOMPOSITIONS[config.recipe]
+    config = config.with_data(records)  # headers only: every round, one working grid
+    methods = methods or tuple(recipe_named(config.recipe).recompositions)
     entries = {e.record.patient_id: e for e in
                fill_cache(list(records), config.pipeline, cache, progress=config.progress)}
     results: dict[str, list[ScanResult]] = {method: [] for method in methods}

@@ -19,7 +19,7 @@
      + 1, Adam 1e-3, 16-slice slabs with step 8, early stopping on the validation loss;
    - prediction of the test scans, recomposed both ways (the paper's middle-8 rule and the
      average of the overlaps), scored on the native grids, and an overlay PNG per test scan
-     (`msseg.evaluation.cross_validation.run_round`).
+     (`msseg.workflows.cross_validation.run_round`).
 4. ``results.md`` (the comparison, Table 2 layout and timings), ``per_scan.csv``, ``table.md``,
    ``table.csv`` and the figures, all under the output folder.
 
@@ -40,23 +40,28 @@ from pathlib import Path
 
 import numpy as np
 
-from msseg.config import DEMO_PHANTOM_SCALE, DEMO_PHANTOM_SEED, PRESETS, TrainConfig, preset
+from msseg.config import (
+    DEMO_PHANTOM_SCALE,
+    DEMO_PHANTOM_SEED,
+    PRESETS,
+    TrainConfig,
+    preset,
+    recipe_named,
+)
 from msseg.data.cache import fill_cache
 from msseg.data.splits import CvRound, cv_rounds
-from msseg.evaluation.baseline import apply_threshold, threshold_baseline
-from msseg.evaluation.cross_validation import RECOMPOSE_NAMES, run_round
 from msseg.evaluation.reports import format_results, overall_table, write_report
 from msseg.evaluation.scoring import ScanResult
 from msseg.io.atomic import atomic_write_text
 from msseg.model.encoder import offline_mobilenet_v2
 from msseg.model.keras_vgg16 import offline_vgg16
 from msseg.phantom.generate import write_phantom
+from msseg.workflows.baseline import apply_threshold, threshold_baseline
+from msseg.workflows.cross_validation import run_round
 
 __all__ = ["DemoResult", "baseline_results", "run_demo"]
 
 log = logging.getLogger(__name__)
-
-METHODS = ("average", "paper")
 
 
 @dataclass
@@ -64,22 +69,28 @@ class DemoResult:
     """What `run_demo` measured; `report` is the results.md it wrote."""
 
     config: TrainConfig
-    model: dict[str, list[ScanResult]]  # per slab recomposition, one result per test scan
+    model: dict[str, list[ScanResult]]  # per recomposition (the default first), per test scan
     baseline: list[ScanResult]  # the threshold baseline on the same test scans
     thresholds: list[float]  # the baseline's threshold of each round
     seconds: dict[str, float] = field(default_factory=dict)  # per step, and "total"
     report: Path | None = None
 
     @property
+    def default(self) -> list[ScanResult]:
+        """The model's results with the recipe's default recomposition."""
+        return next(iter(self.model.values()))
+
+    @property
     def beats_baseline(self) -> bool:
-        """Whether the model (average of overlaps) has a higher mean Dice than the baseline."""
-        return _mean_dice(self.model["average"]) > _mean_dice(self.baseline)
+        """Whether the model (default recomposition) has a higher mean Dice than the baseline."""
+        return _mean_dice(self.default) > _mean_dice(self.baseline)
 
     def rows(self) -> dict[str, list[ScanResult]]:
         """The comparison table's rows: the baseline, then the model per recomposition."""
+        names = recipe_named(self.config.recipe).recompositions
         return {"threshold baseline (best global threshold of the training scans)":
                 self.baseline,
-                **{f"planar res-u-net, {RECOMPOSE_NAMES[m]}": self.model[m] for m in METHODS}}
+                **{f"planar res-u-net, {names[m]}": scans for m, scans in self.model.items()}}
 
 
 def baseline_results(cv_round: CvRound, config: TrainConfig) -> tuple[float, list[ScanResult]]:
@@ -127,11 +138,13 @@ def run_demo(out: str | Path, *, rounds: Sequence[int] = (1,), encoder: str | No
     entries = {e.record.patient_id: e for e in
                fill_cache(records, config.pipeline, out / "cache", progress=False)}
     seconds["preprocessing"] = time.perf_counter() - tick
-    log.info("phantom: %d scans at scale %s in %s; cubes %d³ in %s", len(records),
-             DEMO_PHANTOM_SCALE, out / "data", config.volume_size, out / "cache")
+    recipe = recipe_named(config.recipe)
+    log.info("phantom: %d scans at scale %s in %s; %s in %s", len(records),
+             DEMO_PHANTOM_SCALE, out / "data", recipe.describe(config), out / "cache")
     log.info("config 'demo':\n%s", config.describe())
 
-    result = DemoResult(config, {m: [] for m in METHODS}, [], [], seconds)
+    methods = tuple(recipe.recompositions)
+    result = DemoResult(config, {m: [] for m in methods}, [], [], seconds)
     for cv_round in chosen:
         log.info("round %d: test %s, validation %s, %d training scans", cv_round.number,
                  [r.patient_id for r in cv_round.test], cv_round.val.patient_id,
@@ -143,9 +156,9 @@ def run_demo(out: str | Path, *, rounds: Sequence[int] = (1,), encoder: str | No
         _add(seconds, "threshold baseline", tick)
         tick = time.perf_counter()
         done = run_round(cv_round, config, entries, out / f"round{cv_round.number}",
-                         out / "overlays", methods=METHODS)
+                         out / "overlays", methods=methods)
         _add(seconds, "training + prediction", tick)
-        for method in METHODS:
+        for method in methods:
             result.model[method] += done[method]
     seconds["total"] = time.perf_counter() - start
     result.report = _write_report(result, out, [r.number for r in chosen])
@@ -154,15 +167,17 @@ def run_demo(out: str | Path, *, rounds: Sequence[int] = (1,), encoder: str | No
 
 def _write_report(result: DemoResult, out: Path, rounds: list[int]) -> Path:
     config = result.config
-    table = write_report(result.model["average"], out)
-    test_ids = [r.patient_id for r in result.model["average"]]
+    recipe = recipe_named(config.recipe)
+    default = recipe.recompositions[recipe.recomposition(None)]
+    table = write_report(result.default, out)
+    test_ids = [r.patient_id for r in result.default]
     curves = [f"[round {k}](round{k}/train/curves.png)" for k in rounds]
     weights = "ImageNet weights" if config.weights else "RANDOM weights"
     report = "\n".join([
         "# msseg demo results",
         "",
         f"Phantom at scale {DEMO_PHANTOM_SCALE} (seed {DEMO_PHANTOM_SEED}), "
-        f"{config.volume_size}³ cubes; cross-validation round(s) {rounds} of the paper's "
+        f"{recipe.describe(config)}; cross-validation round(s) {rounds} of the paper's "
         f"protocol; test scans {test_ids}. Model: planar res-u-net, encoder {config.encoder} "
         f"({weights}, {'trainable' if config.train_encoder else 'frozen'}), decoder "
         f"{list(config.decoder_filters)}, bottleneck {config.bottleneck_filters}. Scores on "
@@ -172,13 +187,13 @@ def _write_report(result: DemoResult, out: Path, rounds: list[int]) -> Path:
         f"Baseline threshold(s) on [-1, 1]-scaled FLAIR: "
         f"{[round(t, 3) for t in result.thresholds]}.",
         "",
-        "## Table 2 layout (average of overlaps)",
+        f"## Table 2 layout ({default})",
         "",
         table.to_markdown(),
-        "## Per scan (average of overlaps)",
+        f"## Per scan ({default})",
         "",
         "```",
-        format_results(result.model["average"]),
+        format_results(result.default),
         "```",
         "",
         "## Run time",

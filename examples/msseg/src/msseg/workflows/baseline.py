@@ -22,12 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from msseg.config import NORMALISATIONS, Normalisation
 from msseg.data.intensity import normalise
 from msseg.evaluation.scoring import ScanResult, score_scan
 from msseg.io.discovery import ScanRecord
 from msseg.io.nifti import load_scan
 from msseg.progress import progress_bar
+from msseg.recipes.recipe import NORMALISATIONS, Normalisation
 
 
 @dataclass(frozen=True)

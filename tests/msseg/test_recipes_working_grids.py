@@ -4,17 +4,12 @@ dataset's default target spacing, and exact round trips where the grids coincide
 import numpy as np
 import pytest
 from msseg.config import PipelineConfig, preset
-from msseg.data.working import (
-    CubeGrid,
-    SpacingGrid,
-    finest_spacing,
-    grid_from_json,
-    plan_grid,
-    voxel_mm,
-    with_data_spacing,
-)
+from msseg.data.cache import grid_from_json
+from msseg.data.preprocess import plan_grid
 from msseg.io.discovery import ScanRecord
 from msseg.io.orientation import Geometry
+from msseg.recipes.paper import CubeGrid
+from msseg.recipes.spacing import SpacingGrid, finest_spacing, voxel_mm
 from msseg_helpers import oriented_affine, save
 
 
@@ -27,7 +22,7 @@ def test_voxel_sizes_follow_the_canonical_axes():
     np.testing.assert_allclose(voxel_mm(geometry), [0.5, 0.7, 4.0])  # R, A, S
 
 
-@pytest.mark.parametrize("config", [PipelineConfig(size=12),
+@pytest.mark.parametrize("config", [PipelineConfig(volume_size=12),
                                     PipelineConfig(recipe="spacing", spacing_mm=1.4)])
 def test_grids_survive_json_and_map_the_same_way(config):
     geometry = _geometry()
@@ -67,9 +62,9 @@ def test_the_default_target_is_the_finest_in_plane_voxel_of_the_training_scans(t
         records.append(ScanRecord(name, None, path, None))
     assert finest_spacing(records) == pytest.approx(0.45)
     real = preset("real")
-    assert with_data_spacing(real, records).spacing_mm == pytest.approx(0.45)
-    assert with_data_spacing(real.replace(spacing_mm=2.0), records).spacing_mm == 2.0
+    assert real.with_data(records).spacing_mm == pytest.approx(0.45)
+    assert real.replace(spacing_mm=2.0).with_data(records).spacing_mm == 2.0
     paper = preset("paper")
-    assert with_data_spacing(paper, records) is paper
+    assert paper.with_data(records) is paper
     with pytest.raises(ValueError, match="no scans"):
         finest_spacing([])

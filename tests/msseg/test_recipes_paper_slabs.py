@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from msseg.data.slabs import make_slabs, recompose_slabs
+from msseg.recipes.paper import make_slabs, recompose_slabs
 from msseg.slab_geometry import SlabGeometry
 
 
