@@ -5,6 +5,7 @@ boxes and probabilities, on synthetic masks whose answers are known."""
 import csv
 import io
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ from msseg.evaluation.lesion_table import (
     ScanSummary,
     analyse_lesions,
     lesion_table_csv,
+    read_lesion_table,
+    read_summary,
     summary_csv,
     voxel_ml,
 )
@@ -126,12 +129,21 @@ def test_the_table_and_the_summary_as_csv():
     assert [(r["label"], r["voxels"], r["volume_ml"]) for r in rows] == [
         ("1", "8", "0.0160"), ("2", "2", "0.0040")]
     assert rows[0]["mean_probability"] == "nan"  # no probability map given
-    summary = ScanSummary.of("01016SACH", analysis, geometry, model="best.pt",
+    assert read_lesion_table(lesion_table_csv(analysis.lesions))[0] == replace(
+        analysis.lesions[0], volume_ml=0.016, mean_probability=pytest.approx(math.nan,
+                                                                              nan_ok=True),
+        max_probability=pytest.approx(math.nan, nan_ok=True))
+    summary = ScanSummary.of("01016SACH", "in/a.nii.gz", analysis, geometry, model="best.pt",
                              recipe="spacing, 1 mm in-plane", warnings=("oblique", "dim"))
-    (row,) = csv.DictReader(io.StringIO(summary_csv([summary])))
-    assert row == {"patient_id": "01016SACH", "lesions": "2", "total_volume_ml": "0.0200",
-                   "shape": "8x8x8", "voxel_mm": "1x1x2", "model": "best.pt",
+    text = summary_csv([summary])
+    (row,) = csv.DictReader(io.StringIO(text))
+    assert row == {"patient_id": "01016SACH", "flair": "in/a.nii.gz", "lesions": "2",
+                   "total_volume_ml": "0.0200", "shape": "8x8x8", "voxel_mm": "1x1x2",
+                   "connectivity": "6", "min_lesion_mm3": "3", "model": "best.pt",
                    "recipe": "spacing, 1 mm in-plane", "warnings": "oblique | dim"}
+    assert read_summary(text) == [replace(summary, total_volume_ml=0.02)]
+    with pytest.raises(ValueError, match=r"not a summary\.csv"):
+        read_summary("a,b\n1,2\n")
 
 
 def test_an_empty_mask_has_no_lesion_and_arrays_are_not_changed():

@@ -56,9 +56,9 @@ def report(tmp_path_factory):
         analysis = analyse_lesions(mask, geometry, probability=probability)
         warnings = ["voxel axes 12 degrees oblique"] if seed == 0 else []
         sections.append(scan_section(patient, flair, geometry, analysis, warnings=warnings))
-        summaries.append(ScanSummary.of(patient, analysis, geometry, model="best.pt",
-                                        recipe="spacing", warnings=warnings))
-    return write_html(folder / "report.html", predict_page(summaries, sections, model="best.pt"))
+        summaries.append(ScanSummary.of(patient, f"{patient}.nii.gz", analysis, geometry,
+                                        model="best.pt", recipe="spacing", warnings=warnings))
+    return write_html(folder / "report.html", predict_page(summaries, sections))
 
 
 def test_the_report_opens_in_chromium_without_errors_or_network(report, tmp_path):

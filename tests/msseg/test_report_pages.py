@@ -49,8 +49,8 @@ def test_the_page_refers_to_nothing_outside_itself():
     mask[4:7, 5:8, 3:6] = 1
     geometry = _geometry(flair.shape, "LPS", (0.9, 0.9, 2.5))
     analysis = analyse_lesions(mask, geometry, min_lesion_mm3=0)
-    page = predict_page([ScanSummary.of("a&b", analysis, geometry, model="m", recipe="r")],
-                        [scan_section("a&b", flair, geometry, analysis)], model="m")
+    page = predict_page([ScanSummary.of("a&b", "a.nii", analysis, geometry, model="m", recipe="r")],
+                        [scan_section("a&b", flair, geometry, analysis)])
     parser = _Links()
     parser.feed(page)
     assert parser.urls and all(u.startswith(("data:image/png;base64,", "#")) for u in parser.urls)
@@ -117,7 +117,7 @@ def test_the_lesion_table_is_cut_and_says_so():
     mask = np.zeros((30, 30, 30), np.uint8)
     mask[::3, ::3, ::3] = 1  # 1,000 single-voxel lesions
     analysis = analyse_lesions(mask, geometry, min_lesion_mm3=0)
-    table = lesion_table(analysis, rows=50)
+    table = lesion_table(analysis.lesions, rows=50)
     assert len(table.rows) == 50 and "The 50 largest of 1000 lesions" in table.note
 
 

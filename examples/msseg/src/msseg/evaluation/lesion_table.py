@@ -18,9 +18,10 @@ box is in voxel indices of the stored array, first and last inclusive, as a view
 Components under the minimum size are not lesions here: they are left out of the map, the table,
 the count and the total volume.
 
-`summary.csv` has one row per scan of a run (`ScanSummary`, `summary_csv`): the lesion count, the
-total lesion volume, the grid, the model and recipe that produced the mask, and the warnings
-raised for that scan.
+`summary.csv` has one row per predicted scan (`ScanSummary`, `summary_csv`): the input, the
+lesion count, the total lesion volume, the grid, the lesions' rule, the model and recipe that
+produced the mask, and the warnings raised for that scan. Both tables read back as written
+(`read_lesion_table`, `read_summary`), which is how the report is drawn from the files.
 """
 
 from __future__ import annotations
@@ -32,16 +33,19 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from msseg.evaluation.lesions import LESION_CONNECTIVITY, MIN_LESION_MM3, label_lesions
+from msseg.evaluation.lesions import (
+    CONNECTIVITIES,
+    DEFAULT_CONNECTIVITY,
+    MIN_LESION_MM3,
+    label_lesions,
+)
 from msseg.io.orientation import Geometry
 
-__all__ = ["CONNECTIVITIES", "DEFAULT_CONNECTIVITY", "Lesion", "LesionAnalysis", "ScanSummary",
-           "analyse_lesions", "lesion_table_csv", "summary_csv", "voxel_mm", "voxel_ml"]
+__all__ = ["Lesion", "LesionAnalysis", "ScanSummary",
+           "analyse_lesions", "lesion_table_csv", "read_lesion_table", "read_summary",
+           "summary_csv", "voxel_mm", "voxel_ml"]
 
 _ML_PER_MM3 = 1e-3
-# Neighbours that join voxels into one lesion, and scipy's name for each rule.
-CONNECTIVITIES = {6: 1, 18: 2, 26: 3}
-DEFAULT_CONNECTIVITY = next(n for n, rank in CONNECTIVITIES.items() if rank == LESION_CONNECTIVITY)
 
 
 def voxel_ml(affine: np.ndarray) -> float:
@@ -200,25 +204,46 @@ def lesion_table_csv(lesions: Sequence[Lesion]) -> str:
     return text.getvalue()
 
 
+def read_lesion_table(text: str) -> tuple[Lesion, ...]:
+    """The lesions of a ``<id>_lesions.csv`` text (`lesion_table_csv`), as written.
+
+    Raises:
+        ValueError: a header that is not the lesion table's, or a value that is not a number.
+    """
+    rows = list(csv.DictReader(io.StringIO(text)))
+    names = [f.name for f in fields(Lesion)]
+    if rows and list(rows[0]) != names:
+        raise ValueError(f"not a lesion table: columns {list(rows[0])}, expected {names}")
+    kinds = {f.name: (int if f.type == "int" else float) for f in fields(Lesion)}
+    return tuple(Lesion(**{name: kinds[name](row[name]) for name in names}) for row in rows)
+
+
 @dataclass(frozen=True)
 class ScanSummary:
-    """One row of a run's ``summary.csv``."""
+    """One row of ``summary.csv``: one predicted scan."""
 
     patient_id: str
+    flair: str  # the input file
     lesions: int
     total_volume_ml: float
     shape: tuple[int, int, int]
     voxel_mm: tuple[float, float, float]
+    connectivity: int  # the lesions' rule: neighbours that join voxels, and the smallest volume
+    min_lesion_mm3: float
     model: str  # the checkpoint that predicted the mask
     recipe: str  # the working space it was predicted in, in words
     warnings: tuple[str, ...] = ()  # every warning raised for this scan
 
     @classmethod
-    def of(cls, patient_id: str, analysis: LesionAnalysis, geometry: Geometry, *, model: str,
-           recipe: str, warnings: Sequence[str] = ()) -> ScanSummary:
+    def of(cls, patient_id: str, flair: str, analysis: LesionAnalysis, geometry: Geometry, *,
+           model: str, recipe: str, warnings: Sequence[str] = ()) -> ScanSummary:
         """The summary of one scan's `analyse_lesions` result."""
-        return cls(patient_id, analysis.count, analysis.total_ml, geometry.shape,
-                   voxel_mm(geometry.affine), model, recipe, tuple(warnings))
+        return cls(patient_id, flair, analysis.count, analysis.total_ml, geometry.shape,
+                   voxel_mm(geometry.affine), analysis.connectivity, analysis.min_lesion_mm3,
+                   model, recipe, tuple(warnings))
+
+
+_SEPARATOR = " | "  # between the warnings of one scan
 
 
 def summary_csv(rows: Sequence[ScanSummary]) -> str:
@@ -228,11 +253,31 @@ def summary_csv(rows: Sequence[ScanSummary]) -> str:
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow([f.name for f in fields(ScanSummary)])
     for row in rows:
-        writer.writerow([row.patient_id, row.lesions, f"{row.total_volume_ml:.4f}",
+        writer.writerow([row.patient_id, row.flair, row.lesions, f"{row.total_volume_ml:.4f}",
                          "x".join(map(str, row.shape)),
-                         "x".join(f"{size:.4g}" for size in row.voxel_mm), row.model, row.recipe,
-                         " | ".join(row.warnings)])
+                         "x".join(f"{size:.4g}" for size in row.voxel_mm), row.connectivity,
+                         f"{row.min_lesion_mm3:g}", row.model, row.recipe,
+                         _SEPARATOR.join(row.warnings)])
     return text.getvalue()
+
+
+def read_summary(text: str) -> list[ScanSummary]:
+    """The rows of a ``summary.csv`` text (`summary_csv`).
+
+    Raises:
+        ValueError: a header that is not the summary's, or a value of the wrong kind.
+    """
+    rows = list(csv.DictReader(io.StringIO(text)))
+    names = [f.name for f in fields(ScanSummary)]
+    if rows and list(rows[0]) != names:
+        raise ValueError(f"not a summary.csv of msseg predict: columns {list(rows[0])}, "
+                         f"expected {names}")
+    return [ScanSummary(
+        row["patient_id"], row["flair"], int(row["lesions"]), float(row["total_volume_ml"]),
+        tuple(int(v) for v in row["shape"].split("x")),  # type: ignore[arg-type]
+        tuple(float(v) for v in row["voxel_mm"].split("x")),  # type: ignore[arg-type]
+        int(row["connectivity"]), float(row["min_lesion_mm3"]), row["model"], row["recipe"],
+        tuple(row["warnings"].split(_SEPARATOR)) if row["warnings"] else ()) for row in rows]
 
 
 def _format(name: str, value: float | int) -> str:

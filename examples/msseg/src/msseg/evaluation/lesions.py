@@ -6,7 +6,8 @@ A lesion is a connected component of a mask: voxels joined through their faces
 (`LESION_CONNECTIVITY` = 1 in `scipy.ndimage.generate_binary_structure`'s terms: 6 neighbours in
 3D), of more than `MIN_LESION_MM3` (3 mm³, the MSSEG challenge's smallest lesion) in the scan's
 own voxels. The lesion map and lesion table of `predict` (`msseg.evaluation.lesion_table`) label
-with this rule and these defaults.
+with this rule and these defaults. numpy and scipy are imported when a function runs, so the
+command line's help reads the constants at once.
 
 The labelling is `scipy.ndimage.label`: scipy is a dependency already (resampling), it labels a
 182 x 218 x 182 mask in a fraction of a second, and `scipy.ndimage` also gives the per-lesion
@@ -17,13 +18,19 @@ huge volumes, which head scans are not, and would be one more compiled dependenc
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-__all__ = ["LESION_CONNECTIVITY", "MIN_LESION_MM3", "label_lesions", "min_lesion_voxels"]
+__all__ = ["CONNECTIVITIES", "DEFAULT_CONNECTIVITY", "LESION_CONNECTIVITY", "MIN_LESION_MM3",
+           "label_lesions", "min_lesion_voxels"]
 
 LESION_CONNECTIVITY = 1  # face neighbours only (6 in 3D); 2 adds edges (18), 3 corners (26)
 MIN_LESION_MM3 = 3.0  # lesions of this volume or less are ignored (the MSSEG challenge)
+# Neighbours that join voxels into one lesion, as people count them -> scipy's connectivity.
+CONNECTIVITIES = {6: 1, 18: 2, 26: 3}
+DEFAULT_CONNECTIVITY = 6  # LESION_CONNECTIVITY, in neighbours
 
 
 def min_lesion_voxels(voxel_mm3: float, min_mm3: float = MIN_LESION_MM3) -> int:
@@ -52,6 +59,7 @@ def label_lesions(mask: np.ndarray, *, voxel_mm3: float, min_mm3: float = MIN_LE
     Raises:
         ValueError: a connectivity other than 1, 2, 3 or a voxel volume that is not positive.
     """
+    import numpy as np
     from scipy import ndimage
 
     if connectivity not in (1, 2, 3):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from msseg.config import TrainConfig, recipe_named
 from msseg.data.intensity_checks import warn_if_degenerate
 from msseg.data.native import NativePrediction, to_native
 from msseg.data.preprocess import Preprocessed, preprocess_scan
+from msseg.evaluation.lesion_table import ScanSummary, analyse_lesions
+from msseg.evaluation.lesions import DEFAULT_CONNECTIVITY, MIN_LESION_MM3
 from msseg.inference.outputs import check_outputs, write_prediction
 from msseg.io.discovery import ScanRecord
 from msseg.io.nifti import Scan, load_scan, read_geometry
@@ -112,15 +115,21 @@ def predict_files(
     threshold: float | None = None,
     probabilities: bool = False,
     overwrite: bool = False,
+    naming: str = "msseg",
+    connectivity: int = DEFAULT_CONNECTIVITY,
+    min_lesion_mm3: float = MIN_LESION_MM3,
+    model: str = "",
 ) -> list[Path]:
-    """Predict every scan and write ``<out>/<id>_mask.nii.gz`` (and ``<id>_prob.nii.gz``).
+    """Predict every scan and write its files (`msseg.inference.outputs`: mask, lesion map,
+    lesion table, with `probabilities` the probability map) and its row of ``summary.csv``.
 
     Every FLAIR's header is checked (`msseg.io.nifti.read_geometry`), and the output folder
     for earlier results, for two scans with one id, and for room to write (`check_outputs`),
     before any inference, so a missing or unreadable file, a forgotten ``--overwrite`` or a
     read-only folder writes nothing. Each scan's voxels are read once, when it is predicted: a
     scan whose voxels are unusable (non-finite, constant, truncated) stops the run there, with
-    the scans before it written.
+    the scans before it written. The warnings raised while a scan is read and predicted are
+    shown as they come and kept in its summary row.
 
     Args:
         records: the scans (`msseg.io.discovery.find_inputs`).
@@ -128,6 +137,10 @@ def predict_files(
         predictor, config, recompose, batch_size, threshold: as `predict_scan`.
         probabilities: also write the probability maps.
         overwrite: replace the outputs of an earlier run (see `write_prediction`).
+        naming: how the files are named (`msseg.io.discovery.OUTPUT_NAMINGS`); nnU-Net's
+            masks hold the lesion label of the scans' dataset.json.
+        connectivity, min_lesion_mm3: the lesions' rule (`analyse_lesions`).
+        model: the model as the summary names it (e.g. the checkpoint's path).
     Returns:
         The mask paths, in the order of `records`.
     Raises:
@@ -136,16 +149,34 @@ def predict_files(
         ValueError, msseg.io.atomic.WriteError: as `check_outputs`.
     """
     shapes = [read_geometry(record.flair).shape for record in records]
-    check_outputs(records, shapes, out_dir, probabilities=probabilities, overwrite=overwrite)
+    check_outputs(records, shapes, out_dir, probabilities=probabilities, overwrite=overwrite,
+                  naming=naming)
+    recipe = recipe_named(config.recipe).describe(config)
     masks, seconds = [], []
     for record in records:
         start = time.perf_counter()
-        scan = load_scan(record)
-        prediction = predict_scan(scan, predictor, config=config, recompose=recompose,
-                                  batch_size=batch_size, threshold=threshold)
-        masks.append(write_prediction(prediction, scan.geometry, out_dir, record.patient_id,
-                                      probabilities=probabilities, overwrite=overwrite))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            scan = load_scan(record)
+            prediction = predict_scan(scan, predictor, config=config, recompose=recompose,
+                                      batch_size=batch_size, threshold=threshold)
+        for warning in caught:  # shown as if never caught
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
+        analysis = analyse_lesions(prediction.mask, scan.geometry,
+                                   probability=prediction.probability,
+                                   connectivity=connectivity, min_lesion_mm3=min_lesion_mm3)
+        labels = record.mask_labels
+        label = labels[0] if naming == "nnunet" and isinstance(labels, tuple) else 1
+        summary = ScanSummary.of(record.patient_id, str(record.flair), analysis, scan.geometry,
+                                 model=model, recipe=recipe,
+                                 warnings=[str(w.message) for w in caught])
+        masks.append(write_prediction(prediction, analysis, scan.geometry, out_dir,
+                                      record.patient_id, probabilities=probabilities,
+                                      overwrite=overwrite, naming=naming, label=label,
+                                      summary=summary))
         seconds.append(time.perf_counter() - start)
-        log.info("%s: %s  (%.1f s)", record.patient_id, masks[-1], seconds[-1])
+        log.info("%s: %s, %d lesion(s), %.2f mL  (%.1f s)", record.patient_id, masks[-1],
+                 analysis.count, analysis.total_ml, seconds[-1])
     log.info("%.1f s per scan on average", float(np.mean(seconds)))
     return masks

@@ -52,9 +52,9 @@ MSSEG_PATIENTS: tuple[str, ...] = (
     "07001MOEL", "07003SATH", "07010NABO", "07040DORE", "07043SEME",
     "08002CHJE", "08027SYBR", "08029IVDI", "08031SEVE", "08037ROGU",
 )  # fmt: skip
-PREDICTION_KINDS = ("mask", "prob")  # <id>_mask.nii.gz and <id>_prob.nii.gz
-# What `predict` writes per scan: the mask, the probability map, the lesion map, the lesion table.
-OUTPUT_KINDS = ("mask", "prob", "lesions", "table")
+# What `predict` writes per scan, the mask first: the mask, the probability map, the lesion map,
+# the lesion table (msseg naming: <id>_mask.nii.gz, _prob.nii.gz, _lesions.nii.gz, _lesions.csv).
+PREDICTION_KINDS = ("mask", "prob", "lesions", "table")
 OUTPUT_NAMINGS = ("msseg", "nnunet", "bids")
 NNUNET_MAPS = "maps"  # nnU-Net naming: the folder of every NIfTI output but the masks
 LAYOUT_NAMES = ("msseg", "nnunet", "bids", "csv", "pattern")
@@ -343,8 +343,8 @@ def prediction_path(out_dir: str | Path, patient_id: str, kind: str = "mask", *,
     Raises:
         ValueError: an unknown kind or naming, or an id that is not BIDS entities for "bids".
     """
-    if kind not in OUTPUT_KINDS:
-        raise ValueError(f"kind must be one of {OUTPUT_KINDS}; found {kind!r}")
+    if kind not in PREDICTION_KINDS:
+        raise ValueError(f"kind must be one of {PREDICTION_KINDS}; found {kind!r}")
     if naming not in OUTPUT_NAMINGS:
         raise ValueError(f"naming must be one of {OUTPUT_NAMINGS}; found {naming!r}")
     if naming == "bids":

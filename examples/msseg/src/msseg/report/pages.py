@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from msseg.evaluation.lesion_table import LesionAnalysis, ScanSummary, voxel_mm
+from msseg.evaluation.lesion_table import Lesion, LesionAnalysis, ScanSummary, voxel_mm
 from msseg.evaluation.metrics import METRIC_NAMES
 from msseg.evaluation.reports import SummaryTable
 from msseg.io.orientation import Geometry
@@ -58,11 +58,11 @@ def scan_anchor(patient_id: str) -> str:
     return "scan-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in patient_id)
 
 
-def lesion_table(analysis: LesionAnalysis, *, rows: int = TABLE_ROWS) -> Table:
-    """A scan's lesions as a sortable table (the largest `rows` of them)."""
-    shown = analysis.lesions[:rows]
-    note = (f"The {rows} largest of {analysis.count} lesions; the lesion table beside the mask "
-            "lists them all." if analysis.count > rows else "")
+def lesion_table(lesions: Sequence[Lesion], *, rows: int = TABLE_ROWS) -> Table:
+    """A scan's lesions, largest first, as a sortable table (the first `rows` of them)."""
+    shown = lesions[:rows]
+    note = (f"The {rows} largest of {len(lesions)} lesions; the lesion table beside the mask "
+            "lists them all." if len(lesions) > rows else "")
     return Table(
         ["lesion", "voxels", "volume (mL)", "centroid x, y, z (mm, scanner)", "box i", "box j",
          "box k", "mean p", "max p"],
@@ -124,7 +124,7 @@ def scan_section(
             for view in views)
         parts += [f"<h4>{escape(title)}</h4>", f'<div class="views">{figures}</div>']
     if analysis.count:
-        parts.append(table_html(lesion_table(analysis)))
+        parts.append(table_html(lesion_table(analysis.lesions)))
     return "\n".join(part for part in parts if part)
 
 
@@ -145,12 +145,12 @@ def summary_table(summaries: Sequence[ScanSummary], *,
                  links=[scan_anchor(s.patient_id) for s in summaries])
 
 
-def predict_page(summaries: Sequence[ScanSummary], sections: Sequence[str], *, model: str,
-                 settings: Sequence[tuple[str, str]] = ()) -> str:
+def predict_page(summaries: Sequence[ScanSummary], sections: Sequence[str]) -> str:
     """The report of `msseg predict`: the scans' table, then each scan's section."""
-    recipes = sorted({s.recipe for s in summaries})
-    lines = [f"model {model}", *(f"recipe {r}" for r in recipes),
-             *(f"{name} {value}" for name, value in settings)]
+    lines = [*(f"model {m}" for m in sorted({s.model for s in summaries})),
+             *(f"recipe {r}" for r in sorted({s.recipe for s in summaries})),
+             *(f"lesions: {c}-connected components of more than {v:g} mm³" for c, v in
+               sorted({(s.connectivity, s.min_lesion_mm3) for s in summaries}))]
     return document("msseg predict: lesion report", [
         paragraph("; ".join(lines), css="meta"), _disclaimer(),
         table_html(summary_table(summaries)), heading("Scans", level=2), *sections],
