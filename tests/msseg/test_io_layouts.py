@@ -159,7 +159,7 @@ def test_outputs_are_named_in_each_naming(tmp_path):
     target = prediction_path(tmp_path, "sub-01_ses-02", naming="bids")
     target.parent.mkdir(parents=True)
     target.touch()
-    assert find_prediction(tmp_path, "sub-01_ses-02") == target
+    assert find_prediction(tmp_path, "sub-01_ses-02") == (target, "bids")
     assert find_prediction(tmp_path, "case_1") is None
 
 

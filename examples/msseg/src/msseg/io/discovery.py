@@ -33,7 +33,7 @@ Public API:
     find_inputs(source) -> list[ScanRecord]        the FLAIRs to predict (masks never read)
     prediction_path(out_dir, patient_id, kind="mask", *, naming="msseg") -> Path
                                                    where `predict` writes a scan's outputs
-    find_prediction(pred_dir, patient_id) -> Path | None   a scan's mask, in any naming
+    find_prediction(pred_dir, patient_id) -> (Path, naming) | None   a mask, in any naming
 """
 
 from __future__ import annotations
@@ -360,16 +360,16 @@ def prediction_path(out_dir: str | Path, patient_id: str, kind: str = "mask", *,
     return Path(out_dir) / f"{patient_id}_{kind}.nii.gz"
 
 
-def find_prediction(pred_dir: str | Path, patient_id: str) -> Path | None:
-    """A scan's predicted mask in `pred_dir`, in whichever of `OUTPUT_NAMINGS` it was written
-    (msseg's first), or None."""
+def find_prediction(pred_dir: str | Path, patient_id: str) -> tuple[Path, str] | None:
+    """A scan's predicted mask in `pred_dir` and the naming it was written in (the first of
+    `OUTPUT_NAMINGS` that has it), or None."""
     for naming in OUTPUT_NAMINGS:
         try:
             path = prediction_path(pred_dir, patient_id, naming=naming)
         except ValueError:  # not a BIDS id
             continue
         if path.is_file():
-            return path
+            return path, naming
     return None
 
 
