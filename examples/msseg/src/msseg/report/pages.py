@@ -41,8 +41,7 @@ from msseg.report.html import (
 from msseg.report.slices import legend, lesion_views
 
 __all__ = ["LESIONS_SHOWN", "PAPER_TABLE2", "TABLE_ROWS", "cv_page", "lesion_table",
-           "predict_page", "scan_anchor", "scan_section", "summary_table", "training_page",
-           "training_parts"]
+           "predict_page", "scan_anchor", "scan_section", "summary_table", "training_parts"]
 
 LESIONS_SHOWN = 3  # per scan, the largest lesions drawn in three planes each
 TABLE_ROWS = 200  # lesion rows shown per scan; the CSV beside the mask has them all
@@ -159,12 +158,10 @@ def predict_page(summaries: Sequence[ScanSummary], sections: Sequence[str]) -> s
 
 def training_parts(*, history: Sequence[Mapping[str, float]], curves_png: bytes | None,
                    validation: Mapping[str, float] | None, config_text: str,
-                   plan_text: str = "") -> list[str]:
-    """The parts of a page that describe one training run: the curves, the validation Dice
-    on the scans' own grids, the history and the config."""
-    parts = [heading("Training", level=2)]
-    if plan_text:
-        parts.append(preformatted(plan_text))
+                   title: str = "Training") -> list[str]:
+    """The parts of a page that describe one training run, under `title`: the curves, the
+    validation Dice on the scans' own grids, the history and the config."""
+    parts = [heading(title, level=2 if title == "Training" else 3)]
     if curves_png:
         parts.append(image_html(curves_png, alt="training curves: loss and validation Dice"))
     if validation:
@@ -176,14 +173,9 @@ def training_parts(*, history: Sequence[Mapping[str, float]], curves_png: bytes 
         parts.append(table_html(Table(columns, [[_history_cell(row[c]) for c in columns]
                                                 for row in history],
                                       caption="History (one row per epoch)")))
-    parts += [heading("Configuration", level=3), preformatted(config_text)]
+    if config_text:
+        parts += [f"<h4>{escape(title)}: configuration</h4>", preformatted(config_text)]
     return parts
-
-
-def training_page(run: str, parts: Sequence[str]) -> str:
-    """The report of `msseg train` (`training_parts`)."""
-    return document("msseg train: training report", [paragraph(f"run {run}", css="meta"),
-                                                     *parts])
 
 
 def cv_page(table: SummaryTable, methods: Table, sections: Sequence[str], *,

@@ -30,7 +30,8 @@ __all__ = ["COLUMNS", "RUN_FILES", "TrainingLog", "check_run_folder", "clear_run
 
 COLUMNS = ("epoch", "step", "train_loss", "val_loss", "val_dice_working", "lr", "seconds")
 # The files of a run, in the order `clear_run` removes them (the commit point first).
-RUN_FILES = ("last.pt", "best.pt", "history.csv", "curves.png", "tensorboard", "validation.json")
+RUN_FILES = ("last.pt", "best.pt", "history.csv", "curves.png", "tensorboard", "validation.json",
+             "report.html")
 
 
 def check_run_folder(out_dir: str | Path, *, resume: str | Path | None = None,
