@@ -14,7 +14,7 @@ from msseg.evaluation.reports import summarize
 from msseg.io.orientation import Geometry, axes_matrix
 from msseg.report.html import Table, document, table_html
 from msseg.report.pages import cv_page, lesion_table, predict_page, scan_section, training_parts
-from msseg.report.slices import OTHER, SHOWN, lesion_views
+from msseg.report.slices import DISPLAY_PIXELS, OTHER, SHOWN, ZOOM_MM, lesion_views
 
 
 def _geometry(shape, axcodes="RAS", voxel=(1.0, 1.0, 1.0)) -> Geometry:
@@ -92,16 +92,19 @@ def test_pictures_keep_the_voxels_proportions_and_colour_other_lesions():
     mask[30:32, 30:32, 3:5] = 1
     analysis = analyse_lesions(mask, geometry)
     views = lesion_views(np.ones(shape, np.float32), analysis.labels, geometry, label=1)
-    assert [(v.width, v.height) for v in views] == [(240, 240), (200, 200), (240, 240),
-                                                    (240, 240)]  # the zoom: 40 mm, 5 px/mm
+    per_mm, zoom_per_mm = DISPLAY_PIXELS / 40, DISPLAY_PIXELS / ZOOM_MM
+    side = round(40 * zoom_per_mm)  # the zoom shows all 40 mm of this small scan
+    assert [(v.width, v.height) for v in views] == [
+        (DISPLAY_PIXELS, DISPLAY_PIXELS), (side, side), (DISPLAY_PIXELS, DISPLAY_PIXELS),
+        (DISPLAY_PIXELS, DISPLAY_PIXELS)]
     axial = imread(io.BytesIO(views[0].png))[..., :3]
     other = np.all(np.abs(axial - np.array(OTHER)) < 0.02, axis=-1)  # all edge: opaque
-    assert other.sum() == pytest.approx((2 * 6) ** 2, rel=0.2)  # 2x2 voxels of 6 pixels
+    assert other.sum() == pytest.approx(4 * per_mm**2, rel=0.2)  # 2x2 voxels of 1 mm
     zoom = imread(io.BytesIO(views[1].png))[..., :3]
     shown = np.all(np.abs(zoom - np.array(SHOWN)) < 0.02, axis=-1)  # the 4x4 lesion's border
     fill = np.all(np.abs(zoom - 0.5 * np.array(SHOWN)) < 0.02, axis=-1)  # inside, on black
-    assert shown.sum() == pytest.approx(12 * 5**2, rel=0.2)  # 12 voxels of 5 pixels (48 mm)
-    assert fill.sum() == pytest.approx(4 * 5**2, rel=0.2)
+    assert shown.sum() == pytest.approx(12 * zoom_per_mm**2, rel=0.2)  # its 12 edge voxels of 1 mm
+    assert fill.sum() == pytest.approx(4 * zoom_per_mm**2, rel=0.2)
 
 
 def test_a_scan_without_lesions_shows_its_middle_slices():

@@ -38,6 +38,7 @@ table{border-collapse:collapse;margin:.6em 0 1em;font-size:.92em}
 caption{text-align:left;font-weight:600;padding:.3em 0}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th{background:#f0f0f3}td:first-child,th:first-child{text-align:left}
+td:not(:first-child){white-space:nowrap}
 table.sortable th{cursor:pointer;user-select:none}
 table.sortable th::after{content:" \\2195";color:#999}
 table.sortable th[aria-sort=ascending]::after{content:" \\2191";color:#000}

@@ -147,7 +147,7 @@ def summary_table(summaries: Sequence[ScanSummary], *,
 def predict_page(summaries: Sequence[ScanSummary], sections: Sequence[str]) -> str:
     """The report of `msseg predict`: the scans' table, then each scan's section."""
     lines = [*(f"model {m}" for m in sorted({s.model for s in summaries})),
-             *(f"recipe {r}" for r in sorted({s.recipe for s in summaries})),
+             *sorted({s.recipe for s in summaries}),
              *(f"lesions: {c}-connected components of more than {v:g} mm³" for c, v in
                sorted({(s.connectivity, s.min_lesion_mm3) for s in summaries}))]
     return document("msseg predict: lesion report", [
@@ -180,10 +180,10 @@ def training_parts(*, history: Sequence[Mapping[str, float]], curves_png: bytes 
 
 def cv_page(table: SummaryTable, methods: Table, sections: Sequence[str], *,
             title: str = "msseg cv: cross-validation report", parts: Sequence[str] = (),
-            subtitle: str = "") -> str:
+            training: Sequence[str] = (), subtitle: str = "") -> str:
     """The report of `msseg cv` and of the demo: the Table 2 layout of the test scans, the
-    paper's Table 2, a comparison of methods, `parts` (e.g. each round's training), then every
-    test scan's section."""
+    paper's Table 2, a comparison of methods, `parts` (e.g. the demo's run time), every test
+    scan's section, then `training` (each round's)."""
     heads = [f"{column} (n={table.scans[column]})" for column in table.columns]
     ours = Table(["metric", *heads],
                  [[METRIC_NAMES.get(metric, metric),
@@ -196,7 +196,8 @@ def cv_page(table: SummaryTable, methods: Table, sections: Sequence[str], *,
                   caption="The paper's Table 2 (real MSSEG 2016 data), for comparison",
                   sortable=False)
     return document(title, [table_html(ours), table_html(paper), table_html(methods), *parts,
-                            heading("Test scans", level=2), *sections], subtitle=subtitle)
+                            heading("Test scans", level=2), *sections, *training],
+                    subtitle=subtitle)
 
 
 def _cell(table: SummaryTable, metric: str, column: str) -> tuple[str, float]:

@@ -117,7 +117,7 @@ def write_cv_report(out: str | Path, scans: Sequence[tuple[ScanRecord, Path, Sca
     training = [part for name, folder, validation in training_runs
                 for part in run_parts(folder, title=name, validation=validation)]
     sections = [test_scan_section(record, mask, result) for record, mask, result in scans]
-    page = cv_page(table, methods_table(rows), sections, title=title,
-                   parts=[*parts, heading("Training", level=2), *training],
+    page = cv_page(table, methods_table(rows), sections, title=title, parts=parts,
+                   training=[heading("Training", level=2), *training],
                    subtitle=f"{len(scans)} test scan(s), {len(training_runs)} round(s)")
     return write_html(Path(out) / REPORT, page)

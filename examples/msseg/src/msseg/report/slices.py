@@ -34,7 +34,7 @@ from msseg.io.orientation import Geometry
 
 __all__ = ["DISPLAY_PIXELS", "OTHER", "SHOWN", "View", "ZOOM_MM", "legend", "lesion_views"]
 
-DISPLAY_PIXELS = 240  # the scan's largest extent, in pixels
+DISPLAY_PIXELS = 220  # the scan's largest extent, in pixels (4 pictures fit a 1200 px wide page)
 ZOOM_MM = 48.0  # the field of view of the zoomed axial picture
 SHOWN = (1.0, 0.25, 0.1)  # the lesion the slices go through: red-orange
 OTHER = (1.0, 0.8, 0.0)  # every other lesion: yellow
