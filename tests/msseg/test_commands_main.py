@@ -86,7 +86,7 @@ def test_recipe_flags_take_a_preset_or_a_checkpoint_and_set_fields(tmp_path):
     config = recipe_config(parser.parse_args(["--set", "spacing_mm=0.8", "window=128"]))
     assert (config.recipe, config.spacing_mm, config.window) == ("spacing", 0.8, 128)
     assert config.normalisation == "percentile"
-    assert recipe_config(parser.parse_args([])).spacing_mm is None  # the data's finest
+    assert recipe_config(parser.parse_args([])).spacing_mm is None  # from the data
     paper = recipe_config(parser.parse_args(["--config", "paper", "--set", "volume_size=64"]))
     assert paper.pipeline.settings() == {
         "recipe": "paper", "size": 64, "flair_order": 2, "mask_order": 0,

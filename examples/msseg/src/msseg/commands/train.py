@@ -10,7 +10,7 @@
 Steps: the preset (``--config``, default ``real``) with the flags applied on top (or, with
 ``--resume``, the checkpoint's config with the flags on top) -> the scans split into training
 and validation (``--val``, default: the last scan in alphabetical order of those not excluded
-with ``--exclude``) -> recipe "spacing" without a ``spacing_mm``: the finest in-plane voxel size
+with ``--exclude``) -> recipe "spacing" without a ``spacing_mm``: the median in-plane voxel size
 of the training scans -> every scan preprocessed into the cache (``--cache``, default
 ``<out>/cache``; entries are keyed by file content and settings, so runs can share one) ->
 `msseg.training.engine.train`, which writes last.pt, best.pt, history.csv (validation Dice in

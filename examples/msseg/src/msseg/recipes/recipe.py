@@ -90,6 +90,7 @@ class TrainSettings(Protocol):
     recipe: str
     volume_size: int
     spacing_mm: float | None
+    spacing_rule: str
     window: int
     window_overlap: float
     slab: int

@@ -144,7 +144,8 @@ def cross_validate(
     Args:
         records: scans with masks and centres.
         config: the training config of every round (recipe "spacing" without `spacing_mm`:
-            the finest in-plane voxel size of all `records`, read from their headers).
+            the in-plane voxel size of all `records` by its `spacing_rule`, read from their
+            headers).
         out: the cross-validation folder (rounds, overlays).
         cache: the preprocessed-cube cache (`msseg.data.cache`).
         rounds: 1-based round numbers (default: all).
