@@ -57,6 +57,8 @@ def test_help_texts_come_from_the_presets(capsys):
     assert "'minmax' (the paper) or 'percentile' (robust: percentiles of the head" in out
     assert "(paper minmax, real percentile, demo minmax)" in out
     assert f"default {demo.epochs}, the demo preset's" in out
+    assert "a timm/torchvision state dict (.pth), or for vgg16 the Keras VGG-16 as .onnx" in out
+    assert "--samples-per-epoch N" in out
 
 
 def test_phantom_preprocess_baseline_end_to_end(tmp_path, capsys):

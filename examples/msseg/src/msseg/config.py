@@ -124,6 +124,7 @@ class TrainConfig:
     adam_eps: float = 1e-7  # Adam epsilon (Keras default)
     dice_smooth: float = 1.0  # smoothing of the soft Dice in the loss BCE - Dice + 1
     epochs: int = 100  # maximum number of epochs
+    samples_per_epoch: int | None = None  # training samples per epoch, drawn afresh (None: all)
     patience: int = 40  # early stopping: epochs without a lower validation loss
     seed: int = 1337  # model init and data order (the sampler shuffles with seed + epoch)
     # --- runtime ---------------------------------------------------------------------------------
@@ -154,6 +155,8 @@ class TrainConfig:
         for name in ("encoder_stages", "bottleneck_filters", "slab", "slab_step", "batch_size",
                      "epochs"):
             check_positive_int(name, getattr(self, name))
+        if self.samples_per_epoch is not None:
+            check_positive_int("samples_per_epoch", self.samples_per_epoch)
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0 epochs, got {self.patience}")
         if len(self.decoder_filters) != self.encoder_stages or min(self.decoder_filters) < 1:
