@@ -270,3 +270,26 @@ def test_degenerate_intensities_are_warned_about_in_one_line(checkpoint, tmp_pat
                 if line.startswith("warning: ")]
     assert len(warnings) == 1 and warnings[0].startswith(f"warning: {path}: after scaling, 98%")
     assert warnings[0].endswith("the predicted mask cannot be trusted")
+
+
+def test_an_oblique_scan_is_warned_about_by_predict_not_by_ceiling_or_baseline(
+        checkpoint, tmp_path, capsys):
+    """26 degrees off the scanner axes: predict (whose slabs tilt) says so, in its recipe's
+    words and with the threshold; the ceiling and the baseline, which cut no slabs, do not."""
+    flair, ball = blob_flair()
+    angle = np.radians(26)
+    affine = np.eye(4)
+    affine[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    for patient in ("01016SACH", "07001MOEL"):
+        save(tmp_path / "data" / patient / "3DFLAIR.nii.gz", flair, affine)
+        save(tmp_path / "data" / patient / "Consensus.nii.gz", ball.astype(np.uint8), affine)
+    data = str(tmp_path / "data")
+    assert main(["ceiling", "-i", data, "--config", "paper", "--set", "volume_size=16"]) == 0
+    assert main(["baseline", "-i", data]) == 0
+    assert "degrees off the scanner axes" not in capsys.readouterr().err
+    assert main(["predict", "-m", str(checkpoint), "-i", data, "-o", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("degrees off the scanner axes (msseg warns above 20); recipe paper cuts "
+                     "its sagittal slabs along the closest axis without reslicing") == 2
+    summary = (tmp_path / "out" / "summary.csv").read_text()
+    assert summary.count("26 degrees off the scanner axes") == 2  # kept with each scan's row

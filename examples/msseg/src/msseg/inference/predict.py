@@ -37,7 +37,7 @@ from msseg.evaluation.lesion_table import ScanSummary, analyse_lesions
 from msseg.evaluation.lesions import DEFAULT_CONNECTIVITY, MIN_LESION_MM3
 from msseg.inference.outputs import check_outputs, write_prediction
 from msseg.io.discovery import ScanRecord
-from msseg.io.nifti import Scan, load_scan, read_geometry
+from msseg.io.nifti import Scan, load_scan, read_geometry, warn_if_oblique
 from msseg.recipes.recipe import Predictor
 
 __all__ = ["predict_files", "predict_scan", "predict_volume"]
@@ -95,6 +95,9 @@ def predict_scan(
     Raises:
         ValueError: a threshold outside (0, 1], or the errors of `predict_volume`.
     """
+    recipe = recipe_named(config.recipe)
+    warn_if_oblique(scan.record.flair, scan.geometry.affine, slabs=recipe.slabs,
+                    recipe=recipe.name)
     if working is None:
         working = preprocess_scan(scan, config.pipeline)
     warn_if_degenerate(scan, working.flair)

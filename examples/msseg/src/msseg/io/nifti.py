@@ -6,16 +6,18 @@ or an unreadable file, a header declaring more voxels than `max_voxels` (checked
 before any voxel is decompressed), complex voxels, a volume that is not 3-D or has fewer than
 `MIN_AXIS_VOXELS` along an axis, a non-finite or singular affine, NaN/inf voxels, a constant
 FLAIR, a FLAIR/mask grid mismatch (shape or affine), a non-binary or empty mask (`ScanError`, a
-`ValueError`). A FLAIR that loads but breaks an assumption of the pipeline (axes oblique or
-sheared: the pipeline takes the closest axis as sagittal and never reslices) gives a
-`ScanWarning`. Writes go through `msseg.io.atomic`, so a failure never leaves a half-written file
-under the final name.
+`ValueError`). A FLAIR that loads but breaks an assumption of the pipeline (axes sheared: it
+treats voxels as a rectangular grid) gives a `ScanWarning`; oblique axes, which tilt a recipe's
+slabs, are warned about where slabs are cut (`warn_if_oblique`). Writes go through
+`msseg.io.atomic`, so a failure never leaves a half-written file under the final name.
 
 Public API:
     ScanError, ScanWarning
     Scan(record, flair, mask, geometry)
     load_scan(record, *, allow_empty_mask=False) -> Scan
     read_geometry(path) -> Geometry    a scan's grid from its header, checked as load_scan does
+    obliquity_degrees(affine) -> float
+    warn_if_oblique(path, affine, *, slabs, recipe)    where a recipe cuts slabs
     max_voxels() -> int                the size limit (environment variable MSSEG_MAX_VOXELS)
     nifti_image(volume, geometry) -> nibabel.Nifti1Image
     save_nifti(volume, geometry, path) -> Path
@@ -240,16 +242,30 @@ def _read(path: Path, image: nib.Nifti1Image, dtype: type) -> np.ndarray:
                         "at once") from None
 
 
-def _warn_geometry(path: Path, affine: np.ndarray) -> None:
-    """Warn when the voxel axes are oblique or sheared (the pipeline assumes neither)."""
-    axes = np.asarray(affine, dtype=np.float64)[:3, :3]
-    oblique = float(np.degrees(np.max(nib.affines.obliquity(affine))))
+def obliquity_degrees(affine: np.ndarray) -> float:
+    """How far, in degrees, the voxel axes of `affine` are from the scanner axes (the largest
+    of the three, nibabel's `obliquity`)."""
+    return float(np.degrees(np.max(nib.affines.obliquity(np.asarray(affine, np.float64)))))
+
+
+def warn_if_oblique(path: Path, affine: np.ndarray, *, slabs: str, recipe: str) -> None:
+    """Warn when a scan's voxel axes are more than `OBLIQUE_WARN_DEGREES` off the scanner axes:
+    a recipe cuts its network inputs (`slabs`, in its words) along the closest voxel axis
+    without reslicing, so they are tilted that much. Said where the network sees slabs
+    (training, prediction), not where none are cut (the ceiling, the threshold baseline)."""
+    oblique = obliquity_degrees(affine)
     if oblique > OBLIQUE_WARN_DEGREES:
         warnings.warn(f"{path}: its voxel axes are up to {oblique:.0f} degrees off the scanner "
-                      "axes; the pipeline takes the closest axis as sagittal without reslicing, "
-                      "so its slabs are tilted that much (the model saw near-sagittal slabs). "
-                      "Reslice the scan onto axis-aligned voxels for reliable results.",
+                      f"axes (msseg warns above {OBLIQUE_WARN_DEGREES:g}); recipe {recipe} cuts "
+                      f"its {slabs} along the closest axis without reslicing, so they are "
+                      "tilted that much against the anatomy. Reslice the scan onto "
+                      "axis-aligned voxels for reliable results.",
                       ScanWarning, stacklevel=1)  # one location: shown once per text
+
+
+def _warn_geometry(path: Path, affine: np.ndarray) -> None:
+    """Warn when the voxel axes are sheared (the pipeline assumes a rectangular grid)."""
+    axes = np.asarray(affine, dtype=np.float64)[:3, :3]
     unit = axes / np.linalg.norm(axes, axis=0)
     cosines = np.abs(unit.T @ unit)[np.triu_indices(3, k=1)]
     shear = float(np.degrees(np.arcsin(np.clip(cosines.max(), 0.0, 1.0))))

@@ -264,6 +264,7 @@ class SpacingRecipe(Recipe):
     """
 
     name = NAME
+    slabs = "windows of slices along its slice direction (its thickest axis)"
     recompositions: ClassVar[dict[str, str]] = {"gaussian": "Gaussian-weighted windows",
                                                 "average": "average of overlaps"}
     grid_type = SpacingGrid
