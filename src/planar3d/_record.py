@@ -2,13 +2,14 @@
 
 The records drive conversion: which modules are part of the per-slice body and which belong to
 a classifier's head, and the reference outputs that each converted module is probed against.
+What a recorded tensor is (a per-image feature map, a pooled tensor) is decided here too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -18,7 +19,11 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from ._modes import eval_mode, train_mode
 
-__all__ = ["CallRecord", "record_calls", "record_train_only"]
+__all__ = ["Call", "CallRecord", "CallRecords", "batch_of", "is_map", "is_standard",
+           "record_calls", "record_train_only", "tensors"]
+
+# the inputs of a call, (args, kwargs)
+Call = tuple[tuple, dict]
 
 
 @dataclass
@@ -31,7 +36,7 @@ class CallRecord:
     change them in place: run modules on `inputs()`, a private copy.
 
     `shapes`: the shape of each tensor the module's own code (not its children's) computed in
-    that call, in order (see `_probe.OwnCode`).
+    that call, in order (see `_judge.probe.OwnCode`).
     """
 
     path: str
@@ -62,8 +67,20 @@ def is_map(t: torch.Tensor, batch: int) -> bool:
     return t.dim() >= 4 and t.shape[0] == batch and t.shape[-2] * t.shape[-1] > 1
 
 
+def is_standard(tree, batch: int) -> bool:
+    """Whether every tensor in `tree` is a per-image 4-D map of the example batch."""
+    ts = tensors(tree)
+    return bool(ts) and all(t.dim() == 4 and t.shape[0] == batch for t in ts)
+
+
 def tensors(tree) -> list[torch.Tensor]:
     return [t for t in tree_flatten(tree)[0] if isinstance(t, torch.Tensor)]
+
+
+def batch_of(call: Call) -> int:
+    """How many images a 2D call holds: the batch size of its first map (a tensor of 4 or more
+    dims)."""
+    return next(t.shape[0] for t in tensors(call) if t.dim() >= 4)
 
 
 def _copy(tree):
@@ -94,7 +111,7 @@ class _Snapshots:
 
 class _OwnShapes(TorchFunctionMode):
     """Attributes the shape of every tensor a torch call computes to the innermost module
-    running in its first call (the module's own code, as `_probe.OwnCode` sees it)."""
+    running in its first call (the module's own code, as `_judge.probe.OwnCode` sees it)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -108,7 +125,7 @@ class _OwnShapes(TorchFunctionMode):
         return out
 
 
-def _run(model: nn.Module, example: torch.Tensor, records: dict[int, CallRecord],
+def _run(model: nn.Module, call: Call, records: dict[int, CallRecord],
          paths: dict[int, str], training: bool) -> None:
     pending: dict[int, tuple] = {}
     counter = [len(records)]
@@ -142,14 +159,14 @@ def _run(model: nn.Module, example: torch.Tensor, records: dict[int, CallRecord]
         handles.append(module.register_forward_hook(post, with_kwargs=True, always_call=False))
     try:
         with torch.no_grad(), sizes:
-            model(example)
+            model(*call[0], **call[1])
     finally:
         for h in handles:
             h.remove()
 
 
-def record_calls(model: nn.Module, example: torch.Tensor) -> dict[int, CallRecord]:
-    """Run `model` on `example` in eval mode and record each module's first call, keyed by
+def record_calls(model: nn.Module, *args, **kwargs) -> dict[int, CallRecord]:
+    """Run `model(*args, **kwargs)` in eval mode and record each module's first call, keyed by
     id(module). Train/eval flags are restored.
 
     Raises:
@@ -158,18 +175,19 @@ def record_calls(model: nn.Module, example: torch.Tensor) -> dict[int, CallRecor
     records: dict[int, CallRecord] = {}
     with eval_mode(model):
         try:
-            _run(model, example, records, _paths(model), training=False)
+            _run(model, (args, kwargs), records, _paths(model), training=False)
         except Exception as error:
+            shapes = [tuple(t.shape) for t in tensors((args, kwargs))]
+            inputs = (f"the example batch of shape {shapes[0]}" if len(shapes) == 1
+                      else f"the example inputs of shapes {shapes}")
             raise RuntimeError(
-                f"the 2D model does not run on the example batch of shape "
-                f"{tuple(example.shape)} ({type(error).__name__}: {error}); pass "
+                f"the 2D model does not run on {inputs} ({type(error).__name__}: {error}); pass "
                 f"example_input=<a (B, C, H, W) batch the 2D model accepts> to convert()"
             ) from error
     return records
 
 
-def record_train_only(model: nn.Module, example: torch.Tensor, skip: set[str]
-                      ) -> dict[str, CallRecord]:
+def record_train_only(model: nn.Module, call: Call, skip: set[str]) -> dict[str, CallRecord]:
     """Records of the modules only a train-mode run reaches (auxiliary heads), keyed by path:
     one derandomized train-mode run whose effect on buffers (BatchNorm statistics) is undone;
     modules at the `skip` paths (recorded in eval mode) are left out. Empty if the 2D network
@@ -177,7 +195,7 @@ def record_train_only(model: nn.Module, example: torch.Tensor, skip: set[str]
     records: dict[int, CallRecord] = {}
     paths = _paths(model)
     with contextlib.suppress(Exception), train_mode(model):
-        _run(model, example, records, paths, training=True)
+        _run(model, call, records, paths, training=True)
     return {record.path: record for record in records.values() if record.path not in skip}
 
 
@@ -186,3 +204,70 @@ def _paths(model: nn.Module) -> dict[int, str]:
     for name, module in model.named_modules(remove_duplicate=False):
         paths.setdefault(id(module), name)
     return paths
+
+
+class CallRecords:
+    """The records of the example run, as the conversion walk reads them.
+
+    Each module's first call in the eval-mode run (`record_calls`); for a module with weights
+    that eval mode does not reach (an auxiliary head), its first call in one train-mode run of
+    the 2D network, made when first needed (`record_train_only`). A record the walk took is
+    also found by the module's path. `release()` lets all of them go.
+
+    Args:
+        model: the network being converted (recorded now).
+        call: the example's inputs (args, kwargs).
+        source: the 2D network (never changed), which train-mode runs use.
+    """
+
+    def __init__(self, model: nn.Module, call: Call, *, source: nn.Module) -> None:
+        self.call = call
+        self.batch = batch_of(call)
+        self.source = source
+        self._by_module = record_calls(model, *call[0], **call[1])
+        self._train_only: dict[str, CallRecord] | None = None
+        self._by_path: dict[str, CallRecord] = {}
+
+    def first_call(self, module: nn.Module) -> CallRecord | None:
+        """The eval-mode record of `module`, if the example run called it."""
+        return self._by_module.get(id(module))
+
+    def of(self, module: nn.Module, path: str) -> CallRecord | None:
+        """The module's first call in eval mode or, for a module with weights that eval mode
+        does not reach, in train mode; kept by `path`."""
+        record = self._by_module.get(id(module))
+        if record is None and any(True for _ in module.parameters()):
+            if self._train_only is None:
+                recorded = {r.path for r in self._by_module.values()}
+                self._train_only = record_train_only(self.source, self.call, recorded)
+            record = self._train_only.get(path)
+        if record is not None:
+            self._by_path[path] = record
+        return record
+
+    def at(self, path: str) -> CallRecord | None:
+        """The record `of` gave for the module at `path` (None after `release`)."""
+        return self._by_path.get(path)
+
+    def reached(self, module: nn.Module, path: str) -> bool:
+        """Whether the example run called the module or one inside it."""
+        if any(id(m) in self._by_module for m in module.modules()):
+            return True
+        prefix = f"{path}." if path else ""
+        return any(p == path or p.startswith(prefix) for p in self._train_only or {})
+
+    def in_eval(self, record: CallRecord, path: str) -> CallRecord:
+        """Probes run in eval mode: a record taken in train mode (a module reached only there,
+        such as an auxiliary head) gets its reference output recomputed by the 2D module in
+        eval mode on the same inputs."""
+        if not record.training:
+            return record
+        source = self.source.get_submodule(path)
+        with eval_mode(source), torch.no_grad():
+            args, kwargs = record.inputs()
+            output = source(*args, **kwargs)
+        return replace(record, output=output)
+
+    def release(self) -> None:
+        """Let every record go (they hold about one copy of the run's activations)."""
+        self._by_module, self._by_path, self._train_only = {}, {}, {}

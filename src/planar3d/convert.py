@@ -1,21 +1,27 @@
 """`planar3d.convert`: turn a 2D network into a 3D one that starts from its weights.
 
-How a network is converted (docs/design.md §1):
+How a network is converted (docs/design.md §1), and where each decision is made:
 
-1. The 2D network runs once on an example batch; every module's first call is recorded. A module
-   belongs to the classifier *head* when it and all its ancestors return non-spatial tensors
-   (logits, pooled features); everything else is the per-slice *body*.
-2. Modules are visited bottom-up. A module whose exact type has a converter is replaced by the
-   converter's result. Any other module keeps its own forward with converted children, if a
-   probe shows that this reproduces the 2D network: slice by slice in the body (P1), on
-   depth-constant volumes in the head (P2), where the first global/adaptive pool pools the
-   planar axis away. Otherwise a body module holding spatial kernels gets its forward traced by
-   torch.fx so that its functional code acts per slice, or is *folded* (its 2D forward runs on
-   the slices); a head module's functional pooling is rewritten by torch.fx, or it runs
-   slice-wise; if nothing reproduces the 2D network, `UnsupportedModuleError` says which module
-   and why. All of this is decided in planar terms, whatever the mode.
-3. Planar convolutions take the mode's kernels (center, inflate, acs), and under the depth
-   policies "pool"/"all" pooling (and strided) layers also act along depth.
+1. The 2D network runs once on an example batch (`_example`); every module's first call is
+   recorded (`_record`). A module belongs to the classifier *head* when it and all its
+   ancestors return non-spatial tensors (logits, pooled features); everything else is the
+   per-slice *body*.
+2. Modules are visited bottom-up (`_walk`). A module whose exact type has a converter is
+   replaced by the converter's result. Any other module keeps its own forward with converted
+   children, if a probe shows that this reproduces the 2D network: slice by slice in the body
+   (P1), on depth-constant volumes in the head (P2), where the first global/adaptive pool pools
+   the planar axis away. Otherwise a body module holding spatial kernels gets its forward
+   traced by torch.fx so that its functional code acts per slice (`_rewrite`), or is *folded*
+   (its 2D forward runs on the slices); a head module's functional pooling is rewritten by
+   torch.fx, or it runs slice-wise; if nothing reproduces the 2D network,
+   `UnsupportedModuleError` says which module and why. All of this is decided in planar terms,
+   whatever the mode, and written into the plan (`_plan`), of which the conversion report is a
+   view.
+3. The whole converted network is checked against the reference (`_judge`, which also holds
+   the probes); a body module found diverging is folded and the check runs again.
+4. Planar convolutions take the mode's kernels (center, inflate, acs; `_mode_kernels`), and
+   under the depth policies "pool"/"all" pooling (and strided) layers also act along depth
+   (`_mode_pass`).
 """
 
 from __future__ import annotations
@@ -28,16 +34,20 @@ from torch import nn
 
 from ._axis import axis_name, parse_axis, require_volume
 from ._example import PROBE_VOLUMES, example_batch, refuse_unconvertible
-from ._finalize import check_runs, finalize
 from ._hooks import has_hooks, hooks_paused, hooks_running, restore_hooks
+from ._judge.network import check_network
+from ._judge.reference import Reference
+from ._mode_pass import apply_mode, check_runs
 from ._modes import restore_flags
-from ._planner import Planner
-from ._record import record_calls
-from ._verify import check_network
+from ._plan import Plan
+from ._record import Call, CallRecords
+from ._walk.repair import refusal, repair
+from ._walk.session import Session
+from ._walk.walk import Walk
 from .context import DEPTH_POLICIES, MODES, Axis, ConversionContext, DepthPolicy, Mode
 from .layers._swap import deepcopy_module
 from .registry import Converter, default_converters
-from .report import ConversionReport, attach_report, is_converted
+from .report import attach_report, is_converted
 
 __all__ = ["convert"]
 
@@ -167,45 +177,46 @@ def _convert_model(model: nn.Module, *, example_input, inplace: bool, registry, 
     work = model if inplace else deepcopy_module(model)
     # read from the caller's model: some copies (torch.fx graphs) come back in train mode
     flags = {name: module.training for name, module in model.named_modules()}
-    report = ConversionReport(ctx.mode, axis_name(ctx.axis), ctx.depth, tuple(example.shape))
     originals = list(work.modules())  # keeps every original alive: ids stay unique while in use
+    plan = Plan()
     with hooks_paused(pristine, work):
-        planner = Planner(ctx=ctx, registry=registry, records=record_calls(work, example),
-                          batch=example.shape[0], volumes=PROBE_VOLUMES, pristine=pristine,
-                          report=report, example=example)
+        call: Call = ((example,), {})
+        records = CallRecords(work, call, source=pristine)
+        session = Session(ctx=ctx, registry=registry, pristine=pristine, records=records,
+                          plan=plan, volumes=PROBE_VOLUMES)
         work.eval()
         # the root's recorded output is the eval reference unless hooks (paused while
         # recording) change what the network returns
-        root_record = planner.records.get(id(work))
+        root_record = records.first_call(work)
         recorded = None if root_record is None or has_hooks(pristine) else root_record.output
-        root = planner.visit(work, "", "head")
-        # the records are released here
-        planner.records, planner.record_at, planner.train_records = {}, {}, {}
+        root = Walk(session).visit(work, "", "head")
+        records.release()
         restore_flags([(m, flags[name]) for name, m in root.named_modules() if name in flags])
         with hooks_running():
-            root = _verified(root, pristine, example, planner, recorded)
+            root = _verified(root, call, session, recorded)
         if ctx.mode != "planar" or ctx.depth != "keep":
-            root = finalize(root, planner)
+            root = apply_mode(root, ctx=ctx, pristine=pristine, registry=registry, plan=plan)
             with hooks_running():
                 check_runs(root, example, axis=ctx.axis, volumes=PROBE_VOLUMES)
         restore_hooks(root)
     root.register_forward_pre_hook(_check_volume_input, prepend=True)
-    attach_report(root, report)
+    attach_report(root, plan.report(mode=ctx.mode, axis=axis_name(ctx.axis), depth=ctx.depth,
+                                    example_shape=tuple(example.shape)))
     del originals
     return root
 
 
-def _verified(root: nn.Module, model2d: nn.Module, example: torch.Tensor, planner: Planner,
-              recorded) -> nn.Module:
-    """The end-to-end check against the reference (`_verify`); a body module found diverging
-    is folded and the check runs again, anything else raises."""
+def _verified(root: nn.Module, call: Call, session: Session, recorded) -> nn.Module:
+    """The end-to-end check against the reference (`_judge.network`); a body module found
+    diverging is folded and the check runs again, anything else raises."""
+    reference = Reference(session.pristine, PROBE_VOLUMES, session.plan.sites)
     for _ in range(MAX_REPAIRS + 1):
-        divergence = check_network(model2d, root, example, axis=planner.ctx.axis,
-                                   volumes=PROBE_VOLUMES, sites=planner.sites, recorded=recorded)
+        divergence = check_network(reference, root, call, axis=session.axis,
+                                   recorded=recorded)
         if divergence is None:
             return root
-        repaired = planner.repair(root, divergence)
+        repaired = repair(session, root, divergence)
         if repaired is None:
             break
         root = repaired
-    raise planner.refusal(root, divergence)
+    raise refusal(root, divergence)

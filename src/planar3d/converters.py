@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from torch import nn
 
+from ._mode_kernels import ModeKernels
 from .context import ConversionContext
 from .errors import UnsupportedModuleError
 from .layers._swap import reclass
-from .layers.acs_conv import ACSConv3d, acs_orientable
-from .layers.planar_conv import PlanarConv3d, PlanarConvTranspose3d
+from .layers.planar_conv import PlanarConvTranspose3d
 from .layers.planar_norm import PlanarBatchNorm3d
 from .layers.planar_pool import (
     HeadAdaptiveAvgPool2d,
@@ -23,7 +23,6 @@ from .layers.planar_pool import (
     PlanarAvgPool3d,
     PlanarMaxPool3d,
 )
-from .layers.thick_conv import ThickConv3d
 from .registry import fold, keep, register_builtin
 
 
@@ -58,31 +57,14 @@ def _same_in_plane(module: nn.Module, ctx: ConversionContext, **values) -> dict:
 
 @_body_only
 def convert_conv2d(module: nn.Conv2d, ctx: ConversionContext) -> nn.Module:
-    """Conv2d -> the mode's 3D layer.
-
-    planar: PlanarConv3d, weight (O, I, kh, kw) -> (O, I, 1, kh, kw). center / inflate:
-    ThickConv3d with depth `ctx.kernel_depth`. acs: ACSConv3d. Pointwise (1x1) convolutions are
-    planar in every mode (a 1x1 kernel has no plane to thicken or orient), and so are, in acs
-    mode, kernels the three orientations cannot share (see `acs_orientable`).
-    """
+    """Conv2d -> the mode's 3D layer (see `_mode_kernels`): PlanarConv3d, weight
+    (O, I, kh, kw) -> (O, I, 1, kh, kw); ThickConv3d of depth `ctx.kernel_depth` (center,
+    inflate); ACSConv3d (acs)."""
     depth_stride = 1
     if ctx.stride_depth:
         depth_stride = _same_in_plane(module, ctx, stride=module.stride)["stride"]
-    planar = ctx.mode == "planar" or max(module.kernel_size) == 1 or (
-        ctx.mode == "acs" and not acs_orientable(module.kernel_size, module.padding,
-                                                 module.dilation))
-    if planar:
-        return PlanarConv3d.from_2d(module, axis=ctx.axis, depth_stride=depth_stride)
-    if ctx.mode == "acs":
-        if ctx.axis != 2:
-            raise UnsupportedModuleError(
-                ctx.path, type(module).__name__,
-                "ACS orients kernels along all three axes, so it has no planar axis to choose",
-                "use axis='D' with mode='acs'",
-            )
-        return ACSConv3d.from_2d(module, depth_stride=depth_stride)
-    return ThickConv3d.from_2d(module, init=ctx.mode, depth=ctx.kernel_depth, axis=ctx.axis,
-                               depth_stride=depth_stride)
+    return ModeKernels(ctx.mode, ctx.kernel_depth).layer(module, axis=ctx.axis,
+                                                         depth_stride=depth_stride, path=ctx.path)
 
 
 @_body_only

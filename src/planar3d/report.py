@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from ._state import state, state_of
+
 __all__ = ["ConversionReport", "ReportEntry", "conversion_report"]
 
 # action -> what it means, in the order the report prints them
@@ -34,7 +36,9 @@ class ReportEntry:
 
 @dataclass
 class ConversionReport:
-    """The record of one `planar3d.convert` call: one entry per module that was decided on.
+    """The record of one `planar3d.convert` call: one entry per module that was decided on,
+    in the order of the decisions (a view of the conversion's plan; `thicken` and
+    `adapt_input_channels` add what they change).
 
     Modules inside a folded module are not listed separately (they stay 2D).
     """
@@ -46,17 +50,11 @@ class ConversionReport:
     entries: list[ReportEntry] = field(default_factory=list)
 
     def add(self, path: str, module_type: str, action: str, detail: str = "") -> None:
+        """Record what was done to the module at `path`, replacing its earlier entry."""
         if action not in ACTIONS:
             raise ValueError(f"unknown report action {action!r}")
         self.entries = [e for e in self.entries if e.path != path]
         self.entries.append(ReportEntry(path, module_type, action, detail))
-
-    def drop_below(self, path: str) -> None:
-        """Forget entries of modules strictly inside `path` (they were folded with it)."""
-        prefix = f"{path}." if path else ""
-        self.entries = [
-            e for e in self.entries if not (e.path.startswith(prefix) and e.path != path)
-        ]
 
     def counts(self) -> dict[str, int]:
         """Number of modules per action."""
@@ -91,17 +89,15 @@ class ConversionReport:
         return "\n".join(lines)
 
 
-_ATTRIBUTE = "_planar3d_report"
-
-
 def attach_report(model: nn.Module, report: ConversionReport) -> None:
     """Keep `report` with the converted `model` (it deep-copies and pickles with it)."""
-    setattr(model, _ATTRIBUTE, report)
+    state(model).report = report
 
 
 def is_converted(model: nn.Module) -> bool:
     """Whether `model` was produced by `planar3d.convert`."""
-    return hasattr(model, _ATTRIBUTE)
+    record = state_of(model)
+    return record is not None and record.report is not None
 
 
 def conversion_report(model: nn.Module) -> ConversionReport:
@@ -110,7 +106,8 @@ def conversion_report(model: nn.Module) -> ConversionReport:
     Raises:
         ValueError: if `model` was not produced by `planar3d.convert`.
     """
-    report = getattr(model, _ATTRIBUTE, None)
+    record = state_of(model)
+    report = None if record is None else record.report
     if report is None:
         raise ValueError(
             f"{type(model).__name__} was not produced by planar3d.convert (no conversion report)"

@@ -15,13 +15,14 @@ import torch
 from torch import nn
 
 from ._axis import drop
-from ._body_rewrite import set_kernels
-from ._walk import rebuild
+from ._mode_kernels import ModeKernels, spatial
+from ._rewrite.forward import set_kernels
+from ._state import type_name
+from ._tree import rebuild
 from .kernels import kernel_to_2d
-from .layers._swap import original_type
 from .layers.fold import is_folded
 from .layers.planar_conv import PlanarConv3d
-from .layers.thick_conv import THICK_INITS, ThickConv3d, ThickInit
+from .layers.thick_conv import THICK_INITS, ThickInit
 from .report import conversion_report
 
 __all__ = ["planar_to_2d", "thicken"]
@@ -76,26 +77,27 @@ def thicken(
     if not inplace:
         model = copy.deepcopy(model)
         report = conversion_report(model)
+    kernels = ModeKernels(init, kernel_depth)
 
     def visit(module: nn.Module, path: str) -> nn.Module | None:
         if is_folded(module):
-            if any(isinstance(m, nn.Conv2d) and max(m.kernel_size) > 1 for m in module.modules()):
-                report.add(path, original_type(module).__name__, "folded",
+            if any(isinstance(m, nn.Conv2d) and spatial(m.kernel_size) for m in module.modules()):
+                report.add(path, type_name(module), "folded",
                            "runs per slice: its kernels stay planar after thickening")
             return module
-        if isinstance(module, PlanarConv3d) and max(module.kernel_size) > 1:
+        if isinstance(module, PlanarConv3d) and spatial(module.kernel_size):
             depth_stride = module.stride[module.axis - 2]
             base = copy.copy(module)
             base.stride = tuple(1 if i == module.axis - 2 else s
                                 for i, s in enumerate(module.stride))
             with torch.no_grad():
-                new = ThickConv3d.from_2d(planar_to_2d(base), init=init, depth=kernel_depth,
-                                          axis=module.axis, depth_stride=depth_stride)
+                new = kernels.layer(planar_to_2d(base), axis=module.axis,
+                                    depth_stride=depth_stride)
             new._forward_hooks, new._forward_pre_hooks = module._forward_hooks, (
                 module._forward_pre_hooks)
             report.add(path, "Conv2d", "swapped", f"ThickConv3d ({init}, thickened)")
             return new
-        set_kernels(module, init, kernel_depth)
+        set_kernels(module, kernels)
         return None
 
     return rebuild(model, visit)

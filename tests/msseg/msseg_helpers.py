@@ -88,22 +88,25 @@ def volumes(count: int, size: int = 16, *, seed: int = 0):
     return images, masks
 
 
-def tiny_datasets():
-    """(train, validation) slabs for `tiny_config`: 2 + 1 volumes of 16³, 3 slabs each."""
+def tiny_datasets(train_volumes: int = 2):
+    """(train, validation) slabs for `tiny_config`: `train_volumes` + 1 volumes of 16³, 3 slabs
+    each."""
     from msseg.data.slab_dataset import SlabDataset
 
-    images, masks = volumes(3)
-    return (SlabDataset(images[:2], masks[:2], slab=8, step=4),
-            SlabDataset(images[2:], masks[2:], slab=8, step=4))
+    images, masks = volumes(train_volumes + 1)
+    return (SlabDataset(images[:-1], masks[:-1], slab=8, step=4),
+            SlabDataset(images[-1:], masks[-1:], slab=8, step=4))
 
 
 def state_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def ddp_worker(rank: int, world: int, init_file: str, out_dir: str, epochs: int) -> None:
-    """One DDP rank (gloo, CPU) training `tiny_config` on `tiny_datasets`; saves its final
-    parameters and history to out_dir/rank{rank}.pt. Run with torch.multiprocessing.spawn."""
+def ddp_worker(rank: int, world: int, init_file: str, out_dir: str, epochs: int,
+               train_volumes: int = 2) -> None:
+    """One DDP rank (gloo, CPU) training `tiny_config` on `tiny_datasets(train_volumes)`; saves
+    its final parameters and history to out_dir/rank{rank}.pt. Run with
+    torch.multiprocessing.spawn."""
     import torch.distributed as dist
     from msseg.training.engine import train
 
@@ -113,7 +116,8 @@ def ddp_worker(rank: int, world: int, init_file: str, out_dir: str, epochs: int)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RandomEncoderWarning)
-            result = train(tiny_config(f"{out_dir}/run", epochs=epochs), *tiny_datasets())
+            result = train(tiny_config(f"{out_dir}/run", epochs=epochs),
+                           *tiny_datasets(train_volumes))
         torch.save({"model": result.model.state_dict(), "history": result.history},
                    f"{out_dir}/rank{rank}.pt")
     finally:

@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from msseg.commands.main import main
-from msseg.evaluation.scoring import min_lesion_voxels
+from msseg.evaluation.lesions import min_lesion_voxels
 from msseg_helpers import oriented_affine, save
 
 SHAPE = (12, 14, 10)
@@ -102,9 +102,10 @@ def test_misplaced_predictions_are_refused(msseg_root, tmp_path, capsys):
 
 
 def test_min_lesion_voxels_follows_the_voxel_volume():
-    assert min_lesion_voxels(np.diag([1.0, 1.0, 1.0, 1.0]), 3.0) == 3
-    assert min_lesion_voxels(np.diag([1.2, 0.5, 0.5, 1.0]), 3.0) == 10  # 0.3 mm³ voxels
-    assert min_lesion_voxels(np.diag([-2.0, 2.0, 2.0, 1.0]), 3.0) == 1
+    """Lesions larger than 3 mm³ count, as the challenge's tool keeps them."""
+    assert min_lesion_voxels(1.0, 3.0) == 4
+    assert min_lesion_voxels(1.2 * 0.5 * 0.5, 3.0) == 11  # 0.3 mm³ voxels: 10 is 3 mm³
+    assert min_lesion_voxels(8.0, 3.0) == 1
 
 
 def test_an_empty_truth_is_never_a_perfect_score_and_every_cell_says_its_n(msseg_root, tmp_path,

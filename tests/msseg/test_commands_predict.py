@@ -90,7 +90,7 @@ def test_mask_has_the_input_grid_and_overlays_the_lesion(checkpoint, tmp_path, m
 
 def test_folder_prediction_equals_the_library_path_for_both_recompositions(checkpoint, tmp_path,
                                                                            capsys):
-    predictor, config = load_predictor(checkpoint, device="cpu")
+    predictor, config, _ = load_predictor(checkpoint, device="cpu")
     for name, codes in (("a", "RAS"), ("b", "LPI")):
         flair, _ = blob_flair(centre=(8, 6, 5) if name == "a" else (10, 8, 4))
         save(tmp_path / "in" / f"{name}.nii.gz", flair,

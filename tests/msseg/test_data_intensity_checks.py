@@ -60,3 +60,34 @@ def test_the_warning_names_the_file_once(tmp_path):
     assert str(caught[0].message) == (f"{scan.record.flair}: it holds only two values (0 and 1),"
                                       " like a mask, not a FLAIR; check that the FLAIR file was "
                                       "given; the predicted mask cannot be trusted")
+
+
+def test_a_scan_far_from_every_training_scan_is_a_problem(phantom_dir):
+    """On the phantom (16³ cubes): held-out scans lie within 0.05 of the nearest training scan's
+    profile, their negated versions about 1 away; a linear change of units changes nothing."""
+    from msseg.data.intensity_checks import (
+        FAR_FROM_TRAINING,
+        PROFILE_PERCENTILES,
+        intensity_profile,
+        profile_distance,
+    )
+    from msseg.io.discovery import find_msseg_scans
+
+    records = find_msseg_scans(phantom_dir)
+    cubes = {r.patient_id: preprocess_scan(load_scan(r), SMALL).flair for r in records}
+    training = [intensity_profile(cubes[r.patient_id]) for r in records[3:]]
+    assert len(training[0]) == len(PROFILE_PERCENTILES) and -1 <= min(training[0]) < 0
+    for record in records[:3]:
+        scan = load_scan(record)
+        assert profile_distance(intensity_profile(cubes[record.patient_id]), training) < 0.05
+        assert intensity_problems(scan.flair, cubes[record.patient_id], training=training) == []
+        rescaled = scan.flair * 1000 + 5
+        cube = preprocess_scan(type(scan)(scan.record, rescaled, None, scan.geometry), SMALL)
+        assert profile_distance(intensity_profile(cube.flair), training) < 0.05
+        negated = preprocess_scan(type(scan)(scan.record, -scan.flair, None, scan.geometry),
+                                  SMALL).flair
+        assert profile_distance(intensity_profile(negated), training) > 0.8 > FAR_FROM_TRAINING
+        (problem,) = intensity_problems(-scan.flair, negated, training=training)
+        assert problem.startswith("its intensities are unlike the training scans'")
+    with pytest.raises(ValueError, match="need training profiles of 9 percentiles"):
+        profile_distance([0.0] * 9, [[0.0] * 8])

@@ -4,17 +4,13 @@ import math
 
 import numpy as np
 import pytest
-from msseg.evaluation.metrics import (
-    dice,
-    lesion_detection,
-    scan_metrics,
-    sensitivity,
-)
+from msseg.evaluation.metrics import dice, scan_metrics, sensitivity
 
 
 def _masks():
-    """Ground truth: 3 lesions (one is two voxels touching only at a corner: 26-connected).
-    Prediction: hits lesions A and B, misses C, adds one false lesion D."""
+    """Ground truth: A, B (two voxels touching only at a corner: two lesions of face
+    neighbours) and C. Prediction: a cube covering one voxel of A and spilling far outside it,
+    one voxel of B exactly, nothing of C, and a false lesion D."""
     truth = np.zeros((10, 10, 10), dtype=bool)
     truth[1:3, 1:3, 1:3] = True  # A: 8 voxels
     truth[6, 6, 6] = truth[7, 7, 7] = True  # B: 2 voxels, corner contact
@@ -51,22 +47,24 @@ def test_empty_mask_cases():
     assert math.isnan(only_truth.lesion_fpr)
 
 
-def test_lesion_wise_detection_with_26_connectivity():
+def test_lesion_wise_detection_by_the_msseg_rule():
+    """4 true lesions (A, B's two voxels, C), 3 predicted. Only B's second voxel is detected:
+    the cube over A covers 1/8 of it but lies 7/8 outside, so it detects nothing and, as A lies
+    7/8 outside it, is itself false; D is false (`test_evaluation_lesions` has the rule)."""
     pred, truth = _masks()
     m = scan_metrics(pred, truth)
     assert (m.true_lesions, m.predicted_lesions, m.detected_lesions, m.false_lesions) == (
-        3, 3, 2, 1)
-    assert m.lesion_tpr == pytest.approx(2 / 3) and m.lesion_fpr == pytest.approx(1 / 3)
-    assert m.lesion_f1 == pytest.approx(2 / 3)
+        4, 3, 1, 2)
+    assert m.lesion_tpr == pytest.approx(1 / 4) and m.lesion_fpr == pytest.approx(2 / 3)
+    assert m.lesion_f1 == pytest.approx(2 / 7)
 
 
-def test_min_size_and_min_overlap():
+def test_min_size():
     pred, truth = _masks()
-    # lesions under 2 voxels vanish: C in the truth; nothing in the prediction
-    assert lesion_detection(pred, truth, min_size=2).true_lesions == 2
-    # needing 2 overlapping voxels: A (1 voxel overlap) and B are missed, both predictions false
-    counts = lesion_detection(pred, truth, min_overlap=2)
-    assert (counts.detected, counts.false) == (0, 3)
+    # lesions under 2 voxels vanish: B's and C in the truth; B's voxel in the prediction
+    m = scan_metrics(pred, truth, min_size=2)
+    assert (m.true_lesions, m.predicted_lesions, m.detected_lesions, m.false_lesions) == (
+        1, 2, 0, 2)
 
 
 def test_non_binary_or_mismatched_masks_are_refused():

@@ -13,12 +13,11 @@ from msseg.config import recipe_named
 from msseg.data.cache import fill_cache
 from msseg.data.preprocess import PipelineConfig
 from msseg.io.discovery import ScanRecord
+from msseg.io.header_checks import OBLIQUE_WARN_DEGREES, obliquity_degrees
 from msseg.io.nifti import (
-    OBLIQUE_WARN_DEGREES,
     ScanError,
     ScanWarning,
     load_scan,
-    obliquity_degrees,
     save_nifti,
     warn_if_oblique,
 )

@@ -69,5 +69,5 @@ def test_files_that_are_not_a_keras_vgg16_are_refused(tmp_path):
     onnx.save(onnx.helper.make_model(graph), tmp_path / "other.onnx")
     with pytest.raises(ValueError, match=r"block1_conv1: missing.*layers are \['conv_1'\]"):
         read_keras_vgg16(tmp_path / "other.onnx")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="not found"):
         create_encoder_2d("vgg16", weights=tmp_path / "missing.onnx")

@@ -53,7 +53,7 @@ def test_weights_file_that_does_not_fit_is_refused(tmp_path):
     torch.save(state | {"conv1.weight": torch.zeros(64, 3, 3, 3)}, path)
     with pytest.raises(ValueError, match=r"shape \(64, 3, 3, 3\) in the file"):
         create_encoder_2d("resnet18", stages=2, weights=path)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="not found"):
         create_encoder_2d("resnet18", stages=2, weights=tmp_path / "missing.pth")
 
 

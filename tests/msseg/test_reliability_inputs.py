@@ -66,7 +66,12 @@ def _empty(path, good):
 
 def _text(path, good):
     path.write_text("epoch,val_loss\n1,0.5\n")
-    return "cannot be read as a checkpoint"
+    return "checkpoint is not a torch file (it begins with text)"
+
+
+def _onnx(path, good):
+    path.write_bytes(b"\x08\x07\x12\x07tf2onnx\x1a\x0b1.16")  # how an ONNX model begins
+    return "checkpoint is not a torch file (it begins like an ONNX model"
 
 
 def _folder(path, good):
@@ -93,6 +98,21 @@ def _invalid_config(path, good):
     return "its config is invalid (threshold must be a probability in (0, 1), got 2.0)"
 
 
+def _incomplete_config(path, good):
+    checkpoint = load_checkpoint(good)
+    checkpoint["config"].update(recipe="spacing", spacing_mm=None)
+    save_checkpoint(path, checkpoint)
+    return "its config is invalid (recipe 'spacing' needs spacing_mm"
+
+
+def _nan_weights(path, good):
+    checkpoint = load_checkpoint(good)
+    name = next(iter(checkpoint["model"]))
+    checkpoint["model"][name] = torch.full_like(checkpoint["model"][name], float("nan"))
+    save_checkpoint(path, checkpoint)
+    return f"its weights hold NaN or infinite values (first: {name})"
+
+
 def _unknown_field(path, good):
     checkpoint = load_checkpoint(good)
     checkpoint["config"]["future_field"] = 1
@@ -117,9 +137,9 @@ def _malicious_legacy(path, good):
     return "refused: it holds Python objects other than tensors and plain values"
 
 
-CHECKPOINT_FAULTS = [_truncated, _empty, _text, _folder, _weights_2d, _without_model,
-                     _invalid_config, _unknown_field, _other_encoder, _malicious,
-                     _malicious_legacy]
+CHECKPOINT_FAULTS = [_truncated, _empty, _text, _onnx, _folder, _weights_2d, _without_model,
+                     _invalid_config, _incomplete_config, _unknown_field, _other_encoder,
+                     _nan_weights, _malicious, _malicious_legacy]
 
 
 def _one_error(capsys) -> str:
@@ -138,7 +158,8 @@ def test_a_bad_checkpoint_is_one_line_for_predict_and_for_resume(good, tmp_path,
     message = _one_error(capsys)
     assert message.startswith(f"{bad}: ") and problem in message
     assert not (tmp_path / "out").exists() and not (tmp_path / "pwned").exists()
-    if fault is _other_encoder:  # found when the weights meet the model, in train()
+    assert "could run code" not in message or fault in (_malicious, _malicious_legacy)
+    if fault in (_other_encoder, _nan_weights):  # found when the weights meet the model
         with pytest.raises(CheckpointError) as caught:
             train(checkpoint_config(load_checkpoint(bad), bad).replace(out_dir=str(
                 tmp_path / "run")), *tiny_datasets(), resume=bad)
@@ -269,3 +290,65 @@ def test_sigterm_mid_write_exits_cleanly_and_leaves_no_partial_file(tmp_path):
     assert child.wait() == 128 + signal.SIGTERM
     left = [p.name for p in (tmp_path / "data").rglob("*") if ".partial" in p.name]
     assert left == []
+
+
+def test_an_output_folder_that_is_a_file_is_one_line(phantom_dir, good, tmp_path, capsys):
+    """No raw ``[Errno ...]``: the line names the path, says it is a file and what to do."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    for where in (blocker, blocker / "sub"):
+        for args in (["train", "-i", str(phantom_dir), "-o", str(where), *TINY_FLAGS],
+                     ["preprocess", "-i", str(phantom_dir), "-c", str(where), "--config",
+                      "demo"],
+                     ["predict", "-m", str(good[0]), "-i", str(good[1]), "-o", str(where)],
+                     ["phantom", "-o", str(where), "--scale", "0.1"]):
+            assert main(args) == 1, args
+            message = _one_error(capsys)
+            assert message.startswith(f"{where}: ") and "[Errno" not in message, message
+            assert f"{blocker} is a file, expected a folder" in message, message
+    assert blocker.read_text() == "not a folder"
+
+
+def test_missing_and_empty_masks_name_what_to_do_on_the_command_line(msseg_root, tmp_path,
+                                                                     capsys):
+    """The fix a message gives is a flag of the command, not a Python keyword argument."""
+    mask = msseg_root / "07001MOEL" / "Consensus.nii.gz"
+    image = nib.load(mask)
+    save(mask, np.zeros(image.shape, np.uint8), image.affine)
+    args = ["train", "-i", str(msseg_root), "-o", str(tmp_path / "run"), *TINY_FLAGS]
+    assert main(args) == 1
+    message = _one_error(capsys)
+    assert message.startswith(f"{mask}: mask is empty") and "--exclude 07001MOEL" in message
+    assert "=True" not in message and "=False" not in message
+    mask.unlink()
+    assert main(args) == 1
+    message = _one_error(capsys)
+    assert message.startswith(f"{mask}: lesion mask missing") and "--exclude 07001MOEL" in \
+        message
+    assert "=True" not in message and "=False" not in message
+
+
+def test_ctrl_c_is_one_line(capsys, monkeypatch):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("msseg.commands.summary.run", interrupted)
+    assert main(["summary"]) == 130
+    assert _one_error(capsys).startswith("msseg summary stopped (Ctrl-C)")
+
+
+def test_a_scan_given_as_a_checkpoint_is_named_for_what_it_is(good, tmp_path, capsys):
+    scan = good[1]
+    assert main(["predict", "-m", str(scan), "-i", str(scan), "-o", str(tmp_path / "out")]) == 1
+    assert _one_error(capsys) == (f"{scan}: checkpoint is not a torch file (it begins like a "
+                                  f"gzip file: a .nii.gz scan?); {FROM_TRAIN}")
+    plain = tmp_path / "scan.nii"
+    plain.write_bytes(gzip.decompress(scan.read_bytes()))
+    assert main(["predict", "-m", str(plain), "-i", str(scan), "-o", str(tmp_path / "out")]) == 1
+    assert "it begins like a NIfTI image: a scan?" in _one_error(capsys)
+
+
+def test_a_negative_minimum_lesion_volume_is_one_line(tmp_path, capsys):
+    assert main(["evaluate", "-p", str(tmp_path), "-t", str(tmp_path),
+                 "--min-lesion-mm3", "-5"]) == 1
+    assert _one_error(capsys) == "--min-lesion-mm3 must be a volume >= 0 in mm³; got -5.0"

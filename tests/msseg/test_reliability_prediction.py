@@ -56,9 +56,10 @@ GROUP = ("prob.nii.gz", "lesions.nii.gz", "lesions.csv")  # beside <scan>_mask.n
 
 
 def _outputs(folder):
-    """Every output file of `folder`, read whole (a half-written NIfTI would fail here)."""
+    """Every output file of `folder`, read whole (a half-written NIfTI would fail here); hidden
+    files (partials, the lock of a killed run) are not outputs."""
     return {p.name: np.asarray(nib.load(p).dataobj) if p.name.endswith(".nii.gz") else
-            p.read_bytes() for p in sorted(Path(folder).iterdir()) if ".partial" not in p.name}
+            p.read_bytes() for p in sorted(Path(folder).iterdir()) if not p.name.startswith(".")}
 
 
 def _summary_lesions(files):

@@ -10,13 +10,13 @@ import torch
 from msseg.training.checkpoint import (
     FORMAT,
     CheckpointError,
-    finish_best,
     get_rng_state,
     load_checkpoint,
     save_checkpoint,
     save_epoch,
     set_rng_state,
 )
+from msseg.training.logbook import finish_best
 
 
 def test_save_is_atomic_and_load_checks_the_format(tmp_path):

@@ -150,6 +150,33 @@ def test_converted_model_survives_pickle_and_deepcopy():
         assert_close(clone(x), model3d(x), rtol=0)
 
 
+class SpatialSqueezeExcite(nn.Module):
+    """SE over a spatial convolution: its `x.mean((2, 3))` is rewritten per slice, not folded."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x):
+        return x * self.conv(x).mean((2, 3), keepdim=True).sigmoid()
+
+
+def test_what_planar3d_keeps_on_a_module_is_one_record_that_copies_keep():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), SpatialSqueezeExcite(4), ChannelsLastNorm(4))
+    model3d = convert(randomize(model).eval(), mode="center")
+    report = planar3d.conversion_report(model3d)
+    assert {e.path: e.action for e in report.entries if e.path in ("1", "2")} == {
+        "1": "rewritten", "2": "folded"}
+    x = volume(1, 3, 3, 16, 16)
+    for net in (model3d, copy.deepcopy(model3d), pickle.loads(pickle.dumps(model3d))):
+        kept = {name: sorted(k for k in vars(m) if k.startswith("_planar3d"))
+                for name, m in net.named_modules()}
+        assert kept[""] == kept["1"] == kept["2"] == ["_planar3d"]
+        assert all(keys in ([], ["_planar3d"]) for keys in kept.values())
+        assert planar3d.conversion_report(net).counts() == report.counts()
+        assert_close(net(x), model3d(x), rtol=0)
+
+
 # -- custom code in forward ---------------------------------------------------------------------
 
 def test_silently_wrong_functional_code_is_folded_not_kept():

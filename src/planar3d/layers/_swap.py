@@ -7,9 +7,7 @@ objects unless replaced), buffers, hooks, train/eval flag and plain attributes; 
 
 from __future__ import annotations
 
-import contextlib
 import copy
-from collections.abc import Callable
 from typing import TypeVar
 
 import torch
@@ -33,12 +31,6 @@ def reclass(module: nn.Module, cls: type[M], **attrs: object) -> M:
     return new
 
 
-def original_type(module: nn.Module) -> type:
-    """The class a module had before planar3d gave it a derived class of its own (folded or
-    rewritten modules keep their 2D class as a base, `_planar3d_base`); else its class."""
-    return getattr(type(module), "_planar3d_base", type(module))
-
-
 def deepcopy_module(module: nn.Module) -> nn.Module:
     """`copy.deepcopy` of a module, also when it holds tensors computed with autograd (the
     hook-based `torch.nn.utils.weight_norm` keeps its weight as one, which deepcopy refuses):
@@ -49,48 +41,3 @@ def deepcopy_module(module: nn.Module) -> nn.Module:
             if isinstance(value, torch.Tensor) and not value.is_leaf:
                 memo[id(value)] = value.detach().clone()
     return copy.deepcopy(module, memo)
-
-
-@contextlib.contextmanager
-def _as_original(module: nn.Module, drop: tuple[str, ...]):
-    """`module` as an instance of its original class, without the `drop` attributes."""
-    cls, kept = type(module), {k: module.__dict__.pop(k) for k in drop if k in module.__dict__}
-    module.__class__ = original_type(module)
-    try:
-        yield module
-    finally:
-        module.__class__ = cls
-        module.__dict__.update(kept)
-
-
-def copy_derived(module: nn.Module, memo: dict, remake: Callable[[nn.Module], nn.Module],
-                 drop: tuple[str, ...] = ()) -> nn.Module:
-    """`copy.deepcopy` of a module of a derived class: a copy made by its original class's own
-    deepcopy (a torch.fx GraphModule builds a class of its own for each copy), then remade."""
-    with _as_original(module, drop):
-        copied = copy.deepcopy(module, memo)
-    for key, value in module.__dict__.items():  # a GraphModule copy keeps only its own state
-        if key.startswith("_planar3d") and key not in drop and key not in copied.__dict__:
-            copied.__dict__[key] = copy.deepcopy(value, memo)
-    return remake(copied)
-
-
-def reduce_derived(module: nn.Module, protocol: int, remake: Callable, *args,
-                   drop: tuple[str, ...] = ()) -> tuple:
-    """`__reduce_ex__` of a module of a derived class: pickled as its original class pickles
-    itself (a GraphModule as its code), then remade with `remake(module, *args)` on load."""
-    with _as_original(module, drop):
-        reduced = module.__reduce_ex__(protocol)
-    return _remade, (reduced, remake, args)
-
-
-def _remade(reduced: tuple, remake: Callable, args: tuple) -> nn.Module:
-    rebuild, rebuild_args, *rest = reduced
-    module = rebuild(*rebuild_args)
-    state = rest[0] if rest else None
-    if state is not None:
-        if hasattr(module, "__setstate__"):
-            module.__setstate__(state)
-        else:
-            module.__dict__.update(state)
-    return remake(module, *args)

@@ -22,24 +22,31 @@ from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
 from .._axis import axis_name, fold, unfold
-from ._swap import copy_derived, reduce_derived
+from .._state import (
+    clear_derived,
+    copy_derived,
+    original_type,
+    reduce_derived,
+    state,
+    type_name,
+)
 
 __all__ = ["fold_module", "is_folded", "is_slice_wise", "unfold_module"]
 
 
 class _FoldMixin:
-    """Forward of folded modules; `_planar3d_axis` is set per instance."""
-
-    _planar3d_passthrough = False
+    """Forward of folded modules; the axis and passthrough flag are in their record
+    (`_state.PlanarState`)."""
 
     def forward(self, *args, **kwargs):
-        axis = self._planar3d_axis
+        record = state(self)
+        axis = record.axis
         # The usual call takes one tensor: skip the pytree walks, which cost more than the fold.
         single = len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor)
         flat = args if single else tree_flatten((args, kwargs))[0]
         volumes = [t for t in flat if isinstance(t, torch.Tensor) and t.dim() == 5]
         if not volumes:
-            if self._planar3d_passthrough:
+            if record.passthrough:
                 return super().forward(*args, **kwargs)
             raise ValueError(
                 f"{self._get_name()} expects (N, C, D, H, W) volumes; got no 5-D tensor among its "
@@ -88,31 +95,27 @@ class _FoldMixin:
         return super()._apply(apply, recurse)
 
     def _get_name(self) -> str:
-        kind = "SliceWise" if self._planar3d_passthrough else "Folded"
-        return f"{kind}[{self._planar3d_base.__name__}]"
+        kind = "SliceWise" if state(self).passthrough else "Folded"
+        return f"{kind}[{type_name(self)}]"
 
     def extra_repr(self) -> str:
-        base = self._planar3d_base.extra_repr(self)
-        note = f"2D per {axis_name(self._planar3d_axis)} slice"
+        base = original_type(self).extra_repr(self)
+        note = f"2D per {axis_name(state(self).axis)} slice"
         return f"{base}, {note}" if base else note
 
     def __deepcopy__(self, memo):
-        return copy_derived(self, memo, lambda m: _refold(m, self._planar3d_axis,
-                                                          self._planar3d_passthrough))
+        record = state(self)
+        return copy_derived(self, memo, lambda m: _refold(m, record.axis, record.passthrough))
 
     def __reduce_ex__(self, protocol):
-        return reduce_derived(self, protocol, _refold, self._planar3d_axis,
-                              self._planar3d_passthrough)
+        record = state(self)
+        return reduce_derived(self, protocol, _refold, record.axis, record.passthrough)
 
 
 @cache
 def _folded_class(base: type, passthrough: bool) -> type:
     name = ("SliceWise" if passthrough else "Folded") + base.__name__
-    return type(name, (_FoldMixin, base), {
-        "_planar3d_base": base,
-        "_planar3d_passthrough": passthrough,
-        "__module__": __name__,
-    })
+    return type(name, (_FoldMixin, base), {"__module__": __name__})
 
 
 def _refold(module: nn.Module, axis: int, passthrough: bool) -> nn.Module:
@@ -126,7 +129,7 @@ def is_folded(module: nn.Module) -> bool:
 
 def is_slice_wise(module: nn.Module) -> bool:
     """True if `module` was folded with `passthrough=True` (a head layer)."""
-    return is_folded(module) and module._planar3d_passthrough
+    return is_folded(module) and state(module).passthrough
 
 
 def fold_module(module: nn.Module, *, axis: int = 2, passthrough: bool = False) -> nn.Module:
@@ -139,15 +142,15 @@ def fold_module(module: nn.Module, *, axis: int = 2, passthrough: bool = False) 
     Returns:
         The same object, now of class Folded<Type> (or SliceWise<Type>); names and state unchanged.
     """
-    base = module._planar3d_base if is_folded(module) else type(module)
+    base = original_type(module) if is_folded(module) else type(module)
     module.__class__ = _folded_class(base, passthrough)
-    module._planar3d_axis = axis
+    record = state(module)
+    record.base, record.axis, record.passthrough = base, axis, passthrough
     return module
 
 
 def unfold_module(module: nn.Module) -> nn.Module:
     """Undo `fold_module` in place."""
     if is_folded(module):
-        module.__class__ = module._planar3d_base
-        del module._planar3d_axis
+        clear_derived(module)
     return module

@@ -59,7 +59,6 @@ if TYPE_CHECKING:
 __all__ = [
     "DEMO_PHANTOM_SCALE",
     "DEMO_PHANTOM_SEED",
-    "MIN_LESION_MM3",
     "PAPER_THRESHOLD",
     "PRECISIONS",
     "PRESETS",
@@ -73,7 +72,6 @@ __all__ = [
 # The recipes by name (`TrainConfig.recipe`); a new recipe is a module of msseg.recipes and a
 # line here.
 RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (PaperRecipe(), SpacingRecipe())}
-MIN_LESION_MM3 = 3.0  # the MSSEG challenge ignores smaller lesions in the lesion-wise scores
 # Autocast precision: "auto" = bf16 on a GPU that has it, else fp32 (no autocast).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEPTH_POLICIES = ("pool", "keep")

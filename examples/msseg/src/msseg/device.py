@@ -2,7 +2,9 @@
 
 One vocabulary (`msseg.config.PRECISIONS`): "auto" (bf16 on a GPU that has it, else fp32),
 "fp32" (no autocast), "bf16", "fp16" (autocast to that dtype; fp16 training adds loss scaling).
-Devices: "auto" (CUDA if available), "cpu", "cuda", "cuda:1", ...
+Devices: "auto" (CUDA if available), "cpu", "cuda", "cuda:1", ... A precision the CPU has no
+fast kernels for (`SLOW_ON_CPU`: fp16, where an epoch of seconds in fp32 had not ended after
+minutes) is refused on the CPU before any work.
 
     compute = resolve_compute("auto", "auto")       # Compute(device=cuda:0, amp_dtype=bf16)
     with compute.autocast():
@@ -21,6 +23,7 @@ from msseg.config import PRECISIONS
 __all__ = ["Compute", "resolve_compute"]
 
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+SLOW_ON_CPU = ("fp16",)  # precisions refused on the CPU
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,8 @@ def resolve_compute(device: str = "auto", precision: str = "auto", *,
     Returns:
         The `Compute`.
     Raises:
-        ValueError: an unknown precision or device name, another device type, or a CUDA device
-            that this machine does not have.
+        ValueError: an unknown precision or device name, another device type, a CUDA device
+            that this machine does not have, or a precision in `SLOW_ON_CPU` on the CPU.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
@@ -70,6 +73,11 @@ def resolve_compute(device: str = "auto", precision: str = "auto", *,
     if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
         raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} "
                          f"GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    if resolved.type == "cpu" and precision in SLOW_ON_CPU:
+        raise ValueError(f"precision {precision} on the CPU: torch has no fast {precision} "
+                         f"kernels there, so training and prediction would run many times "
+                         f"slower than in fp32; use --precision fp32 (or bf16) on the CPU, "
+                         f"{precision} on a GPU")
     if precision == "auto":
         bf16 = resolved.type == "cuda" and torch.cuda.is_bf16_supported()
         precision = "bf16" if bf16 else "fp32"

@@ -24,11 +24,13 @@ from msseg.commands.options import (
     add_config_arguments,
     add_data_arguments,
     add_recompose_argument,
+    check_before_training,
+    check_outputs_outside,
     mask_labels,
     set_threads,
     train_config,
 )
-from msseg.config import MIN_LESION_MM3
+from msseg.evaluation.lesions import MIN_LESION_MM3
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run (or continue) the cross-validation; log and write Table 2."""
+    if not args.min_lesion_mm3 >= 0:
+        raise ValueError(f"--min-lesion-mm3 must be a volume >= 0 in mm³; got "
+                         f"{args.min_lesion_mm3}")
     from msseg.config import recipe_named
     from msseg.data.splits import cv_rounds
-    from msseg.device import resolve_compute
     from msseg.evaluation.reports import format_results, overall_table, write_report
     from msseg.io.atomic import atomic_write_text
     from msseg.io.discovery import discover_scans
-    from msseg.model.hub import check_pretrained_available
     from msseg.workflows.cross_validation import cross_validate, report_rounds
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -68,9 +71,8 @@ def run(args: argparse.Namespace) -> int:
                          "(--exclude <the round's test scans>)")
     set_threads(args)
     config = train_config(args)
-    resolve_compute(config.device, config.precision)  # a bad --device fails before any work
-    if config.pretrained:
-        check_pretrained_available(config.encoder)
+    check_before_training(config, args.out)
+    check_outputs_outside(args.data, cross_validation_folder=args.out, cache=args.cache)
     recipe = recipe_named(config.recipe)
     chosen = recipe.recomposition(args.recompose)
     methods = (chosen, *(m for m in recipe.recompositions if m != chosen))

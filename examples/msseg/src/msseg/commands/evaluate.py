@@ -6,7 +6,8 @@
 Scores every scan of the ground truth that has a prediction (``<pred>/<id>_mask.nii.gz``, what
 ``predict`` writes) on its native grid (`msseg.evaluation.scoring`), lists the scans it skipped
 for want of a prediction, and writes ``per_scan.csv`` and the paper's Table 2 layout (rows:
-metrics; columns: centres and Overall) as ``table.md`` and ``table.csv``. A scan whose ground
+metrics; columns: centres and Overall) as ``table.md`` and ``table.csv``. Lesion-wise scores
+follow the MSSEG-2016 detection rule (`msseg.evaluation.lesions`). A scan whose ground
 truth has no lesion has no Dice, sensitivity, lesion TPR or F1 (`msseg.evaluation.metrics`): it
 is named in a warning, left out of those means, and every cell says on how many scans it rests.
 """
@@ -18,7 +19,7 @@ import logging
 from pathlib import Path
 
 from msseg.commands.options import add_label_argument, mask_labels
-from msseg.config import MIN_LESION_MM3
+from msseg.evaluation.lesions import MIN_LESION_MM3
 
 log = logging.getLogger(__name__)
 
@@ -34,21 +35,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--out", type=Path,
                         help="folder for per_scan.csv, table.md, table.csv (default: --pred)")
     parser.add_argument("--min-lesion-mm3", type=float, default=MIN_LESION_MM3,
-                        help=f"ignore smaller lesions in the lesion-wise scores (default "
-                             f"{MIN_LESION_MM3:g} mm³, as the MSSEG challenge)")
+                        help=f"lesion-wise scores ignore lesions of this volume or less "
+                             f"(default {MIN_LESION_MM3:g} mm³, as the MSSEG challenge)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Score the predicted scans, log the per-scan lines and the table, write the files."""
+    if not args.min_lesion_mm3 >= 0:
+        raise ValueError(f"--min-lesion-mm3 must be a volume >= 0 in mm³; got "
+                         f"{args.min_lesion_mm3}")
     from msseg.evaluation.reports import format_results, without_lesions, write_report
     from msseg.evaluation.scoring import score_predictions
     from msseg.io.discovery import discover_scans
+    from msseg.io.lock import check_unlocked, folder_lock
 
     records = discover_scans(args.truth, mask_pattern=args.mask_pattern,
                              mask_labels=mask_labels(args))
+    check_unlocked(args.pred)  # a predict still writing there: its masks are not all there
     results, skipped = score_predictions(records, args.pred, min_lesion_mm3=args.min_lesion_mm3)
     out = args.out or args.pred
-    table = write_report(results, out)
+    with folder_lock(out, command="msseg evaluate"):
+        table = write_report(results, out)
     log.info("%s\n", format_results(results))
     log.info("%s", table.to_markdown().rstrip())
     empty = without_lesions(results)

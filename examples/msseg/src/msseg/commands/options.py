@@ -25,6 +25,8 @@ __all__ = [
     "add_recompose_argument",
     "add_threads_argument",
     "by_preset",
+    "check_before_training",
+    "check_outputs_outside",
     "mask_labels",
     "recipe_config",
     "set_threads",
@@ -171,6 +173,49 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                               "decoder_filters=64,32,16,8")
 
 
+def check_before_training(config: TrainConfig, out: Path) -> None:
+    """What ``train`` and ``cv`` check before any work: the device and precision, the encoder's
+    weights (the file read and fitted to the 2D encoder; the hub reachable), and the output
+    folder (writable, not a file).
+
+    Raises:
+        ValueError: an unusable device or precision, or a weights file that is not one or does
+            not fit (the message names the file and the fix).
+        ConnectionError: ``--pretrained`` with no reachable hub.
+        msseg.io.atomic.WriteError: the output folder cannot be written.
+    """
+    from msseg.device import resolve_compute
+    from msseg.io.atomic import check_writable
+    from msseg.model.encoder import create_encoder_2d
+    from msseg.model.hub import check_pretrained_available
+
+    resolve_compute(config.device, config.precision)
+    if config.pretrained:
+        check_pretrained_available(config.encoder)
+    if config.weights is not None:
+        create_encoder_2d(config.encoder, stages=config.encoder_stages, weights=config.weights)
+    check_writable(out)
+
+
+def check_outputs_outside(data: str | Path, **outputs: Path | None) -> None:
+    """Refuse, before any work, an output folder inside a data folder whose sub-folders are
+    read as patients (`msseg.io.paths.check_outside`); `outputs` by what they are, e.g.
+    ``run_folder=args.out, cache=args.cache``.
+
+    Raises:
+        ValueError: naming the output, the data folder and the fix.
+    """
+    from msseg.io.discovery import patient_folders
+    from msseg.io.paths import check_outside
+
+    folder = patient_folders(data)
+    if folder is None:
+        return
+    for what, path in outputs.items():
+        if path is not None:
+            check_outside(path, folder, what=what.replace("_", " "))
+
+
 def train_config(args: argparse.Namespace, *, base: TrainConfig | None = None,
                  **fixed: Any) -> TrainConfig:
     """The preset `args.config` (or `base`) with the flags, ``--set`` values and `fixed` applied.
@@ -224,9 +269,9 @@ def recipe_config(args: argparse.Namespace) -> TrainConfig:
     """
     changes = _parse_set(args.set)
     if args.model is not None:
-        from msseg.training.checkpoint import load_checkpoint
+        from msseg.training.checkpoint import checkpoint_config, load_checkpoint
 
-        base = TrainConfig.from_dict(load_checkpoint(args.model)["config"])
+        base = checkpoint_config(load_checkpoint(args.model, keys=("config",)), args.model)
         return base.replace(**changes)
     return preset(args.config, **changes)
 

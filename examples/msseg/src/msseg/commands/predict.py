@@ -28,6 +28,7 @@ from msseg.commands.options import (
     add_device_arguments,
     add_recompose_argument,
     add_threads_argument,
+    check_outputs_outside,
     set_threads,
 )
 from msseg.config import PAPER_THRESHOLD
@@ -80,26 +81,31 @@ def run(args: argparse.Namespace) -> int:
     """Predict every input scan; log where each mask went and the seconds per scan; write the
     report and say where it is."""
     from msseg.config import recipe_named
+    from msseg.inference.outputs import without_outputs
     from msseg.inference.predict import predict_files
     from msseg.inference.predictor import load_predictor
     from msseg.io.discovery import find_inputs
     from msseg.report.prediction import write_prediction_report
 
-    if args.threshold is not None and not 0 < args.threshold < 1:
-        raise ValueError(f"--threshold must be a probability in (0, 1); got {args.threshold}")
     set_threads(args)
-    records = find_inputs(args.input)
-    predictor, config = load_predictor(args.model, device=args.device, precision=args.precision)
+    check_outputs_outside(args.input, output_folder=args.out)
+    records = without_outputs(find_inputs(args.input), args.out, naming=args.naming)
+    predictor, config, intensity = load_predictor(args.model, device=args.device,
+                                                  precision=args.precision)
+    if args.threshold is not None:  # checked as the config's own threshold is
+        try:
+            config = config.replace(threshold=args.threshold)
+        except ValueError as error:
+            raise ValueError(f"--threshold {args.threshold}: {error}") from None
     recipe = recipe_named(config.recipe)
     log.info("%d scan(s), model %s (%s, encoder %s), recompose=%s, threshold=%.4f",
              len(records), args.model, recipe.describe(config), config.encoder,
-             recipe.recomposition(args.recompose),
-             config.threshold if args.threshold is None else args.threshold)
+             recipe.recomposition(args.recompose), config.threshold)
     predict_files(records, args.out, predictor, config=config, recompose=args.recompose,
-                  batch_size=args.batch_size, threshold=args.threshold,
-                  probabilities=args.probabilities, overwrite=args.overwrite,
-                  naming=args.naming, connectivity=args.connectivity,
-                  min_lesion_mm3=args.min_lesion_mm3, model=str(args.model))
+                  batch_size=args.batch_size, probabilities=args.probabilities,
+                  overwrite=args.overwrite, training_intensity=intensity, naming=args.naming,
+                  connectivity=args.connectivity, min_lesion_mm3=args.min_lesion_mm3,
+                  model=str(args.model))
     report = write_prediction_report(args.out, naming=args.naming)
     log.info("summary: %s\nreport: %s", args.out / "summary.csv", report)
     return 0

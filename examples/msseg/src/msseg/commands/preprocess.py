@@ -20,6 +20,7 @@ from pathlib import Path
 from msseg.commands.options import (
     add_data_arguments,
     add_recipe_arguments,
+    check_outputs_outside,
     mask_labels,
     recipe_config,
 )
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from msseg.io.discovery import discover_scans
 
     config = recipe_config(args)
+    check_outputs_outside(args.data, cache=args.cache)
     records = discover_scans(args.data, mask_pattern=args.mask_pattern,
                              require_masks=not args.no_masks, mask_labels=mask_labels(args))
     config = config.with_data(records)

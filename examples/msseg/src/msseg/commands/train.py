@@ -34,6 +34,8 @@ from pathlib import Path
 from msseg.commands.options import (
     add_config_arguments,
     add_data_arguments,
+    check_before_training,
+    check_outputs_outside,
     mask_labels,
     set_threads,
     train_config,
@@ -70,15 +72,14 @@ def run(args: argparse.Namespace) -> int:
     from msseg.data.cache import fill_cache
     from msseg.data.slab_dataset import SlabDataset
     from msseg.data.splits import split_scans
-    from msseg.device import resolve_compute
     from msseg.inference.predictor import load_predictor
     from msseg.io.atomic import atomic_write_text
     from msseg.io.discovery import discover_scans
-    from msseg.model.hub import check_pretrained_available
     from msseg.report.runs import write_training_report
     from msseg.training.checkpoint import checkpoint_config, load_checkpoint
     from msseg.training.engine import train
     from msseg.training.logbook import check_run_folder
+    from msseg.training.run_data import training_data
     from msseg.training.runtime import distributed_session
     from msseg.workflows.validation import native_validation
 
@@ -88,9 +89,8 @@ def run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         base = checkpoint_config(load_checkpoint(args.resume), args.resume)
     config = train_config(args, base=base, out_dir=str(args.out))
-    resolve_compute(config.device, config.precision)  # a bad --device fails before any work
-    if config.pretrained:
-        check_pretrained_available(config.encoder)
+    check_before_training(config, args.out)
+    check_outputs_outside(args.data, run_folder=args.out, cache=args.cache)
     records = discover_scans(args.data, mask_pattern=args.mask_pattern,
                              mask_labels=mask_labels(args))
     training, validation = split_scans(records, val=args.val, exclude=args.exclude)
@@ -109,18 +109,20 @@ def run(args: argparse.Namespace) -> int:
         entries = {e.record.patient_id: e for e in
                    fill_cache([*training, *validation], config.pipeline, cache,
                               progress=main and config.progress)}
-        train_set, val_set = (
-            SlabDataset.for_config([entries[r.patient_id] for r in split], config)
-            for split in (training, validation))
+        train_entries, val_entries = ([entries[r.patient_id] for r in split]
+                                      for split in (training, validation))
+        train_set, val_set = (SlabDataset.for_config(split, config)
+                              for split in (train_entries, val_entries))
         result = train(config, train_set, val_set, resume=args.resume,
-                       overwrite=args.overwrite)
+                       overwrite=args.overwrite,
+                       data=training_data(train_entries, val_entries))
     if main:
         stop = "stopped early" if result.stopped_early else f"{len(result.history)} epochs"
         log.info("done (%s); best validation loss %.4f at epoch %d: %s", stop,
                  result.best_val_loss, result.best_epoch, result.best_path)
         if result.best_path is not None:
-            predictor, _ = load_predictor(result.best_path, device=config.device,
-                                          precision=config.precision)
+            predictor = load_predictor(result.best_path, device=config.device,
+                                       precision=config.precision).predictor
             scores = native_validation(predictor, config,
                                        [entries[r.patient_id] for r in validation],
                                        checkpoint=result.best_path)

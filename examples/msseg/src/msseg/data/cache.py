@@ -35,11 +35,12 @@ import numpy as np
 
 from msseg.config import RECIPES, PipelineConfig
 from msseg.data.preprocess import Preprocessed, preprocess_scan
-from msseg.io.atomic import atomic_path, partial_path, remove_stale_partials
+from msseg.io.atomic import atomic_path, check_writable, partial_path, remove_stale_partials
 from msseg.io.checksum import file_digest, values_digest
 from msseg.io.discovery import ScanRecord
 from msseg.io.nifti import load_scan
 from msseg.io.orientation import Geometry
+from msseg.io.paths import output_path
 from msseg.progress import progress_bar
 from msseg.recipes.recipe import WorkingGrid
 
@@ -158,13 +159,16 @@ def fill_cache(
     Raises:
         FileNotFoundError, msseg.io.nifti.ScanError: a scan is missing or invalid; entries already
             complete stay, nothing partial is left behind.
+        msseg.io.atomic.WriteError: `cache_dir` is not a writable folder.
     """
     root = Path(cache_dir)
+    check_writable(root)
     root.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(root)  # a killed writer's entry, even when nothing is written now
     entries = []
     for record in progress_bar(records, desc="preprocess", unit="scan", enabled=progress):
-        entry = CacheEntry(record, root / f"{record.patient_id}-{cache_key(record, config)[:20]}")
+        name = f"{record.patient_id}-{cache_key(record, config)[:20]}"
+        entry = CacheEntry(record, output_path(root, name))
         if entry.path.is_dir():
             try:
                 entry.verify()

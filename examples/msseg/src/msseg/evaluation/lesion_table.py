@@ -38,6 +38,7 @@ from msseg.evaluation.lesions import (
     DEFAULT_CONNECTIVITY,
     MIN_LESION_MM3,
     label_lesions,
+    voxel_mm3,
 )
 from msseg.io.orientation import Geometry
 
@@ -49,8 +50,8 @@ _ML_PER_MM3 = 1e-3
 
 
 def voxel_ml(affine: np.ndarray) -> float:
-    """The volume of one voxel in mL: |det| of the affine's 3 x 3 part, in mm³, / 1000."""
-    return abs(float(np.linalg.det(np.asarray(affine, dtype=np.float64)[:3, :3]))) * _ML_PER_MM3
+    """The volume of one voxel in mL (`msseg.evaluation.lesions.voxel_mm3` / 1000)."""
+    return voxel_mm3(affine) * _ML_PER_MM3
 
 
 def voxel_mm(affine: np.ndarray) -> tuple[float, float, float]:

@@ -15,13 +15,12 @@ This Dice is the only one: training's validation Dice (over the validation slabs
 `msseg.training.engine.validate`) is `dice_from_counts` of its pooled counts, so it is nan too
 when the validation scans have no lesion voxel.
 
-Lesion-wise, as the MSSEG challenge's detection scores: lesions are the connected components of
-each mask (26-connectivity in 3D, `scipy.ndimage.label`). Components smaller than `min_size`
-voxels are dropped from both masks first (the challenge drops lesions under 3 mm³; pass the
-voxel count that matches your spacing). A ground-truth lesion is *detected* when at least
-`min_overlap` of its voxels are predicted; a predicted lesion is *false* when fewer than
-`min_overlap` of its voxels are ground truth. (The challenge adds overlap-fraction rules for
-split and merged lesions; with the default `min_overlap=1` this is the common any-overlap rule.)
+Lesion-wise, as the MSSEG-2016 challenge scores detection (`msseg.evaluation.lesions`: lesions
+are connected components of face neighbours; components smaller than `min_size` voxels are
+dropped from both masks first, pass `lesions.min_lesion_voxels` of the scan's voxel volume; a
+lesion is *detected* only by predicted components that cover more than 10 % of it and do not
+mostly lie outside the ground truth, and a predicted lesion is *false* unless the same rule
+holds the other way round, so one blob over the head detects nothing):
     lesion TPR = detected / ground-truth lesions          no ground-truth lesion -> nan
     lesion FPR = false / predicted lesions                no predicted lesion -> nan
     lesion F1 = 2 TPR (1 - FPR) / (TPR + 1 - FPR)         no ground-truth lesion -> nan;
@@ -34,7 +33,8 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import ndimage
+
+from msseg.evaluation.lesions import LesionCounts, detect_lesions
 
 __all__ = [
     "METRIC_NAMES",
@@ -42,7 +42,6 @@ __all__ = [
     "ScanMetrics",
     "dice",
     "dice_from_counts",
-    "lesion_detection",
     "scan_metrics",
     "sensitivity",
 ]
@@ -119,57 +118,6 @@ def sensitivity(pred: np.ndarray, truth: np.ndarray) -> float:
     return math.nan if positives == 0 else int(np.logical_and(pred, truth).sum()) / positives
 
 
-def _components(mask: np.ndarray, min_size: int) -> tuple[np.ndarray, int]:
-    labels, count = ndimage.label(mask, structure=np.ones((3,) * mask.ndim, dtype=bool))
-    if min_size > 1 and count:
-        sizes = np.bincount(labels.ravel(), minlength=count + 1)
-        keep = sizes >= min_size
-        keep[0] = False
-        relabel = np.zeros(count + 1, dtype=labels.dtype)
-        relabel[keep] = np.arange(1, int(keep.sum()) + 1, dtype=labels.dtype)
-        labels, count = relabel[labels], int(keep.sum())
-    return labels, count
-
-
-@dataclass(frozen=True)
-class LesionCounts:
-    """Lesion counts of one scan (see `lesion_detection`)."""
-
-    true_lesions: int  # ground-truth lesions (after the size filter)
-    predicted_lesions: int  # predicted lesions (after the size filter)
-    detected: int  # ground-truth lesions with >= min_overlap predicted voxels
-    false: int  # predicted lesions with < min_overlap ground-truth voxels
-
-
-def lesion_detection(
-    pred: np.ndarray, truth: np.ndarray, *, min_size: int = 1, min_overlap: int = 1
-) -> LesionCounts:
-    """Count ground-truth, predicted, detected and false lesions (26-connected components).
-
-    Args:
-        pred, truth: binary masks of the same shape (usually 3-D).
-        min_size: components with fewer voxels are ignored in both masks.
-        min_overlap: voxels of overlap that make a lesion detected / not false.
-    Returns:
-        `LesionCounts`.
-    Raises:
-        ValueError: for non-binary masks, different shapes, or min_size/min_overlap < 1.
-    """
-    if min_size < 1 or min_overlap < 1:
-        raise ValueError(f"min_size and min_overlap must be >= 1, got {min_size}, {min_overlap}")
-    pred, truth = _pair(pred, truth)
-    true_labels, n_true = _components(truth, min_size)
-    pred_labels, n_pred = _components(pred, min_size)
-    hit_true = np.bincount(true_labels[pred_labels > 0], minlength=n_true + 1)[1:]
-    hit_pred = np.bincount(pred_labels[true_labels > 0], minlength=n_pred + 1)[1:]
-    return LesionCounts(
-        true_lesions=n_true,
-        predicted_lesions=n_pred,
-        detected=int((hit_true >= min_overlap).sum()),
-        false=int((hit_pred < min_overlap).sum()),
-    )
-
-
 @dataclass(frozen=True)
 class ScanMetrics:
     """All metrics of one scan (`scan_metrics`); the counts are those of `LesionCounts`."""
@@ -188,20 +136,18 @@ class ScanMetrics:
         return asdict(self)
 
 
-def scan_metrics(
-    pred: np.ndarray, truth: np.ndarray, *, min_size: int = 1, min_overlap: int = 1
-) -> ScanMetrics:
+def scan_metrics(pred: np.ndarray, truth: np.ndarray, *, min_size: int = 1) -> ScanMetrics:
     """All metrics of one scan (see the module docstring for the definitions and empty cases).
 
     Args:
         pred, truth: binary masks of the same shape, e.g. (S, S, S) or the scan's native grid.
-        min_size, min_overlap: lesion-wise parameters, see `lesion_detection`.
+        min_size: lesions of fewer voxels are ignored (`lesions.min_lesion_voxels`).
     Returns:
         `ScanMetrics`.
     Raises:
         ValueError: for non-binary masks or different shapes.
     """
-    counts = lesion_detection(pred, truth, min_size=min_size, min_overlap=min_overlap)
+    counts = detect_lesions(*_pair(pred, truth), min_size=min_size)
     n_true, n_pred = counts.true_lesions, counts.predicted_lesions
     tpr = counts.detected / n_true if n_true else math.nan
     fpr = counts.false / n_pred if n_pred else math.nan

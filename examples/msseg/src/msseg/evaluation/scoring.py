@@ -4,21 +4,20 @@
 
 For every scan with ground truth, ``<pred>/<id>_mask.nii.gz`` (what `predict` writes) is loaded,
 checked to lie on the FLAIR's grid, and scored there (`msseg.evaluation.metrics`): Dice and
-sensitivity (the paper), and lesion true-positive rate, false-positive rate and F1 from
-26-connected components (the MSSEG challenge's detection scores), leaving out lesions smaller
-than `msseg.config.MIN_LESION_MM3` (3 mm³, as the challenge) in voxels of the scan's own size.
+sensitivity (the paper), and lesion true-positive rate, false-positive rate and F1 by the
+MSSEG-2016 detection rule (`msseg.evaluation.lesions`), leaving out lesions of at most
+`MIN_LESION_MM3` (3 mm³, as the challenge) in voxels of the scan's own size.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from msseg.config import MIN_LESION_MM3
+from msseg.evaluation.lesions import MIN_LESION_MM3, min_lesion_voxels, voxel_mm3
 from msseg.evaluation.metrics import ScanMetrics, scan_metrics
 from msseg.io.discovery import ScanRecord, find_prediction
 from msseg.io.nifti import Scan, load_scan
@@ -26,7 +25,6 @@ from msseg.io.nifti import Scan, load_scan
 __all__ = [
     "ScanResult",
     "evaluate_scan",
-    "min_lesion_voxels",
     "score_predictions",
     "score_scan",
 ]
@@ -41,12 +39,6 @@ class ScanResult:
     metrics: ScanMetrics
 
 
-def min_lesion_voxels(affine: np.ndarray, min_mm3: float) -> int:
-    """Smallest lesion, in voxels of a grid with this affine, that has at least `min_mm3`."""
-    voxel_mm3 = abs(float(np.linalg.det(np.asarray(affine)[:3, :3])))
-    return max(1, math.ceil(min_mm3 / voxel_mm3 - 1e-9))
-
-
 def score_scan(prediction: np.ndarray, truth: Scan, *,
                min_lesion_mm3: float = MIN_LESION_MM3) -> ScanResult:
     """Score a native-grid binary mask against a loaded scan's consensus mask.
@@ -54,7 +46,7 @@ def score_scan(prediction: np.ndarray, truth: Scan, *,
     Args:
         prediction: (X, Y, Z) binary mask on the scan's grid.
         truth: the scan with its mask (`load_scan(record, allow_empty_mask=True)`).
-        min_lesion_mm3: lesions smaller than this are left out of the lesion-wise scores.
+        min_lesion_mm3: lesions of this volume or less are left out of the lesion-wise scores.
     Returns:
         A `ScanResult`.
     Raises:
@@ -62,7 +54,7 @@ def score_scan(prediction: np.ndarray, truth: Scan, *,
     """
     if truth.mask is None:
         raise ValueError(f"{truth.record.patient_id}: no ground-truth mask to evaluate against")
-    min_size = min_lesion_voxels(truth.geometry.affine, min_lesion_mm3)
+    min_size = min_lesion_voxels(voxel_mm3(truth.geometry.affine), min_lesion_mm3)
     metrics = scan_metrics(prediction, truth.mask, min_size=min_size)
     return ScanResult(truth.record.patient_id, truth.record.centre or "-", metrics)
 
@@ -75,7 +67,7 @@ def evaluate_scan(record: ScanRecord, prediction: str | Path, *,
     Args:
         record: a scan with its ground-truth mask.
         prediction: a NIfTI mask on the record's FLAIR grid (shape and affine).
-        min_lesion_mm3: lesions smaller than this are left out of the lesion-wise scores.
+        min_lesion_mm3: lesions of this volume or less are left out of the lesion-wise scores.
         labels: the prediction's lesion values (as `ScanRecord.mask_labels`; None: 0 and 1).
     Returns:
         A `ScanResult`.

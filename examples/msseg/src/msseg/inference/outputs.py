@@ -6,13 +6,17 @@ the run's naming: msseg's ``<out>/<id>_mask.nii.gz`` ..., nnU-Net's, or BIDS der
 - the lesion map, each lesion's number in its voxels (1 = the largest), and the lesion table
   (`msseg.evaluation.lesion_table`);
 - with `probabilities`, the probability map, float32.
-A scan's files are written as one group whose mask comes last (`msseg.io.atomic.atomic_paths`):
-where a mask exists, the scan's prediction is complete and the files beside it are of the same
-run; a file without its mask is the leftover of an interrupted write and is replaced. Earlier
-complete outputs are only replaced on request (`overwrite`), and then all of them: the old
-probability map goes even when no new one is written. `check_outputs` refuses, before any
-inference, what would overwrite by accident (an earlier run, two inputs with one id) and an
-output folder that cannot take the files.
+The NIfTI files carry a header description that marks them as predictions
+(`msseg.io.nifti.PREDICTION_DESCRIPTIONS`: `load_scan` refuses them as FLAIRs). Outputs are
+never inputs: `without_outputs` drops, from the scans found in a folder, the predictions that
+an earlier run wrote there for the others (``predict -i D -o D`` run twice). A scan's files
+are written as one group whose mask comes last (`msseg.io.atomic.atomic_paths`): where a mask
+exists, the scan's prediction is complete and the files beside it are of the same run; a file
+without its mask is the leftover of an interrupted write and is replaced. Earlier complete
+outputs are only replaced on request (`overwrite`), and then all of them: the old probability
+map goes even when no new one is written. `check_outputs` refuses, before any inference, what
+would overwrite by accident (an earlier run, two inputs with one id) and an output folder that
+cannot take the files.
 
 ``summary.csv`` lists every scan predicted into the folder, one row each
 (`msseg.evaluation.lesion_table.ScanSummary`): it is rewritten in each scan's group, just before
@@ -44,10 +48,10 @@ from msseg.evaluation.lesion_table import (
 from msseg.io.atomic import atomic_paths, atomic_write_text, check_writable
 from msseg.io.bids import DESCRIPTION
 from msseg.io.discovery import PREDICTION_KINDS, ScanRecord, prediction_path
-from msseg.io.nifti import nifti_image
+from msseg.io.nifti import PREDICTION_DESCRIPTIONS, nifti_image
 from msseg.io.orientation import Geometry
 
-__all__ = ["SUMMARY", "check_outputs", "existing_outputs", "write_prediction"]
+__all__ = ["SUMMARY", "check_outputs", "existing_outputs", "without_outputs", "write_prediction"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +68,34 @@ def existing_outputs(out_dir: str | Path, patient_ids: Sequence[str], *,
             if prediction_path(out_dir, patient_id, naming=naming).exists()
             for kind in PREDICTION_KINDS
             if (path := prediction_path(out_dir, patient_id, kind, naming=naming)).exists()]
+
+
+def without_outputs(records: Sequence[ScanRecord], out_dir: str | Path, *,
+                    naming: str = "msseg") -> list[ScanRecord]:
+    """The records that are scans, not the outputs (in `out_dir`) of the other records.
+
+    Args:
+        records: the inputs found (`msseg.io.discovery.find_inputs`).
+        out_dir: the output folder of this run.
+        naming: the run's naming (`msseg.io.discovery.OUTPUT_NAMINGS`).
+    Returns:
+        `records` without those whose FLAIR is a file this run would write for another
+        record's id (``<out_dir>/<id>_mask.nii.gz``, ``_prob``, ``_lesions``...), logged once
+        with their number.
+    """
+    outputs = set()
+    for record in records:
+        for kind in PREDICTION_KINDS:
+            try:
+                outputs.add(prediction_path(out_dir, record.patient_id, kind,
+                                            naming=naming).resolve())
+            except ValueError:  # an id the naming cannot name (BIDS): no output of it
+                continue
+    kept = [record for record in records if record.flair.resolve() not in outputs]
+    if len(kept) < len(records):
+        log.info("%s: %d file(s) there are predictions of an earlier run, not scans: left out",
+                 out_dir, len(records) - len(kept))
+    return kept
 
 
 def check_outputs(records: Sequence[ScanRecord], shapes: Sequence[tuple[int, ...]],
@@ -155,18 +187,22 @@ def write_prediction(
                 log.info("%s: replacing a file left without its mask by an interrupted run",
                          paths[kind])
     mask = prediction.mask if label == 1 else prediction.mask * np.uint8(label)
+
+    def image(kind: str, array: np.ndarray) -> Callable[[Path], object]:
+        return lambda to: nib.save(nifti_image(array, geometry,
+                                               description=PREDICTION_DESCRIPTIONS[kind]), to)
+
     writers: list[tuple[Path, Callable[[Path], object]]] = [
-        (paths["lesions"], lambda to: nib.save(nifti_image(analysis.map_array(), geometry), to)),
+        (paths["lesions"], image("lesions", analysis.map_array())),
         (paths["table"], lambda to: to.write_text(lesion_table_csv(analysis.lesions),
                                                   encoding="utf-8")),
-        (paths["mask"], lambda to: nib.save(nifti_image(mask, geometry), to))]  # the marker
+        (paths["mask"], image("mask", mask))]  # the marker, last
     if summary is not None:
         text = _summary_with(Path(out_dir), summary)
         writers.insert(-1, (Path(out_dir) / SUMMARY,
                             lambda to: to.write_text(text, encoding="utf-8")))
     if probabilities:
-        writers.insert(0, (paths["prob"], lambda to: nib.save(
-            nifti_image(prediction.probability, geometry), to)))
+        writers.insert(0, (paths["prob"], image("prob", prediction.probability)))
     if naming == "bids":
         _describe_derivative(Path(out_dir))
     with atomic_paths([path for path, _ in writers],

@@ -2,16 +2,17 @@
 
 Everything that predicts takes a predictor (MONAI's inferers take the network the same way),
 so the one prediction path (`msseg.inference.predict`) does not know where it comes from: a
-trained model (`model_predictor`), a training checkpoint (`load_predictor`), or a stand-in in
-a test or benchmark.
+trained model (`model_predictor`), a training checkpoint (`load_predictor`, which also gives
+the config and the training scans' intensity profiles), or a stand-in in a test or benchmark.
 
-    predictor, config = load_predictor("runs/paper/best.pt")     # device and precision: auto
+    predictor, config, intensity = load_predictor("runs/paper/best.pt")   # device: auto
     probabilities = predictor(slabs)                              # (B, slab, h, w) -> same
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -19,9 +20,18 @@ from torch import nn
 from msseg.config import TrainConfig
 from msseg.device import Compute, resolve_compute
 from msseg.recipes.recipe import Predictor
-from msseg.training.checkpoint import load_model
+from msseg.training.checkpoint import load_trained
+from msseg.training.run_data import checkpoint_data
 
-__all__ = ["Predictor", "load_predictor", "model_predictor"]
+__all__ = ["LoadedPredictor", "Predictor", "load_predictor", "model_predictor"]
+
+
+class LoadedPredictor(NamedTuple):
+    """A checkpoint's model as a predictor, with what prediction needs to know about it."""
+
+    predictor: Predictor
+    config: TrainConfig  # the config it was trained with
+    intensity: list[list[float]] | None  # its training scans' intensity profiles, if saved
 
 
 def model_predictor(model: nn.Module, *, compute: Compute, channels_last: bool = True) -> Predictor:
@@ -51,8 +61,9 @@ def model_predictor(model: nn.Module, *, compute: Compute, channels_last: bool =
 
 
 def load_predictor(checkpoint: str | Path, *, device: str = "auto",
-                   precision: str = "auto") -> tuple[Predictor, TrainConfig]:
-    """The predictor of a training checkpoint and the config it was trained with.
+                   precision: str = "auto") -> LoadedPredictor:
+    """The predictor of a training checkpoint, the config it was trained with and its training
+    scans' intensity profiles (`msseg.data.intensity_checks`; None for a checkpoint without).
 
     Args:
         checkpoint: a checkpoint of a training run (e.g. ``best.pt``); read once.
@@ -62,5 +73,8 @@ def load_predictor(checkpoint: str | Path, *, device: str = "auto",
         FileNotFoundError, ValueError: a missing or foreign checkpoint, or an unusable device.
     """
     compute = resolve_compute(device, precision)
-    model, config = load_model(checkpoint, device=compute.device)
-    return model_predictor(model, compute=compute, channels_last=config.channels_last), config
+    model, config, read = load_trained(checkpoint, device=compute.device)
+    saved = checkpoint_data(read, checkpoint)
+    return LoadedPredictor(
+        model_predictor(model, compute=compute, channels_last=config.channels_last), config,
+        None if saved is None else saved.intensity)

@@ -135,7 +135,7 @@ def atomic_paths(paths: Sequence[str | Path], *,
     try:
         try:
             for folder in folders:
-                folder.mkdir(parents=True, exist_ok=True)
+                _make_folder(folder, targets[0])
                 remove_stale_partials(folder)
             yield temporaries
             for temporary in temporaries:
@@ -207,6 +207,16 @@ def check_writable(folder: str | Path, *, need_bytes: int = 0) -> None:
                          f"another output folder", code=errno.ENOSPC)
 
 
+def _make_folder(folder: Path, target: Path) -> None:
+    """Create `folder` (and its parents); a file in the way is named in a `WriteError`."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as error:
+        blocker = next((p for p in (folder, *folder.parents) if p.exists()), folder)
+        raise WriteError(f"{target}: {blocker} is a file, expected a folder; choose another "
+                         f"folder", code=errno.ENOTDIR) from error
+
+
 def _write_error(target: Path, error: OSError) -> WriteError:
     """One line: the target, what went wrong, and the fix."""
     reason = error.strerror or str(error) or type(error).__name__
@@ -267,7 +277,8 @@ def _discard(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            path.unlink()
 
 
 def _running(pid: int) -> bool:

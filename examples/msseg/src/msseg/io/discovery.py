@@ -19,8 +19,12 @@ Outputs are named in one of `OUTPUT_NAMINGS` (`prediction_path`): msseg's own
 evaluation reads it, the other maps in ``maps/``), or BIDS derivatives
 (``sub-X/ses-Y/anat/sub-X_ses-Y_space-orig_desc-lesion_mask.nii.gz``).
 
-Records are sorted by patient id (the paper's cross-validation is in alphabetical order). Nothing
-is read here beyond directory listings; `msseg.io.nifti.load_scan` loads and validates the files.
+Records are sorted by patient id (the paper's cross-validation is in alphabetical order). A
+patient id names output files, so it must be a plain file name (`msseg.io.paths.check_id`): every
+`ScanRecord` checks its own, and the readers check each where they read it, naming the folder,
+file or CSV line. Hidden files and folders are never scans (a killed writer's temporary files
+are hidden). Nothing is read here beyond directory listings and CSVs; `msseg.io.nifti.load_scan`
+loads and validates the files.
 
 Public API:
     ScanRecord(patient_id, centre, flair, mask)
@@ -34,6 +38,7 @@ Public API:
     prediction_path(out_dir, patient_id, kind="mask", *, naming="msseg") -> Path
                                                    where `predict` writes a scan's outputs
     find_prediction(pred_dir, patient_id) -> (Path, naming) | None   a mask, in any naming
+    patient_folders(source) -> Path | None   the folder whose sub-folders are read as patients
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ import glob
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from msseg.io.paths import check_id, output_path
 
 MSSEG_FLAIR = "3DFLAIR.nii.gz"
 MSSEG_MASK = "Consensus.nii.gz"
@@ -77,6 +84,9 @@ class ScanRecord:
         mask: path of the binary lesion mask, or None for prediction-only inputs.
         mask_labels: the mask's labels that mark lesion (a multi-label mask), or "nonzero" for
             all but 0; None: the mask must hold only 0 and 1.
+
+    Raises:
+        ValueError: a patient id that is not a plain file name (`msseg.io.paths.check_id`).
     """
 
     patient_id: str
@@ -84,6 +94,9 @@ class ScanRecord:
     flair: Path
     mask: Path | None
     mask_labels: tuple[int, ...] | str | None = None
+
+    def __post_init__(self) -> None:
+        check_id(self.patient_id)
 
 
 def msseg_centre(patient_id: str) -> str:
@@ -114,7 +127,8 @@ def find_msseg_scans(root: str | Path, *, require_masks: bool = True) -> list[Sc
     Raises:
         FileNotFoundError: root missing, or a patient folder lacks 3DFLAIR.nii.gz (or the mask
             when required).
-        ValueError: root has no patient folders, or a folder name is not an MSSEG id.
+        ValueError: root has no patient folders, or a folder name is not an MSSEG id or not a
+            plain file name.
     """
     root = Path(root)
     if not root.is_dir():
@@ -126,12 +140,14 @@ def find_msseg_scans(root: str | Path, *, require_masks: bool = True) -> list[Sc
                          f"{MSSEG_FLAIR} (e.g. create one with `msseg phantom`).")
     records = []
     for folder in folders:
+        check_id(folder.name, where=f"{folder}: ")
         flair = folder / MSSEG_FLAIR
         if not flair.is_file():
             raise FileNotFoundError(f"{flair}: FLAIR file missing for patient {folder.name}; "
-                                    f"every patient folder needs {MSSEG_FLAIR}.")
+                                    f"every patient folder needs {MSSEG_FLAIR} (runs, caches "
+                                    f"and predictions belong outside the data folder).")
         centre = msseg_centre(folder.name)
-        mask = _mask_or_none(folder / MSSEG_MASK, require_masks)
+        mask = _mask_or_none(folder / MSSEG_MASK, require_masks, folder.name)
         records.append(ScanRecord(folder.name, centre, flair, mask))
     return records
 
@@ -172,9 +188,11 @@ def find_pattern_scans(
                          f"{_ID_FIELD} marks the patient id part.")
     records = []
     for patient_id, flair in sorted(found.items()):
+        check_id(patient_id, where=f"{flair}: ")
         mask = None
         if mask_pattern is not None:
-            mask = _mask_or_none(Path(mask_pattern.replace(_ID_FIELD, patient_id)), True)
+            mask = _mask_or_none(Path(mask_pattern.replace(_ID_FIELD, patient_id)), True,
+                                 patient_id)
         records.append(ScanRecord(patient_id, None, flair, mask))
     return records
 
@@ -184,14 +202,19 @@ def read_scan_csv(path: str | Path, *, require_masks: bool = True) -> list[ScanR
 
     Raises:
         FileNotFoundError: the CSV, a FLAIR, or a required mask is missing.
-        ValueError: a required column is absent, a row is empty, or an id is repeated.
+        ValueError: a file that is not UTF-8 CSV, a required column is absent, a row is empty,
+            or an id is repeated or not a plain file name.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: scan list CSV not found.")
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-        columns = set(rows[0]) if rows else set()
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # a spreadsheet's BOM
+            rows = list(csv.DictReader(handle))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(f"{path}: cannot read it as a CSV of scans ({error}); expected UTF-8 "
+                         f"text with columns patient_id,flair,mask[,centre]") from None
+    columns = set(rows[0]) if rows else set()
     missing = {"patient_id", "flair"} - columns
     if require_masks:
         missing |= {"mask"} - columns
@@ -203,6 +226,7 @@ def read_scan_csv(path: str | Path, *, require_masks: bool = True) -> list[ScanR
         patient_id, flair_text = (row.get("patient_id") or "").strip(), row["flair"] or ""
         if not patient_id or not flair_text.strip():
             raise ValueError(f"{path}, line {line}: empty patient_id or flair value.")
+        check_id(patient_id, where=f"{path}, line {line}: ")
         if patient_id in records:
             raise ValueError(f"{path}, line {line}: patient_id {patient_id!r} appears twice.")
         flair = path.parent / flair_text.strip()
@@ -210,10 +234,11 @@ def read_scan_csv(path: str | Path, *, require_masks: bool = True) -> list[ScanR
             raise FileNotFoundError(f"{flair}: FLAIR file listed in {path} (line {line}) "
                                     "not found.")
         mask_text = (row.get("mask") or "").strip()
-        mask = _mask_or_none(path.parent / mask_text, True) if mask_text else None
+        mask = _mask_or_none(path.parent / mask_text, True, patient_id) if mask_text else None
         if mask is None and require_masks:
-            raise ValueError(f"{path}, line {line}: empty mask for {patient_id!r}; give one or "
-                             "use require_masks=False (--no-masks) for prediction-only input.")
+            raise ValueError(f"{path}, line {line}: empty mask for {patient_id!r}; training and "
+                             f"evaluation need one: give it, or leave the scan out of training "
+                             f"(--exclude {patient_id}); `msseg predict` needs no mask")
         centre = (row.get("centre") or "").strip() or None
         records[patient_id] = ScanRecord(patient_id, centre, flair, mask)
     return [records[k] for k in sorted(records)]
@@ -268,7 +293,7 @@ def discover_scans(
     if layout == "pattern":
         if require_masks and mask_pattern is None:
             raise ValueError(f"the FLAIR pattern {text!r} needs a mask pattern with {_ID_FIELD} "
-                             "(--mask-pattern), or require_masks=False for prediction-only.")
+                             "(--mask-pattern); `msseg predict` takes FLAIRs alone")
         records = find_pattern_scans(text, mask_pattern=mask_pattern)
     elif layout == "csv":
         records = read_scan_csv(text, require_masks=require_masks)
@@ -320,11 +345,28 @@ def find_inputs(source: str | Path) -> list[ScanRecord]:
     elif layout != "msseg" or not source.is_dir():
         records = discover_scans(source, require_masks=False)
     else:
-        files = sorted(p for p in source.iterdir() if p.is_file() and p.name.endswith(_NIFTI))
+        files = sorted(p for p in source.iterdir() if p.is_file() and p.name.endswith(_NIFTI)
+                       and not p.name.startswith("."))
         if files:
             return [ScanRecord(_input_id(p), None, p, None) for p in files]
         records = discover_scans(source, require_masks=False)
     return [dataclasses.replace(r, mask=None) for r in records]
+
+
+def patient_folders(source: str | Path) -> Path | None:
+    """The folder whose sub-folders are read as patients (an MSSEG folder), when `source` is
+    read that way; None for a file, a pattern, one patient folder, a folder of NIfTI files, an
+    nnU-Net or a BIDS dataset (whose readers take their own folders only: images*, sub-*).
+
+    An output written inside such a folder would be read as a patient next time.
+    """
+    path = Path(source)
+    if not path.is_dir() or (path / MSSEG_FLAIR).is_file() or detect_layout(path) != "msseg":
+        return None
+    if any(p.is_file() and p.name.endswith(_NIFTI) and not p.name.startswith(".")
+           for p in path.iterdir()):
+        return None
+    return path
 
 
 def prediction_path(out_dir: str | Path, patient_id: str, kind: str = "mask", *,
@@ -341,23 +383,25 @@ def prediction_path(out_dir: str | Path, patient_id: str, kind: str = "mask", *,
             .nii.gz``, the table ``<out>/<id>_lesions.csv``; "bids": BIDS derivative names
             (`msseg.io.bids.bids_output_path`).
     Raises:
-        ValueError: an unknown kind or naming, or an id that is not BIDS entities for "bids".
+        ValueError: an unknown kind or naming, an id that is not a plain file name
+            (`msseg.io.paths.check_id`), or one that is not BIDS entities for "bids".
     """
     if kind not in PREDICTION_KINDS:
         raise ValueError(f"kind must be one of {PREDICTION_KINDS}; found {kind!r}")
     if naming not in OUTPUT_NAMINGS:
         raise ValueError(f"naming must be one of {OUTPUT_NAMINGS}; found {naming!r}")
+    check_id(patient_id)
     if naming == "bids":
         from msseg.io.bids import bids_output_path
 
         return bids_output_path(out_dir, patient_id, kind)
     if kind == "table":
-        return Path(out_dir) / f"{patient_id}_lesions.csv"
+        return output_path(out_dir, f"{patient_id}_lesions.csv")
     if naming == "nnunet":
         if kind == "mask":
-            return Path(out_dir) / f"{patient_id}.nii.gz"
-        return Path(out_dir) / NNUNET_MAPS / f"{patient_id}_{kind}.nii.gz"
-    return Path(out_dir) / f"{patient_id}_{kind}.nii.gz"
+            return output_path(out_dir, f"{patient_id}.nii.gz")
+        return output_path(Path(out_dir) / NNUNET_MAPS, f"{patient_id}_{kind}.nii.gz")
+    return output_path(out_dir, f"{patient_id}_{kind}.nii.gz")
 
 
 def find_prediction(pred_dir: str | Path, patient_id: str) -> tuple[Path, str] | None:
@@ -377,19 +421,20 @@ def _input_id(path: Path) -> str:
     """A FLAIR file's scan id: its name without extension; for MSSEG's fixed file name, the
     patient folder's name; for a BIDS ``<entities>_FLAIR`` file, its entities."""
     if path.name == MSSEG_FLAIR:
-        return path.resolve().parent.name
+        return check_id(path.resolve().parent.name, where=f"{path}: ")
     stem = next(path.name[: -len(s)] for s in _NIFTI if path.name.endswith(s))
     if stem.startswith("sub-") and stem.endswith("_FLAIR"):
-        return stem[: -len("_FLAIR")]
-    return stem
+        stem = stem[: -len("_FLAIR")]
+    return check_id(stem, where=f"{path}: ")
 
 
-def _mask_or_none(path: Path, required: bool) -> Path | None:
+def _mask_or_none(path: Path, required: bool, patient_id: str) -> Path | None:
     if path.is_file():
         return path
     if required:
         raise FileNotFoundError(f"{path}: lesion mask missing; training and evaluation need "
-                                "it (use require_masks=False / --no-masks to predict only).")
+                                f"it: add it, or leave the scan out of training (--exclude "
+                                f"{patient_id}); `msseg predict` needs no mask")
     return None
 
 

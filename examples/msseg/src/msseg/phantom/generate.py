@@ -23,7 +23,7 @@ Public API:
     CentreSpec, CENTRES
     scaled_grid(spec, scale) -> (shape, affine)
     make_patient(patient_id, *, scale=1.0, seed=0) -> (flair, mask, geometry)
-    write_phantom(out, *, scale=1.0, seed=0, progress=True) -> list[ScanRecord]
+    write_phantom(out, *, scale=1.0, seed=0, progress=True, overwrite=False) -> records
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from msseg.io.atomic import atomic_write_text
+from msseg.io.atomic import atomic_write_text, check_writable
 from msseg.io.discovery import MSSEG_FLAIR, MSSEG_MASK, MSSEG_PATIENTS, ScanRecord, msseg_centre
+from msseg.io.lock import folder_lock
 from msseg.io.nifti import save_nifti
 from msseg.io.orientation import Geometry, axes_matrix
 from msseg.phantom.anatomy import TISSUE, render_head, rotation, sample_head
@@ -133,29 +134,55 @@ def make_patient(
 
 
 def write_phantom(
-    out: str | Path, *, scale: float = 1.0, seed: int = 0, progress: bool = True
+    out: str | Path, *, scale: float = 1.0, seed: int = 0, progress: bool = True,
+    overwrite: bool = False,
 ) -> list[ScanRecord]:
     """Write all 15 patients in the MSSEG layout, plus ``phantom.json`` with the settings.
 
-    Each file is written atomically; an interrupted run leaves only complete files.
+    Each file is written atomically; an interrupted run leaves only complete files. Before any
+    scan is made, `out` is checked: a folder that already holds files of the phantom's patients
+    (real scans with those ids, or a phantom of other settings) is refused unless `overwrite`;
+    the same phantom (its ``phantom.json`` has these settings) is written again unchanged, and
+    other contents stay as they are.
 
     Returns:
         The written scans' records, sorted by patient id.
+    Raises:
+        FileExistsError: `out` holds files of the phantom's patients and `overwrite` is False.
+        msseg.io.atomic.WriteError: `out` is not a writable folder.
+        msseg.io.lock.FolderLockedError: another process writes into `out`.
     """
     out = Path(out)
+    check_writable(out)
+    settings = json.loads(json.dumps({"scale": scale, "seed": seed, "centres": {
+        k: asdict(v) for k, v in CENTRES.items()}}))
+    taken = [patient_id for patient_id in MSSEG_PATIENTS
+             if any((out / patient_id / name).exists() for name in (MSSEG_FLAIR, MSSEG_MASK))]
+    if taken and not overwrite and _settings(out) != settings:
+        listed = ", ".join(taken[:3]) + (f" and {len(taken) - 3} more" if len(taken) > 3 else "")
+        raise FileExistsError(f"{out}: holds scans of the phantom's patients already ({listed}); "
+                              f"writing the phantom would replace them: pass --overwrite to "
+                              f"replace them (overwrite=True), or choose another folder")
     records = []
-    for patient_id in progress_bar(MSSEG_PATIENTS, desc="phantom", unit="scan",
-                                   enabled=progress):
-        flair, mask, geometry = make_patient(patient_id, scale=scale, seed=seed)
-        folder = out / patient_id
-        save_nifti(flair, geometry, folder / MSSEG_FLAIR)
-        save_nifti(mask, geometry, folder / MSSEG_MASK)
-        records.append(ScanRecord(patient_id, msseg_centre(patient_id), folder / MSSEG_FLAIR,
-                                  folder / MSSEG_MASK))
-    settings = {"scale": scale, "seed": seed, "centres": {k: asdict(v) for k, v in
-                                                          CENTRES.items()}}
-    atomic_write_text(out / "phantom.json", json.dumps(settings, indent=2))
+    with folder_lock(out, command="msseg phantom"):
+        for patient_id in progress_bar(MSSEG_PATIENTS, desc="phantom", unit="scan",
+                                       enabled=progress):
+            flair, mask, geometry = make_patient(patient_id, scale=scale, seed=seed)
+            folder = out / patient_id
+            save_nifti(flair, geometry, folder / MSSEG_FLAIR)
+            save_nifti(mask, geometry, folder / MSSEG_MASK)
+            records.append(ScanRecord(patient_id, msseg_centre(patient_id),
+                                      folder / MSSEG_FLAIR, folder / MSSEG_MASK))
+        atomic_write_text(out / "phantom.json", json.dumps(settings, indent=2))
     return records
+
+
+def _settings(out: Path) -> dict | None:
+    """The settings of the phantom written into `out` earlier, or None."""
+    try:
+        return json.loads((out / "phantom.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _bias_field(grid: VoxelGrid, rng: np.random.Generator) -> np.ndarray:

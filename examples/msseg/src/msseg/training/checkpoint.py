@@ -8,29 +8,34 @@ A training checkpoint is a dict of plain values and tensors (loadable with
     model, optimizer, scheduler, scaler (the state_dicts of a `TrainingState`),
     epoch, step, best_val_loss, best_epoch, bad_epochs, history (a run's `Progress`),
     rng (python, numpy, torch, cuda),
+    data (optional, `msseg.training.run_data.TrainingData`: the scans the run trains and
+    validates on, by cache entry, and the training scans' intensity profiles),
     checksum (`msseg.io.checksum.values_digest` of everything else, checked on every load).
+
+Every file is read by `msseg.io.torch_files.read_torch_file` (tensors and plain values only;
+text, an ONNX model, a damaged file or a pickle that would run code is one line). A config is
+checked by the code that checks the command line's (`TrainConfig`), and a trained model's must
+fix its working grid (`TrainConfig.pipeline`); weights must be finite.
 
 Each epoch `save_epoch` writes ``last.pt`` first: it is the run's commit point, holding the
 epoch, the best epoch and the whole history. ``best.pt`` (the same bytes, when the epoch
 improved), ``history.csv`` and ``curves.png`` follow from it. A crash at any point therefore
 leaves a complete ``last.pt`` and the other files at most one save behind it: `load_model` refuses
-a ``best.pt`` that the ``last.pt`` beside it says is superseded, and `finish_best` (called when a
-run resumes) completes it. Every problem with a file raises `CheckpointError`, one line naming
-the file, what is wrong and what to do.
+a ``best.pt`` that the ``last.pt`` beside it says is superseded, and
+`msseg.training.logbook.finish_best` (called when a run resumes) completes it. Every problem
+with a file raises `CheckpointError`, one line naming the file, what is wrong and what to do.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
-import logging
 import math
-import pickle
 import random
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -38,11 +43,16 @@ import torch
 from msseg.config import TrainConfig
 from msseg.io.atomic import atomic_write_bytes
 from msseg.io.checksum import values_digest
+from msseg.io.torch_files import TorchFileError, read_torch_file
 from msseg.model.encoder import RandomEncoderWarning
 from msseg.model.resunet import PlanarResUNet, build_model
 
+if TYPE_CHECKING:
+    from msseg.training.run_data import TrainingData
+
 __all__ = [
     "FORMAT",
+    "FROM_TRAIN",
     "RESUME_FIXED",
     "RESUME_KEYS",
     "CheckpointError",
@@ -50,25 +60,24 @@ __all__ = [
     "TrainingState",
     "build_model_for_checkpoint",
     "checkpoint_config",
-    "finish_best",
     "get_rng_state",
     "load_checkpoint",
     "load_model",
+    "load_trained",
     "load_weights",
     "restore_training",
+    "saved_epoch",
     "save_checkpoint",
     "save_epoch",
     "set_rng_state",
     "training_checkpoint",
 ]
 
-log = logging.getLogger(__name__)
-
 FORMAT = 2  # 2: with a checksum of the contents; 1 (no checksum) still loads, with a warning
 # Fields that define the model and the optimizer's parameters: a resumed run must keep them.
 RESUME_FIXED = ("encoder", "encoder_stages", "depth_policy", "train_encoder", "train_bottleneck",
                 "bottleneck_filters", "decoder_filters", "slab")
-_FROM_TRAIN = "use a last.pt or best.pt written by `msseg train`"
+FROM_TRAIN = "use a last.pt or best.pt written by `msseg train`"
 
 
 @dataclass
@@ -119,14 +128,14 @@ RESUME_KEYS = ("config", *(f.name for f in dataclasses.fields(TrainingState)),
                *(f.name for f in dataclasses.fields(Progress)), "rng")
 
 
-def training_checkpoint(config: TrainConfig, state: TrainingState,
-                        progress: Progress) -> dict[str, Any]:
+def training_checkpoint(config: TrainConfig, state: TrainingState, progress: Progress, *,
+                        data: TrainingData | None = None) -> dict[str, Any]:
     """The checkpoint of a run after an epoch (see the module docstring for its keys)."""
     return {"format": FORMAT, "config": config.to_dict(),
             **{f.name: getattr(state, f.name).state_dict()
                for f in dataclasses.fields(TrainingState)},
             **{f.name: getattr(progress, f.name) for f in dataclasses.fields(Progress)},
-            "rng": get_rng_state()}
+            "rng": get_rng_state(), **({} if data is None else {"data": data.to_dict()})}
 
 
 def restore_training(checkpoint: dict, path: str | Path, config: TrainConfig,
@@ -149,8 +158,8 @@ def restore_training(checkpoint: dict, path: str | Path, config: TrainConfig,
     if changed:
         raise ValueError(
             f"cannot resume from {path}: {changed} (checkpoint value, requested value) changed; "
-            f"they define the model and optimizer. Resume with the checkpoint's config "
-            f"(TrainConfig.from_dict(checkpoint['config'])), changing e.g. epochs or patience.")
+            f"they define the model and optimizer, so a resumed run keeps the checkpoint's: "
+            f"drop those flags (or --set items), or start a new run in another --out")
     load_weights(state.model, checkpoint, path)
     for name in ("optimizer", "scheduler", "scaler"):
         getattr(state, name).load_state_dict(checkpoint[name])
@@ -204,56 +213,50 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         keys: entries the checkpoint must have.
     Raises:
         FileNotFoundError: `path` does not exist.
-        CheckpointError: empty, truncated, not a torch file, a pickle with code in it, not an
-            msseg checkpoint, missing `keys`, or a checksum that does not match the contents.
+        CheckpointError: a folder, empty, not a torch file (text, an ONNX model), truncated, a
+            pickle with code in it (`msseg.io.torch_files`), not an msseg checkpoint, missing
+            `keys`, or a checksum that does not match the contents.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: checkpoint not found; {_FROM_TRAIN}")
-    if not path.is_file() or path.stat().st_size == 0:
-        what = "a folder" if path.is_dir() else "empty (0 bytes)"
-        raise CheckpointError(f"{path}: checkpoint is {what}; {_FROM_TRAIN}")
     try:
-        with warnings.catch_warnings():  # torch's notes on odd files: the errors below say more
-            warnings.simplefilter("ignore")
-            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "weights only" not in str(error).lower():
-            raise _unreadable(path, error) from None
-        raise CheckpointError(
-            f"{path}: refused: it holds Python objects other than tensors and plain values, "
-            f"which could run code when loaded, so it was not loaded; {_FROM_TRAIN}") from None
-    except Exception as error:  # torch.load's errors for a damaged file are of many types
-        raise _unreadable(path, error) from None
+        checkpoint = read_torch_file(path, role="checkpoint", fix=FROM_TRAIN,
+                                     map_location=map_location)
+    except TorchFileError as error:
+        raise CheckpointError(str(error)) from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") not in (1, FORMAT):
         found = (f"format {checkpoint.get('format')!r}" if isinstance(checkpoint, dict)
                  else f"a {type(checkpoint).__name__}")
         raise CheckpointError(f"{path}: not an msseg checkpoint of format {FORMAT} (found "
-                              f"{found}, e.g. a 2D weights file); {_FROM_TRAIN}")
+                              f"{found}, e.g. a 2D weights file); {FROM_TRAIN}")
     missing = [key for key in keys if key not in checkpoint]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {missing}; it was edited or written by "
-                              f"other code; {_FROM_TRAIN}")
+                              f"other code; {FROM_TRAIN}")
     _verify(path, checkpoint)
     return checkpoint
 
 
 def checkpoint_config(checkpoint: dict, path: str | Path) -> TrainConfig:
-    """The `TrainConfig` saved in a checkpoint.
+    """The `TrainConfig` saved in a checkpoint, checked by the code that checks the command
+    line's (`TrainConfig.validate`, the recipe's checks) and complete: a trained model's recipe
+    fixes its working grid (`TrainConfig.pipeline`, e.g. recipe "spacing" with `spacing_mm`).
 
     Raises:
-        CheckpointError: the saved config has fields this msseg does not know, or invalid values.
+        CheckpointError: the saved config has fields this msseg does not know, invalid values,
+            or an unfixed working grid.
     """
     values = checkpoint.get("config")
     try:
         if not isinstance(values, dict):
             raise TypeError(f"config is a {type(values).__name__}, expected a dict")
-        return TrainConfig.from_dict(values)
+        config = TrainConfig.from_dict(values)  # the command line's checks
+        config.pipeline  # noqa: B018 (a trained model's recipe has its grid: spacing_mm set)
+        return config
     except TypeError as error:
         raise CheckpointError(f"{path}: its config does not fit this version of msseg ({error}); "
                               f"use the msseg version that wrote it, or retrain") from None
     except ValueError as error:
-        raise CheckpointError(f"{path}: its config is invalid ({error}); {_FROM_TRAIN}") from None
+        raise CheckpointError(f"{path}: its config is invalid ({error}); {FROM_TRAIN}") from None
 
 
 def get_rng_state() -> dict[str, Any]:
@@ -289,13 +292,28 @@ def build_model_for_checkpoint(config: TrainConfig) -> PlanarResUNet:
 def load_model(
     path: str | Path, *, device: str | torch.device = "cpu"
 ) -> tuple[PlanarResUNet, TrainConfig]:
-    """The trained model of a checkpoint, in eval mode, for prediction.
+    """The trained model of a checkpoint, in eval mode, for prediction (`load_trained`).
+
+    Returns:
+        (model, config): the model (float32, eval mode) and the run's configuration.
+    Raises:
+        As `load_trained`.
+    """
+    model, config, _ = load_trained(path, device=device)
+    return model, config
+
+
+def load_trained(
+    path: str | Path, *, device: str | torch.device = "cpu"
+) -> tuple[PlanarResUNet, TrainConfig, dict]:
+    """The trained model of a checkpoint, its config and the checkpoint itself, read once.
 
     Args:
         path: a checkpoint (e.g. `best.pt` of a training run).
         device: where to put the model.
     Returns:
-        (model, config): the model (float32, eval mode) and the run's configuration.
+        (model, config, checkpoint): the model (float32, eval mode), the run's configuration,
+        and the checkpoint as read (e.g. for `msseg.training.run_data.checkpoint_data`).
     Raises:
         FileNotFoundError: see `load_checkpoint`.
         CheckpointError: as `load_checkpoint`; a config or weights that do not make a model; a
@@ -308,9 +326,9 @@ def load_model(
         model = build_model_for_checkpoint(config)
     except (ValueError, RuntimeError) as error:
         raise CheckpointError(f"{path}: its config does not build a model ({error}); "
-                              f"{_FROM_TRAIN}") from None
+                              f"{FROM_TRAIN}") from None
     load_weights(model, checkpoint, path)
-    return model.to(device).eval(), config
+    return model.to(device).eval(), config, checkpoint
 
 
 def load_weights(model: torch.nn.Module, checkpoint: dict, path: str | Path) -> None:
@@ -318,12 +336,12 @@ def load_weights(model: torch.nn.Module, checkpoint: dict, path: str | Path) -> 
 
     Raises:
         CheckpointError: the weights do not fit the model (missing, unexpected or misshapen
-            tensors), with the first of them named.
+            tensors), with the first of them named, or hold NaN or infinite values.
     """
     expected, state = model.state_dict(), checkpoint["model"]
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: its model entry is a {type(state).__name__}, expected a "
-                              f"state_dict; {_FROM_TRAIN}")
+                              f"state_dict; {FROM_TRAIN}")
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     misshapen = [k for k in state if k in expected
@@ -334,31 +352,15 @@ def load_weights(model: torch.nn.Module, checkpoint: dict, path: str | Path) -> 
             f"{path}: its weights do not fit the model its config describes (encoder "
             f"{encoder}): {len(missing)} missing, {len(unexpected)} unexpected, "
             f"{len(misshapen)} of another shape (first: {(missing + unexpected + misshapen)[0]});"
-            f" it was edited or assembled from two runs; {_FROM_TRAIN}")
+            f" it was edited or assembled from two runs; {FROM_TRAIN}")
+    bad = next((k for k, v in state.items() if isinstance(v, torch.Tensor)
+                and v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:
+        raise CheckpointError(f"{path}: its weights hold NaN or infinite values (first: {bad}); "
+                              f"the training diverged (try a lower --lr, or --precision fp32) "
+                              f"or the file was edited; use an earlier checkpoint of the run, "
+                              f"e.g. its best.pt")
     model.load_state_dict(state)
-
-
-def finish_best(out_dir: str | Path, checkpoint: dict, source: str | Path) -> None:
-    """Complete a ``best.pt`` that an interrupted save left behind `checkpoint` (the state a run
-    resumes from, read from `source`): when that state is its own best epoch, ``best.pt`` gets
-    its bytes; when an earlier epoch was best and ``best.pt`` does not hold it, a warning says
-    so (it is written again at the next improvement).
-    """
-    best = Path(out_dir) / "best.pt"
-    epoch, best_epoch = checkpoint["epoch"], checkpoint["best_epoch"]
-    if best_epoch == 0:
-        return
-    held = _saved_epoch(best)
-    if held == best_epoch:
-        return
-    if best_epoch == epoch:
-        atomic_write_bytes(best, Path(source).read_bytes())
-        log.info("%s: completed from %s (epoch %d; a save had been interrupted)", best, source,
-                 epoch)
-        return
-    log.warning("%s: holds %s, but the run's best epoch is %d; it is written again when the "
-                "validation loss next improves", best,
-                "nothing readable" if held is None else f"epoch {held}", best_epoch)
 
 
 def _serialise(checkpoint: dict[str, Any]) -> bytes:
@@ -378,7 +380,7 @@ def _verify(path: Path, checkpoint: dict) -> None:
     try:
         found = values_digest(values)
     except TypeError as error:
-        raise CheckpointError(f"{path}: {error}; {_FROM_TRAIN}") from None
+        raise CheckpointError(f"{path}: {error}; {FROM_TRAIN}") from None
     if found != checkpoint.get("checksum"):
         raise CheckpointError(
             f"{path}: checksum mismatch: the contents changed after they were written (bit rot, "
@@ -386,13 +388,7 @@ def _verify(path: Path, checkpoint: dict) -> None:
             f"or use the run's other checkpoint (last.pt / best.pt)")
 
 
-def _unreadable(path: Path, error: BaseException) -> CheckpointError:
-    reason = (str(error).strip().splitlines() or [""])[0].split(". ")[0][:200]  # 1st sentence
-    return CheckpointError(f"{path}: cannot be read as a checkpoint ({type(error).__name__}: "
-                           f"{reason}): truncated, damaged or not a torch file; {_FROM_TRAIN}")
-
-
-def _saved_epoch(path: Path) -> int | None:
+def saved_epoch(path: str | Path) -> int | None:
     """The epoch a checkpoint file holds, or None when it is missing or unusable."""
     try:
         return int(load_checkpoint(path, keys=("epoch",))["epoch"])
@@ -407,10 +403,10 @@ def _check_not_superseded(path: Path, checkpoint: dict) -> None:
     if path.name != "best.pt" or not last.is_file():
         return
     try:
-        record = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
+        record = read_torch_file(last, role="checkpoint", fix=FROM_TRAIN, mmap=True)
         last_epoch, best_epoch = int(record["epoch"]), int(record["best_epoch"])
-    except Exception:  # an unreadable last.pt says nothing about best.pt
-        return
+    except (OSError, TorchFileError, KeyError, TypeError, ValueError):  # an unreadable last.pt
+        return  # says nothing about best.pt
     if best_epoch > checkpoint["epoch"]:
         instead = (f"predict with {last} (it holds epoch {best_epoch}), or "
                    if last_epoch == best_epoch else "")

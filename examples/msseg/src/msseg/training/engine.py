@@ -7,11 +7,14 @@
     model, config = msseg.training.checkpoint.load_model(result.best_path)   # for prediction
 
 Scale-out: `torchrun --nproc_per_node=4 <script calling train inside distributed_session()>`;
-`config.batch_size` is the global batch, split evenly over the ranks, and every rank sees the
-slabs a single process would see in the same order (a DistributedSampler shuffled with
-seed + epoch), so N ranks train like one process with the same global batch (when the number
-of slabs is a multiple of the number of ranks; otherwise the sampler repeats a few slabs).
-The same order also lets a run be resumed on a different number of ranks.
+`config.batch_size` is the global batch, split evenly over the ranks, and every step's global
+batch holds the slabs a single process's batch holds (a DistributedSampler shuffled with
+seed + epoch). Where the slabs do not fill the last step, the sampler repeats a few slabs to
+give every rank a batch: those repeats weigh 0, and each rank's loss is scaled so that the
+gradient DDP averages is the single process's mean over the step's slabs. So N ranks train as
+one process does, equal up to float rounding (a frozen encoder's BatchNorm uses its running
+statistics; a trainable one's batch statistics are per rank, as in any DDP without
+SyncBatchNorm). The same order also lets a run be resumed on a different number of ranks.
 
 Before the first epoch the plan is logged: samples per epoch, steps, validation samples, and,
 after the first step, the epoch's time at that pace (`msseg.training.plan`). Progress shows as a
@@ -23,16 +26,24 @@ Dice (over the validation slabs, in the working space: the native-grid Dice of t
 checkpoint is `msseg.workflows.validation`)
 -> `last.pt` (and `best.pt` when the validation loss improved) -> a row in history.csv
 (TensorBoard, curves.png) -> early stopping after `patience` epochs without improvement.
-`train(..., resume="last.pt")` continues a run exactly where it stopped; a folder that holds a
-run is not trained into otherwise (`overwrite=True` replaces it).
+`train(..., resume="last.pt")` continues a run exactly where it stopped: in the checkpoint's
+folder (refused when that folder's last.pt is newer than the checkpoint, which would cut its
+later epochs), or in a new folder, which gets the run's last.pt and best.pt first. A folder
+that holds a saved epoch is not trained into otherwise (`overwrite=True` replaces it); one
+whose run stopped before its first saved epoch starts again. Rank 0 holds the folder's lock
+(`msseg.io.lock`) while it writes there: a second run into it is refused. `data`, what the run
+trains on (`msseg.training.run_data`), goes into every checkpoint; resuming on other scans
+says what changed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +56,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from msseg.config import TrainConfig
 from msseg.data.slab_dataset import SlabDataset
 from msseg.evaluation.metrics import dice_from_counts
+from msseg.io.lock import folder_lock
 from msseg.model.losses import bce_dice_loss
 from msseg.model.resunet import PlanarResUNet, build_model
 from msseg.progress import StepProgress
@@ -52,14 +64,20 @@ from msseg.training.checkpoint import (
     Progress,
     TrainingState,
     build_model_for_checkpoint,
-    finish_best,
     load_checkpoint,
     restore_training,
     save_epoch,
     training_checkpoint,
 )
-from msseg.training.logbook import TrainingLog, check_run_folder, clear_run
-from msseg.training.plan import epoch_sampler, estimate_text, plan_text
+from msseg.training.logbook import (
+    TrainingLog,
+    adopt_run,
+    check_run_folder,
+    clear_run,
+    finish_best,
+)
+from msseg.training.plan import epoch_sampler, estimate_text, plan_text, samples_per_epoch
+from msseg.training.run_data import TrainingData, changed_data, checkpoint_data
 from msseg.training.runtime import Runtime, make_runtime, seed_everything
 
 __all__ = ["TrainResult", "keras_decay", "make_optimizer", "train", "validate"]
@@ -105,6 +123,7 @@ def train(
     *,
     resume: str | Path | None = None,
     overwrite: bool = False,
+    data: TrainingData | None = None,
 ) -> TrainResult:
     """Train the planar res-u-net of `config` on slabs (see the module docstring).
 
@@ -112,15 +131,20 @@ def train(
         config: the run's configuration (saved in every checkpoint).
         train_set, val_set: datasets of (image (3, slab, S, S), mask (1, slab, S, S)) float32
             pairs, e.g. `SlabDataset`.
-        resume: a `last.pt` to continue from (epochs, optimizer, schedule, early stopping, RNG).
+        resume: a `last.pt` to continue from (epochs, optimizer, schedule, early stopping, RNG),
+            in its own folder or in a new `config.out_dir`.
         overwrite: replace a run that `config.out_dir` holds (default: refuse to start).
+        data: what the run trains on (`msseg.training.run_data.training_data`), saved in every
+            checkpoint; None: nothing saved, nothing compared on resume.
     Returns:
         A `TrainResult`. Files in `config.out_dir` (rank 0 writes them): last.pt, best.pt,
         history.csv, curves.png, tensorboard/ (if installed).
     Raises:
-        ValueError: empty datasets, a global batch not divisible by the number of ranks, or a
-            checkpoint whose model fields differ from `config`.
+        ValueError: empty datasets, a global batch not divisible by the number of ranks, a
+            checkpoint whose model fields differ from `config`, or one older than the last.pt
+            of its folder, which the run would cut back.
         FileExistsError: `config.out_dir` holds a run, and neither `resume` nor `overwrite`.
+        msseg.io.lock.FolderLockedError: another process writes into `config.out_dir`.
     """
     check_run_folder(config.out_dir, resume=resume, overwrite=overwrite)
     rt = make_runtime(config)
@@ -133,8 +157,6 @@ def train(
                 else restore_training(checkpoint, resume, config, state))
     net = _wrapped(state.model, config, rt)
     sampler, train_loader, val_loader = _loaders(config, train_set, val_set, rt)
-    log = (_open_record(out, config, progress, overwrite=overwrite, resumed_from=resume,
-                        checkpoint=checkpoint) if rt.is_main else None)
     if rt.is_main:
         volumes = len(train_set.images) if isinstance(train_set, SlabDataset) else None
         logger.info("%s", plan_text(config, train_set, val_set, steps=len(train_loader),
@@ -142,33 +164,33 @@ def train(
     first_step = (lambda seconds: logger.info("%s", estimate_text(
         first_step_s=seconds, steps=len(train_loader), epochs=config.epochs))
         ) if rt.is_main else None
-
-    # a resumed run that early stopping had ended stays ended (unless more patience is given)
-    stopped_early = progress.patience_spent(config.patience) and progress.epoch < config.epochs
-    for epoch in range(config.epochs if stopped_early else progress.epoch, config.epochs):
-        start = time.perf_counter()
-        sampler.set_epoch(epoch)
-        train_loss = _train_epoch(net, train_loader, state, rt, config,
-                                  desc=f"epoch {epoch + 1}/{config.epochs}",
-                                  on_first_step=first_step)
-        first_step = None
-        val_loss, val_dice_working = validate(state.model, val_loader, rt, config)
-        row, improved = progress.end_epoch(
-            {"train_loss": train_loss, "val_loss": val_loss, "val_dice_working": val_dice_working,
-             "lr": state.scheduler.get_last_lr()[0], "seconds": time.perf_counter() - start},
-            steps=len(train_loader))
-        if rt.is_main:
-            save_epoch(out, training_checkpoint(config, state, progress), improved=improved)
-            log.write(row)  # after last.pt, the commit point (see the checkpoint module)
-            logger.info("epoch %d/%d: train loss %.4f  validation loss %.4f  working-space Dice "
-                        "%.3f  (%.1f s)", epoch + 1, config.epochs, train_loss, val_loss,
-                        val_dice_working, row["seconds"])
-        if not improved and progress.patience_spent(config.patience):
-            stopped_early = epoch + 1 < config.epochs
-            break
-
-    if log is not None:
-        log.close()
+    with _run_folder(out, config, progress, rt, overwrite=overwrite, resumed_from=resume,
+                     checkpoint=checkpoint, data=data) as log:
+        # a resumed run that early stopping had ended stays ended (unless more patience is given)
+        stopped_early = progress.patience_spent(config.patience) and \
+            progress.epoch < config.epochs
+        for epoch in range(config.epochs if stopped_early else progress.epoch, config.epochs):
+            start = time.perf_counter()
+            sampler.set_epoch(epoch)
+            train_loss = _train_epoch(net, train_loader, state, rt, config,
+                                      desc=f"epoch {epoch + 1}/{config.epochs}",
+                                      on_first_step=first_step)
+            first_step = None
+            val_loss, val_dice_working = validate(state.model, val_loader, rt, config)
+            row, improved = progress.end_epoch(
+                {"train_loss": train_loss, "val_loss": val_loss,
+                 "val_dice_working": val_dice_working, "lr": state.scheduler.get_last_lr()[0],
+                 "seconds": time.perf_counter() - start}, steps=len(train_loader))
+            if log is not None:
+                save_epoch(out, training_checkpoint(config, state, progress, data=data),
+                           improved=improved)
+                log.write(row)  # after last.pt, the commit point (see the checkpoint module)
+                logger.info("epoch %d/%d: train loss %.4f  validation loss %.4f  working-space "
+                            "Dice %.3f  (%.1f s)", epoch + 1, config.epochs, train_loss,
+                            val_loss, val_dice_working, row["seconds"])
+            if not improved and progress.patience_spent(config.patience):
+                stopped_early = epoch + 1 < config.epochs
+                break
     rt.barrier()
     best = out / "best.pt" if progress.best_epoch else None
     return TrainResult(model=state.model, best_path=best, last_path=out / "last.pt",
@@ -251,14 +273,48 @@ def _loaders(config: TrainConfig, train_set: Dataset, val_set: Dataset,
     return sampler, train_loader, val_loader
 
 
+@contextlib.contextmanager
+def _run_folder(out: Path, config: TrainConfig, progress: Progress, rt: Runtime, *,
+                overwrite: bool, resumed_from: str | Path | None, checkpoint: dict | None,
+                data: TrainingData | None) -> Iterator[TrainingLog | None]:
+    """While the epochs run: rank 0 holds the folder's lock and its record (`_open_record`,
+    yielded; None on the other ranks)."""
+    with contextlib.ExitStack() as held, warnings.catch_warnings():
+        # DDP compares the strides of size-1 axes too (a (1, C, 1, 1, 1) head in channels_last):
+        # the same memory layout, three lines of noise on every run
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
+        if not rt.is_main:
+            yield None
+            return
+        held.enter_context(folder_lock(out, command="msseg train"))
+        log = _open_record(out, config, progress, overwrite=overwrite,
+                           resumed_from=resumed_from, checkpoint=checkpoint, data=data)
+        held.callback(log.close)
+        yield log
+
+
 def _open_record(out: Path, config: TrainConfig, progress: Progress, *, overwrite: bool,
-                 resumed_from: str | Path | None, checkpoint: dict | None) -> TrainingLog:
-    """The run folder's record (rank 0): the old run removed when replaced, a `best.pt` that an
-    interrupted save left behind completed when resuming, history.csv rewritten."""
+                 resumed_from: str | Path | None, checkpoint: dict | None,
+                 data: TrainingData | None) -> TrainingLog:
+    """The run folder's record (rank 0): the old run removed when replaced, or the record of a
+    run that saved no epoch; when resuming, a `best.pt` that an interrupted save left behind
+    completed (in the run's folder) or the run's checkpoints copied (into a new folder), and
+    what changed in the data said; history.csv rewritten."""
     if overwrite:
         clear_run(out)
+    elif checkpoint is None and clear_run(out):  # check_run_folder: no saved epoch there
+        logger.info("%s: holds no saved epoch (a run stopped before its first one); starting it "
+                    "again", out)
     if checkpoint is not None:
-        finish_best(out, checkpoint, resumed_from)
+        if Path(resumed_from).resolve().parent == out.resolve():
+            finish_best(out, checkpoint, resumed_from)
+        else:
+            adopt_run(out, checkpoint, resumed_from)
+        saved = checkpoint_data(checkpoint, resumed_from)
+        change = None if saved is None or data is None else changed_data(saved, data)
+        if change:
+            logger.warning("%s: %s; the run continues on the scans given now", resumed_from,
+                           change)
     return TrainingLog(out, history=progress.history, tensorboard=config.tensorboard)
 
 
@@ -274,31 +330,45 @@ def _train_epoch(net: nn.Module, loader: DataLoader, state: TrainingState, rt: R
                  config: TrainConfig, desc: str,
                  on_first_step: Callable[[float], None] | None = None) -> float:
     """One pass over the training slabs; the mean loss per slab over all ranks. The first
-    step's seconds go to `on_first_step` (the device synchronised first)."""
+    step's seconds go to `on_first_step` (the device synchronised first).
+
+    Step k's global batch is the slabs at positions k * batch_size onwards of the epoch's
+    order; this rank's j-th sample in it sits at position rank + world_size * (local index).
+    Positions past the epoch's samples (`msseg.training.plan.samples_per_epoch`) are the
+    sampler's repeats: they weigh 0, and the loss is scaled by world_size / (slabs in the
+    step), so DDP's average of the ranks' gradients is the mean gradient over the step's slabs,
+    as one process computes it.
+    """
     net.train()
     fmt = _memory_format(config)
     total = torch.zeros((), dtype=torch.float64, device=rt.device)
-    count = 0
+    count = torch.zeros((), dtype=torch.float64, device=rt.device)
+    slabs = samples_per_epoch(config, loader.dataset)
+    local_batch = config.batch_size // rt.world_size
     shown = StepProgress(len(loader), desc=desc, unit="sample",
                          enabled=config.progress and rt.is_main)
     start = time.perf_counter()
-    for images, masks in loader:
+    for i, (images, masks) in enumerate(loader):
         images, masks = _to_device(images, rt, fmt), _to_device(masks, rt, fmt)
+        local = torch.arange(i * local_batch, i * local_batch + len(images), device=rt.device)
+        real = (rt.rank + rt.world_size * local < slabs).float()
+        in_step = min(config.batch_size, slabs - i * config.batch_size)
         with rt.autocast():
             logits = net(images)
-        loss = bce_dice_loss(logits, masks, smooth=config.dice_smooth)
+        losses = bce_dice_loss(logits, masks, smooth=config.dice_smooth, reduction="none")
+        loss = (losses * real).sum() * rt.world_size / in_step
         state.optimizer.zero_grad(set_to_none=True)
         state.scaler.scale(loss).backward()
         state.scaler.step(state.optimizer)
         state.scaler.update()
         state.scheduler.step()
-        total += loss.detach() * len(images)
-        count += len(images)
+        total += (losses.detach() * real).sum()
+        count += real.sum()
         if on_first_step is not None:
             loss.item()  # waits for the device
             on_first_step(time.perf_counter() - start)
             on_first_step = None
-        shown.step(len(images) * rt.world_size, loss=loss.item)
+        shown.step(in_step, loss=loss.item)
     shown.close()
-    sums = rt.all_reduce_sum(torch.stack([total, total.new_tensor(count)]))
+    sums = rt.all_reduce_sum(torch.stack([total, count]))
     return (sums[0] / sums[1]).item()

@@ -24,7 +24,7 @@ from torch.utils.data import DistributedSampler
 from msseg.config import TrainConfig
 from msseg.progress import format_duration
 
-__all__ = ["EpochSampler", "epoch_sampler", "estimate_text", "plan_text"]
+__all__ = ["EpochSampler", "epoch_sampler", "estimate_text", "plan_text", "samples_per_epoch"]
 
 
 class EpochSampler(DistributedSampler):
@@ -50,20 +50,27 @@ class EpochSampler(DistributedSampler):
         return iter(order[self.rank:self.total_size:self.num_replicas])
 
 
+def samples_per_epoch(config: TrainConfig, dataset: Sized) -> int:
+    """The samples an epoch trains on: all of `dataset`, or `config.samples_per_epoch` of
+    them."""
+    return min(config.samples_per_epoch or len(dataset), len(dataset))
+
+
 def epoch_sampler(dataset: Sized, config: TrainConfig, *, rank: int,
                   world_size: int) -> DistributedSampler:
     """This rank's sampler of the training samples (see the module docstring)."""
-    cap = config.samples_per_epoch
-    if cap is None or cap >= len(dataset):
+    count = samples_per_epoch(config, dataset)
+    if count == len(dataset):
         return DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
                                   seed=config.seed)
-    return EpochSampler(dataset, count=cap, num_replicas=world_size, rank=rank, seed=config.seed)
+    return EpochSampler(dataset, count=count, num_replicas=world_size, rank=rank,
+                        seed=config.seed)
 
 
 def plan_text(config: TrainConfig, train_set: Sized, val_set: Sized, *, steps: int,
               volumes: int | None = None) -> str:
     """The plan line: volumes, samples per epoch (and the cap), steps, validation, epochs."""
-    per_epoch = min(config.samples_per_epoch or len(train_set), len(train_set))
+    per_epoch = samples_per_epoch(config, train_set)
     capped = (f" (of {len(train_set)}: --samples-per-epoch {config.samples_per_epoch})"
               if per_epoch < len(train_set) else " (all of them; --samples-per-epoch caps it)")
     source = f" of {volumes} training volume(s)" if volumes is not None else ""

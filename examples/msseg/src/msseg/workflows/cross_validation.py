@@ -25,10 +25,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from msseg.config import MIN_LESION_MM3, TrainConfig, recipe_named
+from msseg.config import TrainConfig, recipe_named
 from msseg.data.cache import CacheEntry, fill_cache
 from msseg.data.slab_dataset import SlabDataset
 from msseg.data.splits import CvRound, cv_rounds
+from msseg.evaluation.lesions import MIN_LESION_MM3
 from msseg.evaluation.metrics import ScanMetrics
 from msseg.evaluation.overlay import save_overlay
 from msseg.evaluation.scoring import ScanResult, score_scan
@@ -36,10 +37,13 @@ from msseg.inference.predict import predict_scan
 from msseg.inference.predictor import load_predictor
 from msseg.io.atomic import atomic_write_text
 from msseg.io.discovery import ScanRecord, prediction_path
-from msseg.io.nifti import load_scan, save_nifti
+from msseg.io.lock import folder_lock
+from msseg.io.nifti import PREDICTION_DESCRIPTIONS, load_scan, save_nifti
+from msseg.io.paths import output_path
 from msseg.report.runs import write_cv_report
 from msseg.training.checkpoint import checkpoint_config, load_checkpoint
 from msseg.training.engine import train
+from msseg.training.run_data import training_data
 from msseg.workflows.validation import native_validation
 
 __all__ = ["cross_validate", "finished_round", "report_rounds", "run_round"]
@@ -76,11 +80,13 @@ def run_round(
     recipe = recipe_named(config.recipe)
     methods = methods or tuple(recipe.recompositions)
     resume = _interrupted(folder / "train" / "last.pt", config, cv_round.number)
-    train_set = SlabDataset.for_config([entries[r.patient_id] for r in cv_round.train], config)
-    val_set = SlabDataset.for_config([entries[cv_round.val.patient_id]], config)
-    trained = train(config, train_set, val_set, resume=resume)
+    train_entries = [entries[r.patient_id] for r in cv_round.train]
+    val_entries = [entries[cv_round.val.patient_id]]
+    trained = train(config, SlabDataset.for_config(train_entries, config),
+                    SlabDataset.for_config(val_entries, config), resume=resume,
+                    data=training_data(train_entries, val_entries))
     best = trained.best_path or trained.last_path
-    predictor, _ = load_predictor(best, device=config.device, precision=config.precision)
+    predictor = load_predictor(best, device=config.device, precision=config.precision).predictor
     # results.json moves with its round: the checkpoint relative to it
     validation = native_validation(predictor, config, [entries[cv_round.val.patient_id]],
                                    checkpoint=best.relative_to(folder))
@@ -97,9 +103,10 @@ def run_round(
             results[method].append(score_scan(predicted, scan, min_lesion_mm3=min_lesion_mm3))
             if method == methods[0]:
                 save_nifti(predicted, scan.geometry,
-                           prediction_path(folder / "pred", record.patient_id))
+                           prediction_path(folder / "pred", record.patient_id),
+                           description=PREDICTION_DESCRIPTIONS["mask"])
                 save_overlay(scan.flair, scan.mask, predicted, scan.geometry,
-                             overlays / f"{record.patient_id}.png",
+                             output_path(overlays, f"{record.patient_id}.png"),
                              title=f"{record.patient_id} (round {cv_round.number}, "
                                    f"{recipe.recompositions[method]}): Dice "
                                    f"{results[method][-1].metrics.dice:.3f}")
@@ -153,6 +160,7 @@ def cross_validate(
     Raises:
         ValueError: rounds the data does not have, or the errors of `cv_rounds` and
             `finished_round`.
+        msseg.io.lock.FolderLockedError: another process writes into `out`.
     """
     out = Path(out)
     all_rounds = cv_rounds(records)
@@ -161,10 +169,19 @@ def cross_validate(
         raise ValueError(f"rounds {chosen}: this data has rounds 1..{len(all_rounds)}")
     config = config.with_data(records)  # headers only: every round, one working grid
     methods = methods or tuple(recipe_named(config.recipe).recompositions)
-    entries = {e.record.patient_id: e for e in
-               fill_cache(list(records), config.pipeline, cache, progress=config.progress)}
+    with folder_lock(out, command="msseg cv"):
+        entries = {e.record.patient_id: e for e in
+                   fill_cache(list(records), config.pipeline, cache, progress=config.progress)}
+        return _run_rounds([r for r in all_rounds if r.number in chosen], config, entries, out,
+                           methods=methods, min_lesion_mm3=min_lesion_mm3)
+
+
+def _run_rounds(chosen: Sequence[CvRound], config: TrainConfig,
+                entries: dict[str, CacheEntry], out: Path, *, methods: Sequence[str],
+                min_lesion_mm3: float) -> dict[str, list[ScanResult]]:
+    """Each round finished earlier read back, the others run (`cross_validate`)."""
     results: dict[str, list[ScanResult]] = {method: [] for method in methods}
-    for cv_round in (r for r in all_rounds if r.number in chosen):
+    for cv_round in chosen:
         folder = out / f"round{cv_round.number}"
         done = finished_round(folder, config)
         if done is None:

@@ -53,6 +53,7 @@ from msseg.data.splits import CvRound, cv_rounds
 from msseg.evaluation.reports import format_results, overall_table, write_report
 from msseg.evaluation.scoring import ScanResult
 from msseg.io.atomic import atomic_write_text
+from msseg.io.lock import folder_lock
 from msseg.model.encoder import offline_mobilenet_v2
 from msseg.model.keras_vgg16 import offline_vgg16
 from msseg.phantom.generate import write_phantom
@@ -117,9 +118,17 @@ def run_demo(out: str | Path, *, rounds: Sequence[int] = (1,), encoder: str | No
     Raises:
         ValueError: rounds the phantom does not have (1..5).
         FileNotFoundError: the offline weights of the encoder are not installed.
+        msseg.io.lock.FolderLockedError: another process writes into `out`.
     """
-    start = time.perf_counter()
     out = Path(out)
+    with folder_lock(out, command="msseg demo"):
+        return _run(out, rounds=rounds, encoder=encoder, epochs=epochs)
+
+
+def _run(out: Path, *, rounds: Sequence[int], encoder: str | None,
+         epochs: int | None) -> DemoResult:
+    """`run_demo`, its folder locked."""
+    start = time.perf_counter()
     seconds: dict[str, float] = {}
     tick = time.perf_counter()
     records = write_phantom(out / "data", scale=DEMO_PHANTOM_SCALE, seed=DEMO_PHANTOM_SEED,

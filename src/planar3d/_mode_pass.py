@@ -1,5 +1,12 @@
 """The last conversion pass: the mode's kernels and the depth policy, and a check that the
-result runs."""
+result runs.
+
+The walk decides the structure in planar terms (built-in converters are called with mode
+"planar" and depth "keep"); this pass calls the converter again, with the conversion's own
+settings, for every planar convolution whose kernel the mode changes and every pooling (or
+strided) layer the depth policy changes, and gives rewritten forwards the mode's kernels for
+their `F.conv2d` calls (`_mode_kernels`).
+"""
 
 from __future__ import annotations
 
@@ -8,34 +15,48 @@ from torch import nn
 from torch.nn.modules.utils import _triple
 
 from ._axis import axis_name, unfold
-from ._body_rewrite import set_kernels
-from ._planner import Planner
-from ._reference import Capture, run_3d
-from ._verify import type_name
-from ._walk import rebuild
+from ._judge.reference import Capture, run_3d
+from ._mode_kernels import ModeKernels, spatial
+from ._plan import Plan
+from ._rewrite.forward import set_kernels
+from ._state import type_name
+from ._tree import rebuild
+from .context import ConversionContext
 from .errors import UnsupportedModuleError
-from .layers._swap import original_type
 from .layers.fold import is_folded, is_slice_wise
 from .layers.planar_conv import PlanarConv3d
 from .layers.planar_pool import PlanarAvgPool3d, PlanarMaxPool3d
+from .registry import Converter
 
 # a depth policy's smoke test needs a volume deep enough for every depth-pooling layer
 MAX_SMOKE_DEPTH = 64
 
 
-def finalize(root: nn.Module, planner: Planner) -> nn.Module:
+def apply_mode(root: nn.Module, *, ctx: ConversionContext, pristine: nn.Module,
+               registry: dict[type, Converter], plan: Plan) -> nn.Module:
     """Give the planar structure its mode's kernels and its depth policy.
 
     The structure (what is kept, rewritten, folded) was decided and checked in planar terms;
     here planar convolutions become the mode's layers, rewritten forwards get the mode's
     functional convolutions, and pooling (and, for "all", strided) layers act along depth.
+
+    Args:
+        root: the converted network, in planar terms.
+        ctx: the conversion's settings.
+        pristine: the 2D network (the converters are given its modules).
+        registry: the converters by exact type.
+        plan: the conversion's plan, which records what changes here.
+    Returns:
+        The network in its mode and depth policy.
+    Raises:
+        UnsupportedModuleError: a folded module would have to pool or stride along depth.
     """
-    ctx = planner.ctx
+    kernels = ModeKernels(ctx.mode, ctx.kernel_depth)
     pools = (PlanarMaxPool3d, PlanarAvgPool3d) if ctx.pool_depth else ()
 
     def changes(module: nn.Module) -> bool:
         if isinstance(module, PlanarConv3d):
-            return (ctx.mode != "planar" and max(module.kernel_size) > 1) or (
+            return (ctx.mode != "planar" and spatial(module.kernel_size)) or (
                 ctx.stride_depth and max(module.stride) > 1)
         return isinstance(module, pools)
 
@@ -47,22 +68,22 @@ def finalize(root: nn.Module, planner: Planner) -> nn.Module:
                 for m in module.modules()
             ):
                 raise UnsupportedModuleError(
-                    path, original_type(module).__name__,
+                    path, type_name(module),
                     f"depth policy {ctx.depth!r} asks its pooling/strided layers to act along "
                     f"{axis_name(ctx.axis)}, but its forward only runs slice by slice",
                     "use depth='keep', or register a converter for this module",
                 )
             return module
         if changes(module):
-            source = planner.pristine.get_submodule(path)
-            new = planner.registry[type(source)](source, ctx.replace(path=path, region="body"))
+            source = pristine.get_submodule(path)
+            new = registry[type(source)](source, ctx.replace(path=path, region="body"))
             action = "depth pool" if isinstance(module, pools) else "swapped"
             detail = type(new).__name__
-            if ctx.mode != "planar" and isinstance(new, PlanarConv3d) and max(new.kernel_size) > 1:
+            if ctx.mode != "planar" and isinstance(new, PlanarConv3d) and spatial(new.kernel_size):
                 detail += " (acs: kernel and padding cannot be oriented three ways; stays planar)"
-            planner.report.add(path, type(source).__name__, action, detail)
+            plan.decide(path, type(source).__name__, action, detail)
             return new.train(module.training)
-        set_kernels(module, ctx.mode, ctx.kernel_depth)
+        set_kernels(module, kernels)
         return None
 
     return rebuild(root, visit)

@@ -32,20 +32,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils._pytree import tree_map
 
-from ._axis import fold, unfold
-from ._modes import eval_mode, train_mode
-from ._record import CallRecord, tensors
+from .._axis import fold, unfold
+from .._modes import eval_mode, train_mode
+from .._record import CallRecord, tensors
+from .tolerance import difference, output_leaves
 
 # depth of the depth-constant probe volumes when no module code is watched
 CONSTANT_DEPTH = 2
-# Deciding whether a module's own forward is exact uses a tight tolerance (planar layers run the
-# very 2D kernels, so real results agree to a few ulps and wrong code is caught even when its
-# effect is small). Where float sums are reordered (the head pool's mean over D, H, W against the
-# 2D mean over H, W; a fold's batched kernels) the tolerance is LOOSE_FACTOR times larger.
-LOOSE_FACTOR = 10
-
 # Turning a tensor into a Python value: the code takes a data-dependent decision.
 _DECISIONS = frozenset({
     torch.Tensor.__bool__, torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__float__,
@@ -65,41 +60,6 @@ class ProbeResult:
     merged: bool = False
     # the module's own code turned a tensor into a Python value (a data-dependent decision)
     decides: list[str] = field(default_factory=list)
-
-
-def tolerance(dtype: torch.dtype) -> float:
-    """Relative tolerance of an exact computation in `dtype` (a few ulps of the output scale)."""
-    if dtype in (torch.float16, torch.bfloat16):
-        return 2e-2
-    return 1e-10 if dtype == torch.float64 else 2e-6
-
-
-def difference(got: torch.Tensor, want: torch.Tensor, *, loose: bool = False) -> str:
-    """Why `got` is not `want` up to float rounding ("" when it is)."""
-    if got.shape != want.shape:
-        return f"shape {tuple(got.shape)} instead of {tuple(want.shape)}"
-    if not want.is_floating_point() or not want.numel():
-        return "" if torch.equal(got, want) else "values differ"
-    limit = tolerance(want.dtype) * (LOOSE_FACTOR if loose else 1)
-    with torch.no_grad():
-        err = (got - want).abs().max().item()
-        scale = max(want.abs().max().item(), 1e-6)
-        if math.isfinite(err) and math.isfinite(scale):  # the usual case, in one pass each
-            if err <= limit * scale:
-                return ""
-            return f"max abs difference {err:.3g} against a 2D output scale of {scale:.3g}"
-        finite = torch.isfinite(want)
-        if not torch.equal(torch.isfinite(got), finite):
-            return "non-finite values where the 2D output has finite ones (or the reverse)"
-        if not torch.equal(got[~finite].nan_to_num(0.0), want[~finite].nan_to_num(0.0)):
-            return "non-finite values differ"
-        return difference(got[finite], want[finite], loose=loose) if finite.any() else ""
-
-
-def is_standard(tree, batch: int) -> bool:
-    """Whether every tensor in `tree` is a per-image 4-D map of the example batch."""
-    ts = tensors(tree)
-    return bool(ts) and all(t.dim() == 4 and t.shape[0] == batch for t in ts)
 
 
 class OwnCode(TorchFunctionMode):
@@ -164,8 +124,8 @@ def _outputs(out, watcher: OwnCode | None, record: CallRecord
     problem, decides = _own_code_problem(watcher)
     if problem:
         return ProbeResult(False, problem, decides=decides), [], []
-    got, spec = tree_flatten(out)
-    want, want_spec = tree_flatten(record.output)
+    got, spec = output_leaves(out)
+    want, want_spec = output_leaves(record.output)
     if spec != want_spec:
         return ProbeResult(False, "returns a different structure than the 2D module"), [], []
     return None, got, want

@@ -4,7 +4,7 @@ Module probes decide how each module is converted; this check sees what they can
 roots and containers with outputs of every kind (feature maps and embeddings, auxiliary heads,
 dicts), and how converted modules work together. The converted network runs on probe volumes
 (the example's images as distinct slices of two volumes), in eval and in train mode (random ops
-derandomized), and every output must equal the reference (`_reference`): shape and values up to
+derandomized), and every output must equal the reference (`reference`): shape and values up to
 float rounding. When they differ, both networks run again with every module's first call
 recorded, and the first module whose output differs while its inputs agree is named.
 
@@ -18,19 +18,12 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_flatten
 
-from ._probe import difference
-from ._reference import (
-    Capture,
-    as_volumes,
-    expected_output,
-    reference_run,
-    run_3d,
-)
-from .layers._swap import original_type
+from .._record import batch_of
+from .reference import Capture, Reference, as_volumes, expected_output, run_3d
+from .tolerance import difference, output_leaves
 
-__all__ = ["Divergence", "check_network", "localize", "type_name"]
+__all__ = ["Divergence", "check_network", "localize"]
 
 
 @dataclass
@@ -38,21 +31,15 @@ class Divergence:
     """Where the converted network first departs from the reference."""
 
     path: str
-    module_type: str
     reason: str
     training: bool
     inputs_differ: bool = False
 
 
-def type_name(module: nn.Module) -> str:
-    """The class name of the 2D module behind a converted one (folded, rewritten...)."""
-    return original_type(module).__name__
-
-
 def outputs_problem(got, want, *, volumes: int, batch: int, axis: int) -> str:
     """Why the converted outputs `got` are not the reference outputs `want` ("" if they are)."""
-    got_leaves, got_spec = tree_flatten(got)
-    want_leaves, want_spec = tree_flatten(want)
+    got_leaves, got_spec = output_leaves(got)
+    want_leaves, want_spec = output_leaves(want)
     if got_spec != want_spec:
         return "returns a different structure than the 2D network"
     for i, (g, w) in enumerate(zip(got_leaves, want_leaves)):
@@ -71,54 +58,53 @@ def outputs_problem(got, want, *, volumes: int, batch: int, axis: int) -> str:
     return ""
 
 
-def check_network(model2d: nn.Module, model3d: nn.Module, images: torch.Tensor, *, axis: int,
-                  volumes: int, sites: dict[str, str], recorded=None) -> Divergence | None:
+def check_network(reference: Reference, model3d: nn.Module, call: tuple, *, axis: int,
+                  recorded=None) -> Divergence | None:
     """Run the converted network against the reference in eval and train mode.
 
     Args:
-        model2d: the 2D network (not modified: train-mode runs restore buffers and flags).
+        reference: the reference (its 2D network is not modified: train-mode runs restore
+            buffers and flags).
         model3d: the converted network (likewise).
-        images: the example batch; `volumes` volumes of its images as slices.
-        sites: the head-pool sites (see `_reference`).
-        recorded: the 2D network's eval-mode outputs on `images`, when known: with no
-            head-pool sites they are the eval-mode reference.
+        call: the 2D inputs (args, kwargs) of the example; `reference.volumes` volumes of its
+            images as slices.
+        recorded: the 2D network's eval-mode outputs on `call`, when known: with no head-pool
+            sites they are the eval-mode reference.
     Returns:
         None when every output equals the reference, else where the first difference arises.
     """
-    call = ((images,), {})
+    batch = batch_of(call)
     for training in (False, True):
-        if not training and not sites and recorded is not None:
+        if not training and not reference.sites and recorded is not None:
             want = recorded
         else:
             try:
-                want = reference_run(model2d, *call, batch=len(images), volumes=volumes,
-                                     sites=sites, training=training)
+                want = reference(*call, batch=batch, training=training)
             except Exception:
                 if training:  # the 2D network itself does not run in train mode on the example
                     continue
                 raise
-        divergence = localize(model2d, model3d, call, axis=axis, volumes=volumes, sites=sites,
-                              training=training, want=want)
+        divergence = localize(reference, model3d, call, axis=axis, training=training,
+                              want=want)
         if divergence is not None:
             return divergence
     return None
 
 
-def localize(model2d: nn.Module, model3d: nn.Module, call: tuple, *, axis: int, volumes: int,
-             sites: dict[str, str], training: bool, want=None) -> Divergence | None:
+def localize(reference: Reference, model3d: nn.Module, call: tuple, *, axis: int,
+             training: bool, want=None) -> Divergence | None:
     """Compare `model3d` with the reference on the 2D inputs `call` = (args, kwargs) made
     volumes; None when the outputs agree, else the first module that differs (paths are
-    relative to the two modules given).
+    relative to the reference's 2D network and `model3d`).
 
     Args:
         want: the reference outputs when already computed.
     """
     args, kwargs = call
-    batch = next(t.shape[0] for t in tree_flatten(call)[0]
-                 if isinstance(t, torch.Tensor) and t.dim() >= 4)
-    shape = {"batch": batch, "volumes": volumes}
+    batch = batch_of(call)
+    shape = {"batch": batch, "volumes": reference.volumes}
     if want is None:
-        want = reference_run(model2d, args, kwargs, sites=sites, training=training, **shape)
+        want = reference(args, kwargs, batch=batch, training=training)
     try:
         got = run_3d(model3d, *as_volumes(call, axis=axis, **shape), training=training)
         problem = outputs_problem(got, want, axis=axis, **shape)
@@ -126,9 +112,8 @@ def localize(model2d: nn.Module, model3d: nn.Module, call: tuple, *, axis: int, 
         problem = f"fails on volumes: {type(error).__name__}: {error}"
     if not problem:
         return None
-    capture2, capture3 = Capture(model2d), Capture(model3d)
-    reference_run(model2d, args, kwargs, sites=sites, training=training, capture=capture2,
-                  **shape)
+    capture2, capture3 = Capture(reference.model2d), Capture(model3d)
+    reference(args, kwargs, batch=batch, training=training, capture=capture2)
     crash = ""
     try:
         run_3d(model3d, *as_volumes(call, axis=axis, **shape), training=training,
@@ -143,17 +128,15 @@ def localize(model2d: nn.Module, model3d: nn.Module, call: tuple, *, axis: int, 
         if reason:
             inputs = outputs_problem(capture3.inputs.get(path), capture2.inputs.get(path),
                                      axis=axis, **shape)
-            return Divergence(path, type_name(model3d.get_submodule(path)), reason, training,
-                              inputs_differ=bool(inputs))
+            return Divergence(path, reason, training, inputs_differ=bool(inputs))
     if crash and capture3.stack:
         path = capture3.stack[-1]
-        flat = [t for t in tree_flatten(capture2.outputs.get(path))[0]
+        flat = [t for t in output_leaves(capture2.outputs.get(path))[0]
                 if isinstance(t, torch.Tensor) and 1 <= t.dim() < 4 and len(t) == batch]
         inputs = outputs_problem(capture3.inputs.get(path), capture2.inputs.get(path),
                                  axis=axis, **shape)
         if flat and not inputs:
             crash = (f"its 2D output {tuple(flat[0].shape)} is computed per slice and is not a "
                      "feature map (no global pool before it), so it has no volume layout")
-        return Divergence(path, type_name(model3d.get_submodule(path)), crash, training,
-                          inputs_differ=bool(inputs))
-    return Divergence("", type_name(model3d), crash or problem, training)
+        return Divergence(path, crash, training, inputs_differ=bool(inputs))
+    return Divergence("", crash or problem, training)

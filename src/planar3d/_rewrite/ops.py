@@ -1,9 +1,9 @@
 """The functional calls the torch.fx rewrites know, by what they do to a tensor's dims.
 
-One table for both rewrites (`_body_rewrite`, `_head_rewrite`): a call is elementwise (the same
-on a volume as on each slice, given aligned operands), a reduction over the dims it names, or a
-2D window op (pool, interpolate, pad...) that runs on the slices. Also the shape queries, which
-answer for the per-slice (2D) tensor.
+The vocabulary of the rule table (`table`): a call is elementwise (the same on a volume as on each
+slice, given aligned operands), a reduction over the dims it names, or a 2D window op (pool,
+interpolate, pad...) that runs on the slices. Also the shape queries, which answer for the
+per-slice (2D) tensor.
 """
 
 from __future__ import annotations

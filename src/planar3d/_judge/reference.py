@@ -16,17 +16,18 @@ Head-pool sites are where the converted network pools the planar axis away:
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map
 
-from ._axis import unfold
-from ._head_rewrite import global_pool_kind
-from ._modes import eval_mode, train_mode
+from .._axis import unfold
+from .._modes import eval_mode, train_mode
 
-__all__ = ["Capture", "as_volumes", "expected_output", "merge_slices", "reference_run", "run_3d"]
+__all__ = ["Capture", "Reference", "as_volumes", "covers_plane", "expected_output",
+           "global_pool_kind", "merge_slices", "reference_run", "run_3d"]
 
 
 def merge_slices(t: torch.Tensor, slices: int, reduction: str) -> torch.Tensor:
@@ -42,6 +43,36 @@ def expected_output(want: torch.Tensor, got: torch.Tensor, *, volumes: int, axis
     if want.dim() >= 4 and got.dim() == want.dim() + 1 and want.shape[0] % volumes == 0:
         return unfold(want, volumes, axis)
     return want
+
+
+def covers_plane(x: torch.Tensor, out: torch.Tensor) -> bool:
+    """Whether a 2D window op on `x` that returned `out` pooled the whole plane (one output
+    position from several input positions)."""
+    return out.shape[-2:] == (1, 1) and x.shape[-2] * x.shape[-1] > 1
+
+
+_REDUCTIONS = {"mean": "mean", "amax": "amax", "amin": "amin", "adaptive_avg_pool2d": "mean",
+               "adaptive_max_pool2d": "amax", "avg_pool2d": "mean", "max_pool2d": "amax"}
+
+
+def global_pool_kind(fn, args, kwargs, out) -> str | None:
+    """How a 2D call on a (B, C, H, W) tensor pools every position of the plane, as the head
+    pool does: "mean", "amax", "amin", or None for any other call. These are the calls whose
+    head rewrite pools the planar axis too (`out`: the call's 2D result)."""
+    name = getattr(fn, "__name__", "")
+    reduction = _REDUCTIONS.get(name)
+    x = args[0] if args else None
+    if reduction is None or not isinstance(x, torch.Tensor) or x.dim() != 4:
+        return None
+    if name.startswith("adaptive"):
+        return reduction
+    if name in ("avg_pool2d", "max_pool2d"):
+        return reduction if isinstance(out, torch.Tensor) and covers_plane(x, out) else None
+    dims = kwargs.get("dim", args[1] if len(args) > 1 else None)
+    if dims is None:
+        return None
+    dims = {d % 4 for d in ((dims,) if isinstance(dims, int) else dims)}
+    return reduction if len(dims) >= 2 and 2 in dims else None
 
 
 # For "as-is" sites (code that pooled the slices as it is, e.g. timm's `x.flatten(1, -2)` then
@@ -180,6 +211,28 @@ def reference_run(model2d: nn.Module, args: tuple, kwargs: dict, *, batch: int, 
             handle.remove()
         if capture is not None:
             capture.close()
+
+
+@dataclass(frozen=True, eq=False)
+class Reference:
+    """What a converted network must compute (docs/design.md P0), as a function of the 2D
+    inputs of a call: `reference(args, kwargs, batch=B, training=...)` runs `reference_run`.
+
+    Attributes:
+        model2d: the 2D network (never changed: train-mode runs give buffers and flags back).
+        volumes: how many volumes the images of a call are the slices of.
+        sites: the head-pool sites, path -> kind (see the module docstring); with none, the
+            reference is the 2D network's own output on the stacked slices.
+    """
+
+    model2d: nn.Module
+    volumes: int
+    sites: dict[str, str] = field(default_factory=dict)
+
+    def __call__(self, args: tuple, kwargs: dict, *, batch: int, training: bool,
+                 capture: Capture | None = None):
+        return reference_run(self.model2d, args, kwargs, batch=batch, volumes=self.volumes,
+                             sites=self.sites, training=training, capture=capture)
 
 
 def run_3d(model3d: nn.Module, args: tuple, kwargs: dict, *, training: bool,
