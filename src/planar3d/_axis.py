@@ -4,6 +4,15 @@ Tensor layout is (N, C, D, H, W). The *planar axis* is the tensor dim (2, 3 or 4
 converted kernel has size 1. Folding moves that axis next to the batch and merges the two, giving
 (N * A, C, s1, s2) 2D images; unfolding is the inverse. Both are views when the volume is stored
 slice-major (the strides of a contiguous (N, A, C, s1, s2) tensor) or channels_last_3d along D.
+
+The volume layout of a per-slice tensor (N·S, ...) of the 2D network, S slices along the planar
+axis, depends on its rank:
+- rank >= 4 (feature maps, channels-last grids, maps with more leading dims): the planar axis at
+  its place counted from the end, (N·D, C, H, W) -> (N, C, D, H, W) for axis D;
+- rank 3, token sequences (N·S, L, C) with their prefix tokens: **(N, S, L, C)**, the slices
+  right after the batch whatever the axis (for axis D the same as the rule above): `t[:, s]` is
+  the 2D token sequence of slice s;
+- rank <= 2 (pooled vectors, logits): none; a head pool merges the slices first.
 """
 
 from __future__ import annotations
@@ -49,13 +58,38 @@ def drop(values: Sequence, axis: int) -> tuple:
     return tuple(out)
 
 
+# the rank of a 2D token sequence (B, L, C); its volume, (N, S, L, C), has one dim more
+TOKEN_RANK = 3
+
+
+def slice_dim(volume_rank: int, axis: int) -> int:
+    """Where the slices are in a volume of `volume_rank` dims (the per-slice rank plus one).
+
+    Raises:
+        ValueError: for a rank that has no volume layout (below 4).
+    """
+    if volume_rank == TOKEN_RANK + 1:
+        return 1
+    if volume_rank > TOKEN_RANK + 1:
+        return volume_rank - 5 + axis
+    raise ValueError(
+        f"a {volume_rank}-D tensor is no volume: token volumes are (N, S, L, C) and map volumes "
+        f"(N, C, D, H, W)"
+    )
+
+
 def fold(x: torch.Tensor, axis: int) -> torch.Tensor:
     """(N, C, D, H, W) -> (N * A, C, s1, s2), A = x.shape[axis]: one 2D image per slice.
 
     A volume with more leading dims, (N, K, C, D, H, W), folds to (N * A, K, C, s1, s2): the
-    planar axis counts from the end, as it does for `unfold`.
+    planar axis counts from the end, as it does for `unfold`. A token volume (N, S, L, C) folds
+    to (N * S, L, C).
+
+    Raises:
+        ValueError: for a tensor of fewer than 4 dims (no volume).
     """
-    moved = x.movedim(x.dim() - 5 + axis, 1)
+    where = slice_dim(x.dim(), axis)
+    moved = x.movedim(where, 1)
     return moved.reshape(moved.shape[0] * moved.shape[1], *moved.shape[2:])
 
 
@@ -63,9 +97,24 @@ def unfold(y: torch.Tensor, n: int, axis: int) -> torch.Tensor:
     """Inverse of `fold`: (N * A, C, s1, s2) -> volume with the slices back along `axis`.
 
     A 2D result with more leading dims, (N * A, K, C, s1, s2), gets the planar axis at the same
-    place counted from the end: (N, K, C, D, H, W) for axis D.
+    place counted from the end: (N, K, C, D, H, W) for axis D. Token sequences (N * S, L, C)
+    become (N, S, L, C).
+
+    Raises:
+        ValueError: for a tensor of fewer than 3 dims (pooled: no volume layout), or one whose
+            rows are not the slices of `n` volumes.
     """
-    return y.reshape(n, y.shape[0] // n, *y.shape[1:]).movedim(1, y.dim() - 4 + axis)
+    if y.dim() < TOKEN_RANK:
+        raise ValueError(
+            f"a per-slice tensor of shape {tuple(y.shape)} has no volume layout (it is pooled "
+            f"per slice: a head pool must merge the slices first)"
+        )
+    if y.shape[0] % n:
+        raise ValueError(
+            f"a per-slice tensor of {y.shape[0]} rows cannot hold the slices of {n} volumes"
+        )
+    grouped = y.reshape(n, y.shape[0] // n, *y.shape[1:])
+    return grouped.movedim(1, slice_dim(y.dim() + 1, axis))
 
 
 class _UnfoldResult(torch.autograd.Function):

@@ -17,6 +17,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
 
+from ._axis import TOKEN_RANK
 from ._modes import eval_mode, train_mode
 
 __all__ = ["Call", "CallRecord", "CallRecords", "batch_of", "is_map", "is_standard",
@@ -53,24 +54,32 @@ class CallRecord:
         return _copy(self.args), _copy(self.kwargs)
 
     def is_spatial(self, batch: int) -> bool:
-        """Whether the output holds a per-image feature map (B, ..., h, w) with h*w > 1."""
+        """Whether the output holds a per-image tensor with positions: a feature map
+        (B, ..., h, w) with h*w > 1, or a token sequence (B, L, C)."""
         return any(is_map(t, batch) for t in tensors(self.output))
 
     def is_flat(self, batch: int) -> bool:
-        """Whether the output holds a tensor that is no per-image map at all (pooled features
-        (B, K), logits, a loss); a 1x1 map (B, C, 1, 1) is still a per-image map."""
-        return any(not (t.dim() >= 4 and t.shape[0] == batch) for t in tensors(self.output))
+        """Whether the output holds a tensor that is no per-image map or token sequence at all
+        (pooled features (B, K), logits, a loss); a 1x1 map (B, C, 1, 1) is still a per-image
+        map."""
+        return any(not (t.dim() >= TOKEN_RANK and t.shape[0] == batch)
+                   for t in tensors(self.output))
 
 
 def is_map(t: torch.Tensor, batch: int) -> bool:
-    """A per-image feature map of the example batch: (B, ..., h, w), at least 4-D, h*w > 1."""
-    return t.dim() >= 4 and t.shape[0] == batch and t.shape[-2] * t.shape[-1] > 1
+    """A per-image tensor with positions of the example batch: a feature map (B, ..., h, w) of
+    at least 4 dims with h*w > 1, or a token sequence (B, L, C) (its prefix tokens, or a lone
+    class token, included)."""
+    if t.dim() < TOKEN_RANK or t.shape[0] != batch:
+        return False
+    return t.dim() == TOKEN_RANK or t.shape[-2] * t.shape[-1] > 1
 
 
 def is_standard(tree, batch: int) -> bool:
-    """Whether every tensor in `tree` is a per-image 4-D map of the example batch."""
+    """Whether every tensor in `tree` is a per-image 4-D map or token sequence of the example
+    batch: what a probe lifts into volumes."""
     ts = tensors(tree)
-    return bool(ts) and all(t.dim() == 4 and t.shape[0] == batch for t in ts)
+    return bool(ts) and all(t.dim() in (TOKEN_RANK, 4) and t.shape[0] == batch for t in ts)
 
 
 def tensors(tree) -> list[torch.Tensor]:
@@ -78,9 +87,9 @@ def tensors(tree) -> list[torch.Tensor]:
 
 
 def batch_of(call: Call) -> int:
-    """How many images a 2D call holds: the batch size of its first map (a tensor of 4 or more
-    dims)."""
-    return next(t.shape[0] for t in tensors(call) if t.dim() >= 4)
+    """How many images a 2D call holds: the batch size of its first map or token sequence (a
+    tensor of 3 or more dims)."""
+    return next(t.shape[0] for t in tensors(call) if t.dim() >= TOKEN_RANK)
 
 
 def _copy(tree):
@@ -227,6 +236,7 @@ class CallRecords:
         self._by_module = record_calls(model, *call[0], **call[1])
         self._train_only: dict[str, CallRecord] | None = None
         self._by_path: dict[str, CallRecord] = {}
+        self._first_paths: dict[str, str] | None = None  # path -> a shared module's first path
 
     def first_call(self, module: nn.Module) -> CallRecord | None:
         """The eval-mode record of `module`, if the example run called it."""
@@ -246,8 +256,17 @@ class CallRecords:
         return record
 
     def at(self, path: str) -> CallRecord | None:
-        """The record `of` gave for the module at `path` (None after `release`)."""
-        return self._by_path.get(path)
+        """The record `of` gave for the module at `path` (None after `release`); for a module
+        shared by several parents, found by any of its paths."""
+        record = self._by_path.get(path)
+        if record is not None or not self._by_path:
+            return record
+        if self._first_paths is None:
+            self._first_paths = {}
+            seen: dict[int, str] = {}
+            for name, module in self.source.named_modules(remove_duplicate=False):
+                self._first_paths[name] = seen.setdefault(id(module), name)
+        return self._by_path.get(self._first_paths.get(path, path))
 
     def reached(self, module: nn.Module, path: str) -> bool:
         """Whether the example run called the module or one inside it."""

@@ -1,11 +1,13 @@
 """What planar3d did to a module, kept on the module as one documented record.
 
-A folded module (`fold.py`) and a rewritten one (`_rewrite`) are instances of a class derived
-from their 2D class (`Folded<Type>`, `Rewritten<Type>`), and the root of a converted network
-holds its conversion report. Everything planar3d keeps on a module for that is one attribute,
-`module._planar3d`, holding a `PlanarState`: it deep-copies and pickles with the module (its
-cache of traced forwards excepted), and it is read and written through the functions here. A
-module of a derived class copies and pickles as its 2D class does, then is derived again
+A folded module (`fold.py`), a rewritten one (`_rewrite`), a slice-code one (`slice_code.py`)
+and a head run on all slices (`all_slices.py`) are instances of a class derived from their 2D
+class (`Folded<Type>`, `Rewritten<Type>`, `SliceCode<Type>`, `AllSlices<Type>`); a module given
+a depth layer (`tokens`) derives once more from whichever class it had. The root of a converted
+network holds its conversion report. Everything planar3d keeps on a module for that is one
+attribute, `module._planar3d`, holding a `PlanarState`: it deep-copies and pickles with the
+module (its cache of traced forwards excepted), and it is read and written through the functions
+here. A module of a derived class copies and pickles as its 2D class does, then is derived again
 (`copy_derived`, `reduce_derived`).
 """
 
@@ -43,6 +45,14 @@ class PlanarState:
         report: on the root of a converted network, its `report.ConversionReport`.
         traced: a rewritten module's traced forwards, by train/eval flag and flag arguments;
             a cache that copies and pickles leave behind (they trace again on first use).
+        head_pool: a slice-code module whose own code holds a classifier's head pool, which
+            merges the slices (`layers.slice_code`).
+        lifted: the dotted paths, relative to a slice-code module, of the descendants it gives
+            volumes (converted 3D modules); the others run on its per-slice tensors.
+        image_size: for a slice-code module whose inputs are the network's images, the
+            in-plane size of the slices it was converted on (for a clear error on others).
+        position_dim: for a head module run on the positions of all slices
+            (`layers.all_slices`), the per-slice dim they are laid end to end along.
     """
 
     base: type | None = None
@@ -54,6 +64,10 @@ class PlanarState:
     kernels: Any = None
     report: Any = None
     traced: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+    head_pool: bool = False
+    lifted: frozenset[str] = frozenset()
+    image_size: tuple[int, int] | None = None
+    position_dim: int = 1
 
     def __deepcopy__(self, memo: dict) -> PlanarState:
         new = PlanarState()
@@ -106,21 +120,23 @@ def type_name(module: nn.Module) -> str:
 
 
 @contextlib.contextmanager
-def _as_original(module: nn.Module):
-    """`module` as an instance of its original class."""
+def _as_original(module: nn.Module, as_class: type | None = None):
+    """`module` as an instance of its original class (or of `as_class`)."""
     cls = type(module)
-    module.__class__ = original_type(module)
+    module.__class__ = as_class or original_type(module)
     try:
         yield module
     finally:
         module.__class__ = cls
 
 
-def copy_derived(module: nn.Module, memo: dict, remake: Callable[[nn.Module], nn.Module]
-                 ) -> nn.Module:
+def copy_derived(module: nn.Module, memo: dict, remake: Callable[[nn.Module], nn.Module], *,
+                 as_class: type | None = None) -> nn.Module:
     """`copy.deepcopy` of a module of a derived class: a copy made by its original class's own
-    deepcopy (a torch.fx GraphModule builds a class of its own for each copy), then remade."""
-    with _as_original(module):
+    deepcopy (a torch.fx GraphModule builds a class of its own for each copy), then remade.
+    `as_class`: copy as this class instead (the derived class a class was derived from again,
+    which remakes itself)."""
+    with _as_original(module, as_class):
         copied = copy.deepcopy(module, memo)
     record = state_of(module)
     if record is not None and state_of(copied) is None:  # a GraphModule copy keeps only its own
@@ -128,10 +144,12 @@ def copy_derived(module: nn.Module, memo: dict, remake: Callable[[nn.Module], nn
     return remake(copied)
 
 
-def reduce_derived(module: nn.Module, protocol: int, remake: Callable, *args) -> tuple:
-    """`__reduce_ex__` of a module of a derived class: pickled as its original class pickles
-    itself (a GraphModule as its code), then remade with `remake(module, *args)` on load."""
-    with _as_original(module):
+def reduce_derived(module: nn.Module, protocol: int, remake: Callable, *args,
+                   as_class: type | None = None) -> tuple:
+    """`__reduce_ex__` of a module of a derived class: pickled as its original class (or
+    `as_class`, as for `copy_derived`) pickles itself (a GraphModule as its code), then remade
+    with `remake(module, *args)` on load."""
+    with _as_original(module, as_class):
         reduced = module.__reduce_ex__(protocol)
     return _remade, (reduced, remake, args)
 

@@ -18,10 +18,15 @@ ACTIONS = {
     "verified": "own forward runs on volumes as it is (children converted; checked on a probe)",
     "rewritten": "own forward traced by torch.fx: its functional code acts per slice",
     "head rewritten": "own forward traced by torch.fx: its functional pooling is the head pool",
+    "slice code": "own code runs on the stacked slices (its 2D code), the modules it calls on "
+                  "volumes",
+    "all slices": "head module run on the positions (tokens) of all slices of each volume",
     "head pool": "pools the planar axis away: the rest of the head is the 2D head",
     "slice-wise": "head layer: 2D per slice on volumes, unchanged after the head pool",
     "folded": "runs its 2D forward slice by slice (exact planar semantics, 2D weights)",
     "depth pool": "pools along the planar axis too (depth policy)",
+    "depth layer": "added to learn depth (depth position embedding, depth attention): zero at "
+                   "initialisation",
     "not reached": "not called on the example input: left 2D",
 }
 

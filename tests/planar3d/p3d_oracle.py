@@ -4,7 +4,9 @@
   converted network run on the volume, by module path (same names in both).
 - `head_reference`: the 2D network applied with the head pool seeing the features of all slices
   pooled together: inside the head-pool module's own code, every global/adaptive pooling op first
-  reduces the slices of each volume with the same reduction (mean or max).
+  reduces the slices of each volume with the same reduction (mean or max), and a class-token
+  selection `x[:, i]` of token sequences first averages the slices; a head module that pools a
+  set of positions (attention pooling) runs on the positions of all slices of each volume.
 - `stacked_reference`: docs/design.md P0 for a whole network: the 2D network on the N·D slices
   stacked as one batch (head pool as above), its outputs laid out as the 3D network must return
   them.
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Sequence
 
 import torch
@@ -88,6 +91,17 @@ def slice_mismatches(model2d: nn.Module, model3d: nn.Module, volume: torch.Tenso
             continue
         floors = floor.get(path, [])
         for i, (a, b) in enumerate(zip(t2, t3)):
+            if a.dim() == 3 and b.dim() == 4:  # token sequences: (N, D, L, C)
+                want = a if only_slice is not None else a.reshape(b.shape)
+                got = b[:, only_slice] if only_slice is not None else b
+                if want.shape != got.shape:
+                    problems.append(f"{path}: shape {tuple(b.shape)} fits no slice layout of "
+                                    f"{tuple(a.shape)}")
+                    continue
+                err, scale = _relative(want, got)
+                if err > rtol * scale + (floors[i] if i < len(floors) else 0.0):
+                    problems.append(f"{path}: max error {err:.3g} (scale {scale:.3g})")
+                continue
             if b.dim() != 5 or a.dim() != 4:
                 continue
             if only_slice is not None:
@@ -123,51 +137,67 @@ def _relative(want: torch.Tensor, got: torch.Tensor) -> tuple[float, float]:
 
 
 class _MergeSlices(TorchFunctionMode):
+    """Pools in the own code of the innermost running module, when it is a head, merge the
+    slices first (`running`: one flag per running module, innermost last)."""
+
     def __init__(self, slices: int, images: int):
         super().__init__()
         self.slices, self.images = slices, images
-        self.active = 0
-        self.suspended = 0
+        self.running: list[bool] = []
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if self.active and not self.suspended and (func in _MEAN or func in _MAX):
+        if self.running and self.running[-1] and (func in _MEAN or func in _MAX
+                                                  or _selects_a_token(func, args)):
             x = args[0]
             if isinstance(x, torch.Tensor) and x.dim() >= 3 and x.shape[0] == self.images:
                 grouped = x.reshape(-1, self.slices, *x.shape[1:])
-                merged = grouped.mean(1) if func in _MEAN else grouped.amax(1)
+                merged = grouped.amax(1) if func in _MAX else grouped.mean(1)
                 args = (merged, *args[1:])
         return func(*args, **kwargs)
 
 
+def _selects_a_token(func, args) -> bool:
+    """`x[:, i]` on token sequences (B, L, C): the class token."""
+    return (func is torch.Tensor.__getitem__ and args[0].dim() == 3 and isinstance(args[1], tuple)
+            and len(args[1]) == 2 and args[1][0] == slice(None) and isinstance(args[1][1], int))
+
+
+def _joined(slices: int, position_dim: int):
+    """Forward pre-hook: the per-slice positions of each volume laid end to end."""
+    def hook(module, args):
+        x = args[0]
+        grouped = x.reshape(-1, slices, *x.shape[1:]).movedim(1, position_dim)
+        return (grouped.flatten(position_dim, position_dim + 1), *args[1:])
+    return hook
+
+
 def head_reference(model2d: nn.Module, volume: torch.Tensor,
-                   head_path: str | Sequence[str] | None, *, grad: bool = False):
+                   head_path: str | Sequence[str] | None, *, grad: bool = False,
+                   joined: dict[str, int] | None = None):
     """2D network on the folded slices, the slices pooled together inside the code of
     `head_path` (one path, several, or None for no pooling across slices). Children of a head
-    module run unchanged unless they are heads themselves. `grad`: keep the autograd graph."""
+    module run unchanged unless they are heads themselves. `joined`: head modules (path ->
+    position dim) that run on the positions of all slices of each volume laid end to end.
+    `grad`: keep the autograd graph."""
     paths = [head_path] if isinstance(head_path, str) else list(head_path or ())
     mode = _MergeSlices(volume.shape[2], volume.shape[0] * volume.shape[2])
     heads = [model2d.get_submodule(p) for p in paths]
+    joins = [(model2d.get_submodule(p), dim) for p, dim in (joined or {}).items()]
 
-    def enter(*_):
-        mode.active += 1
+    def enter(is_head):
+        def hook(*_):
+            mode.running.append(is_head)
+        return hook
 
     def leave(*_):
-        mode.active -= 1
+        mode.running.pop()
 
-    def suspend(*_):
-        mode.suspended += 1
-
-    def resume(*_):
-        mode.suspended -= 1
-
-    handles = []
-    for head in heads:
-        handles += [head.register_forward_pre_hook(enter), head.register_forward_hook(leave)]
-        for child in head.children():
-            if not any(child is h for h in heads):
-                handles += [child.register_forward_pre_hook(suspend),
-                            child.register_forward_hook(resume)]
+    handles = [module.register_forward_pre_hook(_joined(volume.shape[2], dim))
+               for module, dim in joins]
+    for module in model2d.modules():
+        handles += [module.register_forward_pre_hook(enter(any(module is h for h in heads))),
+                    module.register_forward_hook(leave)]
     try:
         with torch.set_grad_enabled(grad), mode:
             return model2d(fold_volume(volume))
@@ -182,9 +212,9 @@ class NoPlanarMeaning(ValueError):
 
 def unfold_output(t: torch.Tensor, n: int, d: int) -> torch.Tensor:
     """One output of the 2D network on N·D stacked slices, as the 3D network returns it:
-    (N·D, ..., H, W) -> (N, ..., D, H, W); an output already pooled over the slices, (N, ...),
-    as it is."""
-    if t.dim() >= 4 and t.shape[0] == n * d:
+    (N·D, ..., H, W) -> (N, ..., D, H, W), token sequences (N·D, L, C) -> (N, D, L, C); an
+    output already pooled over the slices, (N, ...), as it is."""
+    if t.dim() >= 3 and t.shape[0] == n * d:
         return t.reshape(n, d, *t.shape[1:]).movedim(1, -3)
     if t.dim() >= 1 and t.shape[0] == n:
         return t
@@ -209,9 +239,11 @@ def stacked_reference(model2d: nn.Module, volume: torch.Tensor,
     return tree_map(lambda t: unfold_output(t, n, d) if isinstance(t, torch.Tensor) else t, out)
 
 
-def head_paths(report, model2d: nn.Module, images: torch.Tensor) -> list[str]:
-    """Modules whose own code pools the planar axis away, per the conversion report, among
-    those the 2D model calls on `images` in eval mode (auxiliary heads run in train mode)."""
+def head_sites(report, model2d: nn.Module, images: torch.Tensor
+               ) -> tuple[list[str], dict[str, int]]:
+    """(modules whose own code pools the planar axis away, head modules run on the positions of
+    all slices (path -> position dim)), per the conversion report, among those the 2D model
+    calls on `images` in eval mode (auxiliary heads run in train mode)."""
     called: set[str] = set()
     handles = [m.register_forward_pre_hook(lambda mod, args, n=n: called.add(n))
                for n, m in model2d.named_modules()]
@@ -221,11 +253,14 @@ def head_paths(report, model2d: nn.Module, images: torch.Tensor) -> list[str]:
     finally:
         for h in handles:
             h.remove()
-    paths = [e.path for e in report.entries
-             if e.action in ("head pool", "head rewritten") and e.path in called]
+    paths = [e.path for e in report.entries if e.path in called and (
+        e.action in ("head pool", "head rewritten")
+        or (e.action == "slice code" and e.detail.startswith("holds the head pool")))]
+    joined = {e.path: int(re.search(r"\(dim (\d+)\)", e.detail).group(1))
+              for e in report.entries if e.action == "all slices" and e.path in called}
     # a root whose own code pools tokens (x.flatten(1, -2).mean(1)) merges slices by itself
     return paths or [e.path for e in report.entries
-                     if e.path == "" and e.detail.startswith("contains the head pool")]
+                     if e.path == "" and e.detail.startswith("contains the head pool")], joined
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""Coverage sweep: every timm CNN family and every torchvision CNN classifier, in every mode.
+"""Coverage sweep: every timm family and every torchvision CNN classifier, in every mode.
 
 Random weights (made informative by `randomize`), eval mode, batch 2, depth 3, the smallest
 input the 2D model accepts. A family either converts and satisfies its mode's properties, or
@@ -11,21 +11,16 @@ from pathlib import Path
 import pytest
 import timm
 import torchvision
+from token_families import small_token_model
 from zoo import check_model, timm_families
 
-# Families whose models turn images into token sequences (vision transformers, MLP-mixers) that
-# 2D-only code reshapes with the image size: no per-slice meaning can be checked, so conversion
-# refuses them with UnsupportedModuleError (the coverage table shows each reason).
-EXPECTED_UNSUPPORTED = {
-    "beit", "cait", "coat", "convit", "crossvit", "deit", "efficientformer",
-    "efficientvim", "eva", "gemma4_vit", "hiera", "hieradet_sam2", "levit", "mlp_mixer", "mvitv2",
-    "naflexvit", "nest", "pit", "tnt", "twins", "visformer", "vision_transformer",
-    "vision_transformer_hybrid", "vision_transformer_relpos", "vision_transformer_sam", "vitamin",
-    "volo", "xcit",
-}
+# Families that convert() refuses with UnsupportedModuleError (the coverage table shows each
+# reason): none of the 115 since token models (vision transformers, MLP-mixers) convert.
+EXPECTED_UNSUPPORTED: set[str] = set()
 
 # Built with fewer blocks than the registry's smallest model (the same block code), so that the
-# sweep fits CI's 2 cores and 24 GiB: deepseek_vit_412m alone took over 15 minutes.
+# sweep fits CI's 2 cores and 24 GiB: deepseek_vit_412m alone took over 15 minutes. The token
+# families' small configurations are in token_families.py.
 SMALLER = {"deepseek_vit": {"depth": 2}}
 
 TORCHVISION = dict(
@@ -57,6 +52,7 @@ def test_torchvision_family(family):
 def test_timm_family(family):
     name, kwargs = timm_families()[family], SMALLER.get(family, {})
     label = name + "".join(f" ({k}={v})" for k, v in kwargs.items())
-    record = check_model("timm", family, label,
-                         lambda: timm.create_model(name, pretrained=False, **kwargs))
+    label, build = small_token_model(family, name) or (
+        label, lambda: timm.create_model(name, pretrained=False, **kwargs))
+    record = check_model("timm", family, label, build)
     _assert_outcome(record, family)

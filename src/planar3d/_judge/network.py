@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .._axis import TOKEN_RANK
 from .._record import batch_of
 from .reference import Capture, Reference, as_volumes, expected_output, run_3d
 from .tolerance import difference, output_leaves
@@ -48,7 +49,8 @@ def outputs_problem(got, want, *, volumes: int, batch: int, axis: int) -> str:
             continue
         if not isinstance(g, torch.Tensor):
             return f"{where} is a {type(g).__name__}, not a tensor"
-        if 1 <= w.dim() < 4 and w.shape[0] == batch and g.shape[:1] != w.shape[:1]:
+        if (1 <= w.dim() < TOKEN_RANK and w.shape[0] == batch
+                and g.shape[:1] != w.shape[:1]):
             return (f"{where} is computed per slice as a non-spatial tensor {tuple(w.shape)} "
                     f"(no global pool before it), which has no volume layout; got "
                     f"{tuple(g.shape)}")

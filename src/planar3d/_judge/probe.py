@@ -34,7 +34,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map
 
-from .._axis import fold, unfold
+from .._axis import TOKEN_RANK, fold, slice_dim, unfold
 from .._modes import eval_mode, train_mode
 from .._record import CallRecord, tensors
 from .tolerance import difference, output_leaves
@@ -182,9 +182,9 @@ def probe_slices(
         return failed
     for g, w in zip(got, want):
         if isinstance(w, torch.Tensor):
-            if not isinstance(g, torch.Tensor) or g.dim() != 5:
+            if not isinstance(g, torch.Tensor) or g.dim() != w.dim() + 1:
                 return ProbeResult(False, "does not return a volume where the 2D module returns "
-                                   "a feature map")
+                                   "a feature map or token sequence")
             problem = difference(fold(g, axis), w, loose=loose)
             if problem:
                 return ProbeResult(False, f"slices differ from the 2D output: {problem}")
@@ -202,7 +202,7 @@ def watch_own_code(module: nn.Module, record: CallRecord, *, axis: int, volumes:
     by a probe): run them on the recorded call made volumes and say what their own code does
     that only a per-slice run can do ("" for nothing, or when they do not run on volumes)."""
     def up(t):
-        if isinstance(t, torch.Tensor) and t.dim() >= 4 and t.shape[0] == batch:
+        if isinstance(t, torch.Tensor) and t.dim() >= TOKEN_RANK and t.shape[0] == batch:
             return unfold(t, volumes, axis)
         return t
 
@@ -228,7 +228,8 @@ def probe_constant(
     def up(t):
         if not isinstance(t, torch.Tensor):
             return t
-        return t.unsqueeze(axis).expand(*t.shape[:axis], depth, *t.shape[axis:])
+        where = slice_dim(t.dim() + 1, axis)
+        return t.unsqueeze(where).expand(*t.shape[:where], depth, *t.shape[where:])
 
     try:
         out, watcher = _run(module, *_lifted(record, up), watch=source is not None)
@@ -243,9 +244,10 @@ def probe_constant(
             continue
         if not isinstance(g, torch.Tensor):
             return ProbeResult(False, "returns a non-tensor where the 2D module returns a tensor")
-        if g.dim() == w.dim() + 1 and g.dim() == 5:
-            for s in range(g.shape[axis]):
-                problem = difference(g.select(axis, s), w, loose=loose)
+        if g.dim() == w.dim() + 1 and g.dim() > TOKEN_RANK:
+            where = slice_dim(g.dim(), axis)
+            for s in range(g.shape[where]):
+                problem = difference(g.select(where, s), w, loose=loose)
                 if problem:
                     return ProbeResult(False, f"slice {s} differs from the 2D output: {problem}")
         else:

@@ -10,7 +10,13 @@ Head-pool sites are where the converted network pools the planar axis away:
   `x.mean((2, 3))`, a GeM's `F.avg_pool2d(x, x.shape[-2:])`): the result of each such call is
   pooled over slices;
 - "as-is": a module whose own code pooled the slices as it is: the result of the first
-  reduction of a per-slice tensor is pooled over slices.
+  reduction of a per-slice tensor is pooled over slices;
+- "slice code": a module whose own code runs on the stacked slices (`layers.slice_code`): the
+  result of each op that pools the positions of a per-slice tensor (`pools.slice_pool_kind`: a
+  reduction over tokens, a global pool of maps, a class-token selection) is merged over slices;
+- "all slices <dim>": a module that pools a set of positions (attention pooling) runs on the
+  positions of all slices of each volume, laid end to end along its inputs' dim <dim>
+  (`layers.all_slices`).
 """
 
 from __future__ import annotations
@@ -23,69 +29,31 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map
 
-from .._axis import unfold
+from .._axis import TOKEN_RANK, unfold
 from .._modes import eval_mode, train_mode
+from .pools import AS_IS_POOLS, global_pool_kind, merge_slices, slice_pool_kind
 
-__all__ = ["Capture", "Reference", "as_volumes", "covers_plane", "expected_output",
-           "global_pool_kind", "merge_slices", "reference_run", "run_3d"]
+__all__ = ["ALL_SLICES", "Capture", "Reference", "as_volumes", "expected_output", "reference_run",
+           "run_3d"]
 
-
-def merge_slices(t: torch.Tensor, slices: int, reduction: str) -> torch.Tensor:
-    """(V * S, ...) -> (V, ...): the S slices of each volume pooled with `reduction`."""
-    grouped = t.reshape(t.shape[0] // slices, slices, *t.shape[1:])
-    return getattr(grouped, reduction)(1)
+# the kind of a head-pool site run on the positions of all slices, followed by its position dim
+ALL_SLICES = "all slices "
 
 
 def expected_output(want: torch.Tensor, got: torch.Tensor, *, volumes: int, axis: int
                     ) -> torch.Tensor:
     """What a converted output `got` must equal given the reference's tensor `want`: a per-slice
-    map (V * S, C, H, W) unfolded into volumes, anything else as it is."""
-    if want.dim() >= 4 and got.dim() == want.dim() + 1 and want.shape[0] % volumes == 0:
+    map (V * S, C, H, W) or token sequence (V * S, L, C) unfolded into volumes, anything else as
+    it is."""
+    if (want.dim() >= TOKEN_RANK and got.dim() == want.dim() + 1
+            and want.shape[0] % volumes == 0):
         return unfold(want, volumes, axis)
     return want
 
 
-def covers_plane(x: torch.Tensor, out: torch.Tensor) -> bool:
-    """Whether a 2D window op on `x` that returned `out` pooled the whole plane (one output
-    position from several input positions)."""
-    return out.shape[-2:] == (1, 1) and x.shape[-2] * x.shape[-1] > 1
-
-
-_REDUCTIONS = {"mean": "mean", "amax": "amax", "amin": "amin", "adaptive_avg_pool2d": "mean",
-               "adaptive_max_pool2d": "amax", "avg_pool2d": "mean", "max_pool2d": "amax"}
-
-
-def global_pool_kind(fn, args, kwargs, out) -> str | None:
-    """How a 2D call on a (B, C, H, W) tensor pools every position of the plane, as the head
-    pool does: "mean", "amax", "amin", or None for any other call. These are the calls whose
-    head rewrite pools the planar axis too (`out`: the call's 2D result)."""
-    name = getattr(fn, "__name__", "")
-    reduction = _REDUCTIONS.get(name)
-    x = args[0] if args else None
-    if reduction is None or not isinstance(x, torch.Tensor) or x.dim() != 4:
-        return None
-    if name.startswith("adaptive"):
-        return reduction
-    if name in ("avg_pool2d", "max_pool2d"):
-        return reduction if isinstance(out, torch.Tensor) and covers_plane(x, out) else None
-    dims = kwargs.get("dim", args[1] if len(args) > 1 else None)
-    if dims is None:
-        return None
-    dims = {d % 4 for d in ((dims,) if isinstance(dims, int) else dims)}
-    return reduction if len(dims) >= 2 and 2 in dims else None
-
-
-# For "as-is" sites (code that pooled the slices as it is, e.g. timm's `x.flatten(1, -2)` then
-# `x.mean(1)` over tokens): the first reduction of a per-slice tensor is the pool.
-_AS_IS_POOLS = {"mean": "mean", "sum": "sum", "amax": "amax", "max": "amax", "amin": "amin",
-                "min": "amin", "adaptive_avg_pool2d": "mean", "adaptive_max_pool2d": "amax",
-                "avg_pool2d": "mean", "max_pool2d": "amax", "adaptive_avg_pool1d": "mean",
-                "adaptive_max_pool1d": "amax"}
-
-
 class _PoolSlicesInCode(TorchFunctionMode):
-    """Inside the own code of "code" and "as-is" sites, global pools of per-slice tensors are
-    pooled over the slices of each volume too."""
+    """Inside the own code of "code", "as-is" and "slice code" sites, global pools of per-slice
+    tensors are pooled over the slices of each volume too."""
 
     def __init__(self, images: int, slices: int) -> None:
         super().__init__()
@@ -97,14 +65,23 @@ class _PoolSlicesInCode(TorchFunctionMode):
         out = func(*args, **kwargs)
         kind = self.kinds[-1] if self.kinds else "child"
         x = args[0] if args else None
-        if kind == "child" or not isinstance(out, torch.Tensor) or not (
-                isinstance(x, torch.Tensor) and x.shape[:1] == (self.images,)):
+        if kind == "child" or not (isinstance(x, torch.Tensor)
+                                   and x.shape[:1] == (self.images,)):
+            return out
+        if kind == "slice code":
+            reduction = slice_pool_kind(func, args, kwargs, out)
+            if reduction is None:
+                return out
+            dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+            return merge_slices(out, self.slices, reduction, x=x,
+                                dim=dim if isinstance(dim, int) else None)
+        if not isinstance(out, torch.Tensor):
             return out
         if kind == "code":
             reduction = global_pool_kind(func, args, kwargs, out)
         else:
             per_slice = out.dim() >= 1 and out.shape[0] == self.images and x.dim() >= 3
-            reduction = _AS_IS_POOLS.get(getattr(func, "__name__", "")) if per_slice else None
+            reduction = AS_IS_POOLS.get(getattr(func, "__name__", "")) if per_slice else None
         if reduction is None:
             return out
         return merge_slices(out, self.slices, reduction)
@@ -156,10 +133,10 @@ def _mode(model: nn.Module, training: bool):
 
 
 def as_volumes(tree, *, batch: int, volumes: int, axis: int):
-    """The inputs of a 2D call made volumes: every per-image map of the example batch
-    (`batch` images) becomes `volumes` volumes of its images as slices."""
+    """The inputs of a 2D call made volumes: every per-image map or token sequence of the example
+    batch (`batch` images) becomes `volumes` volumes of its images as slices."""
     def up(t):
-        if isinstance(t, torch.Tensor) and t.dim() >= 4 and t.shape[0] == batch:
+        if isinstance(t, torch.Tensor) and t.dim() >= TOKEN_RANK and t.shape[0] == batch:
             return unfold(t, volumes, axis)
         return t
 
@@ -192,9 +169,22 @@ def reference_run(model2d: nn.Module, args: tuple, kwargs: dict, *, batch: int, 
     def pop(*_):
         code.kinds.pop()
 
+    def joined(dim):
+        def hook(module, args, kwargs):
+            def join(t):
+                if isinstance(t, torch.Tensor) and t.shape[:1] == (batch,):
+                    grouped = t.reshape(volumes, slices, *t.shape[1:]).movedim(1, dim)
+                    return grouped.flatten(dim, dim + 1)
+                return t
+            return tree_map(join, (args, kwargs))
+        return hook
+
     for path, kind in sites.items():
         module = model2d.get_submodule(path)
-        if kind in ("code", "as-is"):
+        if kind.startswith(ALL_SLICES):
+            dim = int(kind.removeprefix(ALL_SLICES))
+            handles.append(module.register_forward_pre_hook(joined(dim), with_kwargs=True))
+        elif kind in ("code", "as-is", "slice code"):
             handles += [module.register_forward_pre_hook(push(kind), prepend=True),
                         module.register_forward_hook(pop, prepend=True)]
             for name, child in module.named_modules():

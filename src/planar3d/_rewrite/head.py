@@ -5,7 +5,7 @@ that a module swap cannot reach. In a head rewrite, each functional call on a vo
 
 - a global or adaptive spatial pool: the head pool, which also pools the planar axis and
   returns the 2D-shaped result (what counts as a global pool is the reference's definition,
-  `_judge.reference.global_pool_kind`);
+  `_judge.pools.global_pool_kind`);
 - a 2D window op (avg/max pool, interpolate, pad): applied slice by slice;
 - an elementwise or channel-wise op: unchanged (it means the same on a volume);
 - anything else: `UnsupportedModuleError`, naming the op: never a silent wrong answer.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from .._axis import fold, unfold
-from .._judge.reference import covers_plane
+from .._judge.pools import covers_plane
 from .._state import type_name
 from ..errors import UnsupportedModuleError
 from .contract import NoPlanarMeaning, Rule, Site

@@ -5,7 +5,8 @@ its recorded call, P0 on volumes of distinct slices (`_judge.probe`); a module w
 outputs are not all feature maps is watched instead and left to the end-to-end check. A failed
 probe is first traced to a descendant that no probe could check alone, which is folded
 (`mend`); otherwise a module holding spatial kernels gets its functional code rewritten per
-slice (`_rewrite`), and anything else is folded.
+slice (`_rewrite`) or runs its own code on the slices with its children on volumes
+(`slice_code`), and anything else is folded.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ..errors import UnsupportedModuleError
 from ..layers.fold import is_folded
 from .fold import fold
 from .session import Session, short
+from .slice_code import slice_code
 
 __all__ = ["probe_body", "settle_body"]
 
@@ -67,9 +69,13 @@ def settle_body(s: Session, module: nn.Module, path: str, record: CallRecord, *,
     if result.ok:
         s.plan.decide(path, name, "verified", note.strip(" ()"))
         return module
-    if not result.decides and _has_spatial_kernels(s, path) and _rewrite(s, module, path,
-                                                                          record):
-        return module
+    if not result.decides and _has_spatial_kernels(s, path):
+        if _rewrite(s, module, path, record):
+            return module
+        candidate = slice_code(s, module, path, record, head=False, reason=result.reason,
+                               probe=lambda c: probe_body(s, c, path, record))
+        if candidate is not None:
+            return candidate
     return fold(s, module, path, record, result.reason, passthrough=False)
 
 

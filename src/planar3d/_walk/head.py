@@ -2,9 +2,11 @@
 
 In a classifier's head, the first global pool pools the planar axis away. A head module is kept
 as it is if a probe on volumes of equal slices (P2, `_judge.probe`) shows that it reproduces
-the 2D network and pools the planar axis; one that does not pool is run slice-wise; otherwise
-its functional pooling is rewritten as the head pool (`_rewrite`), and if nothing reproduces
-the 2D network, conversion is refused.
+the 2D network and pools the planar axis; one that does not pool is run slice-wise; one that
+pools a set of positions (attention pooling) runs on the positions of all slices
+(`slice_code.try_all_slices`); otherwise its functional pooling is rewritten as the head pool
+(`_rewrite`), or its code runs on the slices with the slices merged at its pool
+(`slice_code.slice_code`), and if nothing reproduces the 2D network, conversion is refused.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ..layers.planar_pool import (
 )
 from .fold import fold
 from .session import Session, short
+from .slice_code import slice_code, try_all_slices
 
 __all__ = ["settle_head"]
 
@@ -59,6 +62,9 @@ def settle_head(s: Session, module: nn.Module, path: str, record: CallRecord, *,
         return module
     if result.ok:
         return fold(s, module, path, record, "no head pool inside", passthrough=True)
+    pooled = try_all_slices(s, module, path, record)
+    if pooled is not None:
+        return pooled
     reasons = [f"as it is: {short(result.reason)}"]
     if not result.decides:
         try:
@@ -78,13 +84,26 @@ def settle_head(s: Session, module: nn.Module, path: str, record: CallRecord, *,
         return fold(s, module, path, record, "; ".join(reasons), passthrough=True)
     except UnsupportedModuleError as error:
         reasons.append(f"slice by slice: {short(error.reason)}")
-        raise UnsupportedModuleError(
-            path, name,
-            "no exact 3D version was found for this head module (" + "; ".join(reasons) + ")",
-            f"register a converter for {name} (planar3d.register_converter), or convert "
-            f"the feature extractor without its head (e.g. timm features_only=True or "
-            f"num_classes=0, global_pool='')",
-        ) from None
+    candidate = slice_code(s, module, path, record, head=True, reason=reasons[0],
+                           probe=lambda c: _merging(_probe_head(s, c, path, record)))
+    if candidate is not None:
+        return candidate
+    reasons.append("its code on the slices, the slices merged at its pool: "
+                   "does not reproduce the 2D head on equal slices")
+    raise UnsupportedModuleError(
+        path, name,
+        "no exact 3D version was found for this head module (" + "; ".join(reasons) + ")",
+        f"register a converter for {name} (planar3d.register_converter), or convert "
+        f"the feature extractor without its head (e.g. timm features_only=True or "
+        f"num_classes=0, global_pool='')",
+    )
+
+
+def _merging(result: ProbeResult) -> ProbeResult:
+    """A probe of a head that must pool the planar axis away: failed if it did not."""
+    if result.ok and not result.merged:
+        return ProbeResult(False, "it does not pool the planar axis")
+    return result
 
 
 def _probe_head(s: Session, module: nn.Module, path: str, record: CallRecord,

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
-from .._axis import axis_name, fold, unfold
+from .._axis import TOKEN_RANK, axis_name, fold, slice_dim, unfold
 from .._state import (
     clear_derived,
     copy_derived,
@@ -44,34 +44,39 @@ class _FoldMixin:
         # The usual call takes one tensor: skip the pytree walks, which cost more than the fold.
         single = len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor)
         flat = args if single else tree_flatten((args, kwargs))[0]
-        volumes = [t for t in flat if isinstance(t, torch.Tensor) and t.dim() == 5]
+        # volumes: (N, C, D, H, W) maps, and (N, S, L, C) token sequences except in a head's
+        # slice-wise layers, which see already pooled 4-D maps after the head pool
+        lowest = 5 if record.passthrough else TOKEN_RANK + 1
+        volumes = [t for t in flat if isinstance(t, torch.Tensor) and t.dim() >= lowest]
         if not volumes:
             if record.passthrough:
                 return super().forward(*args, **kwargs)
             raise ValueError(
-                f"{self._get_name()} expects (N, C, D, H, W) volumes; got no 5-D tensor among its "
-                f"inputs. A 2D image batch (N, C, H, W) is a volume of depth 1: x.unsqueeze(2)."
+                f"{self._get_name()} expects (N, C, D, H, W) volumes or (N, S, L, C) token "
+                f"volumes; got neither among its inputs. A 2D image batch (N, C, H, W) is a "
+                f"volume of depth 1: x.unsqueeze(2)."
             )
-        n, slices = volumes[0].shape[0], volumes[0].shape[axis]
+        n, slices = volumes[0].shape[0], volumes[0].shape[slice_dim(volumes[0].dim(), axis)]
         for v in volumes[1:]:
-            if v.shape[0] != n or v.shape[axis] != slices:
+            if v.shape[0] != n or v.shape[slice_dim(v.dim(), axis)] != slices:
                 raise ValueError(
                     f"{self._get_name()}: all volume inputs must share batch and "
                     f"{axis_name(axis)} size, got {tuple(volumes[0].shape)} and {tuple(v.shape)}"
                 )
 
         def down(t):
-            return fold(t, axis) if isinstance(t, torch.Tensor) and t.dim() == 5 else t
+            return fold(t, axis) if isinstance(t, torch.Tensor) and t.dim() >= lowest else t
 
         def up(t):
             if not isinstance(t, torch.Tensor):
                 return t
-            if t.dim() >= 4 and t.shape[0] == n * slices:
+            if t.dim() >= TOKEN_RANK and t.shape[0] == n * slices:
                 return unfold(t, n, axis)
             raise RuntimeError(
                 f"{self._get_name()} returned a tensor of shape {tuple(t.shape)} from its 2D "
                 f"forward on {n * slices} slices; only per-slice maps (N*D, C, H, W) (or with "
-                f"more leading dims) can be unfolded into volumes"
+                f"more leading dims) and token sequences (N*S, L, C) can be unfolded into "
+                f"volumes"
             )
 
         if single:
