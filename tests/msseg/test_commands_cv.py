@@ -45,6 +45,14 @@ def test_cv_round_writes_its_outputs_and_is_not_run_twice(phantom_dir, tmp_path,
     assert len(list((round_dir / "pred").glob("*_mask.nii.gz"))) == 3
     saved = json.loads((round_dir / "results.json").read_text())
     assert set(saved["results"]) == {"average", "paper"} and saved["epochs"] == 1
+    page = (tmp_path / "cv" / "report.html").read_text()
+    assert f"report: {tmp_path / 'cv' / 'report.html'}" in out
+    assert "Overall (n=3)" in page and "0.611 ± 0.052" in page  # Table 2, the paper's beside
+    assert f">{np.mean(dice):.3f} ± {np.std(dice):.3f}<" in page
+    assert "Round 1" in page and page.count(">validation scan</th>") == 1
+    for row in rows:  # every test scan: its section, its scores, 3 planes and a zoom or none
+        assert f'id="scan-{row["patient_id"]}"' in page
+        assert f"Dice {float(row['dice']):.3f}" in page
 
     assert main(_cv(phantom_dir, tmp_path, "--rounds", "1")) == 0
     out = capsys.readouterr().out

@@ -26,4 +26,11 @@ def test_demo_beats_the_threshold_baseline(tmp_path, capsys):
     assert len(list((tmp_path / "overlays").glob("*.png"))) == 3
     assert (tmp_path / "table.md").read_text().startswith(
         "| Metric | 01 (n=1) | 07 (n=1) | 08 (n=1) | Overall (n=3) |")
-    assert "demo finished in" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "demo finished in" in out
+    page = tmp_path / "report.html"
+    assert out.rstrip().splitlines()[-1] == f"report (open it in a browser): {page.resolve()}"
+    text = page.read_text()
+    assert "threshold baseline" in text and "Round 1" in text and "Run time" in text
+    assert all(f'id="scan-{patient}"' in text for patient in ("01016SACH", "07001MOEL",
+                                                              "08002CHJE"))

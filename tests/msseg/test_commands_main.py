@@ -57,6 +57,8 @@ def test_help_texts_come_from_the_presets(capsys):
     assert "'minmax' (the paper) or 'percentile' (robust: percentiles of the head" in out
     assert "(paper minmax, real percentile, demo minmax)" in out
     assert f"default {demo.epochs}, the demo preset's" in out
+    assert "a timm/torchvision state dict (.pth), or for vgg16 the Keras VGG-16 as .onnx" in out
+    assert "--samples-per-epoch N" in out
 
 
 def test_phantom_preprocess_baseline_end_to_end(tmp_path, capsys):
@@ -86,7 +88,7 @@ def test_recipe_flags_take_a_preset_or_a_checkpoint_and_set_fields(tmp_path):
     config = recipe_config(parser.parse_args(["--set", "spacing_mm=0.8", "window=128"]))
     assert (config.recipe, config.spacing_mm, config.window) == ("spacing", 0.8, 128)
     assert config.normalisation == "percentile"
-    assert recipe_config(parser.parse_args([])).spacing_mm is None  # the data's finest
+    assert recipe_config(parser.parse_args([])).spacing_mm is None  # from the data
     paper = recipe_config(parser.parse_args(["--config", "paper", "--set", "volume_size=64"]))
     assert paper.pipeline.settings() == {
         "recipe": "paper", "size": 64, "flair_order": 2, "mask_order": 0,

@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from msseg.commands.main import main
+from msseg.evaluation.lesion_table import read_lesion_table, read_summary
 from msseg.evaluation.metrics import dice
 from msseg.inference.predict import predict_scan
 from msseg.inference.predictor import load_predictor
@@ -65,8 +66,26 @@ def test_mask_has_the_input_grid_and_overlays_the_lesion(checkpoint, tmp_path, m
     probability = nib.load(tmp_path / "out" / "scan7_prob.nii.gz")
     assert probability.get_data_dtype() == np.float32
     np.testing.assert_allclose(probability.affine, source.affine)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["scan7_mask.nii.gz",
-                                                                    "scan7_prob.nii.gz"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "report.html", "scan7_lesions.csv", "scan7_lesions.nii.gz", "scan7_mask.nii.gz",
+        "scan7_prob.nii.gz", "summary.csv"]
+    # the lesion map and table: the ball is lesion 1, measured on the scan's own grid
+    labels = np.asarray(nib.load(tmp_path / "out" / "scan7_lesions.nii.gz").dataobj)
+    assert np.array_equal(labels > 0, data > 0) and labels.max() == 1
+    (lesion,) = read_lesion_table((tmp_path / "out" / "scan7_lesions.csv").read_text())
+    assert lesion.voxels == int(data.sum())
+    assert lesion.volume_ml == pytest.approx(lesion.voxels * 0.9 * 1.3 * 2.0 / 1000, abs=1e-4)
+    centre = affine @ np.array([12, 5, 7, 1.0])  # the ball's centre in scanner mm
+    assert (lesion.x_mm, lesion.y_mm, lesion.z_mm) == pytest.approx(tuple(centre[:3]), abs=1.5)
+    assert lesion.max_probability == 1.0  # the stand-in network's probabilities are 0 or 1
+    (row,) = read_summary((tmp_path / "out" / "summary.csv").read_text())
+    assert (row.patient_id, row.flair, row.lesions, row.shape, row.model) == (
+        "scan7", str(path), 1, flair.shape, str(checkpoint))
+    assert row.total_volume_ml == pytest.approx(lesion.volume_ml, abs=1e-4)
+    assert row.recipe.startswith("recipe paper") and row.connectivity == 6
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert 'id="scan-scan7"' in report and report.count("<img") == 4  # 3 planes and a zoom
+    assert f"report: {tmp_path / 'out' / 'report.html'}" in out
 
 
 def test_folder_prediction_equals_the_library_path_for_both_recompositions(checkpoint, tmp_path,
@@ -143,8 +162,15 @@ def test_msseg_inputs_are_named_by_patient(checkpoint, tmp_path):
     for source in (one_file, tmp_path / "data" / "07001MOEL"):
         assert main(["predict", "-m", str(checkpoint), "-i", str(source), "-o",
                      str(tmp_path / "out")]) == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "out").glob("*_mask.nii.gz")) == [
         "01016SACH_mask.nii.gz", "07001MOEL_mask.nii.gz"]
+    # the summary and the report cover the folder: both runs' scans
+    summary = read_summary((tmp_path / "out" / "summary.csv").read_text())
+    assert [(r.patient_id, r.flair) for r in summary] == [
+        ("01016SACH", str(one_file)), ("07001MOEL", str(tmp_path / "data" / "07001MOEL" /
+                                                      "3DFLAIR.nii.gz"))]
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert 'id="scan-01016SACH"' in report and 'id="scan-07001MOEL"' in report
 
 
 def test_existing_outputs_are_kept_unless_overwrite_and_no_stale_probability_map(
@@ -155,14 +181,15 @@ def test_existing_outputs_are_kept_unless_overwrite_and_no_stale_probability_map
     args = ["predict", "-m", str(checkpoint), "-i", str(path), "-o", str(out)]
     assert main([*args, "--probabilities"]) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert sorted(before) == ["scan_mask.nii.gz", "scan_prob.nii.gz"]
+    assert sorted(before) == ["report.html", "scan_lesions.csv", "scan_lesions.nii.gz",
+                              "scan_mask.nii.gz", "scan_prob.nii.gz", "summary.csv"]
     capsys.readouterr()
     assert main(args) == 1
     err = capsys.readouterr().err
-    assert "2 output file(s) exist already" in err and "pass --overwrite" in err
+    assert "4 output file(s) exist already" in err and "pass --overwrite" in err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing touched
     assert main([*args, "--overwrite"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["scan_mask.nii.gz"]  # no stale _prob
+    assert "scan_prob.nii.gz" not in [p.name for p in out.iterdir()]  # no stale _prob
 
 
 def _one_line_error(capsys):
@@ -243,3 +270,26 @@ def test_degenerate_intensities_are_warned_about_in_one_line(checkpoint, tmp_pat
                 if line.startswith("warning: ")]
     assert len(warnings) == 1 and warnings[0].startswith(f"warning: {path}: after scaling, 98%")
     assert warnings[0].endswith("the predicted mask cannot be trusted")
+
+
+def test_an_oblique_scan_is_warned_about_by_predict_not_by_ceiling_or_baseline(
+        checkpoint, tmp_path, capsys):
+    """26 degrees off the scanner axes: predict (whose slabs tilt) says so, in its recipe's
+    words and with the threshold; the ceiling and the baseline, which cut no slabs, do not."""
+    flair, ball = blob_flair()
+    angle = np.radians(26)
+    affine = np.eye(4)
+    affine[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    for patient in ("01016SACH", "07001MOEL"):
+        save(tmp_path / "data" / patient / "3DFLAIR.nii.gz", flair, affine)
+        save(tmp_path / "data" / patient / "Consensus.nii.gz", ball.astype(np.uint8), affine)
+    data = str(tmp_path / "data")
+    assert main(["ceiling", "-i", data, "--config", "paper", "--set", "volume_size=16"]) == 0
+    assert main(["baseline", "-i", data]) == 0
+    assert "degrees off the scanner axes" not in capsys.readouterr().err
+    assert main(["predict", "-m", str(checkpoint), "-i", data, "-o", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("degrees off the scanner axes (msseg warns above 20); recipe paper cuts "
+                     "its sagittal slabs along the closest axis without reslicing") == 2
+    summary = (tmp_path / "out" / "summary.csv").read_text()
+    assert summary.count("26 degrees off the scanner axes") == 2  # kept with each scan's row

@@ -53,6 +53,9 @@ def test_train_command_saves_its_config_and_resumes_to_the_same_weights(phantom_
     assert (saved.epochs, saved.volume_size, saved.encoder, saved.out_dir) == (
         1, 16, "test_resnet", str(one))
     assert len((one / "history.csv").read_text().splitlines()) == 2  # header + 1 epoch
+    page = (one / "report.html").read_text()  # the run in a browser: curves, history, config
+    assert f"report: {one / 'report.html'}" in out and "data:image/png;base64," in page
+    assert ">08037ROGU<" in page and "volume_size        = 16" in page
 
     # resume with no model flags: the checkpoint's config, then --epochs 2
     assert main(["train", "--data", str(phantom_dir), "--cache", str(tmp_path / "cache"),

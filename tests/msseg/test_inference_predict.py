@@ -1,5 +1,7 @@
 """The one prediction path: predictor over slabs, blending, the native grid, the output files."""
 
+import json
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -7,6 +9,7 @@ import torch
 from msseg.data.native import NativePrediction, mask_to_native
 from msseg.data.preprocess import preprocess_scan
 from msseg.device import resolve_compute
+from msseg.evaluation.lesion_table import analyse_lesions, read_lesion_table
 from msseg.inference import predict as predict_module
 from msseg.inference.outputs import existing_outputs, write_prediction
 from msseg.inference.predict import predict_files, predict_scan, predict_volume
@@ -136,18 +139,33 @@ def _prediction(shape=(3, 4, 5)):
     return NativePrediction(probability, (probability >= 0.5).astype(np.uint8))
 
 
+def _write(prediction, geometry, out, patient, **options):
+    analysis = analyse_lesions(prediction.mask, geometry, probability=prediction.probability,
+                               min_lesion_mm3=0)
+    return write_prediction(prediction, analysis, geometry, out, patient, **options)
+
+
 def test_outputs_are_replaced_only_on_request_and_never_leave_a_stale_probability_map(tmp_path):
     geometry = Geometry.from_affine((3, 4, 5), np.eye(4))
-    first = write_prediction(_prediction(), geometry, tmp_path, "A", probabilities=True)
+    prediction = _prediction()
+    first = _write(prediction, geometry, tmp_path, "A", probabilities=True)
     assert first == tmp_path / "A_mask.nii.gz"
-    assert existing_outputs(tmp_path, ["A", "B"]) == [first, tmp_path / "A_prob.nii.gz"]
+    assert existing_outputs(tmp_path, ["A", "B"]) == [
+        first, tmp_path / "A_prob.nii.gz", tmp_path / "A_lesions.nii.gz",
+        tmp_path / "A_lesions.csv"]
+    labels = np.asarray(nib.load(tmp_path / "A_lesions.nii.gz").dataobj)
+    assert np.array_equal(labels > 0, prediction.mask > 0) and labels.dtype == np.uint8
+    table = read_lesion_table((tmp_path / "A_lesions.csv").read_text())
+    assert [lesion.label for lesion in table] == list(range(1, labels.max() + 1))
+    assert sum(lesion.voxels for lesion in table) == prediction.mask.sum()
     with pytest.raises(FileExistsError, match=r"A_mask\.nii\.gz exists already; pass --overwrite"):
-        write_prediction(_prediction(), geometry, tmp_path, "A")
-    write_prediction(NativePrediction(np.zeros((3, 4, 5), np.float32),
-                                      np.zeros((3, 4, 5), np.uint8)), geometry, tmp_path, "A",
-                     overwrite=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["A_mask.nii.gz"]  # old prob gone
+        _write(prediction, geometry, tmp_path, "A")
+    _write(NativePrediction(np.zeros((3, 4, 5), np.float32), np.zeros((3, 4, 5), np.uint8)),
+           geometry, tmp_path, "A", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [  # the old probability map is gone
+        "A_lesions.csv", "A_lesions.nii.gz", "A_mask.nii.gz"]
     assert np.asarray(nib.load(first).dataobj).max() == 0
+    assert read_lesion_table((tmp_path / "A_lesions.csv").read_text()) == ()
 
 
 def test_a_probability_map_left_without_its_mask_is_replaced_without_overwrite(tmp_path, msseg_log):
@@ -156,6 +174,25 @@ def test_a_probability_map_left_without_its_mask_is_replaced_without_overwrite(t
     geometry = Geometry.from_affine((3, 4, 5), np.eye(4))
     (tmp_path / "A_prob.nii.gz").write_bytes(b"left by a killed run")
     assert existing_outputs(tmp_path, ["A"]) == []
-    write_prediction(_prediction(), geometry, tmp_path, "A")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["A_mask.nii.gz"]
-    assert "A_prob.nii.gz: replacing a probability map left without its mask" in msseg_log.text
+    _write(_prediction(), geometry, tmp_path, "A")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "A_lesions.csv", "A_lesions.nii.gz", "A_mask.nii.gz"]
+    assert "A_prob.nii.gz: replacing a file left without its mask" in msseg_log.text
+
+
+def test_nnunet_masks_hold_the_lesion_label_and_bids_outputs_form_a_derivative(tmp_path):
+    geometry = Geometry.from_affine((3, 4, 5), np.eye(4))
+    prediction = _prediction()
+    mask = _write(prediction, geometry, tmp_path / "nn", "case_1", naming="nnunet", label=2,
+                  probabilities=True)
+    assert mask == tmp_path / "nn" / "case_1.nii.gz"
+    assert np.array_equal(np.asarray(nib.load(mask).dataobj), prediction.mask * 2)
+    assert sorted(str(p.relative_to(tmp_path / "nn")) for p in (tmp_path / "nn").rglob("*")
+                  if p.is_file()) == ["case_1.nii.gz", "case_1_lesions.csv",
+                                      "maps/case_1_lesions.nii.gz", "maps/case_1_prob.nii.gz"]
+    mask = _write(prediction, geometry, tmp_path / "bids", "sub-01_ses-02", naming="bids")
+    assert mask == (tmp_path / "bids" / "sub-01" / "ses-02" / "anat" /
+                    "sub-01_ses-02_space-orig_desc-lesion_mask.nii.gz")
+    description = json.loads((tmp_path / "bids" / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative"
+    assert description["GeneratedBy"][0]["Name"] == "msseg"

@@ -4,14 +4,23 @@ nothing half-written in the cache or the output folder."""
 import gzip
 import tracemalloc
 import warnings
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
+from msseg.config import recipe_named
 from msseg.data.cache import fill_cache
 from msseg.data.preprocess import PipelineConfig
 from msseg.io.discovery import ScanRecord
-from msseg.io.nifti import ScanError, ScanWarning, load_scan, save_nifti
+from msseg.io.header_checks import OBLIQUE_WARN_DEGREES, obliquity_degrees
+from msseg.io.nifti import (
+    ScanError,
+    ScanWarning,
+    load_scan,
+    save_nifti,
+    warn_if_oblique,
+)
 from msseg.io.orientation import Geometry
 from msseg_helpers import blob_scan, oriented_affine, save
 
@@ -255,10 +264,10 @@ def _sheared(degrees):
 
 @pytest.mark.parametrize(("affine", "expected"), [
     (_rotated(10), []),
-    (_rotated(30), ["its voxel axes are up to 30 degrees off the scanner axes"]),
+    (_rotated(30), []),  # oblique: said where slabs are cut (warn_if_oblique), not on loading
     (_sheared(10), ["its voxel axes are sheared (80.0 degrees apart instead of 90)"]),
 ])
-def test_oblique_and_sheared_grids_are_named_in_a_warning(tmp_path, affine, expected):
+def test_sheared_grids_are_named_in_a_warning_when_loaded(tmp_path, affine, expected):
     flair, _ = blob_scan()
     path = save(tmp_path / "scan.nii.gz", flair, affine)
     with warnings.catch_warnings(record=True) as caught:
@@ -268,3 +277,22 @@ def test_oblique_and_sheared_grids_are_named_in_a_warning(tmp_path, affine, expe
     assert len(found) == len(expected)
     for message, text in zip(found, expected):
         assert message.startswith(f"{path}: {text}")
+
+
+@pytest.mark.parametrize(("degrees", "recipe"), [(16, "paper"), (26, "paper"), (26, "spacing")])
+def test_an_oblique_scan_is_warned_about_in_its_recipes_words_above_the_stated_threshold(
+        degrees, recipe):
+    slabs = recipe_named(recipe).slabs
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warn_if_oblique(Path("scan.nii.gz"), _rotated(degrees), slabs=slabs, recipe=recipe)
+    texts = [str(w.message) for w in caught if issubclass(w.category, ScanWarning)]
+    if degrees <= OBLIQUE_WARN_DEGREES:
+        assert texts == []
+        return
+    (text,) = texts
+    assert text.startswith(f"scan.nii.gz: its voxel axes are up to {degrees} degrees off the "
+                           f"scanner axes (msseg warns above 20); recipe {recipe} cuts its "
+                           f"{slabs} along the closest axis without reslicing")
+    assert ("sagittal" in text) == (recipe == "paper")
+    assert obliquity_degrees(_rotated(degrees)) == pytest.approx(degrees)

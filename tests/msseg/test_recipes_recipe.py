@@ -55,7 +55,7 @@ def test_each_recipe_describes_samples_and_feeds_the_network_its_own_way():
     assert recipe_named(real.recipe).describe(real) == \
         "recipe spacing (0.8 mm in-plane, slices kept)"
     assert recipe_named("spacing").describe(PRESETS["real"]) == \
-        "recipe spacing (the training scans' finest in-plane, slices kept)"
+        "recipe spacing (the training scans' median in-plane, slices kept)"
     assert recipe_named(paper.recipe).input_shape(paper) == (16, 64, 64)
     assert recipe_named(real.recipe).input_shape(real) == (16, 128, 128)
     whole = recipe_named(paper.recipe).sampling(paper)

@@ -9,7 +9,7 @@ from msseg.data.preprocess import plan_grid
 from msseg.io.discovery import ScanRecord
 from msseg.io.orientation import Geometry
 from msseg.recipes.paper import CubeGrid
-from msseg.recipes.spacing import SpacingGrid, finest_spacing, voxel_mm
+from msseg.recipes.spacing import SpacingGrid, data_spacing, voxel_mm
 from msseg_helpers import oriented_affine, save
 
 
@@ -54,17 +54,26 @@ def test_a_target_equal_to_the_scans_voxels_maps_labels_there_and_back_exactly()
                                                  labels=True), mask)
 
 
-def test_the_default_target_is_the_finest_in_plane_voxel_of_the_training_scans(tmp_path):
+def test_the_working_spacing_is_the_training_scans_median_or_their_finest(tmp_path, msseg_log):
+    """nnU-Net's rule by default: the median in-plane voxel size; one fine scan no longer sets
+    every scan's cost. The finest on request; a spacing given is kept."""
     records = []
     for name, voxel in (("a", (0.9, 0.9, 5.0)), ("b", (0.45, 0.5, 3.0)), ("c", (1.0, 1.0, 1.0))):
         path = save(tmp_path / f"{name}.nii.gz", np.zeros((4, 4, 4), np.float32),
                     oriented_affine("RAS", voxel, (4, 4, 4)))
         records.append(ScanRecord(name, None, path, None))
-    assert finest_spacing(records) == pytest.approx(0.45)
+    assert data_spacing(records)[0] == pytest.approx(0.9)
+    assert data_spacing(records, rule="finest")[0] == pytest.approx(0.45)
     real = preset("real")
-    assert real.with_data(records).spacing_mm == pytest.approx(0.45)
+    assert real.with_data(records).spacing_mm == pytest.approx(0.9)
+    assert ("working spacing 0.9 mm in-plane: the median of the in-plane voxel sizes of the 3 "
+            "training scans (0.45 to 1 mm), as nnU-Net chooses it; --set spacing_rule=finest "
+            "takes the finest, 0.45 mm") in msseg_log.text
+    assert real.replace(spacing_rule="finest").with_data(records).spacing_mm == pytest.approx(0.45)
     assert real.replace(spacing_mm=2.0).with_data(records).spacing_mm == 2.0
     paper = preset("paper")
     assert paper.with_data(records) is paper
     with pytest.raises(ValueError, match="no scans"):
-        finest_spacing([])
+        data_spacing([])
+    with pytest.raises(ValueError, match=r"spacing_rule must be one of \('median', 'finest'\)"):
+        real.replace(spacing_rule="smallest")

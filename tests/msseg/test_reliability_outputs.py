@@ -206,7 +206,7 @@ def test_a_second_writer_into_an_output_folder_is_refused_while_the_first_runs(
         go.touch()
         first.join(60)
     assert first.exitcode == 0
-    assert sorted(p.name for p in out.iterdir()) == ["a_mask.nii.gz"]  # lock gone, mask there
+    assert sorted(p.name for p in out.iterdir()) == _outputs("a")  # lock gone, outputs there
     assert main(["predict", "-m", str(model), "-i", str(source), "-o", str(out),
                  "--overwrite"]) == 0
 
@@ -217,7 +217,14 @@ def test_a_killed_writer_does_not_block_the_next_run(model, tmp_path):
     run_killed(lambda: main(["predict", "-m", str(model), "-i", str(source), "-o", str(out)]),
                target="a_mask.nii.gz", stage="written")
     assert main(["predict", "-m", str(model), "-i", str(source), "-o", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["a_mask.nii.gz"]
+    assert sorted(p.name for p in out.iterdir()) == _outputs("a")
+
+
+def _outputs(*scans):
+    """What `predict` writes for these scans (without --probabilities), sorted."""
+    return sorted(["report.html", "summary.csv", *(f"{scan}_{suffix}" for scan in scans for
+                                                   suffix in ("lesions.csv", "lesions.nii.gz",
+                                                              "mask.nii.gz"))])
 
 
 # --- outputs are never inputs -----------------------------------------------------------------
@@ -229,18 +236,19 @@ def test_predicting_a_folder_into_itself_never_reads_its_outputs(model, tmp_path
     args = ["predict", "-m", str(model), "-i", str(folder), "-o", str(folder), "--probabilities"]
     assert main(args) == 0
     written = sorted(p.name for p in folder.iterdir())
-    assert written == ["a.nii.gz", "a_mask.nii.gz", "a_prob.nii.gz", "b.nii.gz",
-                       "b_mask.nii.gz", "b_prob.nii.gz"]
+    assert written == sorted(["a.nii.gz", "b.nii.gz", "a_prob.nii.gz", "b_prob.nii.gz",
+                              *_outputs("a", "b")])
     (folder / f".a_mask.{2**22 + 7}.partial.nii.gz").write_bytes(b"a killed run's temporary")
     capsys.readouterr()
     assert main([*args, "--overwrite"]) == 0
     captured = capsys.readouterr()
     assert "2 scan(s), model" in captured.out
     assert "_mask" not in captured.err and "_prob" not in captured.err  # no output as a scan
+    assert "_lesions" not in captured.err
     assert sorted(p.name for p in folder.iterdir() if ".partial" not in p.name) == written
 
 
-@pytest.mark.parametrize("kind", ["mask", "prob"])
+@pytest.mark.parametrize("kind", ["mask", "prob", "lesions"])
 def test_a_prediction_given_as_a_flair_is_refused(model, tmp_path, capsys, kind):
     source = _scan(tmp_path / "in" / "a.nii.gz")
     assert main(["predict", "-m", str(model), "-i", str(source), "-o", str(tmp_path / "p"),
@@ -253,7 +261,7 @@ def test_a_prediction_given_as_a_flair_is_refused(model, tmp_path, capsys, kind)
     assert main(["predict", "-m", str(model), "-i", str(renamed), "-o",
                  str(tmp_path / "q")]) == 1
     message = _one_error(capsys)
-    what = "mask" if kind == "mask" else "probability map"
+    what = {"mask": "mask", "prob": "probability map", "lesions": "lesion map"}[kind]
     assert message.startswith(f"{renamed}: FLAIR is a {what} written by msseg predict")
     assert not (tmp_path / "q").exists()
     assert nib.load(output).header["descrip"].item().startswith(b"msseg ")

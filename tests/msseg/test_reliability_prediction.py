@@ -1,11 +1,15 @@
 """Prediction under faults: killed at every stage of writing a scan's files, a read-only output
 folder; the files on disk after each fault.
 
-A scan's outputs are one group, the mask last. Whatever the moment of the kill: every file under
-its final name is whole, a mask never sits next to a probability map of another run, the
-killed process's partial files go with the next write, and the next run completes the outputs.
+A scan's outputs are one group, the mask last (its probability map, lesion map and lesion table
+before it), and summary.csv follows each scan's group. Whatever the moment of the kill: every
+file under its final name is whole, a mask never sits next to a file of another run's group,
+the summary's row of a scan is of the run of its mask, the killed process's partial files go
+with the next write, and the next run completes the outputs.
 """
 
+import csv
+import io
 import shutil
 import tempfile
 from pathlib import Path
@@ -48,11 +52,20 @@ def _predict(model, root, out, flags):
             "--probabilities", "--device", "cpu", *flags]
 
 
+GROUP = ("prob.nii.gz", "lesions.nii.gz", "lesions.csv")  # beside <scan>_mask.nii.gz
+
+
 def _outputs(folder):
-    """Every output file of `folder`, read whole (a half-written file would fail here); hidden
+    """Every output file of `folder`, read whole (a half-written NIfTI would fail here); hidden
     files (partials, the lock of a killed run) are not outputs."""
-    return {p.name: np.asarray(nib.load(p).dataobj) for p in sorted(Path(folder).iterdir())
-            if not p.name.startswith(".")}
+    return {p.name: np.asarray(nib.load(p).dataobj) if p.name.endswith(".nii.gz") else
+            p.read_bytes() for p in sorted(Path(folder).iterdir()) if not p.name.startswith(".")}
+
+
+def _summary_lesions(files):
+    """Each scan's lesion count in summary.csv."""
+    rows = csv.DictReader(io.StringIO(files["summary.csv"].decode()))
+    return {row["patient_id"]: int(row["lesions"]) for row in rows}
 
 
 def _run_of(files, name, runs):
@@ -74,11 +87,14 @@ def test_killed_while_writing_a_scan_no_file_is_half_written_and_no_pair_is_mixe
 
     files = _outputs(out)
     for scan in ("a", "b"):
-        mask, prob = f"{scan}_mask.nii.gz", f"{scan}_prob.nii.gz"
-        if mask in files:  # complete: the pair comes from one run
-            assert prob in files and _run_of(files, mask, runs) == _run_of(files, prob, runs)
-        elif prob in files:  # a leftover of the interrupted group, whole
-            _run_of(files, prob, runs)
+        mask, group = f"{scan}_mask.nii.gz", [f"{scan}_{kind}" for kind in GROUP]
+        if mask in files:  # complete: the group comes from one run, and so does its summary row
+            run = _run_of(files, mask, runs)
+            assert all(name in files and _run_of(files, name, runs) == run for name in group)
+            assert _summary_lesions(files)[scan] == _summary_lesions(runs[run])[scan]
+        for name in group:
+            if name in files:  # a leftover of the interrupted group is whole
+                _run_of(files, name, runs)
     if target.startswith("b"):
         assert _run_of(files, "a_mask.nii.gz", runs) == "new"  # finished before the kill
     # the group's temporaries stay until the mask, the last file, is in place
@@ -98,7 +114,8 @@ def test_a_kill_before_any_mask_leaves_nothing_that_needs_overwrite(setup, tmp_p
     out = tmp_path / "out"
     run_killed(lambda: main(_predict(model, root, out, NEW)), target="a_prob.nii.gz",
                stage="renamed")
-    assert sorted(_outputs(out)) == ["a_prob.nii.gz"] and len(partials(out)) == 1
+    assert sorted(_outputs(out)) == ["a_prob.nii.gz"]
+    assert len(partials(out)) == 4  # the lesion map and table, summary.csv, the mask
     assert main(_predict(model, root, out, NEW)) == 0
     assert partials(out) == []
     assert sorted(_outputs(out)) == sorted(runs["new"])

@@ -20,7 +20,7 @@ Presets:
 - `paper`: the ICPR 2020 setting (VGG-16 encoder and bottleneck frozen, Adam 5e-5 with Keras
   decay, batch 2, 100 epochs, patience 40, 16-slice slabs of 256³ volumes, min-max scaling).
 - `real`: the same network and optimisation with the real-data recipe: "spacing" (target
-  in-plane spacing: the finest of the training scans, so none loses resolution), 16 x 256²
+  in-plane spacing: the median of the training scans', as nnU-Net takes it), 16 x 256²
   windows, intensities scaled by robust percentiles of the head. The command line's default.
 - `demo`: the paper's recipe and res-u-net at a size a 2-core CPU trains in minutes (64³
   volumes, decoder and bottleneck a quarter as wide, bottleneck trainable, lr 1e-3, 20 epochs) on
@@ -105,7 +105,8 @@ class TrainConfig:
     # --- data geometry -------------------------------------------------------------------------
     recipe: str = "paper"  # one of RECIPES: "paper" (S³ cubes, whole sagittal planes), "spacing"
     volume_size: int = 256  # "paper": S, scans are resampled to S³ cubes (sagittal slices first)
-    spacing_mm: float | None = None  # "spacing": in-plane voxel size; None = the scans' finest
+    spacing_mm: float | None = None  # "spacing": in-plane voxel size; None = from spacing_rule
+    spacing_rule: str = "median"  # "spacing", spacing_mm None: "median" or "finest" of the scans'
     window: int = 256  # "spacing": in-plane edge of a window (voxels); inputs (N, 3, slab, w, w)
     window_overlap: float = 0.5  # "spacing": in-plane overlap of neighbouring windows (0 to < 1)
     slab: int = 16  # slices per network input, along the planar axis
@@ -121,6 +122,7 @@ class TrainConfig:
     adam_eps: float = 1e-7  # Adam epsilon (Keras default)
     dice_smooth: float = 1.0  # smoothing of the soft Dice in the loss BCE - Dice + 1
     epochs: int = 100  # maximum number of epochs
+    samples_per_epoch: int | None = None  # training samples per epoch, drawn afresh (None: all)
     patience: int = 40  # early stopping: epochs without a lower validation loss
     seed: int = 1337  # model init and data order (the sampler shuffles with seed + epoch)
     # --- runtime ---------------------------------------------------------------------------------
@@ -151,6 +153,8 @@ class TrainConfig:
         for name in ("encoder_stages", "bottleneck_filters", "slab", "slab_step", "batch_size",
                      "epochs"):
             check_positive_int(name, getattr(self, name))
+        if self.samples_per_epoch is not None:
+            check_positive_int("samples_per_epoch", self.samples_per_epoch)
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0 epochs, got {self.patience}")
         if len(self.decoder_filters) != self.encoder_stages or min(self.decoder_filters) < 1:
@@ -205,8 +209,9 @@ class TrainConfig:
 
     def with_data(self, records: Sequence[ScanRecord]) -> TrainConfig:
         """This config with what its recipe takes from the training scans filled in (recipe
-        "spacing" without `spacing_mm`: the finest in-plane voxel size of `records`, from
-        their headers); itself when nothing is left to fill in.
+        "spacing" without `spacing_mm`: the median, or with `spacing_rule` "finest" the
+        finest, in-plane voxel size of `records`, from their headers); itself when nothing is
+        left to fill in.
 
         Raises:
             ValueError: no records; FileNotFoundError: a FLAIR file is missing.

@@ -60,10 +60,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--min-lesion-mm3 must be a volume >= 0 in mm³; got "
                          f"{args.min_lesion_mm3}")
     from msseg.config import recipe_named
+    from msseg.data.splits import cv_rounds
     from msseg.evaluation.reports import format_results, overall_table, write_report
     from msseg.io.atomic import atomic_write_text
     from msseg.io.discovery import discover_scans
-    from msseg.workflows.cross_validation import cross_validate
+    from msseg.workflows.cross_validation import cross_validate, report_rounds
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("cv runs in one process; under torchrun use `train` per round "
@@ -88,6 +89,10 @@ def run(args: argparse.Namespace) -> int:
     log.info("\nTable 2 layout (%s):\n%s", recipe.recompositions[chosen],
              table.to_markdown().rstrip())
     log.info("\nslab recomposition:\n%s", comparison.rstrip())
+    rounds = args.rounds or sorted({r.number for r in cv_rounds(records)})
+    report = report_rounds(records, args.out, rounds, results[chosen],
+                           {recipe.recompositions[m]: results[m] for m in methods})
     log.info("wrote %s, table.csv, per_scan.csv, recompose.md and overlays/",
              args.out / "table.md")
+    log.info("report: %s", report)
     return 0

@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     result = run_demo(args.out, rounds=args.rounds, encoder=args.encoder, epochs=args.epochs)
     log.info("\n%s", overall_table(result.rows()).rstrip())
-    log.info("demo finished in %.0f s; report: %s", result.seconds["total"], result.report)
+    log.info("demo finished in %.0f s; results: %s", result.seconds["total"], result.report)
+    log.info("report (open it in a browser): %s", result.page.resolve())
     if not result.beats_baseline:
         config = result.config
         log.error("the model does not beat the threshold baseline (see %s); the encoder %s %s:"

@@ -136,7 +136,11 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                                          f"{by_preset('encoder')})")
     weights = model.add_mutually_exclusive_group()
     weights.add_argument("--weights", type=Path,
-                         help="local 2D ImageNet checkpoint for the encoder (timm/torchvision)")
+                         help="local 2D ImageNet weights for the encoder: a timm/torchvision "
+                              "state dict (.pth), or for vgg16 the Keras VGG-16 as .onnx (the "
+                              "paper's weights: `python -c 'from msseg.model.keras_vgg16 import "
+                              "offline_vgg16; print(offline_vgg16())'` prints where the "
+                              "installed file is)")
     weights.add_argument("--pretrained", action="store_true",
                          help="ImageNet weights from the timm hub (needs network access)")
     model.add_argument("--trainable-bottleneck", action="store_true",
@@ -145,6 +149,11 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                        help="fine-tune the encoder too (the paper freezes it)")
     optim = parser.add_argument_group("optimisation (default: the preset's)")
     optim.add_argument("--epochs", type=int, help=f"maximum epochs ({by_preset('epochs')})")
+    optim.add_argument("--samples-per-epoch", type=int, metavar="N",
+                       help="train on N samples (slabs or windows) per epoch, a different part "
+                            "of the data each epoch, instead of all of them (a large dataset's "
+                            "epoch made affordable; the plan printed before training says how "
+                            "many there are)")
     optim.add_argument("--patience", type=int,
                        help=f"early-stopping patience in epochs ({by_preset('patience')})")
     optim.add_argument("--batch-size", type=int,
@@ -216,6 +225,7 @@ def train_config(args: argparse.Namespace, *, base: TrainConfig | None = None,
     """
     changes: dict[str, Any] = dict(_parse_set(args.set))
     flags = {"encoder": args.encoder, "epochs": args.epochs, "patience": args.patience,
+             "samples_per_epoch": args.samples_per_epoch,
              "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
              "device": args.device, "precision": args.precision, "num_workers": args.workers,
              "normalisation": args.normalisation,
@@ -280,8 +290,9 @@ def _parse_set(items: Sequence[str]) -> dict[str, Any]:
             raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of "
                              f"{sorted(defaults)}")
         example = getattr(PRESETS["paper"], name)
-        if example is None and "float" in str(defaults[name].type) and text.lower() != "none":
-            example = 0.0  # an optional number (spacing_mm)
+        kind = str(defaults[name].type)
+        if example is None and text.lower() != "none" and ("float" in kind or "int" in kind):
+            example = 0.0 if "float" in kind else 0  # an optional number (spacing_mm, ...)
         values[name] = _parse_value(name, text, example)
     return values
 

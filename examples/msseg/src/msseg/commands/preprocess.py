@@ -6,7 +6,8 @@
 
 The recipe is a preset's (``--config``, with ``--set`` changes) or a checkpoint's (``-m``), so
 the entries are the ones ``train`` with the same settings reads. Recipe "spacing" without a
-``spacing_mm`` takes the finest in-plane voxel size of the scans given here.
+``spacing_mm`` takes the median (``--set spacing_rule=finest``: the finest) in-plane voxel size
+of the scans given here.
 """
 
 from __future__ import annotations

@@ -10,15 +10,16 @@
 Steps: the preset (``--config``, default ``real``) with the flags applied on top (or, with
 ``--resume``, the checkpoint's config with the flags on top) -> the scans split into training
 and validation (``--val``, default: the last scan in alphabetical order of those not excluded
-with ``--exclude``) -> recipe "spacing" without a ``spacing_mm``: the finest in-plane voxel size
+with ``--exclude``) -> recipe "spacing" without a ``spacing_mm``: the median in-plane voxel size
 of the training scans -> every scan preprocessed into the cache (``--cache``, default
 ``<out>/cache``; entries are keyed by file content and settings, so runs can share one) ->
 `msseg.training.engine.train`, which writes last.pt, best.pt, history.csv (validation Dice in
 the working space) and curves.png into the output folder -> the best checkpoint's Dice on the
 validation scans' own grids (`msseg.workflows.validation`), logged and saved as
 ``<out>/validation.json``. The resolved config is logged and saved as ``<out>/config.json``;
-every checkpoint holds it too. An output folder that holds a run is refused before any work
-unless ``--resume`` continues it or ``--overwrite`` replaces it.
+every checkpoint holds it too. At the end ``<out>/report.html`` shows the run in a browser
+(curves, validation scores, history, config). An output folder that holds a run is refused
+before any work unless ``--resume`` continues it or ``--overwrite`` replaces it.
 
 Any TrainConfig field without a flag of its own can be set with ``--set FIELD=VALUE``
 (``--set decoder_filters=32,16,8,4 volume_size=128``).
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from msseg.inference.predictor import load_predictor
     from msseg.io.atomic import atomic_write_text
     from msseg.io.discovery import discover_scans
+    from msseg.report.runs import write_training_report
     from msseg.training.checkpoint import checkpoint_config, load_checkpoint
     from msseg.training.engine import train
     from msseg.training.logbook import check_run_folder
@@ -129,4 +131,5 @@ def run(args: argparse.Namespace) -> int:
                      "(mean %.3f)", result.best_epoch,
                      ", ".join(f"{k} {v:.3f}" for k, v in scores["dice"].items()),
                      scores["mean_dice"])
+        log.info("report: %s", write_training_report(args.out))
     return 0

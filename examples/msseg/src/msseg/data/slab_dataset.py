@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from msseg.config import TrainConfig, recipe_named
 from msseg.data.cache import CacheEntry
+from msseg.io.nifti import read_geometry, warn_if_oblique
 from msseg.slab_geometry import SlabGeometry
 
 __all__ = ["SlabDataset", "samples_per_volume", "window_interval"]
@@ -118,12 +119,17 @@ class SlabDataset(Dataset):
     @classmethod
     def for_config(cls, entries: Sequence[CacheEntry], config: TrainConfig) -> SlabDataset:
         """The training samples of cached volumes where `config`'s recipe cuts them
-        (`Recipe.sampling`).
+        (`Recipe.sampling`); a scan whose voxel axes are oblique enough to tilt them is warned
+        about (`msseg.io.nifti.warn_if_oblique`, from its header).
 
         Raises:
             ValueError: as `from_cache`.
         """
-        sampling = recipe_named(config.recipe).sampling(config)
+        recipe = recipe_named(config.recipe)
+        for entry in entries:
+            warn_if_oblique(entry.record.flair, read_geometry(entry.record.flair).affine,
+                            slabs=recipe.slabs, recipe=recipe.name)
+        sampling = recipe.sampling(config)
         return cls.from_cache(entries, slab=sampling.slab, step=sampling.step,
                               window=sampling.window, overlap=sampling.overlap)
 

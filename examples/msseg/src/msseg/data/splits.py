@@ -64,7 +64,9 @@ def cv_rounds(records: Sequence[ScanRecord]) -> list[CvRound]:
     unknown = [r.patient_id for r in records if r.centre is None or r.mask is None]
     if unknown:
         raise ValueError(f"cross-validation needs a centre and a mask for every scan; missing for "
-                         f"{unknown}. Use the MSSEG layout or a CSV with mask and centre columns.")
+                         f"{unknown}. Use the MSSEG layout, a BIDS dataset whose participants.tsv "
+                         f"has a site column, or a CSV with mask and centre columns (an nnU-Net "
+                         f"dataset.json names no centres).")
     ordered = sorted(records, key=lambda r: r.patient_id)
     centres: dict[str, list[ScanRecord]] = {}
     for record in ordered:

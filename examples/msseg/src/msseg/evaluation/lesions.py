@@ -4,7 +4,9 @@ found.
 Labelling (`label_lesions`, the one place msseg turns a mask into lesions: scores, tables): a
 lesion is a connected component of face neighbours (`LESION_CONNECTIVITY`: 6 in 3D, as the
 challenge's own tool, ITK's default) larger than `MIN_LESION_MM3` (3 mm³; components of that
-volume or less are ignored, as the tool keeps only larger ones).
+volume or less are ignored, as the tool keeps only larger ones). The lesion map and table of
+`predict` (`msseg.evaluation.lesion_table`) label with this rule and these defaults, and let a
+user choose another connectivity (`CONNECTIVITIES`, in neighbours: 6, 18 or 26).
 
 Detection (`detect_lesions`), the rule of the MSSEG-2016 challenge (Commowick et al., Sci Rep
 2018, section 11; the defaults of its evaluation tool, animaSegPerfAnalyzer): a ground-truth
@@ -24,10 +26,11 @@ constants at once.
 
 Public API:
     LESION_CONNECTIVITY, MIN_LESION_MM3, MIN_OVERLAP, MAX_OUTSIDE, MODERATOR
+    CONNECTIVITIES, DEFAULT_CONNECTIVITY   neighbours -> scipy's connectivity; the default
     LesionCounts(true_lesions, predicted_lesions, detected, false)
     voxel_mm3(affine) -> float             one voxel's volume on a grid with this affine
     min_lesion_voxels(voxel_mm3, min_mm3=MIN_LESION_MM3) -> int
-    label_lesions(mask, *, voxel_mm3, min_mm3=MIN_LESION_MM3) -> (labels int32, count)
+    label_lesions(mask, *, voxel_mm3, min_mm3=MIN_LESION_MM3, connectivity=...) -> (labels, n)
     detect_lesions(pred, truth, *, min_size=1, ...) -> LesionCounts
 """
 
@@ -41,6 +44,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 __all__ = [
+    "CONNECTIVITIES",
+    "DEFAULT_CONNECTIVITY",
     "LESION_CONNECTIVITY",
     "MAX_OUTSIDE",
     "MIN_LESION_MM3",
@@ -58,6 +63,9 @@ MIN_LESION_MM3 = 3.0  # lesions of this volume or less are ignored (the tool kee
 MIN_OVERLAP = 0.1  # alpha: a lesion is detected when more than this fraction of it is covered
 MAX_OUTSIDE = 0.7  # beta: a covering component may lie outside at most this fraction of itself
 MODERATOR = 0.65  # gamma: the largest covering components, up to this fraction, are checked
+# Neighbours that join voxels into one lesion, as people count them -> scipy's connectivity.
+CONNECTIVITIES = {6: 1, 18: 2, 26: 3}
+DEFAULT_CONNECTIVITY = 6  # LESION_CONNECTIVITY, in neighbours
 
 
 @dataclass(frozen=True)
@@ -94,25 +102,30 @@ def min_lesion_voxels(voxel_mm3: float, min_mm3: float = MIN_LESION_MM3) -> int:
     return math.floor(min_mm3 / voxel_mm3 + 1e-9) + 1
 
 
-def label_lesions(mask: np.ndarray, *, voxel_mm3: float,
-                  min_mm3: float = MIN_LESION_MM3) -> tuple[np.ndarray, int]:
+def label_lesions(mask: np.ndarray, *, voxel_mm3: float, min_mm3: float = MIN_LESION_MM3,
+                  connectivity: int = LESION_CONNECTIVITY) -> tuple[np.ndarray, int]:
     """Number the lesions of a binary mask (see the module docstring).
 
     Args:
         mask: binary array (bool or 0/1), any dimension (usually (X, Y, Z)).
         voxel_mm3: one voxel's volume, for the size limit.
         min_mm3: components of this volume or less are left out (0: keep all).
+        connectivity: scipy's: 1 (faces), 2 (and edges) or 3 (and corners).
     Returns:
         (labels, count): int32 array of the mask's shape, 0 outside lesions and 1..count
         inside, numbered in scan order; the number of lesions.
     Raises:
-        ValueError: as `min_lesion_voxels`.
+        ValueError: as `min_lesion_voxels`, or a connectivity other than 1, 2, 3.
     """
     import numpy as np
     from scipy import ndimage
 
+    if connectivity not in CONNECTIVITIES.values():
+        raise ValueError(f"connectivity must be 1 (faces), 2 (and edges) or 3 (and corners); "
+                         f"found {connectivity!r}")
     min_size = min_lesion_voxels(voxel_mm3, min_mm3)
-    structure = ndimage.generate_binary_structure(np.ndim(mask), LESION_CONNECTIVITY)
+    structure = ndimage.generate_binary_structure(np.ndim(mask),
+                                                  min(connectivity, np.ndim(mask)))
     labels, count = ndimage.label(np.asarray(mask) != 0, structure=structure)
     labels = labels.astype(np.int32, copy=False)
     if min_size > 1 and count:

@@ -19,7 +19,7 @@ import numpy as np
 
 from msseg.evaluation.lesions import MIN_LESION_MM3, min_lesion_voxels, voxel_mm3
 from msseg.evaluation.metrics import ScanMetrics, scan_metrics
-from msseg.io.discovery import ScanRecord, prediction_path
+from msseg.io.discovery import ScanRecord, find_prediction
 from msseg.io.nifti import Scan, load_scan
 
 __all__ = [
@@ -60,13 +60,15 @@ def score_scan(prediction: np.ndarray, truth: Scan, *,
 
 
 def evaluate_scan(record: ScanRecord, prediction: str | Path, *,
-                  min_lesion_mm3: float = MIN_LESION_MM3) -> ScanResult:
+                  min_lesion_mm3: float = MIN_LESION_MM3,
+                  labels: tuple[int, ...] | str | None = None) -> ScanResult:
     """Score one predicted mask file against the record's consensus mask, on the native grid.
 
     Args:
         record: a scan with its ground-truth mask.
-        prediction: a binary NIfTI mask on the record's FLAIR grid (shape and affine).
+        prediction: a NIfTI mask on the record's FLAIR grid (shape and affine).
         min_lesion_mm3: lesions of this volume or less are left out of the lesion-wise scores.
+        labels: the prediction's lesion values (as `ScanRecord.mask_labels`; None: 0 and 1).
     Returns:
         A `ScanResult`.
     Raises:
@@ -78,7 +80,7 @@ def evaluate_scan(record: ScanRecord, prediction: str | Path, *,
         raise ValueError(f"{record.patient_id}: no ground-truth mask to evaluate against")
     truth = load_scan(record, allow_empty_mask=True)
     predicted = load_scan(ScanRecord(record.patient_id, record.centre, record.flair,
-                                     Path(prediction)), allow_empty_mask=True)
+                                     Path(prediction), labels), allow_empty_mask=True)
     return score_scan(predicted.mask, truth, min_lesion_mm3=min_lesion_mm3)
 
 
@@ -90,7 +92,9 @@ def score_predictions(
 
     Args:
         records: scans with ground truth (e.g. `discover_scans`).
-        pred_dir: the folder `predict` wrote (``<id>_mask.nii.gz``).
+        pred_dir: the folder `predict` wrote, in any of its namings (msseg's
+            ``<id>_mask.nii.gz``; nnU-Net's ``<CASE>.nii.gz``, whose lesion voxels hold the
+            record's lesion label; BIDS derivatives).
         min_lesion_mm3: as `score_scan`.
     Returns:
         (results of the predicted scans, patient ids of the scans without a prediction).
@@ -98,12 +102,16 @@ def score_predictions(
         FileNotFoundError: no scan has a prediction in `pred_dir`.
         msseg.io.nifti.ScanError: a prediction that is not a binary mask on its FLAIR's grid.
     """
-    predicted = [r for r in records if prediction_path(pred_dir, r.patient_id).is_file()]
+    found = {r.patient_id: hit for r in records
+             if (hit := find_prediction(pred_dir, r.patient_id)) is not None}
+    predicted = [r for r in records if r.patient_id in found]
     skipped = [r.patient_id for r in records if r not in predicted]
     if not predicted:
         raise FileNotFoundError(
             f"{pred_dir}: no prediction for any of the {len(records)} scans (expected "
-            f"<id>_mask.nii.gz files); run `msseg predict -o {pred_dir}` on these scans first")
-    results = [evaluate_scan(r, prediction_path(pred_dir, r.patient_id),
-                             min_lesion_mm3=min_lesion_mm3) for r in predicted]
+            f"<id>_mask.nii.gz files, <CASE>.nii.gz in nnU-Net's naming, or BIDS derivatives); "
+            f"run `msseg predict -o {pred_dir}` on these scans first")
+    results = [evaluate_scan(r, found[r.patient_id][0], min_lesion_mm3=min_lesion_mm3,
+                             labels=r.mask_labels if found[r.patient_id][1] == "nnunet" else None)
+               for r in predicted]
     return results, skipped

@@ -22,10 +22,13 @@ Every caller (the `predict` command, cross-validation, the demo, validation) goe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -33,10 +36,12 @@ from msseg.config import TrainConfig, recipe_named
 from msseg.data.intensity_checks import warn_if_degenerate
 from msseg.data.native import NativePrediction, to_native
 from msseg.data.preprocess import Preprocessed, preprocess_scan
+from msseg.evaluation.lesion_table import ScanSummary, analyse_lesions
+from msseg.evaluation.lesions import DEFAULT_CONNECTIVITY, MIN_LESION_MM3
 from msseg.inference.outputs import check_outputs, write_prediction
 from msseg.io.discovery import ScanRecord
 from msseg.io.lock import folder_lock
-from msseg.io.nifti import Scan, load_scan, read_geometry
+from msseg.io.nifti import Scan, load_scan, read_geometry, warn_if_oblique
 from msseg.recipes.recipe import Predictor
 
 __all__ = ["predict_files", "predict_scan", "predict_volume"]
@@ -97,6 +102,9 @@ def predict_scan(
     Raises:
         ValueError: a threshold outside (0, 1], or the errors of `predict_volume`.
     """
+    recipe = recipe_named(config.recipe)
+    warn_if_oblique(scan.record.flair, scan.geometry.affine, slabs=recipe.slabs,
+                    recipe=recipe.name)
     if working is None:
         working = preprocess_scan(scan, config.pipeline)
     warn_if_degenerate(scan, working.flair, training=training_intensity)
@@ -118,8 +126,13 @@ def predict_files(
     probabilities: bool = False,
     overwrite: bool = False,
     training_intensity: Sequence[Sequence[float]] | None = None,
+    naming: str = "msseg",
+    connectivity: int = DEFAULT_CONNECTIVITY,
+    min_lesion_mm3: float = MIN_LESION_MM3,
+    model: str = "",
 ) -> list[Path]:
-    """Predict every scan and write ``<out>/<id>_mask.nii.gz`` (and ``<id>_prob.nii.gz``).
+    """Predict every scan and write its files (`msseg.inference.outputs`: mask, lesion map,
+    lesion table, with `probabilities` the probability map) and its row of ``summary.csv``.
 
     Every FLAIR's header is checked (`msseg.io.nifti.read_geometry`), and the output folder
     for earlier results, for two scans with one id, and for room to write (`check_outputs`),
@@ -127,7 +140,8 @@ def predict_files(
     read-only folder writes nothing. The folder is then locked (`msseg.io.lock.folder_lock`):
     a second run writing into it is refused. Each scan's voxels are read once, when it is
     predicted: a scan whose voxels are unusable (non-finite, constant, truncated) stops the run
-    there, with the scans before it written.
+    there, with the scans before it written. The warnings raised while a scan is read and
+    predicted are shown as they come and kept in its summary row.
 
     Args:
         records: the scans (`msseg.io.discovery.find_inputs`).
@@ -136,6 +150,10 @@ def predict_files(
             `predict_scan`.
         probabilities: also write the probability maps.
         overwrite: replace the outputs of an earlier run (see `write_prediction`).
+        naming: how the files are named (`msseg.io.discovery.OUTPUT_NAMINGS`); nnU-Net's
+            masks hold the lesion label of the scans' dataset.json.
+        connectivity, min_lesion_mm3: the lesions' rule (`analyse_lesions`).
+        model: the model as the summary names it (e.g. the checkpoint's path).
     Returns:
         The mask paths, in the order of `records`.
     Raises:
@@ -144,19 +162,55 @@ def predict_files(
         ValueError, msseg.io.atomic.WriteError: as `check_outputs`.
         msseg.io.lock.FolderLockedError: another process writes into `out_dir`.
     """
-    shapes = [read_geometry(record.flair).shape for record in records]
-    check_outputs(records, shapes, out_dir, probabilities=probabilities, overwrite=overwrite)
+    kept: dict[str, list[str]] = {record.patient_id: [] for record in records}
+    shapes = []
+    for record in records:
+        with _warnings_kept(kept[record.patient_id]):
+            shapes.append(read_geometry(record.flair).shape)
+    check_outputs(records, shapes, out_dir, probabilities=probabilities, overwrite=overwrite,
+                  naming=naming)
+    recipe = recipe_named(config.recipe).describe(config)
     masks, seconds = [], []
     with folder_lock(out_dir, command="msseg predict"):
         for record in records:
             start = time.perf_counter()
-            scan = load_scan(record)
-            prediction = predict_scan(scan, predictor, config=config, recompose=recompose,
-                                      batch_size=batch_size, threshold=threshold,
-                                      training_intensity=training_intensity)
-            masks.append(write_prediction(prediction, scan.geometry, out_dir, record.patient_id,
-                                          probabilities=probabilities, overwrite=overwrite))
+            with _warnings_kept(kept[record.patient_id]):
+                scan = load_scan(record)
+                prediction = predict_scan(scan, predictor, config=config, recompose=recompose,
+                                          batch_size=batch_size, threshold=threshold,
+                                          training_intensity=training_intensity)
+            analysis = analyse_lesions(prediction.mask, scan.geometry,
+                                       probability=prediction.probability,
+                                       connectivity=connectivity, min_lesion_mm3=min_lesion_mm3)
+            labels = record.mask_labels
+            label = labels[0] if naming == "nnunet" and isinstance(labels, tuple) else 1
+            summary = ScanSummary.of(record.patient_id, str(record.flair), analysis,
+                                     scan.geometry, model=model, recipe=recipe,
+                                     warnings=list(dict.fromkeys(kept[record.patient_id])))
+            masks.append(write_prediction(prediction, analysis, scan.geometry, out_dir,
+                                          record.patient_id, probabilities=probabilities,
+                                          overwrite=overwrite, naming=naming, label=label,
+                                          summary=summary))
             seconds.append(time.perf_counter() - start)
-            log.info("%s: %s  (%.1f s)", record.patient_id, masks[-1], seconds[-1])
+            log.info("%s: %s, %d lesion(s), %.2f mL  (%.1f s)", record.patient_id, masks[-1],
+                     analysis.count, analysis.total_ml, seconds[-1])
     log.info("%.1f s per scan on average", float(np.mean(seconds)))
     return masks
+
+
+@contextlib.contextmanager
+def _warnings_kept(texts: list[str]) -> Iterator[None]:
+    """Warnings raised in the block go on as they would (shown, or raised under ``--strict``),
+    and the text of each one shown is added to `texts`."""
+    shown = warnings.showwarning
+
+    def keep(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:
+        texts.append(str(message))
+        shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = keep
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown

@@ -9,13 +9,19 @@ negative pixdim on loading, silently) and finds, each as a sentence that ends wi
   when there is no sform): nibabel silently takes 1 mm (its absolute value);
 - a qform and an sform that disagree on the voxel grid (axis directions, or voxel sizes by more
   than `TRANSFORMS_AGREE`): msseg reads the sform, as nibabel does, and one of them is wrong;
-- voxel axes more than `OBLIQUE_WARN_DEGREES` off the scanner axes (the pipeline takes the
-  closest axis as sagittal and never reslices) or sheared by more than `SHEAR_WARN_DEGREES`.
+- voxel axes sheared by more than `SHEAR_WARN_DEGREES`.
+
+Voxel axes more than `OBLIQUE_WARN_DEGREES` off the scanner axes are a problem only where a
+recipe cuts slabs along the closest axis (it never reslices, so they tilt with the axes):
+`oblique_problem` words it by the recipe's slabs, and it is said where slabs are cut
+(`msseg.io.nifti.warn_if_oblique`: training, prediction), not by every reader of a scan.
 
 Public API:
     OBLIQUE_WARN_DEGREES, SHEAR_WARN_DEGREES, TRANSFORMS_AGREE
     stored_header(path, image) -> the header as stored
     grid_problems(header, affine) -> list[str]
+    obliquity_degrees(affine) -> float
+    oblique_problem(affine, *, slabs, recipe) -> str | None
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from nibabel.openers import ImageOpener
 from nibabel.orientations import aff2axcodes
 
 __all__ = ["OBLIQUE_WARN_DEGREES", "SHEAR_WARN_DEGREES", "TRANSFORMS_AGREE", "grid_problems",
-           "stored_header"]
+           "oblique_problem", "obliquity_degrees", "stored_header"]
 
 OBLIQUE_WARN_DEGREES = 20.0  # axes further than this from the scanner axes: slabs tilt with them
 SHEAR_WARN_DEGREES = 1.0  # axes further than this from perpendicular: not a rectangular grid
@@ -62,12 +68,6 @@ def grid_problems(header: nib.Nifti1Header, affine: np.ndarray) -> list[str]:
     """
     problems = _transform_problems(header)
     axes = np.asarray(affine, dtype=np.float64)[:3, :3]
-    oblique = float(np.degrees(np.max(nib.affines.obliquity(affine))))
-    if oblique > OBLIQUE_WARN_DEGREES:
-        problems.append(f"its voxel axes are up to {oblique:.0f} degrees off the scanner axes; "
-                        "the pipeline takes the closest axis as sagittal without reslicing, so "
-                        "its slabs are tilted that much (the model saw near-sagittal slabs). "
-                        "Reslice the scan onto axis-aligned voxels for reliable results.")
     unit = axes / np.linalg.norm(axes, axis=0)
     cosines = np.abs(unit.T @ unit)[np.triu_indices(3, k=1)]
     shear = float(np.degrees(np.arcsin(np.clip(cosines.max(), 0.0, 1.0))))
@@ -76,6 +76,30 @@ def grid_problems(header: nib.Nifti1Header, affine: np.ndarray) -> list[str]:
                         "90); the pipeline treats the voxels as a rectangular grid, so shapes "
                         "are distorted. Reslice the scan onto a rectangular grid.")
     return problems
+
+
+def obliquity_degrees(affine: np.ndarray) -> float:
+    """How far, in degrees, the voxel axes of `affine` are from the scanner axes (the largest
+    of the three, nibabel's `obliquity`)."""
+    return float(np.degrees(np.max(nib.affines.obliquity(np.asarray(affine, np.float64)))))
+
+
+def oblique_problem(affine: np.ndarray, *, slabs: str, recipe: str) -> str | None:
+    """The sentence about voxel axes more than `OBLIQUE_WARN_DEGREES` off the scanner axes,
+    in the words of the recipe that cuts `slabs` along them; None for axes closer than that.
+
+    Args:
+        affine: the scan's (4, 4) affine.
+        slabs: the recipe's network inputs in words (`msseg.recipes.recipe.Recipe.slabs`).
+        recipe: the recipe's name.
+    """
+    oblique = obliquity_degrees(affine)
+    if oblique <= OBLIQUE_WARN_DEGREES:
+        return None
+    return (f"its voxel axes are up to {oblique:.0f} degrees off the scanner axes (msseg warns "
+            f"above {OBLIQUE_WARN_DEGREES:g}); recipe {recipe} cuts its {slabs} along the "
+            "closest axis without reslicing, so they are tilted that much against the "
+            "anatomy. Reslice the scan onto axis-aligned voxels for reliable results.")
 
 
 def _transform_problems(header: nib.Nifti1Header) -> list[str]:

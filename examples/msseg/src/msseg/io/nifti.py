@@ -10,7 +10,8 @@ singular affine, NaN/inf voxels, a constant FLAIR, a file that `predict` wrote g
 a FLAIR/mask grid mismatch (shape or affine), a non-binary or empty mask (`ScanError`, a
 `ValueError`). A FLAIR that loads but whose grid cannot be trusted, or breaks an assumption of
 the pipeline (`msseg.io.header_checks`), gives a `ScanWarning` naming the file (an error under
-``msseg --strict``), never a silent guess. Writes go through `msseg.io.atomic`, so a failure
+``msseg --strict``), never a silent guess; oblique axes, which tilt a recipe's slabs, are warned
+about where slabs are cut (`warn_if_oblique`). Writes go through `msseg.io.atomic`, so a failure
 never leaves a half-written file under the final name; `predict`'s outputs say so in their
 header (`PREDICTION_DESCRIPTIONS`).
 
@@ -19,6 +20,7 @@ Public API:
     Scan(record, flair, mask, geometry)
     load_scan(record, *, allow_empty_mask=False) -> Scan
     read_geometry(path) -> Geometry    a scan's grid from its header, checked as load_scan does
+    warn_if_oblique(path, affine, *, slabs, recipe)    where a recipe cuts slabs
     max_voxels() -> int                the size limit (environment variable MSSEG_MAX_VOXELS)
     PREDICTION_DESCRIPTIONS            the header descrip of predict's outputs, by kind
     nifti_image(volume, geometry, *, description=None) -> nibabel.Nifti1Image
@@ -43,7 +45,7 @@ from nibabel.imageglobals import logger as nibabel_logger
 
 from msseg.io.atomic import atomic_path
 from msseg.io.discovery import ScanRecord
-from msseg.io.header_checks import grid_problems, stored_header
+from msseg.io.header_checks import grid_problems, oblique_problem, stored_header
 from msseg.io.orientation import Geometry, canonical_ornt
 
 _AFFINE_ATOL_MM = 1e-3
@@ -53,7 +55,8 @@ DEFAULT_MAX_VOXELS = 2**28  # 268,435,456 voxels: 1 GiB as float32 (a 640³ scan
 MIN_AXIS_VOXELS = 4  # fewer along an axis (a 2-D image, 2x2x2): resampling only copies
 # The header `descrip` of the files `predict` writes, by kind (`discovery.PREDICTION_KINDS`):
 # such a file is an output, never a scan.
-PREDICTION_DESCRIPTIONS = {"mask": "msseg mask", "prob": "msseg probability map"}
+PREDICTION_DESCRIPTIONS = {"mask": "msseg mask", "prob": "msseg probability map",
+                           "lesions": "msseg lesion map"}
 
 
 class ScanError(ValueError):
@@ -288,6 +291,15 @@ def _read(path: Path, image: nib.Nifti1Image, dtype: type) -> np.ndarray:
         raise ScanError(f"{path}: not enough memory to read {math.prod(image.shape):,} voxels; "
                         f"free memory, or lower {MAX_VOXELS_VARIABLE} to refuse such files "
                         "at once") from None
+
+
+def warn_if_oblique(path: Path, affine: np.ndarray, *, slabs: str, recipe: str) -> None:
+    """Warn (`header_checks.oblique_problem`) when a scan's voxel axes are oblique enough to
+    tilt the `slabs` a recipe cuts: said where the network sees slabs (training, prediction),
+    not where none are cut (the ceiling, the threshold baseline)."""
+    problem = oblique_problem(affine, slabs=slabs, recipe=recipe)
+    if problem is not None:
+        warnings.warn(f"{path}: {problem}", ScanWarning, stacklevel=1)  # shown once per text
 
 
 def _refuse_outputs(path: Path, image: nib.Nifti1Image) -> None:

@@ -212,6 +212,7 @@ class PaperRecipe(Recipe):
     """
 
     name = NAME
+    slabs = "sagittal slabs"
     recompositions: ClassVar[dict[str, str]] = {"average": "average of overlaps",
                                                 "paper": "middle-8 (paper, Eq. 1)"}
     grid_type = CubeGrid

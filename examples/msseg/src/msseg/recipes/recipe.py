@@ -90,6 +90,7 @@ class TrainSettings(Protocol):
     recipe: str
     volume_size: int
     spacing_mm: float | None
+    spacing_rule: str
     window: int
     window_overlap: float
     slab: int
@@ -248,11 +249,14 @@ class Recipe(ABC):
         recompositions: the blends of overlapping predictions it offers, name -> description
             for reports; the first is the default.
         grid_type: the `WorkingGrid` subclass it plans.
+        slabs: its network inputs in words, for the warning about oblique scans (e.g.
+            "sagittal slabs").
     """
 
     name: ClassVar[str]
     recompositions: ClassVar[dict[str, str]]
     grid_type: ClassVar[type[WorkingGrid]]
+    slabs: ClassVar[str]
 
     @abstractmethod
     def check(self, config: TrainSettings) -> None:

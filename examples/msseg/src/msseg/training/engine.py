@@ -16,8 +16,14 @@ one process does, equal up to float rounding (a frozen encoder's BatchNorm uses 
 statistics; a trainable one's batch statistics are per rank, as in any DDP without
 SyncBatchNorm). The same order also lets a run be resumed on a different number of ranks.
 
-Each epoch: train on every slab once -> validation loss and Dice (over the validation slabs, in
-the working space: the native-grid Dice of the best checkpoint is `msseg.workflows.validation`)
+Before the first epoch the plan is logged: samples per epoch, steps, validation samples, and,
+after the first step, the epoch's time at that pace (`msseg.training.plan`). Progress shows as a
+bar on a terminal and, without one (a batch job, a log file), as a line at least every minute
+(`msseg.progress.StepProgress`).
+
+Each epoch: train on every slab once (or on `samples_per_epoch` of them) -> validation loss and
+Dice (over the validation slabs, in the working space: the native-grid Dice of the best
+checkpoint is `msseg.workflows.validation`)
 -> `last.pt` (and `best.pt` when the validation loss improved) -> a row in history.csv
 (TensorBoard, curves.png) -> early stopping after `patience` epochs without improvement.
 `train(..., resume="last.pt")` continues a run exactly where it stopped: in the checkpoint's
@@ -48,11 +54,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from msseg.config import TrainConfig
+from msseg.data.slab_dataset import SlabDataset
 from msseg.evaluation.metrics import dice_from_counts
 from msseg.io.lock import folder_lock
 from msseg.model.losses import bce_dice_loss
 from msseg.model.resunet import PlanarResUNet, build_model
-from msseg.progress import progress_bar
+from msseg.progress import StepProgress
 from msseg.training.checkpoint import (
     Progress,
     TrainingState,
@@ -69,14 +76,13 @@ from msseg.training.logbook import (
     clear_run,
     finish_best,
 )
+from msseg.training.plan import epoch_sampler, estimate_text, plan_text, samples_per_epoch
 from msseg.training.run_data import TrainingData, changed_data, checkpoint_data
 from msseg.training.runtime import Runtime, make_runtime, seed_everything
 
 __all__ = ["TrainResult", "keras_decay", "make_optimizer", "train", "validate"]
 
 logger = logging.getLogger(__name__)
-
-LOG_INTERVAL = 10  # optimizer steps between progress-bar loss updates (each syncs the device)
 
 
 @dataclass
@@ -151,6 +157,13 @@ def train(
                 else restore_training(checkpoint, resume, config, state))
     net = _wrapped(state.model, config, rt)
     sampler, train_loader, val_loader = _loaders(config, train_set, val_set, rt)
+    if rt.is_main:
+        volumes = len(train_set.images) if isinstance(train_set, SlabDataset) else None
+        logger.info("%s", plan_text(config, train_set, val_set, steps=len(train_loader),
+                                    volumes=volumes))
+    first_step = (lambda seconds: logger.info("%s", estimate_text(
+        first_step_s=seconds, steps=len(train_loader), epochs=config.epochs))
+        ) if rt.is_main else None
     with _run_folder(out, config, progress, rt, overwrite=overwrite, resumed_from=resume,
                      checkpoint=checkpoint, data=data) as log:
         # a resumed run that early stopping had ended stays ended (unless more patience is given)
@@ -160,7 +173,9 @@ def train(
             start = time.perf_counter()
             sampler.set_epoch(epoch)
             train_loss = _train_epoch(net, train_loader, state, rt, config,
-                                      desc=f"epoch {epoch + 1}/{config.epochs}")
+                                      desc=f"epoch {epoch + 1}/{config.epochs}",
+                                      on_first_step=first_step)
+            first_step = None
             val_loss, val_dice_working = validate(state.model, val_loader, rt, config)
             row, improved = progress.end_epoch(
                 {"train_loss": train_loss, "val_loss": val_loss,
@@ -246,13 +261,12 @@ def _wrapped(model: nn.Module, config: TrainConfig, rt: Runtime) -> nn.Module:
 
 def _loaders(config: TrainConfig, train_set: Dataset, val_set: Dataset,
              rt: Runtime) -> tuple[DistributedSampler, DataLoader, DataLoader]:
-    """Every rank takes its share of one global shuffled order (seed + epoch), and its share of
-    the validation slabs."""
+    """Every rank takes its share of one global shuffled order (seed + epoch; all of it, or the
+    `samples_per_epoch` first), and its share of the validation slabs."""
     loader_args = dict(batch_size=config.batch_size // rt.world_size,
                        num_workers=config.num_workers, pin_memory=rt.device.type == "cuda",
                        persistent_workers=config.num_workers > 0)
-    sampler = DistributedSampler(train_set, num_replicas=rt.world_size, rank=rt.rank,
-                                 shuffle=True, seed=config.seed)
+    sampler = epoch_sampler(train_set, config, rank=rt.rank, world_size=rt.world_size)
     train_loader = DataLoader(train_set, sampler=sampler, **loader_args)
     val_loader = DataLoader(Subset(val_set, range(rt.rank, len(val_set), rt.world_size)),
                             **loader_args)
@@ -313,23 +327,28 @@ def _to_device(batch: torch.Tensor, rt: Runtime, fmt: torch.memory_format) -> to
 
 
 def _train_epoch(net: nn.Module, loader: DataLoader, state: TrainingState, rt: Runtime,
-                 config: TrainConfig, desc: str) -> float:
-    """One pass over the training slabs; the mean loss per slab over all ranks.
+                 config: TrainConfig, desc: str,
+                 on_first_step: Callable[[float], None] | None = None) -> float:
+    """One pass over the training slabs; the mean loss per slab over all ranks. The first
+    step's seconds go to `on_first_step` (the device synchronised first).
 
     Step k's global batch is the slabs at positions k * batch_size onwards of the epoch's
     order; this rank's j-th sample in it sits at position rank + world_size * (local index).
-    Positions past the slab count are the sampler's repeats: they weigh 0, and the loss is
-    scaled by world_size / (slabs in the step), so DDP's average of the ranks' gradients is the
-    mean gradient over the step's slabs, as one process computes it.
+    Positions past the epoch's samples (`msseg.training.plan.samples_per_epoch`) are the
+    sampler's repeats: they weigh 0, and the loss is scaled by world_size / (slabs in the
+    step), so DDP's average of the ranks' gradients is the mean gradient over the step's slabs,
+    as one process computes it.
     """
     net.train()
     fmt = _memory_format(config)
     total = torch.zeros((), dtype=torch.float64, device=rt.device)
     count = torch.zeros((), dtype=torch.float64, device=rt.device)
-    slabs, local_batch = len(loader.dataset), config.batch_size // rt.world_size
-    bar = progress_bar(loader, desc=desc, unit="step", leave=False, dynamic_ncols=True,
-                       enabled=config.progress and rt.is_main)
-    for i, (images, masks) in enumerate(bar):
+    slabs = samples_per_epoch(config, loader.dataset)
+    local_batch = config.batch_size // rt.world_size
+    shown = StepProgress(len(loader), desc=desc, unit="sample",
+                         enabled=config.progress and rt.is_main)
+    start = time.perf_counter()
+    for i, (images, masks) in enumerate(loader):
         images, masks = _to_device(images, rt, fmt), _to_device(masks, rt, fmt)
         local = torch.arange(i * local_batch, i * local_batch + len(images), device=rt.device)
         real = (rt.rank + rt.world_size * local < slabs).float()
@@ -345,7 +364,11 @@ def _train_epoch(net: nn.Module, loader: DataLoader, state: TrainingState, rt: R
         state.scheduler.step()
         total += (losses.detach() * real).sum()
         count += real.sum()
-        if not bar.disable and i % LOG_INTERVAL == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+        if on_first_step is not None:
+            loss.item()  # waits for the device
+            on_first_step(time.perf_counter() - start)
+            on_first_step = None
+        shown.step(in_step, loss=loss.item)
+    shown.close()
     sums = rt.all_reduce_sum(torch.stack([total, count]))
     return (sums[0] / sums[1]).item()

@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ("epoch", "step", "train_loss", "val_loss", "val_dice_working", "lr", "seconds")
 # The files of a run, in the order `clear_run` removes them (the commit point first).
-RUN_FILES = ("last.pt", "best.pt", "history.csv", "curves.png", "tensorboard", "validation.json")
+RUN_FILES = ("last.pt", "best.pt", "history.csv", "curves.png", "tensorboard", "validation.json",
+             "report.html")
 CHECKPOINTS = ("last.pt", "best.pt")  # a run that has one saved an epoch
 
 

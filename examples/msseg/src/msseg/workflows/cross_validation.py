@@ -13,6 +13,8 @@ first method's masks are written (``<out>/round<k>/pred/<id>_mask.nii.gz``) and 
 (``<out>/overlays/<id>.png``). ``<out>/round<k>/results.json`` records the round; a finished
 round is read back instead of run again, and an interrupted one continues from its
 ``train/last.pt``, so rerunning continues after an interruption where it stopped.
+`report_rounds` draws the rounds' ``report.html`` from those files: each round's training and
+every test scan's written mask against its consensus (`msseg.report.runs`).
 """
 
 from __future__ import annotations
@@ -38,12 +40,13 @@ from msseg.io.discovery import ScanRecord, prediction_path
 from msseg.io.lock import folder_lock
 from msseg.io.nifti import PREDICTION_DESCRIPTIONS, load_scan, save_nifti
 from msseg.io.paths import output_path
+from msseg.report.runs import write_cv_report
 from msseg.training.checkpoint import checkpoint_config, load_checkpoint
 from msseg.training.engine import train
 from msseg.training.run_data import training_data
 from msseg.workflows.validation import native_validation
 
-__all__ = ["cross_validate", "finished_round", "run_round"]
+__all__ = ["cross_validate", "finished_round", "report_rounds", "run_round"]
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +151,8 @@ def cross_validate(
     Args:
         records: scans with masks and centres.
         config: the training config of every round (recipe "spacing" without `spacing_mm`:
-            the finest in-plane voxel size of all `records`, read from their headers).
+            the in-plane voxel size of all `records` by its `spacing_rule`, read from their
+            headers).
         out: the cross-validation folder (rounds, overlays).
         cache: the preprocessed-cube cache (`msseg.data.cache`).
         rounds: 1-based round numbers (default: all).
@@ -193,6 +197,34 @@ def _run_rounds(chosen: Sequence[CvRound], config: TrainConfig,
         for method in methods:
             results[method] += done[method]
     return results
+
+
+def report_rounds(records: Sequence[ScanRecord], out: str | Path, rounds: Sequence[int],
+                  chosen: Sequence[ScanResult], rows: dict[str, Sequence[ScanResult]], *,
+                  title: str = "msseg cv: cross-validation report",
+                  parts: Sequence[str] = ()) -> Path:
+    """Write ``<out>/report.html`` for the finished `rounds` (`msseg.report.runs`).
+
+    Args:
+        records: the scans of the cross-validation.
+        out: its folder (the rounds' ``round<k>/`` folders in it).
+        rounds: the round numbers run.
+        chosen: the test scans' results of the written masks.
+        rows: the methods to compare over the test scans.
+        title, parts: as `msseg.report.runs.write_cv_report`.
+    Returns:
+        The report's path.
+    """
+    out = Path(out)
+    by_id = {result.patient_id: result for result in chosen}
+    scans, runs = [], []
+    for cv_round in (r for r in cv_rounds(records) if r.number in rounds):
+        folder = out / f"round{cv_round.number}"
+        saved = json.loads((folder / "results.json").read_text())
+        runs.append((f"Round {cv_round.number}", folder / "train", saved["validation"]["dice"]))
+        scans += [(record, prediction_path(folder / "pred", record.patient_id),
+                   by_id[record.patient_id]) for record in cv_round.test]
+    return write_cv_report(out, scans, runs, rows, chosen=chosen, title=title, parts=parts)
 
 
 def _interrupted(last: Path, config: TrainConfig, number: int) -> Path | None:

@@ -57,8 +57,9 @@ from msseg.io.lock import folder_lock
 from msseg.model.encoder import offline_mobilenet_v2
 from msseg.model.keras_vgg16 import offline_vgg16
 from msseg.phantom.generate import write_phantom
+from msseg.report.html import Table, paragraph, table_html
 from msseg.workflows.baseline import apply_threshold, threshold_baseline
-from msseg.workflows.cross_validation import run_round
+from msseg.workflows.cross_validation import report_rounds, run_round
 
 __all__ = ["DemoResult", "baseline_results", "run_demo"]
 
@@ -75,6 +76,7 @@ class DemoResult:
     thresholds: list[float]  # the baseline's threshold of each round
     seconds: dict[str, float] = field(default_factory=dict)  # per step, and "total"
     report: Path | None = None
+    page: Path | None = None  # report.html: the same, in a browser
 
     @property
     def default(self) -> list[ScanResult]:
@@ -171,7 +173,26 @@ def _run(out: Path, *, rounds: Sequence[int], encoder: str | None,
             result.model[method] += done[method]
     seconds["total"] = time.perf_counter() - start
     result.report = _write_report(result, out, [r.number for r in chosen])
+    result.page = report_rounds(records, out, [r.number for r in chosen], result.default,
+                                result.rows(), title="msseg demo: results",
+                                parts=_page_parts(result))
     return result
+
+
+def _page_parts(result: DemoResult) -> list[str]:
+    """The demo's own lines on its page: what ran, the baseline's thresholds, the run time."""
+    config = result.config
+    weights = "ImageNet weights" if config.weights else "RANDOM weights"
+    return [
+        paragraph(f"Phantom at scale {DEMO_PHANTOM_SCALE} (seed {DEMO_PHANTOM_SEED}), "
+                  f"{recipe_named(config.recipe).describe(config)}. Model: planar res-u-net, "
+                  f"encoder {config.encoder} ({weights}). The phantom is not MRI: these "
+                  "numbers say that the pipeline works, nothing about patients.", css="note"),
+        paragraph(f"Baseline threshold(s) on [-1, 1]-scaled FLAIR: "
+                  f"{[round(t, 3) for t in result.thresholds]}.", css="note"),
+        table_html(Table(["step", "seconds"],
+                         [[step, (f"{value:.0f}", value)] for step, value in
+                          result.seconds.items()], caption="Run time", sortable=False))]
 
 
 def _write_report(result: DemoResult, out: Path, rounds: list[int]) -> Path:
