@@ -46,7 +46,7 @@ from .._judge.pools import merge_slices, slice_pool_kind
 from .._record import tensors
 from .._state import PlanarState, copy_derived, original_type, reduce_derived, state, type_name
 
-__all__ = ["is_slice_code", "lifted_without_slices", "slice_code_module"]
+__all__ = ["is_slice_code", "lifted_paths", "lifted_without_slices", "slice_code_module"]
 
 # the public methods of a 2D class that take tensors, besides forward: timm's feature API
 _METHOD_PREFIX = "forward_"
@@ -355,6 +355,11 @@ def _reslice(module: nn.Module) -> nn.Module:
 def is_slice_code(module: nn.Module) -> bool:
     """True if `module` was made a slice-code module by `slice_code_module`."""
     return isinstance(module, _SliceCodeMixin)
+
+
+def lifted_paths(module: nn.Module) -> frozenset[str]:
+    """The paths, relative to a slice-code module, of the descendants it gives volumes."""
+    return state(module).lifted
 
 
 def slice_code_module(module: nn.Module, *, axis: int = 2, head: bool = False,
