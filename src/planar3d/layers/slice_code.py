@@ -72,7 +72,8 @@ class _Run(TorchFunctionMode):
         self.depth_changed = False
         self.depth = 0  # > 0 while a descendant called by the module's own code runs
         self.calls: list[str | None] = []
-        self.lifted = {id(module.get_submodule(p)) for p in record.lifted}
+        self.watching = False
+        self.lifted: set[int] = set()  # ids of the descendants given volumes (see _reachable)
 
     # -- per-slice tensors ------------------------------------------------------------------
     def mark(self, tree) -> None:
@@ -148,6 +149,17 @@ class _Run(TorchFunctionMode):
             return folded
         return t
 
+    # While a descendant runs, the mode is off the stack: its code is not watched, and costs
+    # nothing more than in the 2D network.
+    def start(self) -> None:
+        self.__enter__()
+        self.watching = True
+
+    def stop(self) -> None:
+        if self.watching:
+            self.__exit__(None, None, None)
+            self.watching = False
+
     def before(self, module, args, kwargs):
         self.depth += 1
         if self.depth > 1:
@@ -158,18 +170,24 @@ class _Run(TorchFunctionMode):
                 for listener in _listeners():
                     listener.append(module)
             self.calls.append("lifted")
-            return tree_map(self.lift, (args, kwargs))
+            lifted = tree_map(self.lift, (args, kwargs))
+            self.stop()
+            return lifted
         self.calls.append("derived" if self.any_derived((args, kwargs)) else "other")
+        self.stop()
         return None
 
     def after(self, module, args, kwargs, output):
         self.depth -= 1
         call = self.calls.pop()
+        if call is None:
+            return None
         if call == "lifted":
-            return tree_map(self.fold_back, output)
-        if call == "derived":
+            output = tree_map(self.fold_back, output)
+        elif call == "derived":
             self.mark(output)
-        return None
+        self.start()
+        return output
 
 
 def _size_error(module: nn.Module, record: PlanarState, args, kwargs, error: Exception):
@@ -193,6 +211,31 @@ def _size_error(module: nn.Module, record: PlanarState, args, kwargs, error: Exc
         f"2D code fails on another size ({type(error).__name__}: {error}). Its position "
         f"embeddings or size checks fix the image size: resample the slices to {want}{hint}"
     )
+
+
+def _reachable(module: nn.Module, lifted: frozenset[str], lifted_ids: set[int]
+               ) -> list[nn.Module]:
+    """The descendants a module's own code can call: its children; the children of the
+    containers it iterates (`for blk in self.blocks`); and the children of a child that is not
+    given volumes, whose method it may call directly (that method's code then runs as its own).
+    Inside a module given volumes, calls are that module's business. The ids of the lifted
+    ones are added to `lifted_ids`."""
+    found: dict[int, nn.Module] = {}
+
+    def visit(parent: nn.Module, prefix: str) -> None:
+        for name, child in parent.named_children():
+            path = f"{prefix}.{name}" if prefix else name
+            if id(child) in found:
+                continue
+            found[id(child)] = child
+            if path in lifted:
+                lifted_ids.add(id(child))
+            container = type(child).forward in (nn.Sequential.forward, nn.Module.forward)
+            if container or path not in lifted:
+                visit(child, path)
+
+    visit(module, "")
+    return list(found.values())
 
 
 # the slice-code calls running in this thread (innermost last), and the lists that
@@ -244,10 +287,12 @@ def _call(module: nn.Module, method, args: tuple, kwargs: dict):
         if outer.any_per_slice((args, kwargs)):
             lifted_args, lifted_kwargs = tree_map(outer.lift, (args, kwargs))
             outer.depth += 1
+            outer.stop()
             try:
                 out = _on_volumes(module, method, lifted_args, lifted_kwargs)
             finally:
                 outer.depth -= 1
+                outer.start()
             return tree_map(outer.fold_back, out)
     return _on_volumes(module, method, args, kwargs)
 
@@ -271,24 +316,22 @@ def _on_volumes(module: nn.Module, method, args: tuple, kwargs: dict):
             run.mark(t)
             run.rows.add(t.shape[0])
     run.rows_in = set(run.rows)
-    # every descendant: the own code may call grandchildren (`for blk in self.blocks`), and a
-    # child's method called directly runs as own code, calling that child's children
-    descendants = {id(m): m for m in module.modules() if m is not module}.values()
     handles = []
-    for child in descendants:
+    for child in _reachable(module, record.lifted, run.lifted):
         handles += [child.register_forward_pre_hook(run.before, with_kwargs=True, prepend=True),
                     child.register_forward_hook(run.after, with_kwargs=True)]
     runs = _runs()
     runs.append(run)
+    run.start()
     try:
-        with run:
-            out = method(module, *folded_args, **folded_kwargs)
+        out = method(module, *folded_args, **folded_kwargs)
     except Exception as error:
         size_error = _size_error(module, record, args, kwargs, error)
         if size_error is not None:
             raise size_error from error
         raise
     finally:
+        run.stop()
         runs.pop()
         for handle in handles:
             handle.remove()
