@@ -101,8 +101,9 @@ def convert(
             In every mode 1x1 kernels stay planar and functional code acts per slice.
         axis: the planar axis, "D" (default), "H" or "W", or its tensor dim 2, 3 or 4.
         depth: "keep" (depth preserved everywhere), "pool" (pooling layers also pool along the
-            planar axis, as the seed paper's encoder; a token model's patch embedding makes
-            tubelets of `kernel_depth` slices), or "all" (strided convolutions too).
+            planar axis, as the seed paper's encoder; in the center and inflate modes a token
+            model's patch embedding makes tubelets of `kernel_depth` slices), or "all"
+            (strided convolutions too).
         kernel_depth: kernel size along the planar axis for the "center"/"inflate" modes.
         depth_layers: layers that learn depth, added to a token model at zero so that the
             network still computes what it computes without them: "position" (a depth

@@ -171,6 +171,13 @@ def test_one_step_on_differing_slices_trains_the_new_parameters_and_departs_from
         assert (model3d.eval()(x) - planar(x)).abs().max() > 1e-6
 
 
+def test_without_depth_kernels_every_slice_keeps_its_tokens_under_depth_pool():
+    model2d = _vit(global_pool="avg")
+    x = _volume(depth=4)
+    with torch.no_grad():
+        assert_close(_convert(model2d, depth="pool")(x), _convert(model2d)(x), rtol=1e-12)
+
+
 def test_the_report_lists_the_added_depth_layers():
     report = planar3d.conversion_report(
         _convert(_vit(), mode="center", depth="pool", depth_layers=("position", "attention")))
@@ -222,7 +229,9 @@ def test_options_without_a_site_are_refused_with_the_reason():
     mixer = mixer.eval().double()
     with pytest.raises(UnsupportedModuleError, match="divided depth attention"):
         _convert(mixer, depth_layers=("attention",))
-    with pytest.raises(UnsupportedModuleError, match="gives it no depth"):
-        _convert(_vit(), depth="pool")
+    linear_patches = timm.models.gemma4_vit.Gemma4VitClassifier(
+        img_size=SIZE, embed_dim=64, depth=1, num_heads=2, head_dim=32, intermediate_size=64)
+    with pytest.raises(UnsupportedModuleError, match="no patch embedding convolution"):
+        _convert(linear_patches.eval().double(), mode="center", depth="pool")
     with pytest.raises(ValueError, match="depth_layers must be"):
         _convert(_vit(), depth_layers=("time",))

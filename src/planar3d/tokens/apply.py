@@ -5,7 +5,8 @@ Applied after the mode's kernels (`_mode_pass`), at the sites found from the exa
 one, or a 2D module in the code of a slice-code one, sees per-slice tensors):
 
 - `depth="pool"` with the center or inflate mode: the first convolution, when it cuts patches,
-  becomes a tubelet (`tubelet.tubelet_conv`: depth stride k, no depth padding);
+  becomes a tubelet (`tubelet.tubelet_conv`: depth stride k, no depth padding); in the other
+  modes it has no depth to pool with, and every slice keeps its own tokens;
 - "position": a `DepthPosition` added to the first convolution's output (or to the token
   embedding's);
 - "attention": a `DepthAttention` branch beside every attending site.
@@ -68,17 +69,10 @@ def _tubelet(root, sites: DepthSites, ctx: ConversionContext, source, decide: De
     if conv is None or not is_patchify(conv) or not on_volumes(root, path):
         raise UnsupportedModuleError(
             path or "", type(conv).__name__ if conv is not None else type(root).__name__,
-            "depth policy 'pool' makes a token model's patch embedding a tubelet, but this "
-            "network has no patch embedding convolution (kernel = stride, no padding) that runs "
-            "on volumes",
-            "use depth='keep' (depth kept, every slice its own tokens)",
-        )
-    if ctx.mode not in ("center", "inflate"):
-        raise UnsupportedModuleError(
-            path, type(conv).__name__,
-            f"depth policy 'pool' makes the patch embedding a tubelet of kernel_depth slices, "
-            f"but mode {ctx.mode!r} gives it no depth",
-            "use mode='center' (equal to planar at initialisation) or mode='inflate'",
+            f"depth policy 'pool' in mode {ctx.mode!r} makes a token model's patch embedding a "
+            f"tubelet, but this network has no patch embedding convolution (kernel = stride, "
+            f"no padding) that runs on volumes",
+            "use depth='keep' (depth kept, every slice its own tokens), or mode='planar'",
         )
     new = tubelet_conv(conv, init=ctx.mode, depth=ctx.kernel_depth, pool=True, axis=ctx.axis)
     root.set_submodule(path, new.train(root.get_submodule(path).training))
@@ -159,7 +153,7 @@ def add_depth(root: nn.Module, *, sites: DepthSites, ctx: ConversionContext,
     Raises:
         UnsupportedModuleError: when an option asked for has no site that runs on volumes.
     """
-    if ctx.pool_depth and sites.tokens:
+    if ctx.pool_depth and sites.tokens and ctx.mode in ("center", "inflate"):
         _tubelet(root, sites, ctx, source, decide)
     if "position" in ctx.depth_layers:
         _position(root, sites, ctx, decide)

@@ -69,7 +69,10 @@ class TokenEncoder2d(nn.Module):
     Attributes:
         widths: channels of each skip, then of the bottom.
         reductions: in-plane reduction of each skip, then of the bottom.
+        NEW_LAYERS: the paths of its layers without pretrained weights (the upsampling).
     """
+
+    NEW_LAYERS = ("up",)
 
     def __init__(self, features: nn.Module) -> None:
         super().__init__()
