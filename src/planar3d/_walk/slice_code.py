@@ -129,7 +129,7 @@ def _permutation_invariant(module: nn.Module, record: CallRecord, dim: int) -> b
             return False
     pairs = list(zip(tensors(want), tensors(got)))
     return bool(pairs) and all(
-        w.shape == g.shape and torch.allclose(w, g, rtol=1e-4, atol=1e-6 * w.abs().max())
+        w.shape == g.shape and torch.allclose(w, g, rtol=1e-4, atol=1e-6 * w.abs().max().item())
         for w, g in pairs)
 
 
