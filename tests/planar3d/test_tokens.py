@@ -235,3 +235,14 @@ def test_options_without_a_site_are_refused_with_the_reason():
         _convert(linear_patches.eval().double(), mode="center", depth="pool")
     with pytest.raises(ValueError, match="depth_layers must be"):
         _convert(_vit(), depth_layers=("time",))
+
+
+@pytest.mark.parametrize("method", ["sum", "repeat"])
+def test_a_converted_vit_takes_single_channel_volumes(method):
+    model3d = _convert(_vit())
+    adapted = planar3d.adapt_input_channels(copy.deepcopy(model3d), 1, method=method)
+    x = _volume()[:, :1]
+    with torch.no_grad():
+        assert_close(adapted(x), model3d(x.expand(2, 3, 3, SIZE, SIZE)), rtol=1e-10)
+    if method == "sum":
+        assert adapted.patch_embed.proj.weight.shape[1] == 1
