@@ -10,8 +10,8 @@ below the deepest skip). That 2D module is converted as a whole, so every conv b
 
 A vision transformer (or any columnar network, whose blocks all give maps at its patch size)
 gives evenly spaced blocks instead, brought to a u-net's scales by `token_encoder.TokenEncoder2d`
-as ViT-based U-Nets do; its code runs on the slices (planar3d's slice code), its attention
-within each slice.
+as UNETR does (with a convolutional stem for the full-resolution skip); its code runs on the
+slices (planar3d's slice code), its attention within each slice.
 
 Depth for generic encoders: only pooling layers pool depth ("pool"), strided convolutions keep it,
 so e.g. ResNet-34 pools depth in its stem max-pool and in the bottom pool only. The decoder does
