@@ -61,7 +61,8 @@ def _image_size(s: Session, record: CallRecord) -> tuple[int, int] | None:
     """The in-plane size of the example's images, when `record`'s call received them."""
     images = [t for t in tensors(s.records.call) if t.dim() == 4]
     if images and any(t.shape == images[0].shape for t in _inputs(record)):
-        return tuple(images[0].shape[-2:])
+        height, width = images[0].shape[-2:]
+        return height, width
     return None
 
 

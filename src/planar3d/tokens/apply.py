@@ -28,6 +28,7 @@ from ..errors import UnsupportedModuleError
 from ..layers.all_slices import is_all_slices
 from ..layers.fold import is_folded
 from ..layers.slice_code import is_slice_code, lifted_paths
+from ..layers.thick_conv import ThickInit
 from .depth_attention import DepthAttention, with_depth_attention
 from .depth_position import DepthPosition, with_depth_position
 from .sites import DepthSites
@@ -64,17 +65,18 @@ def _params_like(module: nn.Module) -> dict:
 
 
 def _tubelet(root, sites: DepthSites, ctx: ConversionContext, source, decide: Decide) -> None:
-    path = sites.first_conv
-    conv = source.get_submodule(path) if path is not None else None
+    path = sites.first_conv or ""
+    conv = source.get_submodule(path) if sites.first_conv is not None else None
     if conv is None or not is_patchify(conv) or not on_volumes(root, path):
         raise UnsupportedModuleError(
-            path or "", type(conv).__name__ if conv is not None else type(root).__name__,
+            path, type(conv).__name__ if conv is not None else type(root).__name__,
             f"depth policy 'pool' in mode {ctx.mode!r} makes a token model's patch embedding a "
             f"tubelet, but this network has no patch embedding convolution (kernel = stride, "
             f"no padding) that runs on volumes",
             "use depth='keep' (depth kept, every slice its own tokens), or mode='planar'",
         )
-    new = tubelet_conv(conv, init=ctx.mode, depth=ctx.kernel_depth, pool=True, axis=ctx.axis)
+    init: ThickInit = "center" if ctx.mode == "center" else "inflate"
+    new = tubelet_conv(conv, init=init, depth=ctx.kernel_depth, pool=True, axis=ctx.axis)
     root.set_submodule(path, new.train(root.get_submodule(path).training))
     decide(path, type(conv).__name__, "swapped",
            f"ThickConv3d ({ctx.mode}, tubelets of {ctx.kernel_depth} slices: depth stride "
@@ -119,15 +121,15 @@ def _attention(root, sites: DepthSites, ctx: ConversionContext, source,
     without = [p for p, _ in sites.skipped] + [s.path for s in sites.attention if s not in placed]
     for i, site in enumerate(placed):
         module = root.get_submodule(site.path)
-        dims = {"slice_dim": slice_dim(site.rank + 1, ctx.axis),
-                "channel_dim": -1 if site.channel_dim == -1 else 1}
+        where, channel = slice_dim(site.rank + 1, ctx.axis), -1 if site.channel_dim == -1 else 1
         if site.qkv is not None:
             layer = DepthAttention.from_qkv(source.get_submodule(site.qkv),
-                                            num_heads=site.num_heads, **dims)
+                                            num_heads=site.num_heads, slice_dim=where,
+                                            channel_dim=channel)
             start = f"q/k/v copied from {site.qkv}"
         else:
-            layer = DepthAttention(site.channels, num_heads=site.num_heads, **dims,
-                                   **_params_like(module))
+            layer = DepthAttention(site.channels, num_heads=site.num_heads, slice_dim=where,
+                                   channel_dim=channel, **_params_like(module))
             start = "q/k/v initialised afresh"
         with_depth_attention(module, layer)
         note = (f"; {len(without)} attention modules without one: {', '.join(without[:3])}"
