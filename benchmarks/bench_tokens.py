@@ -23,7 +23,6 @@ import argparse
 import copy
 import sys
 import warnings
-from collections.abc import Callable
 
 import _common as common  # first: it configures OpenMP before torch loads it
 import torch
@@ -66,11 +65,10 @@ def bench_model(name: str, shape: tuple, device: torch.device, args) -> list[lis
     example = torch.randn(2, shape[1], *shape[3:], device=device)
     x = torch.randn(shape, device=device)
     slices = common.fold_slices(x)
-    convert: Callable[..., nn.Module] = planar3d.convert
     candidates = {"2d": (model, slices), "2d_again": (copy.deepcopy(model), slices.clone()),
-                  "planar": (convert(model, example_input=example), x)}
+                  "planar": (planar3d.convert(model, example_input=example), x)}
     for option, kwargs in OPTIONS.items():
-        candidates[option] = (convert(model, example_input=example, **kwargs), x)
+        candidates[option] = (planar3d.convert(model, example_input=example, **kwargs), x)
     rows = []
     for train in (False, True):
         steps = {k: common.make_step(m, i, train=train, amp=args.amp, compile=args.compile)

@@ -8,7 +8,9 @@
 #
 # 1. planar against the 2D network on the N*D slices (bench_planar.py): time and memory ratios,
 #    fp32 and bf16 autocast, contiguous and channels_last_3d, and under torch.compile;
-# 2. the paper's configuration of msseg (msseg_speed.py): a training step, an epoch, the
+# 2. vision transformers (bench_tokens.py): planar against the 2D ViT on the N*D slices, and the
+#    cost of each depth option (depth position, divided depth attention, tubelets);
+# 3. the paper's configuration of msseg (msseg_speed.py): a training step, an epoch, the
 #    prediction of one scan at 256^3, peak GPU memory; fp32, bf16, torch.compile; then the same
 #    with the real-data recipe (16 x 256^2 windows of a 0.5 mm grid).
 # Targets: planar <= 1.10x the 2D time and <= 1.05x its memory; an epoch <= 10 s and a scan
@@ -21,11 +23,13 @@ OUT=${OUT:-gpu-results.md}
 if [[ "${1:-}" == "--dry-run" ]]; then
     device=cpu
     planar=(--models tv/resnet18 --shape 1 3 2 32 32 --repeats 5 --warmup 1 --threads 1)
+    tokens=(--models vit_tiny --shape 1 3 3 32 32 --repeats 5 --warmup 1 --threads 1)
     msseg=(--tiny)
     OUT=${OUT_DRY:-/dev/null}
 else
     device=cuda
     planar=(--models timm/resnet50 timm/convnext_tiny tv/resnet18 --repeats 9)
+    tokens=(--models vit_small vit_base --repeats 9)
     msseg=(--steps 5)
     $PY -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -36,6 +40,8 @@ fi
     $PY bench_planar.py --device "$device" "${planar[@]}"
     $PY bench_planar.py --device "$device" "${planar[@]}" --amp
     $PY bench_planar.py --device "$device" "${planar[@]}" --compile
+    $PY bench_tokens.py --device "$device" "${tokens[@]}"
+    $PY bench_tokens.py --device "$device" "${tokens[@]}" --amp
     $PY msseg_speed.py --device "$device" "${msseg[@]}"
     $PY msseg_speed.py --device "$device" "${msseg[@]}" --compile
     $PY msseg_speed.py --device "$device" "${msseg[@]}" --recipe real

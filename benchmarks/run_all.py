@@ -5,6 +5,7 @@ Run:  python benchmarks/run_all.py [--device cuda] [--quick] [--out results.md]
 
 1. bench_planar.py: planar (and the naive module swap) against the 2D network on the N*D slices;
 2. bench_modes.py: the conversion modes against planar;
+   bench_tokens.py: vision transformers, planar against the 2D network, and the depth options;
 3. bench_convert_time.py: conversion time against the number of modules (CPU);
 4. bench_convert_sweep.py: conversion time of every network of the family sweep, idle and beside
    a busy process, and conversion memory against the 2D forward (CPU).
@@ -21,6 +22,7 @@ import bench_convert_sweep
 import bench_convert_time
 import bench_modes
 import bench_planar
+import bench_tokens
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
               str(args.warmup)] + (["--quick"] if args.quick else []) + (
               ["--amp"] if args.amp else []) + (["--compile"] if args.compile else []) + (
               ["--repeats", str(args.repeats)] if args.repeats else [])
-    sections = [bench_planar.main(shared), bench_modes.main(shared)]
+    sections = [bench_planar.main(shared), bench_modes.main(shared), bench_tokens.main(shared)]
     quick = ["--quick"] if args.quick else []
     sections.append(bench_convert_time.main(quick))
     if args.device == "cpu":

@@ -17,6 +17,9 @@ CHECKS = {
     "center": "P3: equals the planar network",
     "inflate": "P2 at the middle slice of a depth-constant volume, at every module (float64)",
     "acs": "converts and runs (P4 is a layer property, tested by hypothesis)",
+    "depth layers": "token models (per-slice token sequences): center mode with a depth "
+                    "position embedding and divided depth attention (its count in brackets) "
+                    "equals planar at initialisation; — for the others",
 }
 
 
@@ -31,6 +34,19 @@ def cell(entry: dict, mode: str) -> str:
     return "MISMATCH: " + "; ".join(entry.get("problems", []))[:80]
 
 
+def depth_cell(record: dict) -> str:
+    entry = record.get("depth_layers")
+    if entry is None:
+        return "—"
+    if entry["status"] == "unsupported":
+        return "refused"
+    if entry["status"] != "exact":
+        return "MISMATCH: " + "; ".join(entry.get("problems", []))[:80]
+    if "attention" in entry["layers"]:
+        return f"exact (position, attention ×{entry['attention']})"
+    return "exact (position; no attention to divide)"
+
+
 def reason(record: dict) -> str:
     entry = record["modes"]["planar"]
     return entry.get("reason", "").split(":", 1)[-1].strip()[:110] if (
@@ -39,17 +55,18 @@ def reason(record: dict) -> str:
 
 def main(folder: Path) -> str:
     records = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-    lines = ["| source | family | model | input | planar | center | inflate | acs |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| source | family | model | input | planar | center | inflate | acs | depth layers |",
+             "|---|---|---|---|---|---|---|---|---|"]
     refused = []
     for r in sorted(records, key=lambda r: (r["source"], r["family"])):
         cells = [cell(r["modes"][m], m) for m in MODES]
         lines.append(f"| {r['source']} | {r['family']} | `{r['model']}` | {r['size']}² | "
-                     + " | ".join(cells) + " |")
+                     + " | ".join(cells) + f" | {depth_cell(r)} |")
         if reason(r):
             refused.append(f"- **{r['family']}** (`{r['model']}`): {reason(r)}")
     exact = sum(r["modes"]["planar"]["status"] == "exact" for r in records)
-    mismatched = sum(any(e["status"] == "mismatch" for e in r["modes"].values()) for r in records)
+    mismatched = sum(any(e["status"] == "mismatch" for e in r["modes"].values())
+                     or r.get("depth_layers", {}).get("status") == "mismatch" for r in records)
     summary = (f"{len(records)} families: {exact} convert exactly, "
                f"{len(records) - exact - mismatched} are refused with UnsupportedModuleError, "
                f"{mismatched} mismatch.")

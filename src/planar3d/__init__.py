@@ -1,4 +1,4 @@
-"""planar3d: exact 2D-to-3D transfer learning for CNNs.
+"""planar3d: exact 2D-to-3D transfer learning for CNNs and vision transformers.
 
 `planar3d.convert(model)` turns a 2D network into a 3D network for (N, C, D, H, W) volumes that
 starts from the 2D weights and, in planar mode, reproduces the 2D network slice by slice.
@@ -6,7 +6,7 @@ starts from the 2D weights and, in planar mode, reproduces the 2D network slice 
 
 from . import converters  # noqa: F401  (registers the built-in converters)
 from .channels import adapt_input_channels
-from .context import Axis, ConversionContext, DepthPolicy, Mode
+from .context import Axis, ConversionContext, DepthLayer, DepthPolicy, Mode
 from .convert import convert
 from .errors import UnsupportedModuleError
 from .kernels import center_kernel, inflate_kernel, kernel_to_2d, planar_kernel
@@ -33,6 +33,7 @@ __all__ = [
     "Axis",
     "ConversionContext",
     "ConversionReport",
+    "DepthLayer",
     "DepthPolicy",
     "HeadAdaptiveAvgPool2d",
     "HeadAdaptiveMaxPool2d",

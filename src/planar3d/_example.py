@@ -93,8 +93,10 @@ def _map_sizes(model: nn.Module, images: torch.Tensor) -> list[bool] | None:
 def _default_size(model: nn.Module, channels: int, dtype, device) -> tuple[int, int] | None:
     """The smallest input that keeps every feature map informative: the first size (from
     MIN_SIZE up, in steps of doubling, the configured size at most) at which the model runs and
-    the same modules return maps larger than 1x1 as at twice that size; None if the model does
-    not run on `channels` channels at any of those sizes."""
+    the same modules return maps larger than 1x1 as at twice that size; else the configured
+    size, or, for a model built for another fixed size than its configuration says (a timm
+    vision transformer made with `img_size=64`), the largest of those sizes it runs on; None
+    if the model does not run on `channels` channels at any of those sizes."""
     full = _configured_size(model)
     seen: dict[tuple[int, int], list[bool] | None] = {}
 
@@ -113,7 +115,12 @@ def _default_size(model: nn.Module, channels: int, dtype, device) -> tuple[int, 
             if twice == found:
                 return size
         scale *= 2
-    return full if maps(1.0)[1] is not None else None
+    if maps(1.0)[1] is not None:
+        return full
+    ran = [size for size, found in seen.items() if found is not None]
+    return max(ran) if ran else None
+
+
 def _with_distinct_volumes(t: torch.Tensor, images: int) -> torch.Tensor:
     """One per-image input of an example of `images` images, made `probe_images(images)` long:
     mirrored copies are appended (maps flipped left-right, other per-image inputs repeated)."""

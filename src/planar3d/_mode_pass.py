@@ -91,14 +91,17 @@ def apply_mode(root: nn.Module, *, ctx: ConversionContext, pristine: nn.Module,
     return rebuild(root, visit)
 
 
-def _depth_steps(root: nn.Module, axis: int) -> int:
-    """How many layers of `root` halve (or more) the planar axis."""
-    steps = 0
+def _depth_needed(root: nn.Module, axis: int) -> int:
+    """How many slices a volume needs for every layer of `root` that strides along the planar
+    axis (a depth-pooling layer halves it; a tubelet of k slices divides it by k)."""
+    depth = 1
     for module in root.modules():
         if isinstance(module, (nn.Conv3d, nn.MaxPool3d, nn.AvgPool3d)):
             stride = _triple(module.stride if module.stride is not None else module.kernel_size)
-            steps += stride[axis - 2] > 1
-    return steps
+            kernel = _triple(module.kernel_size)
+            if stride[axis - 2] > 1:
+                depth *= max(stride[axis - 2], kernel[axis - 2])
+    return depth
 
 
 def check_runs(root: nn.Module, call: Call, *, axis: int, volumes: int) -> None:
@@ -110,7 +113,7 @@ def check_runs(root: nn.Module, call: Call, *, axis: int, volumes: int) -> None:
     Raises:
         UnsupportedModuleError: naming the module that fails.
     """
-    depth = 2 ** _depth_steps(root, axis)
+    depth = _depth_needed(root, axis)
     if depth > MAX_SMOKE_DEPTH:
         return
     batch = batch_of(call)

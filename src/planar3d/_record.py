@@ -42,6 +42,8 @@ class CallRecord:
     that call, in order (see `_judge.probe.OwnCode`). `pooled`: the output holds a globally
     pooled map (B, C, 1, 1) that the network goes on to flatten (`mark_pooled`). `order`: how
     many calls had started before this one; `done`: how many had started when it returned.
+    `attends`: that code computed attention weights (`F.scaled_dot_product_attention`, or a
+    softmax over the last dim of a map of query-key scores (..., Lq, Lk)).
     """
 
     path: str
@@ -53,6 +55,7 @@ class CallRecord:
     shapes: list[tuple[int, ...]] = field(default_factory=list)
     pooled: bool = False
     done: int = 0
+    attends: bool = False
 
     def inputs(self) -> tuple[tuple, dict]:
         """A private copy of the recorded (args, kwargs), for running a module on: a module that
@@ -128,18 +131,33 @@ class _Snapshots:
 
 class _OwnShapes(TorchFunctionMode):
     """Attributes the shape of every tensor a torch call computes to the innermost module
-    running in its first call (the module's own code, as `_judge.probe.OwnCode` sees it)."""
+    running in its first call (the module's own code, as `_judge.probe.OwnCode` sees it), and
+    notes the modules whose own code computes attention weights."""
 
     def __init__(self) -> None:
         super().__init__()
         self.stack: list[list | None] = []  # per running module: its shapes, or None
         self.in_hook = False
+        self.attending: set[int] = set()  # ids of the shape lists of modules that attend
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         if self.stack and self.stack[-1] is not None and not self.in_hook:
             self.stack[-1].extend(tuple(t.shape) for t in tensors(out))
+            if _attends(func, args):
+                self.attending.add(id(self.stack[-1]))
         return out
+
+
+def _attends(func, args) -> bool:
+    """Whether a call computes attention weights: scaled dot-product attention, or a softmax
+    of a tensor whose last two dims (queries, keys) both exceed 1."""
+    name = getattr(func, "__name__", "")
+    if name == "scaled_dot_product_attention":
+        return True
+    x = args[0] if args else None
+    return (name == "softmax" and isinstance(x, torch.Tensor) and x.dim() >= 3
+            and x.shape[-1] > 1 and x.shape[-2] > 1)
 
 
 def _run(model: nn.Module, call: Call, records: dict[int, CallRecord],
@@ -168,7 +186,7 @@ def _run(model: nn.Module, call: Call, records: dict[int, CallRecord],
         if key in pending and key not in records:
             a, k, order, own = pending.pop(key)
             records[key] = CallRecord(paths[key], a, k, snapshot(output), order, training, own,
-                                      done=counter[0])
+                                      done=counter[0], attends=id(own) in sizes.attending)
         sizes.in_hook = False
 
     handles = []

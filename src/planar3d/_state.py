@@ -53,6 +53,8 @@ class PlanarState:
             in-plane size of the slices it was converted on (for a clear error on others).
         position_dim: for a head module run on the positions of all slices
             (`layers.all_slices`), the per-slice dim they are laid end to end along.
+        depth_sites: on the root of a converted network, where depth layers go
+            (`tokens.sites.DepthSites`), for `thicken`.
     """
 
     base: type | None = None
@@ -68,6 +70,7 @@ class PlanarState:
     lifted: frozenset[str] = frozenset()
     image_size: tuple[int, int] | None = None
     position_dim: int = 1
+    depth_sites: Any = None
 
     def __deepcopy__(self, memo: dict) -> PlanarState:
         new = PlanarState()

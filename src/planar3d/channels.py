@@ -35,7 +35,8 @@ class _RepeatChannels:
 
 
 def _stem(model: nn.Module, channels: int, shape: tuple) -> tuple[str, nn.Module]:
-    """The first module that receives the model's input tensor itself."""
+    """The first module with weights that receives the model's input tensor itself, or a view
+    of it (a module whose code runs on the slices folds the volume into a view first)."""
     probe = torch.zeros(1, channels, 1, *shape[-2:],
                         device=next(model.parameters()).device,
                         dtype=next(model.parameters()).dtype)
@@ -43,7 +44,10 @@ def _stem(model: nn.Module, channels: int, shape: tuple) -> tuple[str, nn.Module
 
     def hook(name):
         def pre(module, args):
-            if not found and args and args[0] is probe:
+            x = args[0] if args else None
+            if not found and isinstance(x, torch.Tensor) and x.numel() == probe.numel() and (
+                    x.untyped_storage().data_ptr() == probe.untyped_storage().data_ptr()) and (
+                    isinstance(getattr(module, "weight", None), torch.Tensor)):
                 found.append((name, module))
         return pre
 

@@ -12,8 +12,12 @@ DepthPolicy = Literal["keep", "pool", "all"]
 Axis = Literal["D", "H", "W"]
 Region = Literal["body", "head"]
 
+# Layers that learn depth, added to a token model at zero (docs/design.md §1, depth layers).
+DepthLayer = Literal["position", "attention"]
+
 MODES: tuple[str, ...] = ("planar", "center", "inflate", "acs")
 DEPTH_POLICIES: tuple[str, ...] = ("keep", "pool", "all")
+DEPTH_LAYERS: tuple[str, ...] = ("position", "attention")
 
 
 @dataclass(frozen=True)
@@ -24,8 +28,9 @@ class ConversionContext:
         mode: kernel mapping, "planar" | "center" | "inflate" | "acs".
         axis: planar axis as tensor dim of (N, C, D, H, W): 2 (D), 3 (H) or 4 (W).
         depth: which layers also stride/pool along the planar axis: "keep" (none: depth is
-            preserved everywhere), "pool" (pooling layers, as the seed paper's encoder), "all"
-            (pooling layers and strided convolutions).
+            preserved everywhere), "pool" (pooling layers, as the seed paper's encoder, and a
+            token model's patch embedding: tubelets), "all" (pooling layers and strided
+            convolutions).
         kernel_depth: kernel size along the planar axis for the center and inflate modes.
         region: "body" for per-slice feature extraction, "head" for modules of a classifier's
             head that return pooled (non-spatial) tensors; head layers run slice-wise.
@@ -33,6 +38,7 @@ class ConversionContext:
             that pools the planar axis away (a pool's own output may still be spatial, as
             torchvision VGG's 7x7 `avgpool`).
         path: dotted path of the module being converted (for error messages).
+        depth_layers: layers that learn depth added to a token model, among DEPTH_LAYERS.
     """
 
     mode: Mode = "planar"
@@ -42,6 +48,7 @@ class ConversionContext:
     region: Region = "body"
     in_head: bool = False
     path: str = ""
+    depth_layers: tuple[str, ...] = ()
 
     def replace(self, **changes) -> ConversionContext:
         return dataclasses.replace(self, **changes)

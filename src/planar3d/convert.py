@@ -11,9 +11,13 @@ How a network is converted (docs/design.md §1), and where each decision is made
    children, if a probe shows that this reproduces the 2D network: slice by slice in the body
    (P1), on depth-constant volumes in the head (P2), where the first global/adaptive pool pools
    the planar axis away. Otherwise a body module holding spatial kernels gets its forward
-   traced by torch.fx so that its functional code acts per slice (`_rewrite`), or is *folded*
-   (its 2D forward runs on the slices); a head module's functional pooling is rewritten by
-   torch.fx, or it runs slice-wise; if nothing reproduces the 2D network,
+   traced by torch.fx so that its functional code acts per slice (`_rewrite`), or runs its own
+   code on the slices with its children on volumes (*slice code*, `layers.slice_code`), or is
+   *folded* (its 2D forward runs on the slices); a head module's functional pooling is
+   rewritten by torch.fx, a head that pools a set of positions runs on those of all slices,
+   or it runs slice-wise, or as slice code whose pool merges the slices (token models: a class
+   token averaged over the slices, a mean over every slice's tokens); if nothing reproduces
+   the 2D network,
    `UnsupportedModuleError` says which module and why. All of this is decided in planar terms,
    whatever the mode, and written into the plan (`_plan`), of which the conversion report is a
    view.
@@ -21,13 +25,14 @@ How a network is converted (docs/design.md §1), and where each decision is made
    the probes); a body module found diverging is folded and the check runs again.
 4. Planar convolutions take the mode's kernels (center, inflate, acs; `_mode_kernels`), and
    under the depth policies "pool"/"all" pooling (and strided) layers also act along depth
-   (`_mode_pass`).
+   (`_mode_pass`); a token model's patch embedding becomes a tubelet under "pool", and the
+   depth layers asked for are added at the sites found from the example run (`tokens`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -43,14 +48,26 @@ from ._mode_pass import apply_mode, check_runs
 from ._modes import restore_flags
 from ._plan import Plan
 from ._record import Call, CallRecords, batch_of, describe_inputs, images_of
+from ._state import state
 from ._walk.repair import refusal, repair
 from ._walk.session import Session, whole
 from ._walk.walk import Walk
-from .context import DEPTH_POLICIES, MODES, Axis, ConversionContext, DepthPolicy, Mode
+from .context import (
+    DEPTH_LAYERS,
+    DEPTH_POLICIES,
+    MODES,
+    Axis,
+    ConversionContext,
+    DepthLayer,
+    DepthPolicy,
+    Mode,
+)
 from .errors import UnsupportedModuleError
 from .layers._swap import deepcopy_module
 from .registry import Converter, default_converters
 from .report import attach_report, is_converted
+from .tokens.apply import add_depth
+from .tokens.sites import find_depth_sites
 
 __all__ = ["convert"]
 
@@ -70,6 +87,7 @@ def convert(
     axis: Axis | int = "D",
     depth: DepthPolicy = "keep",
     kernel_depth: int = 3,
+    depth_layers: Sequence[DepthLayer] = (),
     inplace: bool = False,
     example_input: torch.Tensor | tuple | None = None,
     example_kwargs: Mapping[str, Any] | None = None,
@@ -87,8 +105,15 @@ def convert(
             In every mode 1x1 kernels stay planar and functional code acts per slice.
         axis: the planar axis, "D" (default), "H" or "W", or its tensor dim 2, 3 or 4.
         depth: "keep" (depth preserved everywhere), "pool" (pooling layers also pool along the
-            planar axis, as the seed paper's encoder), or "all" (strided convolutions too).
+            planar axis, as the seed paper's encoder; in the center and inflate modes a token
+            model's patch embedding makes tubelets of `kernel_depth` slices), or "all"
+            (strided convolutions too).
         kernel_depth: kernel size along the planar axis for the "center"/"inflate" modes.
+        depth_layers: layers that learn depth, added to a token model at zero so that the
+            network still computes what it computes without them: "position" (a depth
+            position embedding on the patch embedding's output), "attention" (divided
+            space-depth attention: beside every attention module, an attention over the slices
+            at each position).
         inplace: convert `model`'s modules in place instead of a deep copy.
         example_input: a (B >= 2, C, H, W) batch the 2D model accepts, used to probe the
             conversion, or a tuple of the 2D model's positional inputs (a two-input network:
@@ -128,6 +153,12 @@ def convert(
             f"depth must be one of {DEPTH_POLICIES} ('keep': depth preserved everywhere; 'pool': "
             f"pooling layers pool depth too; 'all': strided convolutions too), got {depth!r}"
         )
+    layers = tuple(depth_layers)
+    if isinstance(depth_layers, str) or any(layer not in DEPTH_LAYERS for layer in layers):
+        raise ValueError(
+            f"depth_layers must be a sequence of {DEPTH_LAYERS} ('position': a depth position "
+            f"embedding; 'attention': divided space-depth attention), got {depth_layers!r}"
+        )
     if is_converted(model):
         raise ValueError(
             "this model was already converted by planar3d; convert the original 2D model"
@@ -146,7 +177,8 @@ def convert(
         call = example_call(model, example_input, example_kwargs)
         return _convert(model, call=call, inplace=inplace, registry=registry,
                         ctx=ConversionContext(mode=mode, axis=axis_dim, depth=depth,
-                                              kernel_depth=kernel_depth))
+                                              kernel_depth=kernel_depth,
+                                              depth_layers=tuple(dict.fromkeys(layers))))
 
 
 @contextlib.contextmanager
@@ -219,14 +251,16 @@ def _convert_on(model: nn.Module, call: Call, *, inplace: bool, registry, ctx
     recorded = None if root_record is None else root_record.output
     _refuse_opaque_outputs(work, recorded)
     root = Walk(session).visit(work, "", "head")
+    sites = find_depth_sites(pristine, records)
     # what the example's eval run computes before its head pools: the end-to-end check's
     # reference need not compute it again
     replay = records.before(plan.sites)
     records.release()
     restore_flags([(m, flags[name]) for name, m in root.named_modules() if name in flags])
     root = _verified(root, call, session, recorded, replay)
-    if ctx.mode != "planar" or ctx.depth != "keep":
+    if ctx.mode != "planar" or ctx.depth != "keep" or ctx.depth_layers:
         root = apply_mode(root, ctx=ctx, pristine=pristine, registry=registry, plan=plan)
+        root = add_depth(root, sites=sites, ctx=ctx, source=pristine, decide=plan.decide)
         check_runs(root, call, axis=ctx.axis, volumes=PROBE_VOLUMES)
     root.register_forward_pre_hook(_check_volume_input, prepend=True)
     root.register_forward_pre_hook(
@@ -234,6 +268,7 @@ def _convert_on(model: nn.Module, call: Call, *, inplace: bool, registry, ctx
                                        axis=ctx.axis)), with_kwargs=True)
     attach_report(root, plan.report(mode=ctx.mode, axis=axis_name(ctx.axis), depth=ctx.depth,
                                     example_shape=tuple(images_of(call).shape)))
+    state(root).depth_sites = sites  # for thicken
     del originals
     return root
 

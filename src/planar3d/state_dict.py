@@ -1,7 +1,9 @@
 """Load 2D checkpoints into converted networks (convert first, load the 2D weights later).
 
 Names are the same in both networks; a converted layer that reshapes its kernel says how with a
-`map_2d_parameter(name, value)` method (the kernel mappings of `planar3d.kernels`).
+`map_2d_parameter(name, value)` method (the kernel mappings of `planar3d.kernels`). Depth layers
+added to a token model (`tokens`) have no 2D counterpart: a 2D checkpoint leaves them as they
+are, and they are not missing from it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,13 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from .tokens.depth_attention import DepthAttention
+from .tokens.depth_position import DepthPosition
+
 __all__ = ["load_2d_state_dict", "map_2d_state_dict"]
+
+# layers added to learn depth: a 2D checkpoint has nothing for them
+DEPTH_LAYER_TYPES = (DepthAttention, DepthPosition)
 
 
 class LoadResult(NamedTuple):
@@ -68,10 +76,20 @@ def load_2d_state_dict(
         state_dict_2d: the 2D network's state_dict.
         strict: as for `nn.Module.load_state_dict`.
     Returns:
-        (missing_keys, unexpected_keys), as `nn.Module.load_state_dict`.
+        (missing_keys, unexpected_keys), as `nn.Module.load_state_dict` (added depth layers
+        are not missing).
     Raises:
-        ValueError: for a tensor whose shape matches no mapping; RuntimeError (from torch) for
-            missing or unexpected keys when `strict`.
+        ValueError: for a tensor whose shape matches no mapping; RuntimeError for missing or
+            unexpected keys when `strict`.
     """
-    result = model3d.load_state_dict(map_2d_state_dict(model3d, state_dict_2d), strict=strict)
-    return LoadResult(list(result.missing_keys), list(result.unexpected_keys))
+    added = {f"{path}.{name}" if path else name
+             for path, module in model3d.named_modules() if isinstance(module, DEPTH_LAYER_TYPES)
+             for name, _ in module.state_dict().items()}
+    result = model3d.load_state_dict(map_2d_state_dict(model3d, state_dict_2d), strict=False)
+    missing = [key for key in result.missing_keys if key not in added]
+    if strict and (missing or result.unexpected_keys):
+        raise RuntimeError(
+            f"the 2D checkpoint does not fit the converted network: missing keys {missing[:5]}, "
+            f"unexpected keys {list(result.unexpected_keys)[:5]}"
+        )
+    return LoadResult(missing, list(result.unexpected_keys))

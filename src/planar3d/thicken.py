@@ -4,26 +4,31 @@
 kernel becomes a `ThickConv3d` of depth k built from its *current* weights, by centre
 initialisation (outputs kept, docs/design.md P3) or I3D inflation. Rewritten modules' functional
 convolutions switch too. Folded modules run their 2D forward per slice and keep planar kernels;
-the report lists them.
+the report lists them. A token model can also be given depth layers (a depth position
+embedding, divided depth attention whose q/k/v start from the current spatial ones), at zero.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from ._axis import drop
+from ._axis import drop, parse_axis
 from ._mode_kernels import ModeKernels, spatial
 from ._rewrite.forward import set_kernels
-from ._state import type_name
+from ._state import state, type_name
 from ._tree import rebuild
+from .context import DEPTH_LAYERS, ConversionContext, DepthLayer
 from .kernels import kernel_to_2d
 from .layers.fold import is_folded
 from .layers.planar_conv import PlanarConv3d
 from .layers.thick_conv import THICK_INITS, ThickInit
 from .report import conversion_report
+from .tokens.apply import add_depth
+from .tokens.sites import DepthSites
 
 __all__ = ["planar_to_2d", "thicken"]
 
@@ -51,7 +56,8 @@ def planar_to_2d(conv: PlanarConv3d) -> nn.Conv2d:
 
 
 def thicken(
-    model: nn.Module, *, init: ThickInit = "center", kernel_depth: int = 3, inplace: bool = False
+    model: nn.Module, *, init: ThickInit = "center", kernel_depth: int = 3,
+    depth_layers: Sequence[DepthLayer] = (), inplace: bool = False
 ) -> nn.Module:
     """Turn the planar kernels of a converted network into depth-`kernel_depth` kernels.
 
@@ -59,13 +65,22 @@ def thicken(
         model: a network produced by `planar3d.convert(..., mode="planar")`.
         init: "center" (outputs unchanged) or "inflate" (I3D: kernel / k repeated k times).
         kernel_depth: kernel size along the planar axis (odd for "center").
+        depth_layers: layers that learn depth to add to a token model, at zero (as for
+            `convert`): "position", "attention".
         inplace: change `model` instead of a deep copy.
     Returns:
-        The thickened network; its conversion report lists the thickened layers.
+        The thickened network; its conversion report lists the thickened layers and the added
+        depth layers.
     Raises:
-        ValueError: for an unknown init, an invalid depth, or a model not produced by convert.
+        ValueError: for an unknown init, an invalid depth or depth layer, or a model not
+            produced by convert.
+        UnsupportedModuleError: a depth layer has no site in the network (see `convert`).
     """
     report = conversion_report(model)
+    layers = tuple(dict.fromkeys(depth_layers))
+    if isinstance(depth_layers, str) or any(layer not in DEPTH_LAYERS for layer in layers):
+        raise ValueError(f"depth_layers must be a sequence of {DEPTH_LAYERS}, got "
+                         f"{depth_layers!r}")
     if init not in THICK_INITS:
         raise ValueError(f"init must be one of {THICK_INITS}, got {init!r}")
     if not isinstance(kernel_depth, int) or kernel_depth < 1 or (
@@ -100,4 +115,11 @@ def thicken(
         set_kernels(module, kernels)
         return None
 
-    return rebuild(model, visit)
+    model = rebuild(model, visit)
+    if layers:
+        sites = state(model).depth_sites
+        ctx = ConversionContext(mode=init, axis=parse_axis(report.axis),
+                                kernel_depth=kernel_depth, depth_layers=layers)
+        add_depth(model, sites=sites or DepthSites(), ctx=ctx, source=model,
+                  decide=report.add)
+    return model

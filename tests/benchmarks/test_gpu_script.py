@@ -23,5 +23,7 @@ def test_the_gpu_script_runs_every_step_as_a_dry_run_on_the_cpu(tmp_path):
     # then the msseg configurations
     assert text.count("planar vs the 2D network on the N*D slices") == 3
     assert "bf16 autocast" in text and "torch.compile" in text
+    # vision transformers: fp32 and bf16 autocast
+    assert text.count("vision transformers: planar vs the 2D network on the N*D slices") == 2
     assert text.count("| configuration | s / step |") == 3  # paper, compiled, real-data recipe
     assert "real recipe" in text

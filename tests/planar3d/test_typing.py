@@ -29,12 +29,14 @@ model = nn.Conv2d(3, 8, 3)
 planar3d.convert(model, mode="planar", axis="H", depth="pool", kernel_depth=3)
 planar3d.convert(model, mode="acs", axis=3, depth="all")
 planar3d.thicken(planar3d.convert(model), init="inflate")
+planar3d.convert(model, depth_layers=("position", "attention"))
 mode: planar3d.Mode = "center"
 planar3d.convert(model, mode=mode)
 planar3d.convert(model, mode="planer")  # wrong: mode
 planar3d.convert(model, depth="none")  # wrong: depth
 planar3d.convert(model, axis="Z")  # wrong: axis
 planar3d.thicken(model, init="acs")  # wrong: init
+planar3d.convert(model, depth_layers=("time",))  # wrong: depth_layers
 planar3d.planar_kernel(model.weight, axis="X")  # wrong: axis
 """
 

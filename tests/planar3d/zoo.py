@@ -20,6 +20,7 @@ from torch import nn
 
 import planar3d
 from planar3d import UnsupportedModuleError
+from planar3d._state import state_of
 
 RESULTS = Path(os.environ.get("PLANAR3D_COVERAGE_DIR", "build/coverage"))
 SIZES = (32, 48, 64, 96, 128, 160, 192, 224, 256, 288, 299, 320, 331, 384)
@@ -197,6 +198,34 @@ def _check_second_size(model2d: nn.Module, model3d: nn.Module, size: int, heads:
     return problems
 
 
+def _has_tokens(model3d: nn.Module) -> bool:
+    """Whether a converted network has per-slice token sequences (its depth sites say)."""
+    sites = state_of(model3d).depth_sites
+    return sites is not None and sites.tokens
+
+
+def check_depth_layers(model: nn.Module, example: torch.Tensor, x: torch.Tensor,
+                       planar: torch.Tensor) -> dict:
+    """A token model with every depth layer that has a site (center mode, a depth position
+    embedding, divided depth attention) must equal planar at initialisation."""
+    for layers in (("position", "attention"), ("position",)):
+        try:
+            model3d = planar3d.convert(model, mode="center", depth_layers=layers,
+                                       example_input=example)
+        except UnsupportedModuleError as error:
+            refusal = f"{error.path or '<root>'} ({error.module_type}): {error.reason}"
+            continue
+        added = [e.path for e in planar3d.conversion_report(model3d).entries
+                 if e.action == "depth layer"]
+        with torch.no_grad():
+            err = _close(model3d(x), planar)
+        return {"status": "exact" if err <= 1e-4 else "mismatch", "layers": list(layers),
+                "attention": sum(p.endswith("depth_attention") for p in added),
+                "problems": [] if err <= 1e-4 else [f"differs from planar by {err:.2g}"],
+                "refused": refusal if layers != ("position", "attention") else ""}
+    return {"status": "unsupported", "reason": refusal}
+
+
 def check_model(source: str, family: str, name: str, build) -> dict:
     """Convert one model in every mode, check the properties (docs/design.md); return the record."""
     record: dict = {"source": source, "family": family, "model": name, "modes": {}}
@@ -278,6 +307,8 @@ def check_model(source: str, family: str, name: str, build) -> dict:
                 problems.append(f"output {tuple(out.shape)} not finite or not planar's shape")
         entry["status"] = "mismatch" if problems else "exact"
         entry["problems"] = problems[:5]
+        if mode == "planar" and _has_tokens(model3d):
+            record["depth_layers"] = check_depth_layers(model, example, x, outputs["planar"])
         del model3d
     record["seconds"] = round(time.time() - start, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)

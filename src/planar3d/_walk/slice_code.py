@@ -41,20 +41,21 @@ def _inputs(record: CallRecord) -> list[torch.Tensor]:
 
 def _plan_descendants(s: Session, module: nn.Module, path: str) -> tuple[set[str], list[str]]:
     """(paths of the descendants to give volumes, paths of those to run as 2D copies), relative
-    to `module`. A descendant without a record of its own (a container, a module whose method
-    is called directly) is decided by its children."""
+    to `module`. The code may call any descendant (a block of a container it iterates): every
+    one recorded with per-image maps or token sequences is given volumes, and one recorded with
+    other tensors of positions runs as its 2D copy, with what is inside it."""
     lifted, two_d = set(), []
 
     def visit(parent: nn.Module, rel: str) -> None:
         for name, child in parent.named_children():
             child_rel = join(rel, name)
             record = s.records.at(join(path, child_rel))
-            if record is None:
-                visit(child, child_rel)
-            elif is_standard((record.args, record.kwargs), s.batch):
+            if record is not None and is_standard((record.args, record.kwargs), s.batch):
                 lifted.add(child_rel)
-            elif any(t.dim() >= 3 for t in _inputs(record)):
+            elif record is not None and any(t.dim() >= 3 for t in _inputs(record)):
                 two_d.append(child_rel)
+                continue
+            visit(child, child_rel)
 
     visit(module, "")
     return lifted, two_d
@@ -64,7 +65,8 @@ def _image_size(s: Session, record: CallRecord) -> tuple[int, int] | None:
     """The in-plane size of the example's images, when `record`'s call received them."""
     images = [t for t in tensors(s.records.call) if t.dim() == 4]
     if images and any(t.shape == images[0].shape for t in _inputs(record)):
-        return tuple(images[0].shape[-2:])
+        height, width = images[0].shape[-2:]
+        return height, width
     return None
 
 

@@ -16,12 +16,11 @@ gives `Folded<Type>`) whose forward, and whose public `forward_*` methods and
    back; others run their 2D code on the per-slice tensors;
 4. lay the per-slice results out as volumes on return.
 
-Which tensors are per-slice is tracked, never guessed from sizes: the folded inputs are, and so is
-every result of the module's own code (a TorchFunctionMode) or of a child that has a per-slice
-argument and the same leading dim. With `head=True` the module is a classifier's head whose code
-pools: the first op that pools the positions of a per-slice tensor (`_slice_pools`) merges the
-slices of each volume (a class token is averaged over the slices, a mean over tokens becomes the
-mean over the tokens of all slices), and what follows is the 2D head on one row per volume.
+Which tensors are per-slice is tracked through the call, never guessed from sizes
+(`_slice_run.SliceRun`). With `head=True` the module is a classifier's head whose code pools:
+the first op that pools the positions of a per-slice tensor (`_judge.pools`) merges the slices
+of each volume (a class token is averaged over the slices, a mean over tokens becomes the mean
+over the tokens of all slices), and what follows is the 2D head on one row per volume.
 
 Folding is slice code whose children are all 2D; slice code keeps them 3D. Hooks and the mode
 exist only during a call (nothing persists in the model, which deep-copies and pickles as any
@@ -31,145 +30,21 @@ checkpointing recomputing it in backward) meets a 3D module and fails loudly.
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import weakref
 from functools import cache
 
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from .._axis import TOKEN_RANK, axis_name, drop, fold, unfold
 from .._containers import flatten, map_leaves
-from .._judge.pools import merge_slices, slice_pool_kind
-from .._record import tensors
 from .._state import PlanarState, copy_derived, original_type, reduce_derived, state, type_name
+from ._slice_run import SliceRun, lifted_without_slices, reachable, runs
 
-__all__ = ["is_slice_code", "lifted_without_slices", "slice_code_module"]
+__all__ = ["is_slice_code", "lifted_paths", "lifted_without_slices", "slice_code_module"]
 
 # the public methods of a 2D class that take tensors, besides forward: timm's feature API
 _METHOD_PREFIX = "forward_"
 _METHODS = ("get_intermediate_layers",)
-
-
-class _Run(TorchFunctionMode):
-    """One call of a slice-code module: tracks per-slice tensors, lifts and merges.
-
-    A tensor is *derived* when it is computed from the folded inputs (by the module's own code
-    or by a descendant it calls), and *per-slice* when it is derived and its leading dim is a
-    number of per-slice rows seen in this call (N·S, and N·S' after a child that pools depth).
-    A window partition (N·S·nW rows) is derived but not per-slice; viewed back to N·S rows it is
-    per-slice again. A head pool's merged result (N rows) is not derived: nothing merges twice.
-    """
-
-    def __init__(self, module: nn.Module, record: PlanarState, volumes: int) -> None:
-        super().__init__()
-        self.module, self.name, self.record, self.n = module, type_name(module), record, volumes
-        self.derived: dict[int, weakref.ref] = {}
-        self.rows: set[int] = set()
-        self.rows_in: set[int] = set()
-        self.depth_changed = False
-        self.depth = 0  # > 0 while a descendant called by the module's own code runs
-        self.calls: list[str | None] = []
-        self.lifted = {id(module.get_submodule(p)) for p in record.lifted}
-
-    # -- per-slice tensors ------------------------------------------------------------------
-    def mark(self, tree) -> None:
-        for t in flatten(tree)[0]:
-            if isinstance(t, torch.Tensor):
-                self.derived[id(t)] = weakref.ref(t)
-
-    def is_derived(self, t) -> bool:
-        ref = self.derived.get(id(t)) if isinstance(t, torch.Tensor) else None
-        return ref is not None and ref() is t
-
-    def per_slice(self, t) -> bool:
-        return self.is_derived(t) and t.dim() >= 1 and t.shape[0] in self.rows
-
-    def any_derived(self, tree) -> bool:
-        return any(self.is_derived(t) for t in flatten(tree)[0])
-
-    def any_per_slice(self, tree) -> bool:
-        return any(self.per_slice(t) for t in flatten(tree)[0])
-
-    # -- the module's own code --------------------------------------------------------------
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if self.depth:
-            return func(*args, **kwargs)
-        if not self.any_derived((args, kwargs)):
-            return func(*args, **kwargs)
-        x = args[0] if args else None
-        if self.depth_changed and self.per_slice(x):
-            self._check_rows(func, x, args)
-        out = func(*args, **kwargs)
-        if self.record.head_pool and self.per_slice(x):
-            kind = slice_pool_kind(func, args, kwargs, out)
-            if kind is not None:
-                dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
-                return merge_slices(out, out_rows(out) // self.n, kind, x=x,
-                                    dim=dim if isinstance(dim, int) else None)
-        self.mark(out)
-        return out
-
-    def _check_rows(self, func, x: torch.Tensor, args) -> None:
-        """After a child pooled depth, code that reshapes per-slice rows into the number of
-        rows of the inputs (its own `B` read from them) would let a -1 absorb the difference."""
-        if getattr(func, "__name__", "") not in ("reshape", "view") or len(args) < 2:
-            return
-        shape = args[1] if isinstance(args[1], (tuple, list, torch.Size)) else args[1:]
-        first = shape[0] if len(shape) else None
-        if isinstance(first, int) and first != x.shape[0] and first in self.rows_in:
-            raise RuntimeError(
-                f"{self.name}'s own code reshapes {x.shape[0]} per-slice rows into {first}, the "
-                f"number of slices of its input: a module it calls pooled depth (tubelets), and "
-                f"this code counts slices from its input. Use depth='keep', or call the methods "
-                f"that do not reshape by the input's size"
-            )
-
-    # -- descendants it calls -----------------------------------------------------------------
-    def lift(self, t):
-        if not self.per_slice(t):
-            return t
-        if t.dim() < TOKEN_RANK:
-            raise RuntimeError(
-                f"{self.name}: a per-slice tensor of shape {tuple(t.shape)} (pooled per slice) "
-                f"cannot be passed to a module that runs on volumes"
-            )
-        return unfold(t, self.n, self.record.axis)
-
-    def fold_back(self, t):
-        if isinstance(t, torch.Tensor) and t.dim() > TOKEN_RANK and t.shape[0] == self.n:
-            folded = fold(t, self.record.axis)
-            self.depth_changed |= folded.shape[0] not in self.rows
-            self.rows.add(folded.shape[0])
-            self.mark(folded)
-            return folded
-        return t
-
-    def before(self, module, args, kwargs):
-        self.depth += 1
-        if self.depth > 1:
-            self.calls.append(None)
-            return None
-        if id(module) in self.lifted:
-            if not self.any_per_slice((args, kwargs)) and tensors((args, kwargs)):
-                for listener in _listeners():
-                    listener.append(module)
-            self.calls.append("lifted")
-            return map_leaves(self.lift, (args, kwargs))
-        self.calls.append("derived" if self.any_derived((args, kwargs)) else "other")
-        return None
-
-    def after(self, module, args, kwargs, output):
-        self.depth -= 1
-        call = self.calls.pop()
-        if call == "lifted":
-            return map_leaves(self.fold_back, output)
-        if call == "derived":
-            self.mark(output)
-        return None
 
 
 def _size_error(module: nn.Module, record: PlanarState, args, kwargs, error: Exception):
@@ -195,36 +70,6 @@ def _size_error(module: nn.Module, record: PlanarState, args, kwargs, error: Exc
     )
 
 
-# the slice-code calls running in this thread (innermost last), and the lists that
-# `lifted_without_slices` is collecting into
-_ACTIVE = threading.local()
-
-
-def _runs() -> list[_Run]:
-    if not hasattr(_ACTIVE, "runs"):
-        _ACTIVE.runs = []
-    return _ACTIVE.runs
-
-
-def _listeners() -> list[list[nn.Module]]:
-    if not hasattr(_ACTIVE, "listeners"):
-        _ACTIVE.listeners = []
-    return _ACTIVE.listeners
-
-
-@contextlib.contextmanager
-def lifted_without_slices():
-    """Collect, while it is open, the descendants a slice-code module meant to give volumes but
-    called with tensors none of which is per-slice (a head's layers after its pool, as CoaT's
-    Conv1d over the merged class tokens): conversion makes them 2D layers instead."""
-    found: list[nn.Module] = []
-    _listeners().append(found)
-    try:
-        yield found
-    finally:
-        _listeners().remove(found)
-
-
 def _call(module: nn.Module, method, args: tuple, kwargs: dict):
     """`method` (a function of the 2D class) of a slice-code module, run on volumes.
 
@@ -233,8 +78,8 @@ def _call(module: nn.Module, method, args: tuple, kwargs: dict):
     tensors of that call, it is lifted as a call through `__call__` would be; called through
     `__call__` by that code without being lifted, it runs its 2D code on the per-slice tensors.
     """
-    runs = _runs()
-    outer = runs[-1] if runs else None
+    active = runs()
+    outer = active[-1] if active else None
     if outer is not None and outer.depth == 1 and outer.any_derived((args, kwargs)):
         # called through __call__ by that code without being lifted: its 2D code, as it is
         return method(module, *args, **kwargs)
@@ -244,10 +89,12 @@ def _call(module: nn.Module, method, args: tuple, kwargs: dict):
         if outer.any_per_slice((args, kwargs)):
             lifted_args, lifted_kwargs = map_leaves(outer.lift, (args, kwargs))
             outer.depth += 1
+            outer.stop()
             try:
                 out = _on_volumes(module, method, lifted_args, lifted_kwargs)
             finally:
                 outer.depth -= 1
+                outer.start()
             return map_leaves(outer.fold_back, out)
     return _on_volumes(module, method, args, kwargs)
 
@@ -262,7 +109,7 @@ def _on_volumes(module: nn.Module, method, args: tuple, kwargs: dict):
     if any(v.shape[0] != n for v in volumes):
         raise ValueError(f"{type_name(module)}: volume arguments of different batch sizes "
                          f"{[tuple(v.shape) for v in volumes]}")
-    run = _Run(module, record, n)
+    run = SliceRun(module, record, n)
     folded_args, folded_kwargs = map_leaves(
         lambda t: fold(t, record.axis)
         if isinstance(t, torch.Tensor) and t.dim() > TOKEN_RANK else t, (args, kwargs))
@@ -271,25 +118,23 @@ def _on_volumes(module: nn.Module, method, args: tuple, kwargs: dict):
             run.mark(t)
             run.rows.add(t.shape[0])
     run.rows_in = set(run.rows)
-    # every descendant: the own code may call grandchildren (`for blk in self.blocks`), and a
-    # child's method called directly runs as own code, calling that child's children
-    descendants = {id(m): m for m in module.modules() if m is not module}.values()
     handles = []
-    for child in descendants:
+    for child in reachable(module, record.lifted, run.lifted):
         handles += [child.register_forward_pre_hook(run.before, with_kwargs=True, prepend=True),
                     child.register_forward_hook(run.after, with_kwargs=True)]
-    runs = _runs()
-    runs.append(run)
+    active = runs()
+    active.append(run)
+    run.start()
     try:
-        with run:
-            out = method(module, *folded_args, **folded_kwargs)
+        out = method(module, *folded_args, **folded_kwargs)
     except Exception as error:
         size_error = _size_error(module, record, args, kwargs, error)
         if size_error is not None:
             raise size_error from error
         raise
     finally:
-        runs.pop()
+        run.stop()
+        active.pop()
         for handle in handles:
             handle.remove()
 
@@ -323,11 +168,6 @@ class _SliceCodeMixin:
         return reduce_derived(self, protocol, _reslice)
 
 
-def out_rows(out) -> int:
-    """The number of rows of a pool's result (its values, for `max` with indices)."""
-    return (out if isinstance(out, torch.Tensor) else out[0]).shape[0]
-
-
 def _wrapped(name: str):
     def method(self, *args, **kwargs):
         return _call(self, getattr(original_type(self), name), args, kwargs)
@@ -355,6 +195,11 @@ def _reslice(module: nn.Module) -> nn.Module:
 def is_slice_code(module: nn.Module) -> bool:
     """True if `module` was made a slice-code module by `slice_code_module`."""
     return isinstance(module, _SliceCodeMixin)
+
+
+def lifted_paths(module: nn.Module) -> frozenset[str]:
+    """The paths, relative to a slice-code module, of the descendants it gives volumes."""
+    return state(module).lifted
 
 
 def slice_code_module(module: nn.Module, *, axis: int = 2, head: bool = False,

@@ -55,12 +55,16 @@ class ThickConv3d(nn.Conv3d):
     @classmethod
     def from_2d(
         cls, conv: nn.Conv2d, *, init: str, depth: int, axis: Axis | int = "D",
-        depth_stride: int = 1,
+        depth_stride: int = 1, pad_depth: bool = True,
     ) -> ThickConv3d:
-        """Thick copy of `conv`: kernel mapped by `init`, same hooks, flags, device, dtype."""
+        """Thick copy of `conv`: kernel mapped by `init`, same hooks, flags, device, dtype.
+
+        `pad_depth`: 'same' padding along the planar axis (the number of slices kept at depth
+        stride 1); without it, no depth padding (tubelets: each output from `depth` slices).
+        """
         a = parse_axis(axis)
         kernel = thick_kernel(conv.weight.detach(), init=init, depth=depth, axis=a)
-        before, after = _depth_pad(depth, 1)
+        before, after = _depth_pad(depth, 1) if pad_depth else (0, 0)
         in_plane = (0, 0) if conv.padding == "valid" else conv.padding
         if in_plane == "same":
             padding, pre = "same", (0, 0)

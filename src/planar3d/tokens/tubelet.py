@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from .._axis import insert, parse_axis
+from .._axis import parse_axis
 from ..context import Axis
-from ..layers.thick_conv import ThickConv3d, ThickInit, _reversed_padding
+from ..layers.thick_conv import ThickConv3d, ThickInit
 
 __all__ = ["is_patchify", "tubelet_conv"]
 
@@ -58,11 +58,5 @@ def tubelet_conv(conv: nn.Conv2d, *, init: ThickInit, depth: int, pool: bool,
             f"a tubelet is made from a patch embedding (kernel = stride > 1, no padding or "
             f"dilation), got {conv}"
         )
-    a = parse_axis(axis)
-    new = ThickConv3d.from_2d(conv, init=init, depth=depth, axis=a,
-                              depth_stride=depth if pool else 1)
-    if pool:
-        new.padding = insert((0, 0), a, 0)
-        new.depth_prepad = (0, 0)
-        new._reversed_padding_repeated_twice = _reversed_padding(new)
-    return new
+    return ThickConv3d.from_2d(conv, init=init, depth=depth, axis=parse_axis(axis),
+                               depth_stride=depth if pool else 1, pad_depth=not pool)

@@ -3,6 +3,7 @@
     msseg demo                                # everything under demo_out/
     msseg demo --rounds 1 2 3 4 5             # the full 5-round cross-validation
     msseg demo --encoder vgg16 -o demo_vgg    # the paper's encoder and weights (slower)
+    msseg demo --encoder vit_tiny_patch16_224 --train-encoder -o demo_vit   # a vision transformer
 
 What it runs and why is `msseg.workflows.demo`. It runs torch on one thread by default
 (``--threads``): on a small shared machine, OpenMP threads that wait for each other cost more
@@ -31,7 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder", default=demo.encoder,
                         help=f"timm encoder (default {demo.encoder} with offline ImageNet "
                              f"weights; vgg16 with Keras' ImageNet weights, the paper's; any "
-                             f"other starts from random weights)")
+                             f"other starts from random weights; a vision transformer feeds the "
+                             f"decoder from evenly spaced blocks, as ViT-based U-Nets do)")
+    parser.add_argument("--train-encoder", action="store_true",
+                        help="fine-tune the encoder too (the demo freezes it; an encoder without "
+                             "offline weights learns only this way)")
     parser.add_argument("--epochs", type=int, default=demo.epochs,
                         help=f"maximum epochs (default {demo.epochs}, the demo preset's)")
     parser.add_argument("--threads", type=int, default=1,
@@ -47,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     from msseg.workflows.demo import run_demo
 
     torch.set_num_threads(args.threads)
-    result = run_demo(args.out, rounds=args.rounds, encoder=args.encoder, epochs=args.epochs)
+    result = run_demo(args.out, rounds=args.rounds, encoder=args.encoder, epochs=args.epochs,
+                      train_encoder=args.train_encoder)
     log.info("\n%s", overall_table(result.rows()).rstrip())
     log.info("demo finished in %.0f s; results: %s", result.seconds["total"], result.report)
     log.info("report (open it in a browser): %s", result.page.resolve())

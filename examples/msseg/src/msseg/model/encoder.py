@@ -1,4 +1,5 @@
-"""The planar-3D encoder: the first feature stages of a timm CNN, converted by `planar3d.convert`.
+"""The planar-3D encoder: the first feature stages of a timm network, converted by
+`planar3d.convert`.
 
 The 2D network is timm's `features_only` model truncated after `stages` feature taps (for VGG-16
 and 4 stages: the ReLU outputs block1_conv2, block2_conv2, block3_conv3, block4_conv3; block 5 is
@@ -6,6 +7,11 @@ never built into the graph), followed by a 2x2 max-pool (for VGG-16 this *is* bl
 `MaxPool2d(2, 2)`; for other encoders it plays the same role: the bottleneck runs one reduction
 below the deepest skip). That 2D module is converted as a whole, so every conv becomes a planar
 (1, kh, kw) conv and, under depth policy "pool", every max-pool a `MaxPool3d(2, 2, 2)`.
+
+A vision transformer (or any columnar network, whose blocks all give maps at its patch size)
+gives evenly spaced blocks instead, brought to a u-net's scales by `token_encoder.TokenEncoder2d`
+as UNETR does (with a convolutional stem for the full-resolution skip); its code runs on the
+slices (planar3d's slice code), its attention within each slice.
 
 Depth for generic encoders: only pooling layers pool depth ("pool"), strided convolutions keep it,
 so e.g. ResNet-34 pools depth in its stem max-pool and in the bottom pool only. The decoder does
@@ -38,6 +44,7 @@ import planar3d
 from msseg.io.torch_files import read_torch_file
 from msseg.model.hub import check_pretrained_available
 from msseg.model.keras_vgg16 import read_keras_vgg16
+from msseg.model.token_encoder import TokenEncoder2d, columnar_indices, is_columnar
 
 __all__ = [
     "PlanarEncoder",
@@ -64,6 +71,8 @@ class PlanarEncoder(NamedTuple):
     channels: list[int]  # channel count of each output
     reductions: list[tuple[int, int, int]]  # (depth, height, width) reduction of each output
     in_channels: int  # input channels the 2D network takes (3 for ImageNet CNNs)
+    # paths in `module` of layers without pretrained weights (a columnar encoder's upsampling)
+    new_layers: tuple[str, ...] = ()
 
 
 class Encoder2d(nn.Module):
@@ -79,14 +88,34 @@ class Encoder2d(nn.Module):
         return [*taps, self.pool(taps[-1])]
 
 
+def _features(name: str, stages: int, pretrained: bool) -> nn.Module:
+    """timm's `features_only` module with `stages` taps of `name`: its first `stages` stages for
+    a pyramid (a CNN); for a columnar network (a vision transformer, whose blocks all give maps
+    at its patch size) evenly spaced blocks, the last one last, for any image size its patches
+    divide (`dynamic_img_size`, where the model has it)."""
+    features = timm.create_model(name, pretrained=pretrained, features_only=True,
+                                 out_indices=tuple(range(stages)))
+    if not is_columnar(features.feature_info.reduction()):
+        return features
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = timm.create_model(name, pretrained=False)
+    options = {"out_indices": columnar_indices(len(model.feature_info), stages)}
+    if getattr(model, "dynamic_img_size", None) is not None:
+        options["dynamic_img_size"] = True
+    return timm.create_model(name, pretrained=pretrained, features_only=True, **options)
+
+
 def create_encoder_2d(
     name: str, *, stages: int = 4, pretrained: bool = False, weights: str | Path | None = None
 ) -> nn.Module:
     """The 2D timm feature extractor with `stages` taps, with weights from the hub or a file.
 
     Args:
-        name: a timm model name ("vgg16", "resnet34", "mobilenetv2_100", ...).
-        stages: number of feature taps (timm `out_indices=range(stages)`).
+        name: a timm model name ("vgg16", "resnet34", "mobilenetv2_100", a vision transformer
+            such as "vit_tiny_patch16_224", ...).
+        stages: number of feature taps (timm `out_indices=range(stages)`; for a vision
+            transformer, evenly spaced blocks: `token_encoder.columnar_indices`).
         pretrained: download timm's default ImageNet weights (needs a reachable model hub).
         weights: a local 2D checkpoint (see `load_encoder_weights`).
     Returns:
@@ -105,11 +134,10 @@ def create_encoder_2d(
             f"unknown timm model {name!r}; e.g. 'vgg16', 'resnet34', 'mobilenetv2_100' "
             f"(timm.list_models() lists them all)"
         )
-    kwargs = dict(features_only=True, out_indices=tuple(range(stages)))
     if pretrained:
         check_pretrained_available(name)  # at once, not after a minute of retries
     try:
-        features = timm.create_model(name, pretrained=pretrained, **kwargs)
+        features = _features(name, stages, pretrained)
     except (IndexError, AssertionError) as error:
         raise ValueError(
             f"timm {name!r} cannot provide {stages} feature stages ({error}); lower encoder_stages"
@@ -156,10 +184,12 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _source_keys(key: str) -> list[str]:
-    """Checkpoint names a features_only key may have: itself, or with a flattened Sequential's
-    '_' joint turned back into '.' (timm names VGG's `features.0` as `features_0`)."""
+    """Checkpoint names a features_only key may have: itself, without the `model.` of a
+    features_only wrapper that calls its model's methods (timm's vision transformers), or with a
+    flattened Sequential's '_' joint turned back into '.' (timm names VGG's `features.0` as
+    `features_0`)."""
     head, dot, rest = key.partition(".")
-    candidates = [key]
+    candidates = [key] + ([rest] if head == "model" and rest else [])
     for i, char in enumerate(head):
         if char == "_":
             candidates.append(f"{head[:i]}.{head[i + 1:]}{dot}{rest}")
@@ -282,11 +312,18 @@ def build_encoder(
     """
     features = create_encoder_2d(name, stages=stages, pretrained=pretrained, weights=weights)
     channels = list(features.feature_info.channels())
+    new_layers: tuple[str, ...] = ()
+    if is_columnar(features.feature_info.reduction()):
+        encoder2d: nn.Module = TokenEncoder2d(features)
+        channels, new_layers = encoder2d.widths, TokenEncoder2d.NEW_LAYERS
+    else:
+        encoder2d = Encoder2d(features)
+        channels = [*channels, channels[-1]]
     bottom = 2 * max(features.feature_info.reduction())
     in_chans = next(m for m in features.modules() if isinstance(m, nn.Conv2d)).in_channels
     example = torch.randn(2, in_chans, 2 * bottom, 2 * bottom,
                           generator=torch.Generator().manual_seed(0))
-    encoder = planar3d.convert(Encoder2d(features), depth=depth_policy, example_input=example)
+    encoder = planar3d.convert(encoder2d, depth=depth_policy, example_input=example)
     x = torch.zeros(1, in_chans, slab, bottom, bottom)
     training = encoder.training
     try:
@@ -301,4 +338,4 @@ def build_encoder(
     encoder.train(training)
     sizes = (slab, bottom, bottom)
     reductions = [tuple(s // o for s, o in zip(sizes, out.shape[2:])) for out in outputs]
-    return PlanarEncoder(encoder, [*channels, channels[-1]], reductions, in_chans)
+    return PlanarEncoder(encoder, channels, reductions, in_chans, new_layers)

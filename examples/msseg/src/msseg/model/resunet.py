@@ -86,13 +86,16 @@ class PlanarResUNet(nn.Module):
     Args:
         encoder: `build_encoder(...).module`: (N, C, D, H, W) -> [skips..., bottom volume].
         channels: channel counts of the encoder outputs.
+        encoder_new_layers: paths, in `encoder`, of layers without pretrained weights (a
+            columnar encoder's upsampling): they train even when the encoder is frozen.
         reductions: (rd, rh, rw) reduction of each encoder output.
         slab: input depth the decoder kernels are sized for.
         bottleneck_filters, decoder_filters: widths (decoder: deepest level first).
     """
 
     def __init__(self, encoder: nn.Module, *, channels: list[int], reductions: list[Triple],
-                 slab: int, bottleneck_filters: int, decoder_filters: tuple[int, ...]) -> None:
+                 slab: int, bottleneck_filters: int, decoder_filters: tuple[int, ...],
+                 encoder_new_layers: tuple[str, ...] = ()) -> None:
         super().__init__()
         if len(decoder_filters) != len(channels) - 1:
             raise ValueError(
@@ -129,6 +132,7 @@ class PlanarResUNet(nn.Module):
             width = decoder_filters[-1]
         self.head = _keras_init(nn.Conv3d(width, 1, kernel_size=1))
         self.frozen = {"encoder": False, "bottleneck": False}
+        self.encoder_new_layers = tuple(encoder_new_layers)
 
     @property
     def divisor(self) -> Triple:
@@ -136,10 +140,14 @@ class PlanarResUNet(nn.Module):
         return self.reductions[-1]
 
     def set_trainable(self, *, encoder: bool, bottleneck: bool) -> None:
-        """Freeze (requires_grad False, always in eval mode) or unfreeze the two parts."""
+        """Freeze (requires_grad False, always in eval mode) or unfreeze the two parts. The
+        encoder's new layers (a columnar encoder's upsampling, `encoder_new_layers`) have no
+        pretrained weights and always train."""
         for name, trainable in (("encoder", encoder), ("bottleneck", bottleneck)):
             getattr(self, name).requires_grad_(trainable)
             self.frozen[name] = not trainable
+        for path in self.encoder_new_layers:
+            self.encoder.get_submodule(path).requires_grad_(True)
         self.train(self.training)
 
     def train(self, mode: bool = True) -> PlanarResUNet:
@@ -147,6 +155,8 @@ class PlanarResUNet(nn.Module):
         for name, frozen in self.frozen.items():
             if frozen:
                 getattr(self, name).eval()
+        for path in self.encoder_new_layers:
+            self.encoder.get_submodule(path).train(mode)
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -194,7 +204,7 @@ def build_model(config: TrainConfig) -> PlanarResUNet:
     model = PlanarResUNet(
         encoder.module, channels=encoder.channels, reductions=encoder.reductions,
         slab=config.slab, bottleneck_filters=config.bottleneck_filters,
-        decoder_filters=config.decoder_filters,
+        decoder_filters=config.decoder_filters, encoder_new_layers=encoder.new_layers,
     )
     model.set_trainable(encoder=config.train_encoder, bottleneck=config.train_bottleneck)
     return model

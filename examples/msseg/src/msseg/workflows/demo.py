@@ -105,7 +105,7 @@ def baseline_results(cv_round: CvRound, config: TrainConfig) -> tuple[float, lis
 
 
 def run_demo(out: str | Path, *, rounds: Sequence[int] = (1,), encoder: str | None = None,
-             epochs: int | None = None) -> DemoResult:
+             epochs: int | None = None, train_encoder: bool = False) -> DemoResult:
     """Run the demo into `out` (see the module docstring) and write its results.md.
 
     Args:
@@ -115,6 +115,8 @@ def run_demo(out: str | Path, *, rounds: Sequence[int] = (1,), encoder: str | No
             weights; "vgg16" gets Keras' ImageNet weights, the paper's; any other starts from
             random weights).
         epochs: maximum epochs (default: the demo preset's).
+        train_encoder: fine-tune the encoder too (the demo preset freezes it; an encoder without
+            offline weights, such as a vision transformer, learns only this way).
     Raises:
         ValueError: rounds the phantom does not have (1..5).
         FileNotFoundError: the offline weights of the encoder are not installed.
@@ -122,11 +124,12 @@ def run_demo(out: str | Path, *, rounds: Sequence[int] = (1,), encoder: str | No
     """
     out = Path(out)
     with folder_lock(out, command="msseg demo"):
-        return _run(out, rounds=rounds, encoder=encoder, epochs=epochs)
+        return _run(out, rounds=rounds, encoder=encoder, epochs=epochs,
+                    train_encoder=train_encoder)
 
 
 def _run(out: Path, *, rounds: Sequence[int], encoder: str | None,
-         epochs: int | None) -> DemoResult:
+         epochs: int | None, train_encoder: bool) -> DemoResult:
     """`run_demo`, its folder locked."""
     start = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -141,6 +144,8 @@ def _run(out: Path, *, rounds: Sequence[int], encoder: str | None,
         changes["weights"] = str(offline[encoder]())
     if epochs is not None:
         changes["epochs"] = epochs
+    if train_encoder:
+        changes["train_encoder"] = True
     config = preset("demo", **changes)
     chosen = [r for r in cv_rounds(records) if r.number in rounds]
     if len(chosen) != len(set(rounds)):
