@@ -15,6 +15,7 @@ import torch
 from p3d_helpers import assert_close
 from torch import nn
 
+import planar3d
 from planar3d import PlanarConv3d
 from planar3d._judge.pools import merge_slices, slice_pool_kind
 from planar3d.layers.all_slices import all_slices_module, slices_end_to_end
@@ -321,3 +322,42 @@ def test_a_feature_extractor_calling_a_method_of_its_vit_lifts_what_it_calls():
         assert got.shape == (2, 192, 3, 2, 2)
         for d in range(3):
             assert_close(got[:, :, d], want[d][i], rtol=1e-10)
+
+
+class _ZeroHeadNet(nn.Module):
+    """A patch stem, a position embedding resized to the map and a mean over the tokens, then a
+    classifier initialised to zero (as timm initialises some heads): its output is zero whatever
+    the order of its rows, but not once the classifier is trained. Its own code unpacks a
+    map's four sizes, so it cannot run on a volume as it is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 4, stride=4)
+        self.pos = nn.Parameter(torch.randn(1, 8, 4, 4))
+        self.fc = nn.Linear(8, 5)
+        nn.init.zeros_(self.fc.weight)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, x):
+        t = self.stem(x)
+        b, c, h, w = t.shape
+        t = t + nn.functional.interpolate(self.pos, size=(h, w), mode="bilinear")
+        return self.fc(t.reshape(b, c, h * w).transpose(1, 2).mean(1))
+
+
+def test_a_zero_initialised_head_does_not_make_its_network_order_free():
+    # order-freeness is a property of the code, judged for weights that make the output depend
+    # on the input: the network converted at initialisation must stay exact once trained
+    torch.manual_seed(0)
+    model = _ZeroHeadNet().eval()
+    model3d = planar3d.convert(model, example_input=torch.randn(2, 3, 16, 16))
+    actions = {e.path: e.action for e in planar3d.conversion_report(model3d).entries}
+    assert actions.get("") != "all slices"
+    with torch.no_grad():
+        for m in (model, model3d):
+            m.fc.weight.copy_(torch.linspace(-1, 1, 40).reshape(5, 8))
+    x = torch.randn(2, 3, 3, 16, 16)
+    with torch.no_grad():
+        t = model.stem(x.transpose(1, 2).reshape(6, 3, 16, 16)) + model.pos
+        want = model.fc(t.flatten(2).transpose(1, 2).reshape(2, 3 * 16, 8).mean(1))
+        assert_close(model3d(x), want)

@@ -176,7 +176,7 @@ def check_train_mode(model2d: nn.Module, model3d: nn.Module, size: int) -> list[
 
 
 def _check_second_size(model2d: nn.Module, model3d: nn.Module, size: int, heads: list[str],
-                       record: dict) -> list[str]:
+                       joined: dict[str, int], record: dict) -> list[str]:
     """P1 and the head at a second slice size (`second_size`): exact at every size the 2D
     network accepts, not only at the example's."""
     other = second_size(model2d, 3, size)
@@ -187,9 +187,9 @@ def _check_second_size(model2d: nn.Module, model3d: nn.Module, size: int, heads:
     where = f"at {other[0]}x{other[1]}"
     try:
         problems = [f"{where}: {p}" for p in slice_mismatches(model2d, model3d, x)]
-        if len(heads) == 1:
+        if heads or joined:
             with torch.no_grad():
-                err = _close(model3d(x), head_reference(model2d, x, heads[0]))
+                err = _close(model3d(x), head_reference(model2d, x, heads, joined=joined))
             if err > 1e-4:
                 problems.append(f"{where}: head differs from the 2D head on pooled slices by "
                                 f"{err:.2g}")
@@ -277,7 +277,7 @@ def check_model(source: str, family: str, name: str, build) -> dict:
             else:
                 problems.append("expected a head pool (or a head run on all slices), found none")
             problems += check_train_mode(model, model3d, size)
-            problems += _check_second_size(model, model3d, size, heads, record)
+            problems += _check_second_size(model, model3d, size, heads, joined, record)
         elif mode == "center" and "planar" in outputs:
             err = _close(outputs[mode], outputs["planar"])
             if err > 1e-4:

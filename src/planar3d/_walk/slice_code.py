@@ -118,7 +118,10 @@ def _permutation_invariant(module: nn.Module, record: CallRecord, dim: int) -> b
     """Whether the 2D module's output stays the same when the positions along per-image dim
     `dim` of its inputs are permuted (the same permutation for every input): up to float64
     rounding, on a float64 copy, so that an output that depends on the order only a little
-    (a convolution's features on a large offset, pooled) is not taken for one that does not."""
+    (a convolution's features on a large offset, pooled) is not taken for one that does not.
+    Its parameters that are all zero (a classifier initialised to zero) are drawn at random
+    there: a module that computes a constant is order-free whatever its code, and its code is
+    what must be order-free for the weights it will be trained to or loaded with."""
     args, kwargs = map_leaves(
         lambda t: t.double() if isinstance(t, torch.Tensor) and t.is_floating_point() else t,
         record.inputs())
@@ -131,7 +134,7 @@ def _permutation_invariant(module: nn.Module, record: CallRecord, dim: int) -> b
         return t.index_select(dim, order) if isinstance(t, torch.Tensor) else t
 
     shuffled = map_leaves(permuted, (args, kwargs))
-    module = copy.deepcopy(module).double()
+    module = _with_generic_weights(module)
     with torch.no_grad():
         try:
             want, got = module(*args, **kwargs), module(*shuffled[0], **shuffled[1])
@@ -140,6 +143,17 @@ def _permutation_invariant(module: nn.Module, record: CallRecord, dim: int) -> b
     pairs = list(zip(tensors(want), tensors(got)))
     return bool(pairs) and all(w.shape == g.shape and not difference(g, w, loose=True)
                                for w, g in pairs)
+
+
+def _with_generic_weights(module: nn.Module) -> nn.Module:
+    """A float64 copy of `module` whose all-zero parameters are drawn at random (seeded)."""
+    module = copy.deepcopy(module).double()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            if parameter.numel() and not parameter.any():
+                parameter.normal_(0.0, 0.02, generator=generator)
+    return module
 
 
 def try_all_slices(s: Session, module: nn.Module, path: str, record: CallRecord
