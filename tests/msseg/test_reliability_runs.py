@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -262,3 +263,19 @@ def test_a_bad_weights_file_is_one_line_before_any_work(phantom_dir, tmp_path, c
     assert "--weights" in message
     assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
     assert "a pickle ran code" not in capsys.readouterr().out
+
+
+def test_a_stop_request_handled_at_once_by_the_main_thread_is_acknowledged_once(caplog):
+    # the main thread may stop before the watching thread reads the signal: the request is
+    # acknowledged all the same, and only once
+    from msseg.commands.main import _stop_on_sigterm
+
+    with caplog.at_level("WARNING"), pytest.raises(SystemExit) as stopped, \
+            _stop_on_sigterm("train"):
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # the handler runs at the next bytecode boundary
+            time.sleep(0.001)
+    assert stopped.value.code == 128 + signal.SIGTERM
+    time.sleep(0.2)  # the watching thread has read the signal by now
+    acknowledged = [r for r in caplog.records if "stop requested (SIGTERM)" in r.getMessage()]
+    assert len(acknowledged) == 1

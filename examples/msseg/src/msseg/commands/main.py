@@ -196,7 +196,10 @@ def _stop_on_sigterm(command: str) -> Iterator[None]:
     blocks remove temporary files), a watching thread acknowledges it at once, and the process
     exits after `STOP_GRACE_S` seconds if the main thread has not stopped by then. Nothing is
     changed where signals cannot be set (not the main thread)."""
+    acknowledge = _Acknowledgement(command)
+
     def terminate(signum: int, frame: object) -> None:
+        acknowledge()  # the main thread may get here before the watching thread reads it
         raise SystemExit(128 + signum)
 
     try:
@@ -211,8 +214,8 @@ def _stop_on_sigterm(command: str) -> Iterator[None]:
         os.register_at_fork(after_in_child=_forget_watcher)
         _FORKS_FORGET_THE_WATCHER.append(True)
     done = threading.Event()
-    watcher = threading.Thread(target=_watch, args=(reader, command, done), daemon=True,
-                               name="msseg-sigterm")
+    watcher = threading.Thread(target=_watch, args=(reader, command, done, acknowledge),
+                               daemon=True, name="msseg-sigterm")
     watcher.start()
     try:
         yield
@@ -232,14 +235,29 @@ def _forget_watcher() -> None:
         signal.set_wakeup_fd(-1)
 
 
-def _watch(reader: int, command: str, done: threading.Event) -> None:
+class _Acknowledgement:
+    """Says once that a stop was requested, from whichever thread sees the signal first."""
+
+    def __init__(self, command: str) -> None:
+        self.command, self.said, self.lock = command, False, threading.Lock()
+
+    def __call__(self) -> None:
+        with self.lock:
+            if self.said:
+                return
+            self.said = True
+        log.warning("stop requested (SIGTERM): stopping msseg %s; complete files stay, a file "
+                    "being written is discarded", self.command)
+
+
+def _watch(reader: int, command: str, done: threading.Event,
+           acknowledge: _Acknowledgement) -> None:
     """Acknowledge a SIGTERM as soon as the signal arrives; exit if the main thread has not
     stopped `STOP_GRACE_S` seconds later."""
     try:
         while data := os.read(reader, 64):
             if signal.SIGTERM in data and not done.is_set():
-                log.warning("stop requested (SIGTERM): stopping msseg %s; complete files stay, "
-                            "a file being written is discarded", command)
+                acknowledge()
                 if not done.wait(STOP_GRACE_S):
                     log.warning("msseg %s did not stop within %g s (inside a long computation): "
                                 "exiting now", command, STOP_GRACE_S)
