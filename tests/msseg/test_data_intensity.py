@@ -99,10 +99,10 @@ def test_ranges_of_the_real_scans(real_scans, kind, minmax, head, robust):
 ])
 def test_the_background_of_real_scans_is_set_by_the_scan_not_by_spline_overshoot(
         real_scans, kind, normalisation, background):
-    """Before, min-max was taken after the order-2 spline, whose undershoot at the head's edge
-    set the minimum: at 64³ the background (most voxels) landed at -0.752 (skull-stripped,
-    whose real minimum alone puts it at -0.821) and -0.881 (raw) instead of -1; the robust
-    percentiles at -0.983 and -0.994."""
+    """The range is taken on the scan, not after the order-2 spline: the spline's undershoot at
+    the head's edge would set the minimum, and at 64³ the background (most voxels) would land at
+    -0.752 (skull-stripped, whose real minimum alone puts it at -0.821) and -0.881 (raw) instead
+    of -1; the robust percentiles at -0.983 and -0.994."""
     scan = real_scans[kind]
     cube = preprocess_scan(scan, PipelineConfig(volume_size=64, normalisation=normalisation)).flair
     values, counts = np.unique(cube, return_counts=True)
